@@ -100,7 +100,9 @@ pub mod mem_kind {
 }
 
 /// One entry of the guest memory map.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct MemMapEntry {
     /// First guest-physical address.

@@ -1,1 +1,100 @@
-fn main(){}
+//! The `parapet` command.
+
+use clap::{ArgAction, Parser, Subcommand};
+use parapet::config::{MemSize, TransportChoice, VmConfig};
+use parapet::outcome::status;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Parapet: a Xen-style paravirtualization hypervisor on KVM.
+#[derive(Debug, Parser)]
+#[command(name = "parapet", version, about)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); PARAPET_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot a guest kernel and run it until it powers off.
+    ///
+    /// Exit status: the guest's power-off code; 1 VMM error; 101 guest crash; 102 guest fault;
+    /// 103 reboot request; 104 guest watchdog; 124 timeout.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The guest kernel: an ELF64 x86-64 executable built with the Parapet guest SDK.
+    kernel: PathBuf,
+    /// Guest RAM, a multiple of 2 MiB (e.g. 64M, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    memory: MemSize,
+    /// Kernel command line, passed in the start-info page.
+    #[arg(long, value_name = "STR", default_value = "")]
+    cmdline: String,
+    /// Stop the guest after SECS seconds (exit status 124).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+    /// Print exit, hypercall and KVM statistics to stderr at exit.
+    #[arg(long)]
+    stats: bool,
+    /// How hypercalls reach the VMM.
+    #[arg(long, value_enum, value_name = "TRANSPORT", default_value_t = TransportChoice::Auto)]
+    hypercall_transport: TransportChoice,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err("the timeout must be a positive number of seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("PARAPET_LOG")
+        .ok()
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let Command::Run(args) = cli.command;
+    let config = VmConfig {
+        kernel: args.kernel,
+        memory: args.memory,
+        cmdline: args.cmdline,
+        timeout: args.timeout,
+        stats: args.stats,
+        transport: args.hypercall_transport,
+    };
+    match parapet::vmm::run(&config) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("parapet: error: {e}");
+            ExitCode::from(status::VMM_ERROR)
+        }
+    }
+}

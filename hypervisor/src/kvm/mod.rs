@@ -1,0 +1,79 @@
+//! Everything that talks to `/dev/kvm`. The VMM's `unsafe` code is confined to this module and
+//! to `memory.rs`.
+
+pub mod stats;
+pub mod vcpu;
+
+use crate::error::{Error, KvmContext, Result};
+use crate::memory::GuestRam;
+use kvm_bindings::{
+    KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, kvm_userspace_memory_region, kvm_xen_hvm_config,
+};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use vmm_sys_util::ioctl::ioctl_with_ref;
+
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_XEN_HVM_CONFIG,
+    kvm_bindings::KVMIO,
+    0x7a,
+    kvm_xen_hvm_config
+);
+
+/// Opens `/dev/kvm` with a message that tells the user what to check.
+pub fn open() -> Result<Kvm> {
+    Kvm::new().map_err(|e| {
+        let hint = match e.errno() {
+            libc::ENOENT => " (is KVM enabled on this host?)",
+            libc::EACCES | libc::EPERM => " (run as root or join the kvm group)",
+            _ => "",
+        };
+        Error::HostUnsupported(format!("cannot open /dev/kvm: {e}{hint}"))
+    })
+}
+
+/// Creates a VM and checks the capabilities Parapet cannot run without.
+pub fn create_vm(kvm: &Kvm) -> Result<VmFd> {
+    if !kvm.check_extension(Cap::SyncRegs) {
+        return Err(Error::HostUnsupported(
+            "this KVM lacks KVM_CAP_SYNC_REGS, which Parapet needs for cheap hypercalls".into(),
+        ));
+    }
+    kvm.create_vm().kvm("KVM_CREATE_VM")
+}
+
+/// Makes `ram` the VM's memory slot 0, at GPA 0.
+pub fn register_ram(vm: &VmFd, ram: &GuestRam) -> Result<()> {
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: ram.size(),
+        userspace_addr: ram.host_base(),
+    };
+    // SAFETY: the region describes `ram`'s own mapping, which stays mapped for as long as the VM
+    // runs: the VMM drops the VM (and its vCPU) before the RAM.
+    unsafe { vm.set_user_memory_region(region) }.kvm("KVM_SET_USER_MEMORY_REGION")
+}
+
+/// Whether KVM can send every VMCALL/VMMCALL to userspace (`KVM_EXIT_XEN`).
+pub fn xen_intercept_available(vm: &VmFd) -> bool {
+    let flags = vm.check_extension_int(Cap::XenHvm);
+    flags > 0 && flags as u32 & KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL != 0
+}
+
+/// Turns on KVM's Xen hypercall intercept: VMCALL/VMMCALL from the guest exit as `KVM_EXIT_XEN`.
+pub fn enable_xen_intercept(vm: &VmFd) -> Result<()> {
+    let config = kvm_xen_hvm_config {
+        flags: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+        ..Default::default()
+    };
+    // SAFETY: KVM_XEN_HVM_CONFIG reads a `kvm_xen_hvm_config`, which `config` is, from a VM fd.
+    let ret = unsafe { ioctl_with_ref(vm, KVM_XEN_HVM_CONFIG(), &config) };
+    if ret < 0 {
+        return Err(Error::Kvm {
+            op: "KVM_XEN_HVM_CONFIG",
+            source: kvm_ioctls::Error::last(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! One vCPU: boot state, MSRs, and the run loop's view of KVM exits.
+
+use crate::builder::BootState;
+use crate::builder::layout::{self, selector};
+use crate::error::{KvmContext, Result};
+use kvm_bindings::{KVM_EXIT_XEN, Msrs, kvm_msr_entry, kvm_regs, kvm_segment};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use parapet_abi::hypercall::PIO_HYPERCALL_PORT;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// `KVM_EXIT_XEN` subtype of a hypercall.
+const KVM_EXIT_XEN_HCALL: u32 = 1;
+
+/// Why `KVM_RUN` returned, reduced to what the VMM acts on.
+#[derive(Debug)]
+pub enum Exit {
+    /// A hypercall, from either transport. Answer with [`Vcpu::complete_hypercall`].
+    Hypercall {
+        /// RAX.
+        nr: u64,
+        /// RDI, RSI, RDX, R10, R8.
+        args: [u64; 5],
+        /// The guest's privilege level was not 0 (only reported by the Xen intercept).
+        from_user: bool,
+    },
+    /// Port I/O to a port nothing serves.
+    Io {
+        /// The port.
+        port: u16,
+        /// OUT (true) or IN.
+        write: bool,
+    },
+    /// An access to guest-physical memory no memory slot backs.
+    Mmio {
+        /// The address.
+        gpa: u64,
+        /// Write (true) or read.
+        write: bool,
+    },
+    /// HLT (only without an in-kernel irqchip).
+    Halt,
+    /// Triple fault.
+    Shutdown,
+    /// KVM failed internally, usually an instruction it cannot emulate.
+    InternalError {
+        /// `KVM_INTERNAL_ERROR_*` suberror.
+        suberror: u32,
+        /// Suberror-specific data (for emulation failures: instruction bytes and more).
+        data: Vec<u64>,
+    },
+    /// VM entry failed.
+    FailEntry {
+        /// Hardware reason.
+        reason: u64,
+    },
+    /// `KVM_RUN` was interrupted by a signal (a kick).
+    Interrupted,
+    /// Anything else.
+    Other(String),
+}
+
+/// Where the pending hypercall's result must go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    None,
+    SyncRegs,
+    Xen,
+}
+
+/// A vCPU and its pending-result bookkeeping.
+#[derive(Debug)]
+pub struct Vcpu {
+    fd: VcpuFd,
+    pending: Pending,
+}
+
+/// The running vCPU's `kvm_run`, for the kick signal handler.
+static KICK_TARGET: AtomicPtr<kvm_bindings::kvm_run> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = KICK_TARGET.load(Ordering::Acquire);
+    if !run.is_null() {
+        // SAFETY: `run` points at the mmap'd `kvm_run` of the vCPU registered by `arm_kick`,
+        // which outlives the vCPU thread that receives this signal. A volatile byte store is
+        // async-signal-safe; it makes a `KVM_RUN` that has not started yet return at once.
+        unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(1) };
+    }
+}
+
+/// The signal that kicks a vCPU out of `KVM_RUN`.
+pub fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+impl Vcpu {
+    /// Wraps a created vCPU.
+    pub fn new(fd: VcpuFd) -> Vcpu {
+        Vcpu {
+            fd,
+            pending: Pending::None,
+        }
+    }
+
+    /// The underlying fd (for statistics and register dumps).
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
+    /// Reads MSRs in order, stopping at the first one KVM does not know; returns the values read.
+    pub fn read_msrs(&self, indices: &[u32]) -> Result<Vec<u64>> {
+        let entries: Vec<_> = indices
+            .iter()
+            .map(|&index| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let mut msrs = Msrs::from_entries(&entries).expect("a handful of MSRs fits");
+        let n = self.fd.get_msrs(&mut msrs).kvm("KVM_GET_MSRS")?;
+        Ok(msrs.as_slice()[..n].iter().map(|e| e.data).collect())
+    }
+
+    /// Writes one MSR; returns whether KVM accepted it.
+    pub fn write_msr(&self, index: u32, data: u64) -> Result<bool> {
+        let msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        }])
+        .expect("one MSR fits");
+        Ok(self.fd.set_msrs(&msrs).kvm("KVM_SET_MSRS")? == 1)
+    }
+
+    /// Puts the vCPU in the entry state of docs/abi.md §2.3 and turns on register syncing.
+    pub fn set_boot_state(&mut self, boot: &BootState) -> Result<()> {
+        let mut sregs = self.fd.get_sregs().kvm("KVM_GET_SREGS")?;
+        let segment = |selector: u16, code: bool| kvm_segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector,
+            type_: if code { 0xb } else { 0x3 },
+            present: 1,
+            dpl: 0,
+            db: u8::from(!code),
+            s: 1,
+            l: u8::from(code),
+            g: 1,
+            ..Default::default()
+        };
+        sregs.cs = segment(selector::KERNEL_CODE, true);
+        let data = segment(selector::KERNEL_DATA, false);
+        (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+        sregs.tr = kvm_segment {
+            base: layout::TSS,
+            limit: 0x67,
+            selector: selector::TSS,
+            type_: 0xb,
+            present: 1,
+            ..Default::default()
+        };
+        sregs.ldt = kvm_segment {
+            unusable: 1,
+            ..Default::default()
+        };
+        sregs.gdt.base = layout::GDT;
+        sregs.gdt.limit = 10 * 8 - 1;
+        sregs.idt.base = 0;
+        sregs.idt.limit = 0;
+        sregs.cr0 = 0x8005_0033; // PG AM WP NE ET MP PE
+        sregs.cr3 = boot.cr3;
+        sregs.cr4 = 0x620; // OSXMMEXCPT OSFXSR PAE
+        sregs.efer = 0xd01; // NXE LMA LME SCE
+        self.fd.set_sregs(&sregs).kvm("KVM_SET_SREGS")?;
+        let regs = kvm_regs {
+            rip: boot.entry,
+            rsi: boot.start_info,
+            rflags: 0x2,
+            ..Default::default()
+        };
+        self.fd.set_regs(&regs).kvm("KVM_SET_REGS")?;
+        self.fd.set_sync_valid_reg(SyncReg::Register);
+        Ok(())
+    }
+
+    /// Lets [`kick_signal`] interrupt this vCPU's `KVM_RUN`. Call on the thread that runs it.
+    pub fn arm_kick(&mut self) -> std::io::Result<()> {
+        KICK_TARGET.store(self.fd.get_kvm_run(), Ordering::Release);
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
+
+    /// Runs the guest until the next exit the VMM must handle.
+    pub fn run(&mut self) -> Result<Exit> {
+        debug_assert_eq!(self.pending, Pending::None, "answer the hypercall first");
+        let exit = match self.fd.run() {
+            Ok(VcpuExit::IoOut(PIO_HYPERCALL_PORT, _)) => {
+                let r = &self.fd.sync_regs_mut().regs;
+                let exit = Exit::Hypercall {
+                    nr: r.rax,
+                    args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8],
+                    from_user: false,
+                };
+                self.pending = Pending::SyncRegs;
+                exit
+            }
+            Ok(VcpuExit::IoOut(port, _)) => Exit::Io { port, write: true },
+            Ok(VcpuExit::IoIn(port, data)) => {
+                data.fill(0xff);
+                Exit::Io { port, write: false }
+            }
+            Ok(VcpuExit::MmioRead(gpa, data)) => {
+                data.fill(0xff);
+                Exit::Mmio { gpa, write: false }
+            }
+            Ok(VcpuExit::MmioWrite(gpa, _)) => Exit::Mmio { gpa, write: true },
+            Ok(VcpuExit::Hlt) => Exit::Halt,
+            Ok(VcpuExit::Shutdown) => Exit::Shutdown,
+            Ok(VcpuExit::FailEntry(reason, _)) => Exit::FailEntry { reason },
+            Ok(VcpuExit::Intr) => Exit::Interrupted,
+            Ok(VcpuExit::InternalError) => {
+                let run = self.fd.get_kvm_run();
+                // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
+                // union member KVM filled in.
+                let internal = unsafe { run.__bindgen_anon_1.internal };
+                let n = (internal.ndata as usize).min(internal.data.len());
+                Exit::InternalError {
+                    suberror: internal.suberror,
+                    data: internal.data[..n].to_vec(),
+                }
+            }
+            Ok(VcpuExit::Unsupported(KVM_EXIT_XEN)) => {
+                let run = self.fd.get_kvm_run();
+                // SAFETY: the exit reason is KVM_EXIT_XEN, so `xen` is the union member KVM
+                // filled in.
+                let xen = unsafe { run.__bindgen_anon_1.xen };
+                if xen.type_ != KVM_EXIT_XEN_HCALL {
+                    Exit::Other(format!("KVM_EXIT_XEN of type {}", xen.type_))
+                } else {
+                    // SAFETY: type KVM_EXIT_XEN_HCALL selects the `hcall` member.
+                    let h = unsafe { xen.u.hcall };
+                    self.pending = Pending::Xen;
+                    Exit::Hypercall {
+                        nr: h.input,
+                        args: [
+                            h.params[0],
+                            h.params[1],
+                            h.params[2],
+                            h.params[3],
+                            h.params[4],
+                        ],
+                        from_user: h.cpl != 0,
+                    }
+                }
+            }
+            Ok(other) => Exit::Other(format!("{other:?}")),
+            Err(e) if e.errno() == libc::EINTR => {
+                self.fd.set_kvm_immediate_exit(0);
+                Exit::Interrupted
+            }
+            Err(e) if e.errno() == libc::EAGAIN => Exit::Interrupted,
+            Err(e) => return Err(e).kvm("KVM_RUN"),
+        };
+        Ok(exit)
+    }
+
+    /// Delivers the result of the hypercall [`Vcpu::run`] last returned.
+    pub fn complete_hypercall(&mut self, ret: u64) {
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::SyncRegs => {
+                self.fd.sync_regs_mut().regs.rax = ret;
+                self.fd.set_sync_dirty_reg(SyncReg::Register);
+            }
+            Pending::Xen => {
+                // The last exit was a KVM_EXIT_XEN hypercall, so `xen.u.hcall` is the live union
+                // member; KVM reads `result` back on the next KVM_RUN.
+                self.fd.get_kvm_run().__bindgen_anon_1.xen.u.hcall.result = ret;
+            }
+            Pending::None => debug_assert!(false, "no hypercall pending"),
+        }
+    }
+}

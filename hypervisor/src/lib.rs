@@ -1,0 +1,21 @@
+//! Parapet: a Xen-style paravirtualization hypervisor on Linux KVM.
+//!
+//! The VMM loads a guest ELF, builds its initial state the way Xen's domain builder does
+//! ([`builder`]), runs its vCPU ([`kvm`]) and serves its hypercalls ([`hypercall`]). See
+//! `docs/architecture.md` for the big picture and `docs/abi.md` for the guest ABI.
+
+pub mod builder;
+pub mod config;
+pub mod error;
+pub mod hypercall;
+pub mod kvm;
+pub mod loader;
+pub mod memory;
+pub mod outcome;
+pub mod platform;
+pub mod stats;
+pub mod symbols;
+pub mod vmm;
+
+pub use config::VmConfig;
+pub use error::{Error, Result};

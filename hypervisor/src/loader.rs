@@ -1,0 +1,262 @@
+//! Guest kernel images: validating and loading an ELF64 x86-64 executable.
+//!
+//! The whole file is checked before any VM exists, so a bad kernel costs the user one clear line,
+//! never a half-built guest.
+
+use object::LittleEndian as LE;
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+use parapet_abi::start_info::KERNEL_MIN_ADDR;
+use std::ops::Range;
+
+/// `e_ident` index of the class byte.
+const EI_CLASS: usize = 4;
+/// `e_ident` index of the data-encoding byte.
+const EI_DATA: usize = 5;
+
+/// The most `PT_LOAD` segments a kernel may have.
+const MAX_SEGMENTS: usize = 64;
+
+/// A loadable segment: `file` bytes of the image go to `gpa`, zero-filled up to `mem_size`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// First guest-physical address (== virtual address: the image is identity-mapped).
+    pub gpa: u64,
+    /// Byte range of the segment's contents in the image file.
+    pub file: Range<usize>,
+    /// Size in memory (≥ the file size).
+    pub mem_size: u64,
+    /// Whether the segment is executable.
+    pub executable: bool,
+}
+
+impl Segment {
+    /// One past the last guest-physical address.
+    pub fn end(&self) -> u64 {
+        self.gpa + self.mem_size
+    }
+}
+
+/// A validated kernel image.
+#[derive(Clone, Debug)]
+pub struct KernelImage {
+    /// Entry point.
+    pub entry: u64,
+    /// Loadable segments, sorted by address, non-overlapping.
+    pub segments: Vec<Segment>,
+}
+
+impl KernelImage {
+    /// The lowest and highest-plus-one guest-physical address the image occupies.
+    pub fn extent(&self) -> Range<u64> {
+        let start = self.segments.first().map_or(0, |s| s.gpa);
+        let end = self.segments.iter().map(Segment::end).max().unwrap_or(0);
+        start..end
+    }
+}
+
+/// Parses and validates a kernel image. The error is a short phrase naming the problem.
+pub fn parse(data: &[u8]) -> Result<KernelImage, String> {
+    if data.len() < 4 || data[..4] != elf::ELFMAG {
+        return Err("not an ELF file".into());
+    }
+    if data.len() < 6 {
+        return Err("truncated ELF header".into());
+    }
+    let class = data[EI_CLASS];
+    if class == elf::ELFCLASS32.0 {
+        return Err("is a 32-bit ELF; Parapet kernels are ELF64 x86-64".into());
+    }
+    if class != elf::ELFCLASS64.0 {
+        return Err(format!("unknown ELF class {class}"));
+    }
+    if data[EI_DATA] != elf::ELFDATA2LSB.0 {
+        return Err("is big-endian; Parapet kernels are little-endian x86-64".into());
+    }
+    let header =
+        elf::FileHeader64::<LE>::parse(data).map_err(|e| format!("malformed ELF header: {e}"))?;
+    let machine = header.e_machine(LE);
+    if machine != elf::EM_X86_64 {
+        return Err(format!(
+            "is built for ELF machine {machine}, not x86-64 ({})",
+            elf::EM_X86_64
+        ));
+    }
+    match header.e_type(LE) {
+        elf::ET_EXEC => {}
+        elf::ET_DYN => {
+            return Err(
+                "is position-independent (ET_DYN); link guests as static executables (--no-pie)"
+                    .into(),
+            );
+        }
+        t => return Err(format!("is not an executable (ELF type {t})")),
+    }
+    let phdrs = header
+        .program_headers(LE, data)
+        .map_err(|e| format!("malformed program headers: {e}"))?;
+
+    let mut segments = Vec::new();
+    for ph in phdrs.iter().filter(|p| p.p_type(LE) == elf::PT_LOAD) {
+        let (gpa, mem_size) = (ph.p_vaddr(LE), ph.p_memsz(LE));
+        let (offset, file_size) = (ph.p_offset(LE), ph.p_filesz(LE));
+        if file_size > mem_size {
+            return Err(format!(
+                "segment at {gpa:#x} has more file bytes ({file_size:#x}) than memory ({mem_size:#x})"
+            ));
+        }
+        let file = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(file_size).ok())
+            .and_then(|(o, n)| Some(o..o.checked_add(n)?))
+            .filter(|r| r.end <= data.len())
+            .ok_or_else(|| format!("segment at {gpa:#x} lies outside the file"))?;
+        if gpa.checked_add(mem_size).is_none() {
+            return Err(format!(
+                "segment at {gpa:#x} of {mem_size:#x} bytes overflows the address space"
+            ));
+        }
+        if gpa < KERNEL_MIN_ADDR {
+            return Err(format!(
+                "segment at {gpa:#x} is below {KERNEL_MIN_ADDR:#x}, where the boot structures live"
+            ));
+        }
+        if mem_size == 0 {
+            continue;
+        }
+        segments.push(Segment {
+            gpa,
+            file,
+            mem_size,
+            executable: ph.p_flags(LE).0 & elf::PF_X.0 != 0,
+        });
+        if segments.len() > MAX_SEGMENTS {
+            return Err(format!("has more than {MAX_SEGMENTS} loadable segments"));
+        }
+    }
+    if segments.is_empty() {
+        return Err("has no loadable segments".into());
+    }
+    segments.sort_by_key(|s| s.gpa);
+    if let Some(w) = segments.windows(2).find(|w| w[0].end() > w[1].gpa) {
+        return Err(format!(
+            "segments at {:#x} and {:#x} overlap",
+            w[0].gpa, w[1].gpa
+        ));
+    }
+    let entry = header.e_entry(LE);
+    if !segments
+        .iter()
+        .any(|s| s.executable && (s.gpa..s.end()).contains(&entry))
+    {
+        return Err(format!(
+            "entry point {entry:#x} is not inside an executable segment"
+        ));
+    }
+    Ok(KernelImage { entry, segments })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 x86-64 executable with the given PT_LOAD (vaddr, filesz, memsz, flags).
+    fn elf(machine: u16, etype: u16, entry: u64, loads: &[(u64, u64, u64, u32)]) -> Vec<u8> {
+        let mut v = vec![0u8; 64];
+        v[..4].copy_from_slice(&elf::ELFMAG);
+        v[4] = elf::ELFCLASS64.0;
+        v[5] = elf::ELFDATA2LSB.0;
+        v[6] = 1;
+        v[16..18].copy_from_slice(&etype.to_le_bytes());
+        v[18..20].copy_from_slice(&machine.to_le_bytes());
+        v[20..24].copy_from_slice(&1u32.to_le_bytes());
+        v[24..32].copy_from_slice(&entry.to_le_bytes());
+        v[32..40].copy_from_slice(&64u64.to_le_bytes());
+        v[52..54].copy_from_slice(&64u16.to_le_bytes());
+        v[54..56].copy_from_slice(&56u16.to_le_bytes());
+        v[56..58].copy_from_slice(&(loads.len() as u16).to_le_bytes());
+        let data_off = 64 + 56 * loads.len() as u64;
+        for &(vaddr, filesz, memsz, flags) in loads {
+            let mut p = [0u8; 56];
+            p[0..4].copy_from_slice(&elf::PT_LOAD.0.to_le_bytes());
+            p[4..8].copy_from_slice(&flags.to_le_bytes());
+            p[8..16].copy_from_slice(&data_off.to_le_bytes());
+            p[16..24].copy_from_slice(&vaddr.to_le_bytes());
+            p[24..32].copy_from_slice(&vaddr.to_le_bytes());
+            p[32..40].copy_from_slice(&filesz.to_le_bytes());
+            p[40..48].copy_from_slice(&memsz.to_le_bytes());
+            v.extend_from_slice(&p);
+        }
+        v.resize(v.len() + 4096, 0x90);
+        v
+    }
+
+    const RX: u32 = elf::PF_R.0 | elf::PF_X.0;
+
+    #[test]
+    fn accepts_a_simple_kernel() {
+        let img = parse(&elf(62, 2, 0x100000, &[(0x100000, 16, 0x2000, RX)])).unwrap();
+        assert_eq!(img.entry, 0x100000);
+        assert_eq!(img.extent(), 0x100000..0x102000);
+    }
+
+    #[test]
+    fn rejects_what_cannot_boot() {
+        let cases: &[(Vec<u8>, &str)] = &[
+            (b"hello".to_vec(), "not an ELF"),
+            (
+                elf(183, 2, 0x100000, &[(0x100000, 16, 16, RX)]),
+                "machine 183",
+            ),
+            (elf(62, 3, 0x100000, &[(0x100000, 16, 16, RX)]), "ET_DYN"),
+            (
+                elf(62, 1, 0x100000, &[(0x100000, 16, 16, RX)]),
+                "not an executable",
+            ),
+            (elf(62, 2, 0x1000, &[(0x1000, 16, 16, RX)]), "below"),
+            (
+                elf(62, 2, 0x100000, &[(u64::MAX - 8, 16, 16, RX)]),
+                "overflows",
+            ),
+            (
+                elf(62, 2, 0x100000, &[(0x100000, 32, 16, RX)]),
+                "more file bytes",
+            ),
+            (
+                elf(62, 2, 0x100000, &[(0x100000, 1 << 40, 1 << 40, RX)]),
+                "outside the file",
+            ),
+            (
+                elf(62, 2, 0x200000, &[(0x100000, 16, 16, RX)]),
+                "entry point",
+            ),
+            (
+                elf(62, 2, 0x100000, &[(0x100000, 16, 16, elf::PF_R.0)]),
+                "entry point",
+            ),
+            (
+                elf(
+                    62,
+                    2,
+                    0x100000,
+                    &[(0x100000, 16, 0x2000, RX), (0x101000, 16, 16, RX)],
+                ),
+                "overlap",
+            ),
+            (elf(62, 2, 0x100000, &[]), "no loadable"),
+        ];
+        for (bytes, want) in cases {
+            let err = parse(bytes).unwrap_err();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+        let mut elf32 = elf(62, 2, 0x100000, &[]);
+        elf32[4] = elf::ELFCLASS32.0;
+        assert!(parse(&elf32).unwrap_err().contains("32-bit"));
+        assert!(parse(&elf32[..5]).unwrap_err().contains("truncated"));
+        assert!(
+            parse(&elf(62, 2, 0, &[])[..40])
+                .unwrap_err()
+                .contains("malformed")
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! What kind of KVM this is, and how guests should reach the VMM on it. Detected, never assumed.
+//!
+//! - **kvm_pvm** (a paravirtual KVM without VT-x/AMD-V): identified by its signature MSR. Guests
+//!   run natively only with a registered VIF page; VMCALL/VMMCALL do not reach userspace, so
+//!   hypercalls use port I/O.
+//! - **VT-x/AMD-V KVM**: hypercalls use VMCALL (Intel) or VMMCALL (AMD) when KVM's Xen intercept
+//!   is available, else port I/O.
+
+use crate::config::TransportChoice;
+use crate::error::{Error, Result};
+use crate::kvm::vcpu::Vcpu;
+use parapet_abi::start_info::{Platform, Transport};
+
+/// kvm_pvm: VIF page GPA and PV flags (read/write).
+pub const MSR_PVM_VIF: u32 = 0x4b56_4d10;
+/// kvm_pvm: signature, reads [`PVM_SIGNATURE`].
+const MSR_PVM_SIGNATURE: u32 = 0x4b56_4d11;
+/// kvm_pvm: feature bitmap.
+const MSR_PVM_FEATURES: u32 = 0x4b56_4d12;
+/// kvm_pvm: TSC frequency in kHz.
+const MSR_PVM_TSC_KHZ: u32 = 0x4b56_4d13;
+/// "PVM".
+const PVM_SIGNATURE: u64 = 0x4d_5650;
+/// Feature bits present only when this VM may run natively (0x1ff with, 0x113 without).
+const PVM_FEATURES_NATIVE: u64 = 0xec;
+/// Host-initiated VIF registration flag ("restore state"), required with a non-zero GPA.
+pub const PVM_VIF_HOST_WRITE: u64 = 0x400;
+/// `IA32_TIME_STAMP_COUNTER`.
+const MSR_IA32_TSC: u32 = 0x10;
+
+/// What the VMM learned about the host.
+#[derive(Clone, Copy, Debug)]
+pub struct Host {
+    /// The platform guests run on.
+    pub platform: Platform,
+    /// kvm_pvm only: whether the feature MSR allows native execution.
+    pub pvm_native: bool,
+    /// KVM can forward VMCALL/VMMCALL to userspace.
+    pub xen_intercept: bool,
+    /// The CPU is AMD's (VMMCALL) rather than Intel's (VMCALL).
+    pub amd: bool,
+    /// TSC frequency in kHz.
+    pub tsc_khz: u64,
+    /// The guest's TSC when it was read.
+    pub guest_tsc: u64,
+    /// The TSC is invariant.
+    pub tsc_stable: bool,
+}
+
+/// Probes the host through a fresh vCPU.
+pub fn detect(vcpu: &Vcpu, xen_intercept: bool) -> Result<Host> {
+    // KVM_GET_MSRS stops at the first unknown MSR, so the TSC comes first and a non-PVM KVM
+    // answers just that one.
+    let msrs = vcpu.read_msrs(&[
+        MSR_IA32_TSC,
+        MSR_PVM_SIGNATURE,
+        MSR_PVM_FEATURES,
+        MSR_PVM_TSC_KHZ,
+    ])?;
+    let guest_tsc = *msrs
+        .first()
+        .ok_or_else(|| Error::HostUnsupported("KVM cannot read the guest TSC (IA32_TSC)".into()))?;
+    let pvm = msrs.get(1) == Some(&PVM_SIGNATURE) && msrs.len() == 4;
+    let (platform, pvm_native, tsc_khz) = if pvm {
+        let native = msrs[2] & PVM_FEATURES_NATIVE == PVM_FEATURES_NATIVE;
+        (Platform::KvmPvm, native, msrs[3])
+    } else {
+        let khz = vcpu.fd().get_tsc_khz().map_err(|e| {
+            Error::HostUnsupported(format!("KVM cannot report the TSC frequency: {e}"))
+        })?;
+        (Platform::KvmHardware, false, u64::from(khz))
+    };
+    if tsc_khz == 0 {
+        return Err(Error::HostUnsupported(
+            "KVM reports a TSC frequency of 0".into(),
+        ));
+    }
+    Ok(Host {
+        platform,
+        pvm_native,
+        xen_intercept,
+        amd: cpu_vendor_is_amd(),
+        tsc_khz,
+        guest_tsc,
+        tsc_stable: tsc_invariant(),
+    })
+}
+
+/// Picks the hypercall transport for `choice` on `host`.
+pub fn choose_transport(host: &Host, choice: TransportChoice) -> Result<Transport> {
+    let trap = if host.amd {
+        Transport::Vmmcall
+    } else {
+        Transport::Vmcall
+    };
+    match choice {
+        TransportChoice::Pio => Ok(Transport::Pio),
+        TransportChoice::Auto if host.xen_intercept => Ok(trap),
+        TransportChoice::Auto => Ok(Transport::Pio),
+        TransportChoice::Vmcall if host.xen_intercept => Ok(trap),
+        TransportChoice::Vmcall => Err(Error::TransportUnavailable {
+            requested: "vmcall",
+            reason: match host.platform {
+                Platform::KvmPvm => {
+                    "on kvm_pvm VMCALL/VMMCALL never reach userspace; use pio".into()
+                }
+                Platform::KvmHardware => "this KVM lacks the Xen hypercall intercept \
+                    (KVM_CAP_XEN_HVM with INTERCEPT_HCALL, CONFIG_KVM_XEN); use pio"
+                    .into(),
+            },
+        }),
+    }
+}
+
+fn cpu_vendor_is_amd() -> bool {
+    let leaf = std::arch::x86_64::__cpuid(0);
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&leaf.edx.to_le_bytes());
+    vendor[8..].copy_from_slice(&leaf.ecx.to_le_bytes());
+    &vendor == b"AuthenticAMD" || &vendor == b"HygonGenuine"
+}
+
+fn tsc_invariant() -> bool {
+    use std::arch::x86_64::__cpuid;
+    // Leaf 0x8000_0007 is read only when the maximum extended leaf says it exists.
+    __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(platform: Platform, xen_intercept: bool, amd: bool) -> Host {
+        Host {
+            platform,
+            pvm_native: true,
+            xen_intercept,
+            amd,
+            tsc_khz: 1,
+            guest_tsc: 0,
+            tsc_stable: true,
+        }
+    }
+
+    #[test]
+    fn auto_prefers_the_xen_intercept_and_falls_back_to_pio() {
+        let pvm = host(Platform::KvmPvm, false, true);
+        assert_eq!(
+            choose_transport(&pvm, TransportChoice::Auto).unwrap(),
+            Transport::Pio
+        );
+        assert!(choose_transport(&pvm, TransportChoice::Vmcall).is_err());
+        let intel = host(Platform::KvmHardware, true, false);
+        assert_eq!(
+            choose_transport(&intel, TransportChoice::Auto).unwrap(),
+            Transport::Vmcall
+        );
+        let amd = host(Platform::KvmHardware, true, true);
+        assert_eq!(
+            choose_transport(&amd, TransportChoice::Vmcall).unwrap(),
+            Transport::Vmmcall
+        );
+        assert_eq!(
+            choose_transport(&amd, TransportChoice::Pio).unwrap(),
+            Transport::Pio
+        );
+        let plain = host(Platform::KvmHardware, false, false);
+        let err = choose_transport(&plain, TransportChoice::Vmcall).unwrap_err();
+        assert!(err.to_string().contains("INTERCEPT_HCALL"));
+    }
+}

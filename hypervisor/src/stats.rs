@@ -1,0 +1,125 @@
+//! Counters the vCPU loop keeps, and the `--stats` report.
+
+use crate::kvm::vcpu::Exit;
+use parapet_abi::hypercall::{Hypercall, NR_STUBS};
+use std::fmt::Write;
+
+/// Exits to the VMM by reason, and hypercalls by number.
+#[derive(Debug)]
+pub struct ExitCounters {
+    by_reason: [u64; REASONS.len()],
+    by_hypercall: [u64; NR_STUBS + 1],
+}
+
+const REASONS: [&str; 9] = [
+    "io",
+    "xen",
+    "mmio",
+    "hlt",
+    "intr",
+    "shutdown",
+    "internal_error",
+    "fail_entry",
+    "other",
+];
+
+impl Default for ExitCounters {
+    fn default() -> Self {
+        ExitCounters {
+            by_reason: [0; REASONS.len()],
+            by_hypercall: [0; NR_STUBS + 1],
+        }
+    }
+}
+
+impl ExitCounters {
+    /// Counts one exit.
+    pub fn count(&mut self, exit: &Exit, xen_transport: bool) {
+        let reason = match exit {
+            Exit::Hypercall { .. } if xen_transport => 1,
+            Exit::Hypercall { .. } | Exit::Io { .. } => 0,
+            Exit::Mmio { .. } => 2,
+            Exit::Halt => 3,
+            Exit::Interrupted => 4,
+            Exit::Shutdown => 5,
+            Exit::InternalError { .. } => 6,
+            Exit::FailEntry { .. } => 7,
+            Exit::Other(_) => 8,
+        };
+        self.by_reason[reason] += 1;
+        if let Exit::Hypercall { nr, .. } = exit {
+            let slot = usize::try_from(*nr).unwrap_or(NR_STUBS).min(NR_STUBS);
+            self.by_hypercall[slot] += 1;
+        }
+    }
+
+    /// Total exits to the VMM.
+    pub fn total(&self) -> u64 {
+        self.by_reason.iter().sum()
+    }
+
+    /// The `--stats` report: VMM counters, then the vCPU's KVM statistics.
+    pub fn render(&self, kvm: &[(String, u64)]) -> String {
+        let mut out = String::from("parapet stats:\n");
+        let _ = writeln!(out, "  exit.total {}", self.total());
+        for (name, n) in REASONS.iter().zip(self.by_reason) {
+            if n > 0 {
+                let _ = writeln!(out, "  exit.{name} {n}");
+            }
+        }
+        for (nr, n) in self
+            .by_hypercall
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+        {
+            let name = match Hypercall(nr as u32).name() {
+                "unknown" => format!("unknown_{nr}"),
+                known => known.to_owned(),
+            };
+            let name = if nr == NR_STUBS {
+                "out_of_range".to_owned()
+            } else {
+                name
+            };
+            let _ = writeln!(out, "  hypercall.{name} {n}");
+        }
+        for (name, value) in kvm {
+            if *value > 0 || name == "exits" || name == "insn_emulation" {
+                let _ = writeln!(out, "  kvm.{name} {value}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_nonzero_counters() {
+        let mut c = ExitCounters::default();
+        let hc = |nr| Exit::Hypercall {
+            nr,
+            args: [0; 5],
+            from_user: false,
+        };
+        c.count(&hc(18), false);
+        c.count(&hc(18), false);
+        c.count(&hc(500), false);
+        c.count(&Exit::Shutdown, false);
+        let text = c.render(&[
+            ("exits".into(), 0),
+            ("halt_exits".into(), 0),
+            ("io_exits".into(), 3),
+        ]);
+        assert!(text.contains("  exit.total 4\n"));
+        assert!(text.contains("  exit.io 3\n"));
+        assert!(text.contains("  hypercall.console_io 2\n"));
+        assert!(text.contains("  hypercall.out_of_range 1\n"));
+        assert!(text.contains("  kvm.exits 0\n"));
+        assert!(!text.contains("halt_exits"));
+        assert!(text.contains("  kvm.io_exits 3\n"));
+    }
+}

@@ -1,0 +1,383 @@
+//! One guest run, start to finish: validate, build, run the vCPU, report.
+
+use crate::builder::{self, BootParams, layout};
+use crate::config::VmConfig;
+use crate::error::{Error, Result};
+use crate::hypercall::{self, Action, Context, Control, Stdout, Timer};
+use crate::kvm::{self, vcpu::Exit, vcpu::Vcpu};
+use crate::loader;
+use crate::memory::GuestRam;
+use crate::outcome::{FaultInfo, GuestExit, status};
+use crate::platform::{self, Host, MSR_PVM_VIF, PVM_VIF_HOST_WRITE};
+use crate::stats::ExitCounters;
+use crate::symbols::SymbolTable;
+use crossbeam_channel::{Receiver, Sender};
+use kvm_ioctls::{Kvm, VmFd};
+use parapet_abi::Errno;
+use parapet_abi::start_info::{Platform, Transport};
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{debug, info, warn};
+
+/// On kvm_pvm, more emulated instructions than this before the first hypercall mean the guest
+/// is not running natively (a native guest shows about one per port-I/O exit).
+const EMULATION_WARN_THRESHOLD: u64 = 1000;
+
+/// Runs the guest `config` describes; returns the process exit status.
+pub fn run(config: &VmConfig) -> Result<u8> {
+    let started = Instant::now();
+    let file = std::fs::read(&config.kernel).map_err(|source| Error::KernelRead {
+        path: config.kernel.clone(),
+        source,
+    })?;
+    let image = loader::parse(&file).map_err(|reason| Error::KernelInvalid {
+        path: config.kernel.clone(),
+        reason,
+    })?;
+    let mem_size = check_memory(config.memory.bytes())?;
+    builder::check_fit(&image, mem_size, &config.cmdline)?;
+
+    let kvm = kvm::open()?;
+    let vm = kvm::create_vm(&kvm)?;
+    let ram = GuestRam::new(mem_size).map_err(|source| Error::Io {
+        op: "cannot allocate guest memory",
+        source,
+    })?;
+    kvm::register_ram(&vm, &ram)?;
+    let mut vcpu = Vcpu::new(vm.create_vcpu(0).map_err(|source| Error::Kvm {
+        op: "KVM_CREATE_VCPU",
+        source,
+    })?);
+    let host = platform::detect(&vcpu, kvm::xen_intercept_available(&vm))?;
+    let boot_instant = Instant::now();
+    let transport = platform::choose_transport(&host, config.transport)?;
+    prepare_platform(&kvm, &vm, &vcpu, &host, transport)?;
+    info!(
+        "platform={} transport={} tsc_khz={} memory={}",
+        host.platform.name(),
+        transport.name(),
+        host.tsc_khz,
+        config.memory
+    );
+
+    let boot = builder::build(
+        &ram,
+        &BootParams {
+            image: &image,
+            file: &file,
+            cmdline: &config.cmdline,
+            platform: host.platform,
+            transport,
+            tsc_khz: host.tsc_khz,
+            guest_tsc: host.guest_tsc,
+            tsc_stable: host.tsc_stable,
+            wallclock: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        },
+    )?;
+    vcpu.set_boot_state(&boot)?;
+    if host.platform == Platform::KvmPvm {
+        register_vif(&vcpu)?;
+    }
+    debug!("guest built in {:?}", started.elapsed());
+
+    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    let watchdog = match config.timeout {
+        Some(limit) => Some(start_watchdog(&mut vcpu, limit, control_tx)?),
+        None => {
+            drop(control_tx);
+            None
+        }
+    };
+    let mut counters = ExitCounters::default();
+    let mut run = VcpuLoop {
+        vcpu: &mut vcpu,
+        ram: &ram,
+        control: &control_rx,
+        counters: &mut counters,
+        boot: boot_instant,
+        check_native: host.platform == Platform::KvmPvm,
+        xen_transport: transport != Transport::Pio,
+    };
+    let exit = run.run();
+    if let Some((done, _)) = &watchdog {
+        let _ = done.send(());
+    }
+    debug!("guest ran for {:?}", started.elapsed());
+
+    if config.stats {
+        let kvm_stats = kvm::stats::read(vcpu.fd()).unwrap_or_else(|e| {
+            warn!("cannot read the vCPU's KVM statistics: {e}");
+            Vec::new()
+        });
+        eprint!("{}", counters.render(&kvm_stats));
+    }
+    let exit = exit?;
+    Ok(report(exit, &vcpu, &ram, &file, config.timeout))
+}
+
+fn check_memory(bytes: u64) -> Result<u64> {
+    use crate::config::MemSize;
+    let mib = |b| MemSize(b).to_string();
+    if bytes < layout::MIN_MEMORY {
+        return Err(Error::Memory(format!(
+            "guest memory of {} is too small: the minimum is {}",
+            mib(bytes),
+            mib(layout::MIN_MEMORY)
+        )));
+    }
+    if bytes > layout::MAX_MEMORY {
+        return Err(Error::Memory(format!(
+            "guest memory of {} is too large: the maximum is {}",
+            mib(bytes),
+            mib(layout::MAX_MEMORY)
+        )));
+    }
+    if !bytes.is_multiple_of(layout::MEMORY_GRANULE) {
+        return Err(Error::Memory(format!(
+            "guest memory of {} is not a multiple of 2 MiB",
+            mib(bytes)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Host-specific VM setup before the guest is built.
+fn prepare_platform(
+    kvm: &Kvm,
+    vm: &VmFd,
+    vcpu: &Vcpu,
+    host: &Host,
+    transport: Transport,
+) -> Result<()> {
+    if host.platform == Platform::KvmPvm {
+        if !host.pvm_native {
+            warn!(
+                "kvm_pvm reports that native execution is unavailable: the guest will be \
+                 instruction-emulated, thousands of times slower"
+            );
+        }
+        // Native-mode CPUID is not intercepted on kvm_pvm, so a CPUID table would be ignored.
+    } else {
+        // VT-x/AMD-V KVM checks long mode and NX against the guest CPUID in KVM_SET_SREGS.
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(|source| Error::Kvm {
+                op: "KVM_GET_SUPPORTED_CPUID",
+                source,
+            })?;
+        vcpu.fd().set_cpuid2(&cpuid).map_err(|source| Error::Kvm {
+            op: "KVM_SET_CPUID2",
+            source,
+        })?;
+    }
+    if transport != Transport::Pio {
+        kvm::enable_xen_intercept(vm)?;
+    }
+    Ok(())
+}
+
+/// Registers the VIF page, which makes a CPL0 guest eligible for native execution on kvm_pvm.
+fn register_vif(vcpu: &Vcpu) -> Result<()> {
+    let value = layout::VIF_PAGE | PVM_VIF_HOST_WRITE;
+    if !vcpu.write_msr(MSR_PVM_VIF, value)? {
+        return Err(Error::HostUnsupported(
+            "kvm_pvm refused the VIF page registration (MSR 0x4b564d10)".into(),
+        ));
+    }
+    let back = vcpu.read_msrs(&[MSR_PVM_VIF])?;
+    if back.first().map(|v| v & !0xfff) != Some(layout::VIF_PAGE) {
+        return Err(Error::HostUnsupported(format!(
+            "kvm_pvm did not keep the VIF page registration (reads back {back:x?})"
+        )));
+    }
+    Ok(())
+}
+
+/// Starts the thread that stops the guest after `limit`. Returns a sender that cancels it.
+fn start_watchdog(
+    vcpu: &mut Vcpu,
+    limit: Duration,
+    control: Sender<Control>,
+) -> Result<(Sender<()>, std::thread::JoinHandle<()>)> {
+    vcpu.arm_kick().map_err(|source| Error::Io {
+        op: "cannot install the vCPU kick handler",
+        source,
+    })?;
+    // SAFETY: pthread_self has no preconditions.
+    let vcpu_thread = unsafe { libc::pthread_self() };
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let handle = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            if done_rx.recv_timeout(limit).is_err() {
+                let _ = control.send(Control::Stop);
+                // SAFETY: the vCPU thread is the main thread, which outlives this one: the main
+                // thread only returns after the vCPU loop, which it ends by telling us first.
+                unsafe { libc::pthread_kill(vcpu_thread, crate::kvm::vcpu::kick_signal()) };
+            }
+        })
+        .map_err(|source| Error::Io {
+            op: "cannot start the watchdog thread",
+            source,
+        })?;
+    Ok((done_tx, handle))
+}
+
+/// The vCPU run loop and what it needs.
+struct VcpuLoop<'a> {
+    vcpu: &'a mut Vcpu,
+    ram: &'a GuestRam,
+    control: &'a Receiver<Control>,
+    counters: &'a mut ExitCounters,
+    boot: Instant,
+    check_native: bool,
+    xen_transport: bool,
+}
+
+impl VcpuLoop<'_> {
+    fn run(&mut self) -> Result<GuestExit> {
+        let mut timer = Timer::default();
+        let mut console = Stdout;
+        loop {
+            let exit = self.vcpu.run()?;
+            self.counters.count(&exit, self.xen_transport);
+            match exit {
+                Exit::Hypercall {
+                    nr,
+                    args,
+                    from_user,
+                } => {
+                    if self.check_native {
+                        self.check_native = false;
+                        self.warn_if_emulated();
+                    }
+                    let action = if from_user {
+                        Action::Return(Errno::EPERM.to_ret())
+                    } else {
+                        let mut ctx = Context {
+                            ram: self.ram,
+                            timer: &mut timer,
+                            control: self.control,
+                            console: &mut console,
+                            boot: self.boot,
+                        };
+                        hypercall::dispatch(&mut ctx, nr, args)
+                    };
+                    match action {
+                        Action::Return(ret) => self.vcpu.complete_hypercall(ret),
+                        Action::Stop(exit) => return Ok(exit),
+                    }
+                }
+                Exit::Io { port, write } => {
+                    debug!("port I/O to unserved port {port:#x} (write: {write})");
+                }
+                Exit::Mmio { gpa, write } => {
+                    debug!("MMIO to unbacked address {gpa:#x} (write: {write})");
+                }
+                Exit::Interrupted => {
+                    if self.control.try_recv() == Ok(Control::Stop) {
+                        return Ok(GuestExit::Stopped);
+                    }
+                }
+                Exit::Halt => {
+                    return self.fault(
+                        "the guest executed HLT; Parapet guests idle with sched_op(SCHEDOP_block)"
+                            .into(),
+                    );
+                }
+                Exit::Shutdown => return self.fault("triple fault (KVM_EXIT_SHUTDOWN)".into()),
+                Exit::InternalError { suberror, data } => {
+                    let what = match suberror {
+                        kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => {
+                            "KVM could not emulate an instruction"
+                        }
+                        _ => "KVM internal error",
+                    };
+                    return self.fault(format!(
+                        "{what} (KVM_EXIT_INTERNAL_ERROR suberror {suberror}, data {data:x?})"
+                    ));
+                }
+                Exit::FailEntry { reason } => {
+                    return self.fault(format!("VM entry failed (hardware reason {reason:#x})"));
+                }
+                Exit::Other(what) => return self.fault(format!("unexpected KVM exit: {what}")),
+            }
+        }
+    }
+
+    fn fault(&self, what: String) -> Result<GuestExit> {
+        Ok(GuestExit::Fault(vcpu_fault(self.vcpu, what)?))
+    }
+
+    fn warn_if_emulated(&self) {
+        let stats = kvm::stats::read(self.vcpu.fd()).unwrap_or_default();
+        let emulated = stats
+            .iter()
+            .find(|(name, _)| name == "insn_emulation")
+            .map_or(0, |s| s.1);
+        if emulated > EMULATION_WARN_THRESHOLD {
+            warn!(
+                "the guest is being instruction-emulated ({emulated} instructions before its \
+                 first hypercall), not running natively"
+            );
+        } else {
+            debug!(
+                "guest runs natively ({emulated} emulated instructions before its first hypercall)"
+            );
+        }
+    }
+}
+
+fn vcpu_fault(vcpu: &Vcpu, what: String) -> Result<FaultInfo> {
+    let regs = vcpu.fd().get_regs().map_err(|source| Error::Kvm {
+        op: "KVM_GET_REGS",
+        source,
+    })?;
+    let sregs = vcpu.fd().get_sregs().map_err(|source| Error::Kvm {
+        op: "KVM_GET_SREGS",
+        source,
+    })?;
+    Ok(FaultInfo::from_vcpu(what, &regs, &sregs))
+}
+
+/// Tells the user how the guest ended; returns the exit status.
+fn report(
+    exit: GuestExit,
+    vcpu: &Vcpu,
+    ram: &GuestRam,
+    file: &[u8],
+    timeout: Option<Duration>,
+) -> u8 {
+    let render = |info: &FaultInfo| info.render(ram, &SymbolTable::from_elf(file));
+    match exit {
+        GuestExit::Poweroff(code) => {
+            debug!("guest powered off with exit code {code}");
+            code
+        }
+        GuestExit::Crash => {
+            eprintln!("parapet: guest crashed");
+            status::CRASH
+        }
+        GuestExit::Reboot => {
+            eprintln!("parapet: guest asked to reboot; Parapet does not restart guests");
+            status::REBOOT
+        }
+        GuestExit::Watchdog => {
+            eprintln!("parapet: guest watchdog fired");
+            status::WATCHDOG
+        }
+        GuestExit::Fault(info) => {
+            eprint!("parapet: guest fault: {}\n{}", info.what, render(&info));
+            status::FAULT
+        }
+        GuestExit::Stopped => {
+            let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
+            eprintln!("parapet: guest timed out after {secs} s");
+            if let Ok(info) = vcpu_fault(vcpu, "timeout".into()) {
+                eprint!("{}", render(&info));
+            }
+            status::TIMEOUT
+        }
+    }
+}
