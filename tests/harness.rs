@@ -1,0 +1,629 @@
+//! Test harness: builds the `parapet` VMM and the example guests once per test binary, and runs
+//! `parapet` on the real `/dev/kvm` with a wall-clock safety limit.
+//!
+//! `cargo test` never builds guest kernels (they need `--target x86_64-unknown-none`), so the
+//! harness runs a nested `cargo build` with the same profile and target directory as the test
+//! binary itself. The outer cargo has released its build lock by the time tests run.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The target guest kernels are built for.
+pub const GUEST_TARGET: &str = "x86_64-unknown-none";
+
+/// A child still running after this long is killed. A safety net so that CI can never hang, not
+/// a timing assertion: a healthy run takes milliseconds.
+pub const WALL_CLOCK_LIMIT: Duration = Duration::from_secs(60);
+
+/// The workspace root.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace")
+}
+
+/// Where this test binary was built: the target directory, the profile's output directory name
+/// (`debug`, `release`, or a custom profile's name) and the host triple if `--target` was given.
+#[derive(Debug)]
+struct BuildLayout {
+    target_dir: PathBuf,
+    profile_dir: String,
+    host_triple: Option<String>,
+}
+
+impl BuildLayout {
+    /// Derived from the test executable's path, `<target>[/<triple>]/<profile>/deps/<test>-<hash>`.
+    fn of_current_exe() -> BuildLayout {
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+        let profile_dir = profile.file_name().unwrap().to_string_lossy().into_owned();
+        let above = profile.parent().expect("profile directory has a parent");
+        // Cargo marks the root of a target directory with CACHEDIR.TAG; `cargo test --target T`
+        // adds one level, `<target>/T/<profile>`.
+        if !above.join("CACHEDIR.TAG").exists()
+            && let Some(root) = above.parent().filter(|r| r.join("CACHEDIR.TAG").exists())
+        {
+            return BuildLayout {
+                target_dir: root.to_path_buf(),
+                profile_dir,
+                host_triple: Some(above.file_name().unwrap().to_string_lossy().into_owned()),
+            };
+        }
+        BuildLayout {
+            target_dir: above.to_path_buf(),
+            profile_dir,
+            host_triple: None,
+        }
+    }
+
+    /// The `--profile` argument that puts output into `profile_dir`.
+    fn profile(&self) -> &str {
+        match self.profile_dir.as_str() {
+            "debug" => "dev",
+            other => other,
+        }
+    }
+
+    fn cargo_build(&self) -> Command {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .arg("build")
+            .arg("--target-dir")
+            .arg(&self.target_dir)
+            .args(["--profile", self.profile()])
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+fn layout() -> &'static BuildLayout {
+    static LAYOUT: OnceLock<BuildLayout> = OnceLock::new();
+    LAYOUT.get_or_init(BuildLayout::of_current_exe)
+}
+
+/// Runs a nested cargo build; on failure returns its full output as the error.
+fn run_build(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run cargo to build {what}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "building {what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// The path of the `parapet` binary, built on first use.
+pub fn vmm() -> &'static Path {
+    static VMM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = VMM.get_or_init(|| {
+        let l = layout();
+        let mut cmd = l.cargo_build();
+        cmd.args(["-p", "parapet"]);
+        let mut dir = l.target_dir.clone();
+        if let Some(triple) = &l.host_triple {
+            cmd.args(["--target", triple]);
+            dir.push(triple);
+        }
+        run_build(cmd, "the VMM (parapet)")?;
+        Ok(dir.join(&l.profile_dir).join("parapet"))
+    });
+    match built {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The guest names: the directories under examples/ with a Cargo.toml (package name = directory).
+pub fn guest_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(workspace_root().join("examples"))
+        .expect("read examples/")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            path.join("Cargo.toml")
+                .is_file()
+                .then(|| path.file_name()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The ELF image of guest `name`; all guests are built, with one cargo invocation, on first use.
+pub fn guest(name: &str) -> PathBuf {
+    static GUESTS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = GUESTS.get_or_init(|| {
+        let l = layout();
+        check_guest_target()?;
+        let mut cmd = l.cargo_build();
+        cmd.args(["--target", GUEST_TARGET]);
+        for name in guest_names() {
+            cmd.args(["-p", &name]);
+        }
+        // Host codegen flags (e.g. `-C target-cpu=native`) must not reach guest kernels; their
+        // flags come from `[target.x86_64-unknown-none]` in .cargo/config.toml.
+        cmd.env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        run_build(cmd, "the guests")?;
+        Ok(l.target_dir.join(GUEST_TARGET).join(&l.profile_dir))
+    });
+    match built {
+        Ok(dir) => {
+            assert!(
+                guest_names().iter().any(|g| g == name),
+                "no guest {name} under examples/"
+            );
+            dir.join(name)
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn check_guest_target() -> Result<(), String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .current_dir(workspace_root())
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc --print sysroot: {e}"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if out.status.success()
+        && !sysroot
+            .join("lib/rustlib")
+            .join(GUEST_TARGET)
+            .join("lib")
+            .is_dir()
+    {
+        return Err(format!(
+            "the Rust target {GUEST_TARGET} is not installed; add it with \
+             `rustup target add {GUEST_TARGET}`"
+        ));
+    }
+    Ok(())
+}
+
+/// What one `parapet` run produced.
+#[derive(Debug)]
+pub struct Output {
+    /// The command line, for failure messages.
+    pub command: String,
+    /// The exit status; `None` if the process was killed by a signal.
+    pub status: Option<i32>,
+    /// Guest console output.
+    pub stdout: String,
+    /// VMM messages.
+    pub stderr: String,
+    /// The harness killed the process after [`WALL_CLOCK_LIMIT`].
+    pub killed: bool,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "command: {}", self.command)?;
+        match (self.killed, self.status) {
+            (true, _) => writeln!(f, "status: KILLED after {} s", WALL_CLOCK_LIMIT.as_secs())?,
+            (false, Some(s)) => writeln!(f, "status: {s}")?,
+            (false, None) => writeln!(f, "status: terminated by a signal")?,
+        }
+        writeln!(f, "--- stdout ---\n{}", self.stdout)?;
+        write!(f, "--- stderr ---\n{}--------------", self.stderr)
+    }
+}
+
+impl Output {
+    /// The non-empty lines of stderr.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+
+    /// Asserts the exit status.
+    #[track_caller]
+    pub fn assert_status(&self, expected: i32) -> &Self {
+        assert!(
+            !self.killed,
+            "parapet did not finish within the safety limit\n{self}"
+        );
+        assert_eq!(
+            self.status,
+            Some(expected),
+            "unexpected exit status\n{self}"
+        );
+        self
+    }
+
+    /// Asserts that the VMM neither panicked nor printed a backtrace.
+    #[track_caller]
+    pub fn assert_no_panic(&self) -> &Self {
+        for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+            assert!(
+                !self.stderr.contains(bad),
+                "the VMM panicked ({bad:?} on stderr)\n{self}"
+            );
+        }
+        self
+    }
+
+    /// Asserts that stdout contains `needle`.
+    #[track_caller]
+    pub fn assert_stdout_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n{self}"
+        );
+        self
+    }
+
+    /// Asserts that stderr contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{self}"
+        );
+        self
+    }
+
+    /// Asserts a VMM error (abi.md §6, status 1): exactly one line on stderr, starting with
+    /// `parapet: error: ` and mentioning (case-insensitively) at least one of `any_of`.
+    #[track_caller]
+    pub fn assert_one_line_error(&self, any_of: &[&str]) -> &Self {
+        self.assert_status(1).assert_no_panic();
+        let lines = self.stderr_lines();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected exactly one line on stderr\n{self}"
+        );
+        assert!(
+            lines[0].starts_with("parapet: error: "),
+            "bad error line prefix\n{self}"
+        );
+        let line = lines[0].to_lowercase();
+        assert!(
+            any_of.iter().any(|w| line.contains(&w.to_lowercase())),
+            "the error line names none of {any_of:?}\n{self}"
+        );
+        self
+    }
+
+    /// Asserts a failure to accept the input: either a VMM error (status 1, see
+    /// [`Output::assert_one_line_error`]) or a command-line usage error (status 2, from clap).
+    #[track_caller]
+    pub fn assert_rejected(&self, any_of: &[&str]) -> &Self {
+        if self.status == Some(2) {
+            self.assert_no_panic();
+            assert!(
+                !self.stderr.trim().is_empty(),
+                "usage error without a message\n{self}"
+            );
+            assert!(
+                self.stdout.is_empty(),
+                "usage error wrote to stdout\n{self}"
+            );
+            self
+        } else {
+            self.assert_one_line_error(any_of)
+        }
+    }
+
+    /// The `--stats` block: `(name, value)` for each `  <group>.<name> <integer>` line after
+    /// the `parapet stats:` line.
+    #[track_caller]
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let mut lines = self
+            .stderr
+            .lines()
+            .skip_while(|l| l.trim_end() != "parapet stats:");
+        assert!(
+            lines.next().is_some(),
+            "no `parapet stats:` block on stderr\n{self}"
+        );
+        let mut stats = Vec::new();
+        for line in lines {
+            let Some(rest) = line.strip_prefix("  ") else {
+                break;
+            };
+            let mut words = rest.split_whitespace();
+            let (Some(name), Some(value), None) = (words.next(), words.next(), words.next()) else {
+                panic!("malformed stats line {line:?}\n{self}");
+            };
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("stats value is not an integer: {line:?}\n{self}"));
+            assert!(
+                name.contains('.'),
+                "stats name is not <group>.<name>: {line:?}\n{self}"
+            );
+            stats.push((name.to_owned(), value));
+        }
+        stats
+    }
+}
+
+/// Looks up one statistic by its full name.
+#[track_caller]
+pub fn stat(stats: &[(String, u64)], name: &str) -> Option<u64> {
+    stats.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+}
+
+/// Runs `parapet ARGS` (no implicit `run`).
+pub fn parapet<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(vmm());
+    cmd.args(args);
+    run(cmd)
+}
+
+/// Runs `parapet run KERNEL ARGS`.
+pub fn run_kernel<I, S>(kernel: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(vmm());
+    cmd.arg("run").arg(kernel).args(args);
+    run(cmd)
+}
+
+/// Runs `parapet run <guest ELF> ARGS`.
+pub fn run_guest(name: &str, args: &[&str]) -> Output {
+    run_kernel(&guest(name), args)
+}
+
+/// Runs `cmd` with stdin closed, capturing stdout and stderr, and kills it after
+/// [`WALL_CLOCK_LIMIT`]. The log environment is cleared so a developer's settings cannot change
+/// what the VMM prints. With `PARAPET_TESTS_SHOW` set, every run is printed (use `--nocapture`).
+pub fn run(mut cmd: Command) -> Output {
+    cmd.env_remove("PARAPET_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let command = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let stdout = drain(&mut child, true);
+    let stderr = drain(&mut child, false);
+    let deadline = Instant::now() + WALL_CLOCK_LIMIT;
+    let mut killed = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for parapet") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // The child may exit between try_wait and kill; either way wait() reaps it.
+            let _ = child.kill();
+            killed = true;
+            break child.wait().expect("wait for parapet");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let out = Output {
+        command,
+        status: status.code(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        killed,
+    };
+    if std::env::var_os("PARAPET_TESTS_SHOW").is_some() {
+        eprintln!("{out}");
+    }
+    out
+}
+
+/// Reads one of the child's pipes to the end on a thread, so a chatty child cannot block.
+fn drain(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<String> {
+    let mut pipe: Box<dyn Read + Send> = if stdout {
+        Box::new(child.stdout.take().expect("piped stdout"))
+    } else {
+        Box::new(child.stderr.take().expect("piped stderr"))
+    };
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// A fresh, empty directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a directory whose name holds the process id, `tag` and a counter, so parallel
+    /// tests never share one.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("parapet-tests-{}-{n}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// Writes `bytes` to a file `name` in this directory and returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, bytes).expect("write temp file");
+        path
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A builder for small, hand-made ELF images: a 64-byte ELF header, 56-byte program headers and
+/// the segment contents. [`Elf::minimal_kernel`] is a valid Parapet kernel; tests break one field
+/// at a time to check that the VMM rejects the image cleanly.
+pub mod elf {
+    /// `ET_EXEC`.
+    pub const ET_EXEC: u16 = 2;
+    /// `ET_REL`.
+    pub const ET_REL: u16 = 1;
+    /// `ET_DYN`.
+    pub const ET_DYN: u16 = 3;
+    /// `EM_X86_64`.
+    pub const EM_X86_64: u16 = 62;
+    /// `EM_AARCH64`.
+    pub const EM_AARCH64: u16 = 183;
+    /// `PT_LOAD`.
+    pub const PT_LOAD: u32 = 1;
+    /// Where the minimal kernel's segment contents start in the file.
+    pub const DATA_OFFSET: u64 = 0x1000;
+
+    /// One program header.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Phdr {
+        /// `p_type`.
+        pub p_type: u32,
+        /// `p_flags` (R=4, W=2, X=1).
+        pub flags: u32,
+        /// `p_offset`.
+        pub offset: u64,
+        /// `p_vaddr`, also used as `p_paddr` (guest RAM is identity-mapped).
+        pub vaddr: u64,
+        /// `p_filesz`.
+        pub filesz: u64,
+        /// `p_memsz`.
+        pub memsz: u64,
+        /// `p_align`.
+        pub align: u64,
+    }
+
+    /// An ELF image under construction.
+    #[derive(Clone, Debug)]
+    pub struct Elf {
+        /// `e_ident[EI_CLASS]`: 2 = ELF64.
+        pub class: u8,
+        /// `e_ident[EI_DATA]`: 1 = little-endian.
+        pub data: u8,
+        /// `e_type`.
+        pub e_type: u16,
+        /// `e_machine`.
+        pub machine: u16,
+        /// `e_entry`.
+        pub entry: u64,
+        /// The program headers, written right after the ELF header.
+        pub phdrs: Vec<Phdr>,
+        /// Bytes placed at [`DATA_OFFSET`].
+        pub contents: Vec<u8>,
+    }
+
+    impl Elf {
+        /// A complete Parapet kernel (abi.md §2): one RWX `PT_LOAD` at 1 MiB whose code sets a
+        /// stack, calls `sched_op(SCHEDOP_shutdown, {POWEROFF, exit_code})` through the
+        /// hypercall page named in start-info (RSI) and, should that return, executes `ud2`.
+        pub fn minimal_kernel(exit_code: u8) -> Elf {
+            use parapet_abi::hypercall::Hypercall;
+            use parapet_abi::start_info::{KERNEL_MIN_ADDR, StartInfo};
+            let base = KERNEL_MIN_ADDR;
+            let page_field = core::mem::offset_of!(StartInfo, hypercall_page) as u8;
+            let stub = Hypercall::SCHED_OP.stub_offset().unwrap() as u32;
+            let stack_top = u32::try_from(base + 0x2000).unwrap();
+            let mut code = Vec::new();
+            code.push(0xbc); // mov esp, imm32 (zero-extends into rsp)
+            code.extend(stack_top.to_le_bytes());
+            code.extend([0x48, 0x8b, 0x46, page_field]); // mov rax, [rsi + hypercall_page]
+            code.extend([0x48, 0x05]); // add rax, imm32
+            code.extend(stub.to_le_bytes());
+            code.extend([0x48, 0x8d, 0x35]); // lea rsi, [rip + disp32]
+            let disp_at = code.len();
+            code.extend([0; 4]);
+            code.push(0xbf); // mov edi, imm32
+            code.extend((parapet_abi::sched::SCHEDOP_SHUTDOWN as u32).to_le_bytes());
+            code.extend([0xff, 0xd0]); // call rax
+            code.extend([0x0f, 0x0b]); // ud2
+            while code.len() % 8 != 0 {
+                code.push(0xcc);
+            }
+            let disp = u32::try_from(code.len() - (disp_at + 4)).unwrap();
+            code[disp_at..disp_at + 4].copy_from_slice(&disp.to_le_bytes());
+            code.extend(parapet_abi::sched::reason::POWEROFF.to_le_bytes()); // sched_shutdown
+            code.extend(u32::from(exit_code).to_le_bytes());
+            let len = code.len() as u64;
+            Elf {
+                class: 2,
+                data: 1,
+                e_type: ET_EXEC,
+                machine: EM_X86_64,
+                entry: base,
+                phdrs: vec![Phdr {
+                    p_type: PT_LOAD,
+                    flags: 7,
+                    offset: DATA_OFFSET,
+                    vaddr: base,
+                    filesz: len,
+                    memsz: 0x2000,
+                    align: 0x1000,
+                }],
+                contents: code,
+            }
+        }
+
+        /// The image's bytes.
+        pub fn bytes(&self) -> Vec<u8> {
+            let mut b = Vec::new();
+            b.extend(b"\x7fELF");
+            b.extend([self.class, self.data, 1, 0]); // class, data, EI_VERSION, OS ABI
+            b.extend([0; 8]);
+            b.extend(self.e_type.to_le_bytes());
+            b.extend(self.machine.to_le_bytes());
+            b.extend(1u32.to_le_bytes()); // e_version
+            b.extend(self.entry.to_le_bytes());
+            b.extend(if self.phdrs.is_empty() { 0u64 } else { 64 }.to_le_bytes()); // e_phoff
+            b.extend(0u64.to_le_bytes()); // e_shoff
+            b.extend(0u32.to_le_bytes()); // e_flags
+            b.extend(64u16.to_le_bytes()); // e_ehsize
+            b.extend(56u16.to_le_bytes()); // e_phentsize
+            b.extend((self.phdrs.len() as u16).to_le_bytes());
+            b.extend(64u16.to_le_bytes()); // e_shentsize
+            b.extend(0u16.to_le_bytes()); // e_shnum
+            b.extend(0u16.to_le_bytes()); // e_shstrndx
+            assert_eq!(b.len(), 64);
+            for p in &self.phdrs {
+                b.extend(p.p_type.to_le_bytes());
+                b.extend(p.flags.to_le_bytes());
+                for v in [p.offset, p.vaddr, p.vaddr, p.filesz, p.memsz, p.align] {
+                    b.extend(v.to_le_bytes());
+                }
+            }
+            if !self.contents.is_empty() {
+                b.resize(DATA_OFFSET as usize, 0);
+                b.extend(&self.contents);
+            }
+            b
+        }
+    }
+}

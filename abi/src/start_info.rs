@@ -88,6 +88,34 @@ pub mod flags {
     pub const TSC_STABLE: u32 = 1 << 1;
 }
 
+/// The GDT the domain builder loads (docs/abi.md §2.3).
+pub mod gdt {
+    /// 64-bit kernel code, DPL 0.
+    pub const KERNEL_CODE: u16 = 0x10;
+    /// Kernel data, DPL 0.
+    pub const KERNEL_DATA: u16 = 0x18;
+    /// User data, DPL 3.
+    pub const USER_DATA: u16 = 0x2b;
+    /// 64-bit user code, DPL 3.
+    pub const USER_CODE: u16 = 0x33;
+    /// The 64-bit TSS.
+    pub const TSS: u16 = 0x40;
+    /// The TSS interrupt-stack-table slot that holds the builder's emergency stack.
+    pub const IST_EMERGENCY: u8 = 1;
+}
+
+/// The kvm_pvm VIF page (`StartInfo::vif_page`, present when `flags & VIF`).
+pub mod vif {
+    /// Byte offset of the virtual interrupt flag: 1 = interrupts enabled. Written by the guest.
+    pub const IF: usize = 0;
+    /// Byte offset of the "interrupt held back" flag the host sets while `IF` is 0.
+    pub const PENDING: usize = 1;
+    /// kvm_pvm's in-kernel hypercall trap is `int 0x1b`; this unassigned number makes it a
+    /// ~1 µs no-op that gives the host a chance to deliver a held-back interrupt after the guest
+    /// sets `IF` (never reaches the VMM).
+    pub const KICK_HYPERCALL: u64 = 0x10ff;
+}
+
 /// What a region of guest-physical memory holds.
 pub mod mem_kind {
     /// Free RAM the guest may use as it likes (heap, page tables, buffers).

@@ -1,0 +1,60 @@
+//! The Parapet guest SDK: everything a paravirtualized Rust unikernel needs to boot on Parapet.
+//!
+//! A guest is a `no_std` binary that names its entry function with [`entry!`]:
+//!
+//! ```ignore
+//! #![cfg_attr(target_os = "none", no_std)]
+//! #![no_main]
+//!
+//! guest_sdk::entry!(main);
+//!
+//! fn main() -> u32 {
+//!     guest_sdk::println!("Hello from Parapet!");
+//!     0
+//! }
+//! ```
+//!
+//! Built with `cargo build --target x86_64-unknown-none`, the SDK provides the kernel around that
+//! function ([`mod@entry`]): it sets up a stack, checks the start-info page ([`start_info`]), installs
+//! an IDT whose handlers report exceptions to the hypervisor ([`idt`]), initialises the logger
+//! ([`logger`]) and the heap ([`heap`]), runs `main`, and powers the domain off with the value
+//! `main` returns. Built for any other target, [`entry!`] produces a host program that explains how
+//! to run the guest instead.
+//!
+//! The rest of the SDK is a set of small modules with one job each:
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`hypercall`] | raw hypercalls through the hypercall page and typed, safe wrappers |
+//! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, stopping |
+//! | [`console`] | [`print!`] and [`println!`] over `console_io`, one hypercall per print |
+//! | [`logger`] | a `log` crate backend over the console |
+//! | [`time`] | a monotonic clock from the PV clock, [`time::sleep`] |
+//! | [`mod@panic`] | the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
+//! | [`heap`] | the global allocator over the largest usable memory region |
+//! | [`idt`] | exception stubs that report every CPU exception to the VMM |
+//! | [`paging`] | the stack guard page in the builder's page tables |
+//!
+//! The ABI itself (numbers, structures, constants) lives in [`parapet_abi`], re-exported as
+//! [`abi`].
+#![no_std]
+#![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+pub use parapet_abi as abi;
+
+pub mod console;
+pub mod entry;
+pub mod heap;
+pub mod hypercall;
+pub mod idt;
+pub mod logger;
+pub mod paging;
+pub mod panic;
+pub mod pvops;
+pub mod start_info;
+pub mod time;
+
+pub use pvops::{crash, poweroff};

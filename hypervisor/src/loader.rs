@@ -1,13 +1,18 @@
 //! Guest kernel images: validating and loading an ELF64 x86-64 executable.
 //!
 //! The whole file is checked before any VM exists, so a bad kernel costs the user one clear line,
-//! never a half-built guest.
+//! never a half-built guest. Only the headers and the loadable bytes are read: a debug kernel is
+//! mostly debug information the VMM never needs (symbols are read again only for a fault report).
 
 use object::LittleEndian as LE;
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use parapet_abi::start_info::KERNEL_MIN_ADDR;
+use std::fs::File;
+use std::io;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 /// `e_ident` index of the class byte.
 const EI_CLASS: usize = 4;
@@ -28,6 +33,10 @@ pub struct Segment {
     pub mem_size: u64,
     /// Whether the segment is executable.
     pub executable: bool,
+    /// Whether the segment is writable.
+    pub writable: bool,
+    /// The segment's file bytes, once [`load`] has read them.
+    pub data: Vec<u8>,
 }
 
 impl Segment {
@@ -55,8 +64,52 @@ impl KernelImage {
     }
 }
 
-/// Parses and validates a kernel image. The error is a short phrase naming the problem.
-pub fn parse(data: &[u8]) -> Result<KernelImage, String> {
+/// How much of the file is read to find the ELF and program headers; more is read only if the
+/// program headers lie further in.
+const HEADER_READ: u64 = 16 << 10;
+
+/// Why a kernel cannot be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read.
+    Io(io::Error),
+    /// The file is not a valid kernel: a short phrase naming the problem.
+    Invalid(String),
+}
+
+/// Reads and validates the kernel at `path`, including its segments' bytes.
+pub fn load(path: &Path) -> Result<KernelImage, LoadError> {
+    let file = File::open(path).map_err(LoadError::Io)?;
+    let len = file.metadata().map_err(LoadError::Io)?.len();
+    let mut headers = read_at(&file, 0, len.min(HEADER_READ)).map_err(LoadError::Io)?;
+    if headers.len() >= 64 {
+        // e_phoff, e_phentsize, e_phnum: read on if the program headers lie beyond the prefix.
+        let phoff = u64::from_le_bytes(headers[32..40].try_into().unwrap());
+        let phsize = u64::from(u16::from_le_bytes([headers[54], headers[55]]));
+        let phnum = u64::from(u16::from_le_bytes([headers[56], headers[57]]));
+        let end = phoff.saturating_add(phsize * phnum).min(len);
+        if end > headers.len() as u64 {
+            headers = read_at(&file, 0, end).map_err(LoadError::Io)?;
+        }
+    }
+    let mut image = parse(&headers, len).map_err(LoadError::Invalid)?;
+    for seg in &mut image.segments {
+        seg.data =
+            read_at(&file, seg.file.start as u64, seg.file.len() as u64).map_err(LoadError::Io)?;
+    }
+    Ok(image)
+}
+
+fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
+}
+
+/// Parses and validates a kernel image from its first bytes (`data`, which must hold the ELF and
+/// program headers) and the length of the whole file. The error is a short phrase naming the
+/// problem. Segment contents are left empty.
+pub fn parse(data: &[u8], file_len: u64) -> Result<KernelImage, String> {
     if data.len() < 4 || data[..4] != elf::ELFMAG {
         return Err("not an ELF file".into());
     }
@@ -109,7 +162,7 @@ pub fn parse(data: &[u8]) -> Result<KernelImage, String> {
             .ok()
             .zip(usize::try_from(file_size).ok())
             .and_then(|(o, n)| Some(o..o.checked_add(n)?))
-            .filter(|r| r.end <= data.len())
+            .filter(|r| r.end as u64 <= file_len)
             .ok_or_else(|| format!("segment at {gpa:#x} lies outside the file"))?;
         if gpa.checked_add(mem_size).is_none() {
             return Err(format!(
@@ -129,6 +182,8 @@ pub fn parse(data: &[u8]) -> Result<KernelImage, String> {
             file,
             mem_size,
             executable: ph.p_flags(LE).0 & elf::PF_X.0 != 0,
+            writable: ph.p_flags(LE).0 & elf::PF_W.0 != 0,
+            data: Vec::new(),
         });
         if segments.len() > MAX_SEGMENTS {
             return Err(format!("has more than {MAX_SEGMENTS} loadable segments"));
@@ -195,7 +250,8 @@ mod tests {
 
     #[test]
     fn accepts_a_simple_kernel() {
-        let img = parse(&elf(62, 2, 0x100000, &[(0x100000, 16, 0x2000, RX)])).unwrap();
+        let bytes = elf(62, 2, 0x100000, &[(0x100000, 16, 0x2000, RX)]);
+        let img = parse(&bytes, bytes.len() as u64).unwrap();
         assert_eq!(img.entry, 0x100000);
         assert_eq!(img.extent(), 0x100000..0x102000);
     }
@@ -246,15 +302,15 @@ mod tests {
             (elf(62, 2, 0x100000, &[]), "no loadable"),
         ];
         for (bytes, want) in cases {
-            let err = parse(bytes).unwrap_err();
+            let err = parse(bytes, bytes.len() as u64).unwrap_err();
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
         let mut elf32 = elf(62, 2, 0x100000, &[]);
         elf32[4] = elf::ELFCLASS32.0;
-        assert!(parse(&elf32).unwrap_err().contains("32-bit"));
-        assert!(parse(&elf32[..5]).unwrap_err().contains("truncated"));
+        assert!(parse(&elf32, 64).unwrap_err().contains("32-bit"));
+        assert!(parse(&elf32[..5], 5).unwrap_err().contains("truncated"));
         assert!(
-            parse(&elf(62, 2, 0, &[])[..40])
+            parse(&elf(62, 2, 0, &[])[..40], 40)
                 .unwrap_err()
                 .contains("malformed")
         );

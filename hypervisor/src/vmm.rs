@@ -5,7 +5,7 @@ use crate::config::VmConfig;
 use crate::error::{Error, Result};
 use crate::hypercall::{self, Action, Context, Control, Stdout, Timer};
 use crate::kvm::{self, vcpu::Exit, vcpu::Vcpu};
-use crate::loader;
+use crate::loader::{self, LoadError};
 use crate::memory::GuestRam;
 use crate::outcome::{FaultInfo, GuestExit, status};
 use crate::platform::{self, Host, MSR_PVM_VIF, PVM_VIF_HOST_WRITE};
@@ -25,13 +25,15 @@ const EMULATION_WARN_THRESHOLD: u64 = 1000;
 /// Runs the guest `config` describes; returns the process exit status.
 pub fn run(config: &VmConfig) -> Result<u8> {
     let started = Instant::now();
-    let file = std::fs::read(&config.kernel).map_err(|source| Error::KernelRead {
-        path: config.kernel.clone(),
-        source,
-    })?;
-    let image = loader::parse(&file).map_err(|reason| Error::KernelInvalid {
-        path: config.kernel.clone(),
-        reason,
+    let image = loader::load(&config.kernel).map_err(|e| match e {
+        LoadError::Io(source) => Error::KernelRead {
+            path: config.kernel.clone(),
+            source,
+        },
+        LoadError::Invalid(reason) => Error::KernelInvalid {
+            path: config.kernel.clone(),
+            reason,
+        },
     })?;
     let mem_size = check_memory(config.memory.bytes())?;
     builder::check_fit(&image, mem_size, &config.cmdline)?;
@@ -63,7 +65,6 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         &ram,
         &BootParams {
             image: &image,
-            file: &file,
             cmdline: &config.cmdline,
             platform: host.platform,
             transport,
@@ -113,7 +114,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         eprint!("{}", counters.render(&kvm_stats));
     }
     let exit = exit?;
-    Ok(report(exit, &vcpu, &ram, &file, config.timeout))
+    Ok(report(exit, &vcpu, &ram, &config.kernel, config.timeout))
 }
 
 fn check_memory(bytes: u64) -> Result<u64> {
@@ -346,10 +347,12 @@ fn report(
     exit: GuestExit,
     vcpu: &Vcpu,
     ram: &GuestRam,
-    file: &[u8],
+    kernel: &std::path::Path,
     timeout: Option<Duration>,
 ) -> u8 {
-    let render = |info: &FaultInfo| info.render(ram, &SymbolTable::from_elf(file));
+    // Symbols are read only now, for the report; a kernel that vanished meanwhile just has none.
+    let symbols = || SymbolTable::from_elf(&std::fs::read(kernel).unwrap_or_default());
+    let render = |info: &FaultInfo| info.render(ram, &symbols());
     match exit {
         GuestExit::Poweroff(code) => {
             debug!("guest powered off with exit code {code}");

@@ -1,1 +1,233 @@
-fn main() {}
+//! Parapet's build and run tasks.
+//!
+//! ```text
+//! cargo xtask run-guest NAME [--release] [-- VMM-ARGS...]
+//! cargo xtask build-guest NAME [--release]
+//! ```
+//!
+//! Guests are the packages under `examples/`. They are built for `x86_64-unknown-none` (soft-float,
+//! no red zone, panic=abort); the VMM is built for the host.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+/// The target every guest kernel is built for.
+const GUEST_TARGET: &str = "x86_64-unknown-none";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Parapet's build and run tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the VMM and a guest, then boot the guest: `parapet run ELF VMM-ARGS`.
+    RunGuest {
+        #[command(flatten)]
+        guest: GuestArgs,
+        /// Arguments for `parapet run`, after `--` (e.g. `-- --stats -v`).
+        #[arg(last = true, allow_hyphen_values = true)]
+        vmm_args: Vec<OsString>,
+    },
+    /// Build a guest and print the path of its ELF image.
+    BuildGuest {
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct GuestArgs {
+    /// The guest: a directory under examples/.
+    name: String,
+    /// Build with the release profile (the VMM too, for run-guest).
+    #[arg(long)]
+    release: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let ws = Workspace::locate()?;
+    match cli.command {
+        Task::BuildGuest { guest } => {
+            let elf = ws.build_guest(&guest.name, guest.release)?;
+            println!("{}", elf.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::RunGuest { guest, vmm_args } => {
+            // The guest first: a wrong name or a missing target fails before the long VMM build.
+            let elf = ws.build_guest(&guest.name, guest.release)?;
+            let vmm = ws.build_vmm(guest.release)?;
+            let status = Command::new(&vmm)
+                .arg("run")
+                .arg(&elf)
+                .args(&vmm_args)
+                .status()
+                .with_context(|| format!("cannot start {}", vmm.display()))?;
+            Ok(exit_code(status))
+        }
+    }
+}
+
+/// The VMM's exit status, passed on unchanged; a signal becomes 128 + signal number, as in a shell.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|sig| 128 + sig))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+struct Workspace {
+    root: PathBuf,
+    target_dir: PathBuf,
+    cargo: OsString,
+}
+
+impl Workspace {
+    fn locate() -> Result<Self> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask/ has no parent directory")?
+            .to_path_buf();
+        // Cargo resolves a relative CARGO_TARGET_DIR against the directory it was started in.
+        let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => std::env::current_dir()?.join(dir),
+            None => root.join("target"),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        Ok(Self {
+            root,
+            target_dir,
+            cargo,
+        })
+    }
+
+    fn cargo(&self) -> Command {
+        let mut cmd = Command::new(&self.cargo);
+        cmd.current_dir(&self.root)
+            .arg("build")
+            .arg("--target-dir")
+            .arg(&self.target_dir);
+        cmd
+    }
+
+    /// Builds the `parapet` binary for the host and returns its path.
+    fn build_vmm(&self, release: bool) -> Result<PathBuf> {
+        let mut cmd = self.cargo();
+        cmd.args(["-p", "parapet"]);
+        if release {
+            cmd.arg("--release");
+        }
+        run_cargo(cmd, "the VMM (parapet)")?;
+        Ok(self.target_dir.join(profile_dir(release)).join("parapet"))
+    }
+
+    /// Builds guest `name` for `x86_64-unknown-none` and returns the ELF's path.
+    fn build_guest(&self, name: &str, release: bool) -> Result<PathBuf> {
+        let guests = self.guests()?;
+        if !guests.iter().any(|g| g == name) {
+            bail!(
+                "unknown guest `{name}`; the guests are: {}",
+                guests.join(", ")
+            );
+        }
+        self.check_guest_target()?;
+        let mut cmd = self.cargo();
+        cmd.args(["-p", name, "--target", GUEST_TARGET]);
+        if release {
+            cmd.arg("--release");
+        }
+        // Host codegen flags (e.g. `-C target-cpu=native`) must not leak into guest kernels; the
+        // guest flags come from `[target.x86_64-unknown-none]` in .cargo/config.toml.
+        cmd.env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        run_cargo(cmd, &format!("guest `{name}`"))?;
+        Ok(self
+            .target_dir
+            .join(GUEST_TARGET)
+            .join(profile_dir(release))
+            .join(name))
+    }
+
+    /// The guest names: the directories under examples/ that hold a Cargo.toml.
+    fn guests(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("examples");
+        let mut names = Vec::new();
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.join("Cargo.toml").is_file()
+                && let Some(name) = path.file_name().and_then(|n| n.to_str())
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Fails with the fix when the toolchain has no standard library for the guest target.
+    fn check_guest_target(&self) -> Result<()> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let out = Command::new(&rustc)
+            .current_dir(&self.root)
+            .args(["--print", "sysroot"])
+            .output()
+            .context("cannot run `rustc --print sysroot`")?;
+        if !out.status.success() {
+            bail!(
+                "`rustc --print sysroot` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if !sysroot
+            .join("lib/rustlib")
+            .join(GUEST_TARGET)
+            .join("lib")
+            .is_dir()
+        {
+            bail!(
+                "the Rust target {GUEST_TARGET} is not installed (no {}); add it with \
+                 `rustup target add {GUEST_TARGET}`",
+                sysroot.join("lib/rustlib").join(GUEST_TARGET).display()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn run_cargo(mut cmd: Command, what: &str) -> Result<()> {
+    let status = cmd.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building {what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// The directory cargo puts a profile's output in.
+fn profile_dir(release: bool) -> &'static str {
+    if release { "release" } else { "debug" }
+}

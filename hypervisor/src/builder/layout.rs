@@ -28,24 +28,20 @@ pub const PAGE_TABLES: Range<u64> = 0x10000..0x100000;
 pub const BOOT_END: u64 = parapet_abi::start_info::KERNEL_MIN_ADDR;
 
 /// GDT selectors (docs/abi.md §2.3).
-pub mod selector {
-    /// 64-bit kernel code.
-    pub const KERNEL_CODE: u16 = 0x10;
-    /// Kernel data.
-    pub const KERNEL_DATA: u16 = 0x18;
-    /// 64-bit TSS.
-    pub const TSS: u16 = 0x40;
-}
+pub use parapet_abi::start_info::gdt as selector;
 
 /// Guest RAM bounds: enough for the boot area plus a kernel, and no more than the initial page
 /// tables can map.
 pub const MIN_MEMORY: u64 = 2 << 20;
+/// Largest kernel image extent: its 4 KiB page tables must fit the page-table area.
+pub const MAX_KERNEL_SPAN: u64 = 256 << 20;
 /// Largest guest RAM.
 pub const MAX_MEMORY: u64 = 64 << 30;
 /// Guest RAM must be a whole number of these (the identity map uses 2 MiB pages).
 pub const MEMORY_GRANULE: u64 = 2 << 20;
 
 const _: () = assert!(
-    PAGE_TABLES.start + (3 + (MAX_MEMORY >> 30)) * PAGE <= PAGE_TABLES.end,
+    PAGE_TABLES.start + (2 + (MAX_MEMORY >> 30) + 2 + (MAX_KERNEL_SPAN >> 21)) * PAGE
+        <= PAGE_TABLES.end,
     "the page-table area must hold the tables for MAX_MEMORY"
 );

@@ -23,8 +23,6 @@ use zerocopy::FromZeros;
 pub struct BootParams<'a> {
     /// The validated kernel.
     pub image: &'a KernelImage,
-    /// The kernel file the image's segments point into.
-    pub file: &'a [u8],
     /// Kernel command line.
     pub cmdline: &'a str,
     /// The platform the guest will run on.
@@ -54,7 +52,15 @@ pub struct BootState {
 
 /// Checks that the image and command line fit a guest of `ram_size` bytes.
 pub fn check_fit(image: &KernelImage, ram_size: u64, cmdline: &str) -> Result<()> {
-    let end = image.extent().end;
+    let extent = image.extent();
+    if extent.end - extent.start > layout::MAX_KERNEL_SPAN {
+        return Err(Error::Memory(format!(
+            "kernel image spans {} MiB; the limit is {} MiB",
+            (extent.end - extent.start) >> 20,
+            layout::MAX_KERNEL_SPAN >> 20
+        )));
+    }
+    let end = extent.end;
     if end > ram_size {
         return Err(Error::Memory(format!(
             "kernel needs {} MiB of guest memory but only {} MiB was given (use --memory)",
@@ -84,10 +90,10 @@ pub fn build(ram: &GuestRam, p: &BootParams<'_>) -> Result<BootState> {
     check_fit(p.image, ram.size(), p.cmdline)?;
     for seg in &p.image.segments {
         // RAM is fresh and zeroed, so the bss tail needs no clearing.
-        ram.write(seg.gpa, &p.file[seg.file.clone()])
+        ram.write(seg.gpa, &seg.data)
             .map_err(internal("kernel image"))?;
     }
-    let (cr3, nr_pt_frames) = paging::build(ram).map_err(internal("page tables"))?;
+    let (cr3, nr_pt_frames) = paging::build(ram, p.image).map_err(internal("page tables"))?;
     write_gdt_and_tss(ram).map_err(internal("GDT"))?;
     ram.write(layout::HYPERCALL_PAGE, &hypercall_page(p.transport))
         .map_err(internal("hypercall page"))?;

@@ -1,12 +1,19 @@
-//! The initial page tables: all of guest RAM mapped 1:1.
+//! The initial page tables: all of guest RAM mapped 1:1, W^X.
 //!
 //! Every entry at every level carries U/S=1, which kvm_pvm requires for native execution and
 //! which is harmless under VT-x/AMD-V (the guest runs at CPL 0, and SMEP/SMAP are off). Only PML4
 //! slot 0 is used, so slot 256 (reserved by kvm_pvm) never is.
+//!
+//! The boot area and the kernel image get 4 KiB pages with their own rights: the hypercall page
+//! is read/execute, start-info read-only, each kernel page as its ELF segments say (text
+//! read/execute, rodata read-only, data read/write). All other RAM is read/write and never
+//! executable, in 2 MiB pages.
 
 use super::layout::{self, PAGE};
+use crate::loader::KernelImage;
 use crate::memory::GuestRam;
 use parapet_abi::Errno;
+use std::ops::Range;
 use zerocopy::IntoBytes;
 
 const PRESENT: u64 = 1 << 0;
@@ -17,14 +24,18 @@ const NO_EXECUTE: u64 = 1 << 63;
 
 /// Table entry for the next level down.
 const TABLE: u64 = PRESENT | WRITABLE | USER;
+/// A 2 MiB page of ordinary RAM.
+const HUGE_DATA: u64 = PRESENT | WRITABLE | USER | HUGE | NO_EXECUTE;
+const HUGE_PAGE: u64 = 2 << 20;
 
-/// Access rights of a 4 KiB page in the first 2 MiB.
+/// Access rights of a 4 KiB page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Access {
     None,
     Read,
     ReadExecute,
     ReadWrite,
+    /// Only for a page that a writable and an executable segment share.
     All,
 }
 
@@ -40,63 +51,144 @@ impl Access {
     }
 }
 
-/// Rights of the boot-area page at `gpa` (docs/abi.md §2.2).
-fn boot_page_access(gpa: u64) -> Access {
+/// Rights of the 4 KiB page at `gpa`.
+fn page_access(gpa: u64, image: &KernelImage, kernel: &Range<u64>) -> Access {
     match gpa {
         0 => Access::None,
         layout::START_INFO => Access::Read,
         layout::HYPERCALL_PAGE => Access::ReadExecute,
         g if g < layout::BOOT_END => Access::ReadWrite,
-        _ => Access::All,
+        g if kernel.contains(&g) => {
+            let touching = image
+                .segments
+                .iter()
+                .filter(|s| s.gpa < g + PAGE && g < s.end());
+            let (mut any, mut write, mut exec) = (false, false, false);
+            for s in touching {
+                any = true;
+                write |= s.writable;
+                exec |= s.executable;
+            }
+            match (any, write, exec) {
+                (false, _, _) | (true, true, false) => Access::ReadWrite,
+                (true, false, false) => Access::Read,
+                (true, false, true) => Access::ReadExecute,
+                (true, true, true) => Access::All,
+            }
+        }
+        _ => Access::ReadWrite,
     }
 }
 
-/// Builds the tables for `ram` in the page-table area; returns (CR3, number of table pages).
-pub fn build(ram: &GuestRam) -> Result<(u64, u64), Errno> {
-    let pml4 = layout::PAGE_TABLES.start;
-    let pdpt = pml4 + PAGE;
-    let low_pt = pdpt + PAGE;
-    let first_pd = low_pt + PAGE;
-    let gib = ram.size().div_ceil(1 << 30);
+/// Hands out page-table pages from the page-table area.
+struct TableAllocator {
+    next: u64,
+}
 
-    ram.write_obj(pml4, &(pdpt | TABLE))?;
-    for g in 0..gib {
-        let pd = first_pd + g * PAGE;
-        ram.write_obj(pdpt + g * 8, &(pd | TABLE))?;
-        let mut entries = [0u64; 512];
-        for (i, e) in entries.iter_mut().enumerate() {
-            let gpa = (g << 30) + ((i as u64) << 21);
-            if gpa < ram.size() {
-                *e = gpa | PRESENT | WRITABLE | USER | HUGE;
-            }
+impl TableAllocator {
+    fn alloc(&mut self) -> Result<u64, Errno> {
+        let page = self.next;
+        if page >= layout::PAGE_TABLES.end {
+            return Err(Errno::ENOMEM);
         }
-        ram.write(pd, entries.as_bytes())?;
+        self.next += PAGE;
+        Ok(page)
     }
-    // The first 2 MiB in 4 KiB pages, so the boot structures get their own rights.
-    ram.write_obj(first_pd, &(low_pt | TABLE))?;
-    let mut pt = [0u64; 512];
-    for (i, e) in pt.iter_mut().enumerate() {
-        let gpa = i as u64 * PAGE;
-        *e = gpa | boot_page_access(gpa).pte_flags();
+}
+
+/// Builds the tables for `ram` and `image`; returns (CR3, number of table pages).
+pub fn build(ram: &GuestRam, image: &KernelImage) -> Result<(u64, u64), Errno> {
+    let mut tables = TableAllocator {
+        next: layout::PAGE_TABLES.start,
+    };
+    let extent = image.extent();
+    let kernel = (extent.start & !(PAGE - 1))..extent.end.next_multiple_of(PAGE);
+    let fine_grained = |chunk: Range<u64>| {
+        chunk.start == 0 || (chunk.start < kernel.end && kernel.start < chunk.end)
+    };
+
+    let pml4 = tables.alloc()?;
+    let pdpt = tables.alloc()?;
+    ram.write_obj(pml4, &(pdpt | TABLE))?;
+    for gib in 0..ram.size().div_ceil(1 << 30) {
+        let pd = tables.alloc()?;
+        ram.write_obj(pdpt + gib * 8, &(pd | TABLE))?;
+        let mut pd_entries = [0u64; 512];
+        for (i, pde) in pd_entries.iter_mut().enumerate() {
+            let base = (gib << 30) + i as u64 * HUGE_PAGE;
+            if base >= ram.size() {
+                break;
+            }
+            if !fine_grained(base..base + HUGE_PAGE) {
+                *pde = base | HUGE_DATA;
+                continue;
+            }
+            let pt = tables.alloc()?;
+            *pde = pt | TABLE;
+            let mut pt_entries = [0u64; 512];
+            for (j, pte) in pt_entries.iter_mut().enumerate() {
+                let gpa = base + j as u64 * PAGE;
+                if gpa < ram.size() {
+                    *pte = gpa | page_access(gpa, image, &kernel).pte_flags();
+                }
+            }
+            ram.write(pt, pt_entries.as_bytes())?;
+        }
+        ram.write(pd, pd_entries.as_bytes())?;
     }
-    ram.write(low_pt, pt.as_bytes())?;
-    Ok((pml4, 3 + gib))
+    Ok((pml4, (tables.next - layout::PAGE_TABLES.start) / PAGE))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loader::Segment;
 
-    fn entry(ram: &GuestRam, table: u64, index: u64) -> u64 {
-        ram.read_obj(table + index * 8).unwrap()
+    fn image(segments: &[(u64, u64, bool, bool)]) -> KernelImage {
+        KernelImage {
+            entry: segments[0].0,
+            segments: segments
+                .iter()
+                .map(|&(gpa, len, writable, executable)| Segment {
+                    gpa,
+                    file: 0..0,
+                    data: Vec::new(),
+                    mem_size: len,
+                    executable,
+                    writable,
+                })
+                .collect(),
+        }
+    }
+
+    /// The leaf entry for `va`, walking from `cr3`, and whether it is a 2 MiB page.
+    fn walk(ram: &GuestRam, cr3: u64, va: u64) -> (u64, bool) {
+        let mut table = cr3;
+        for shift in [39, 30, 21, 12] {
+            let e: u64 = ram.read_obj(table + ((va >> shift) & 511) * 8).unwrap();
+            if e & PRESENT != 0 {
+                assert_eq!(e & USER, USER, "U/S at level {shift} for {va:#x}");
+            }
+            if shift == 12 || e & HUGE != 0 {
+                return (e, shift == 21);
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        unreachable!()
+    }
+
+    fn target(entry: (u64, bool), va: u64) -> u64 {
+        let (e, huge) = entry;
+        let mask = if huge { HUGE_PAGE - 1 } else { PAGE - 1 };
+        (e & 0x000f_ffff_ffff_f000 & !mask) | (va & mask)
     }
 
     #[test]
     fn maps_ram_identity_with_user_bit_everywhere() {
         let ram = GuestRam::new(3 << 30).unwrap();
-        let (cr3, frames) = build(&ram).unwrap();
-        assert_eq!(frames, 6);
-        // Walk a few addresses through all four levels.
+        let img = image(&[(0x10_0000, 0x1000, false, true)]);
+        let (cr3, frames) = build(&ram, &img).unwrap();
+        assert_eq!(frames, 2 + 3 + 1);
         for va in [
             0x1000u64,
             0x3000,
@@ -104,39 +196,44 @@ mod tests {
             0x20_0000,
             (2 << 30) + (5 << 21) + 0x123,
         ] {
-            let l4 = entry(&ram, cr3, (va >> 39) & 511);
-            assert_eq!(l4 & USER, USER);
-            let l3 = entry(&ram, l4 & !0xfff, (va >> 30) & 511);
-            assert_eq!(l3 & USER, USER);
-            let l2 = entry(&ram, l3 & !0xfff, (va >> 21) & 511);
-            assert_eq!(l2 & USER, USER);
-            let pa = if l2 & HUGE != 0 {
-                (l2 & 0x000f_ffff_ffe0_0000) | (va & 0x1f_ffff)
-            } else {
-                let l1 = entry(&ram, l2 & !0xfff, (va >> 12) & 511);
-                assert_eq!(l1 & (USER | PRESENT), USER | PRESENT, "va {va:#x}");
-                (l1 & 0x000f_ffff_ffff_f000 & !NO_EXECUTE) | (va & 0xfff)
-            };
-            assert_eq!(pa, va);
+            let e = walk(&ram, cr3, va);
+            assert_eq!(e.0 & PRESENT, PRESENT);
+            assert_eq!(target(e, va), va);
         }
     }
 
     #[test]
-    fn protects_boot_pages() {
-        let ram = GuestRam::new(4 << 20).unwrap();
-        build(&ram).unwrap();
-        let low_pt = layout::PAGE_TABLES.start + 2 * PAGE;
-        assert_eq!(entry(&ram, low_pt, 0) & PRESENT, 0, "null page unmapped");
-        let hc = entry(&ram, low_pt, layout::HYPERCALL_PAGE / PAGE);
+    fn is_w_xor_x() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        // text, rodata, data spanning past the first 2 MiB.
+        let img = image(&[
+            (0x10_0000, 0x2000, false, true),
+            (0x10_2000, 0x1000, false, false),
+            (0x10_3000, 0x30_0000, true, false),
+        ]);
+        let (cr3, _) = build(&ram, &img).unwrap();
+        let flags = |va| walk(&ram, cr3, va).0 & (PRESENT | WRITABLE | NO_EXECUTE);
+        assert_eq!(flags(0), 0, "null page unmapped");
+        assert_eq!(flags(layout::START_INFO), PRESENT | NO_EXECUTE);
+        assert_eq!(flags(layout::HYPERCALL_PAGE), PRESENT);
+        assert_eq!(flags(layout::SHARED_INFO), PRESENT | WRITABLE | NO_EXECUTE);
+        assert_eq!(flags(0x10_1000), PRESENT, "text");
+        assert_eq!(flags(0x10_2000), PRESENT | NO_EXECUTE, "rodata");
+        assert_eq!(flags(0x10_3000), PRESENT | WRITABLE | NO_EXECUTE, "data");
         assert_eq!(
-            hc & (WRITABLE | NO_EXECUTE),
-            0,
-            "hypercall page is read/execute"
+            flags(0x40_2000),
+            PRESENT | WRITABLE | NO_EXECUTE,
+            "data past 2 MiB"
         );
-        let si = entry(&ram, low_pt, layout::START_INFO / PAGE);
-        assert_eq!(si & WRITABLE, 0, "start info is read-only");
+        assert!(!walk(&ram, cr3, 0x40_2000).1, "kernel pages are 4 KiB");
+        assert!(walk(&ram, cr3, 0x80_0000).1, "free RAM uses 2 MiB pages");
+        assert_eq!(
+            flags(0x80_0000),
+            PRESENT | WRITABLE | NO_EXECUTE,
+            "free RAM"
+        );
         // Nothing maps past the end of RAM.
-        let pd = layout::PAGE_TABLES.start + 3 * PAGE;
-        assert_eq!(entry(&ram, pd, 2) & PRESENT, 0);
+        let pd = layout::PAGE_TABLES.start + 2 * PAGE;
+        assert_eq!(ram.read_obj::<u64>(pd + 32 * 8).unwrap(), 0);
     }
 }

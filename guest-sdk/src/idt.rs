@@ -1,0 +1,349 @@
+//! The interrupt descriptor table: every CPU exception is reported to the hypervisor.
+//!
+//! The boot code installs a 32-entry IDT (`idt::install`, guest kernels only) before anything can
+//! fault. Each exception vector 0–31 has an assembly stub that pushes a dummy error code where
+//! the CPU pushes none, then the vector number, then all general registers, and calls
+//! `exception_handler`. That builds a [`FaultReport`] (with CR2 for a page fault) and hands it
+//! to the VMM with `sched_op(SCHEDOP_fault)`; the VMM prints the exception, the symbol and the
+//! registers and stops the domain (exit status 102). Should the VMM refuse the report, the
+//! handler prints it itself and stops the domain as crashed. No exception ends in a silent triple
+//! fault.
+//!
+//! Vectors at or above 32 are outside the IDT limit, so an unexpected interrupt or `int n`
+//! raises #GP, which is reported the same way. The double-fault gate uses IST1 (the VMM's
+//! emergency stack, docs/abi.md §2.3), so a kernel stack overflow is reported too.
+
+use parapet_abi::sched::{FaultReport, exception_name};
+
+/// Vectors the IDT covers: the architectural exceptions.
+pub const NR_VECTORS: usize = 32;
+
+/// The double-fault vector, whose gate switches to IST1.
+pub const DOUBLE_FAULT: u8 = 8;
+/// The page-fault vector, whose handler reads CR2.
+pub const PAGE_FAULT: u8 = 14;
+
+/// The kernel code selector of the domain builder's GDT. Not read from CS at run time: on
+/// kvm_pvm, CS reads as the host's CPL3 selector.
+pub const KERNEL_CODE_SELECTOR: u16 = parapet_abi::start_info::gdt::KERNEL_CODE;
+
+/// Whether the CPU pushes an error code for exception `vector`.
+pub const fn has_error_code(vector: u8) -> bool {
+    matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21 | 29 | 30)
+}
+
+/// One 16-byte 64-bit IDT gate descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Gate {
+    offset_low: u16,
+    selector: u16,
+    /// Bits 0–2: interrupt stack table index (0 = none).
+    ist: u8,
+    /// Present (bit 7), DPL (bits 5–6), type (bits 0–3).
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Gate>() == 16);
+
+impl Gate {
+    /// Present, DPL0, 64-bit interrupt gate (which masks interrupts on entry).
+    const INTERRUPT_GATE: u8 = 0x8e;
+
+    /// A present DPL0 interrupt gate to `handler` in code segment `selector`, switching to
+    /// interrupt stack `ist` (1–7) or staying on the current stack (0).
+    pub const fn interrupt(handler: u64, selector: u16, ist: u8) -> Gate {
+        Gate {
+            offset_low: handler as u16,
+            selector,
+            ist: ist & 7,
+            type_attr: Self::INTERRUPT_GATE,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+
+    /// The handler address this gate points to.
+    pub const fn handler(&self) -> u64 {
+        self.offset_low as u64 | (self.offset_mid as u64) << 16 | (self.offset_high as u64) << 32
+    }
+}
+
+/// The stack the common stub builds: the saved registers, the vector and error code, and the
+/// frame the CPU pushed.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct ExceptionFrame {
+    /// RAX, RBX, RCX, RDX, RSI, RDI, RBP, R8–R15 ([`FaultReport::gprs`] order).
+    pub gprs: [u64; 15],
+    /// Exception vector.
+    pub vector: u64,
+    /// The CPU's error code, or 0 pushed by the stub.
+    pub error_code: u64,
+    /// Interrupted RIP.
+    pub rip: u64,
+    /// Interrupted CS.
+    pub cs: u64,
+    /// Interrupted RFLAGS.
+    pub rflags: u64,
+    /// Interrupted RSP.
+    pub rsp: u64,
+    /// Interrupted SS.
+    pub ss: u64,
+}
+
+impl ExceptionFrame {
+    /// The report `SCHEDOP_fault` takes; `cr2` is only kept for a page fault.
+    pub fn fault_report(&self, cr2: u64) -> FaultReport {
+        FaultReport {
+            vector: self.vector,
+            error_code: self.error_code,
+            cr2: if self.vector == u64::from(PAGE_FAULT) {
+                cr2
+            } else {
+                0
+            },
+            rip: self.rip,
+            cs: self.cs,
+            rflags: self.rflags,
+            rsp: self.rsp,
+            ss: self.ss,
+            gprs: self.gprs,
+        }
+    }
+}
+
+/// Writes `report` as text (used only when the VMM refuses `SCHEDOP_fault`).
+pub fn write_fault_report(out: &mut impl core::fmt::Write, r: &FaultReport) -> core::fmt::Result {
+    writeln!(
+        out,
+        "unhandled exception {} ({}) error {:#x} at rip {:#x} cr2 {:#x} rsp {:#x} rflags {:#x}",
+        r.vector,
+        exception_name(r.vector),
+        r.error_code,
+        r.rip,
+        r.cr2,
+        r.rsp,
+        r.rflags
+    )?;
+    for (name, value) in parapet_abi::sched::FAULT_GPR_NAMES.iter().zip(r.gprs) {
+        write!(out, " {name}={value:#x}")?;
+    }
+    writeln!(out)
+}
+
+/// Reads CR2 (the faulting address of the last page fault). On kvm_pvm this traps and is
+/// emulated.
+#[cfg(target_os = "none")]
+fn read_cr2() -> u64 {
+    let cr2: u64;
+    // SAFETY: reading CR2 has no side effects; the handlers run at (virtual) CPL0.
+    unsafe {
+        core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags))
+    };
+    cr2
+}
+
+/// Called by the common stub with the saved state; reports the exception and never returns.
+#[cfg(target_os = "none")]
+extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
+    let cr2 = if frame.vector == u64::from(PAGE_FAULT) {
+        read_cr2()
+    } else {
+        0
+    };
+    let report = frame.fault_report(cr2);
+    let err = crate::hypercall::report_fault(&report);
+    let mut line = crate::console::LineBuffer::<{ crate::console::PRINT_BUFFER_SIZE }>::new();
+    let _ = write_fault_report(&mut line, &report);
+    let _ = core::fmt::Write::write_fmt(&mut line, format_args!("SCHEDOP_fault failed: {err}\n"));
+    line.flush();
+    crate::pvops::crash()
+}
+
+#[cfg(target_os = "none")]
+mod stubs {
+    //! The per-vector entry stubs and the common stub that saves the registers.
+
+    use super::{ExceptionFrame, exception_handler};
+
+    // Keep the register layout the stubs build in step with `ExceptionFrame`.
+    const _: () = assert!(core::mem::size_of::<ExceptionFrame>() == 22 * 8);
+
+    /// Saves RAX..R15 so that RAX ends up lowest (`ExceptionFrame::gprs` order), then calls
+    /// `exception_handler(&frame)` on a 16-byte aligned stack. Never returns.
+    #[unsafe(naked)]
+    unsafe extern "C" fn exception_common() {
+        core::arch::naked_asm!(
+            "push r15", "push r14", "push r13", "push r12", "push r11", "push r10", "push r9",
+            "push r8", "push rbp", "push rdi", "push rsi", "push rdx", "push rcx", "push rbx",
+            "push rax",
+            "mov rdi, rsp",
+            "and rsp, -16",
+            "cld",
+            "call {handler}",
+            "ud2",
+            handler = sym exception_handler,
+        )
+    }
+
+    macro_rules! stub {
+        ($name:ident, $vector:literal, error_code) => {
+            #[unsafe(naked)]
+            unsafe extern "C" fn $name() {
+                core::arch::naked_asm!(
+                    "push {vector}",
+                    "jmp {common}",
+                    vector = const $vector,
+                    common = sym exception_common,
+                )
+            }
+        };
+        ($name:ident, $vector:literal, no_error_code) => {
+            #[unsafe(naked)]
+            unsafe extern "C" fn $name() {
+                core::arch::naked_asm!(
+                    "push 0",
+                    "push {vector}",
+                    "jmp {common}",
+                    vector = const $vector,
+                    common = sym exception_common,
+                )
+            }
+        };
+    }
+
+    macro_rules! stubs {
+        ($($name:ident = $vector:literal $kind:ident;)*) => {
+            $(stub!($name, $vector, $kind);)*
+            /// The entry stub of each vector, indexed by vector.
+            pub(super) static STUBS: [unsafe extern "C" fn(); super::NR_VECTORS] = [$($name),*];
+        };
+    }
+
+    stubs! {
+        vector0 = 0 no_error_code;
+        vector1 = 1 no_error_code;
+        vector2 = 2 no_error_code;
+        vector3 = 3 no_error_code;
+        vector4 = 4 no_error_code;
+        vector5 = 5 no_error_code;
+        vector6 = 6 no_error_code;
+        vector7 = 7 no_error_code;
+        vector8 = 8 error_code;
+        vector9 = 9 no_error_code;
+        vector10 = 10 error_code;
+        vector11 = 11 error_code;
+        vector12 = 12 error_code;
+        vector13 = 13 error_code;
+        vector14 = 14 error_code;
+        vector15 = 15 no_error_code;
+        vector16 = 16 no_error_code;
+        vector17 = 17 error_code;
+        vector18 = 18 no_error_code;
+        vector19 = 19 no_error_code;
+        vector20 = 20 no_error_code;
+        vector21 = 21 error_code;
+        vector22 = 22 no_error_code;
+        vector23 = 23 no_error_code;
+        vector24 = 24 no_error_code;
+        vector25 = 25 no_error_code;
+        vector26 = 26 no_error_code;
+        vector27 = 27 no_error_code;
+        vector28 = 28 no_error_code;
+        vector29 = 29 error_code;
+        vector30 = 30 error_code;
+        vector31 = 31 no_error_code;
+    }
+}
+
+/// The IDT, built once at boot.
+#[cfg(target_os = "none")]
+static IDT: spin::Once<[Gate; NR_VECTORS]> = spin::Once::new();
+
+/// Builds the IDT and loads it with `lidt`. Called once by the boot code, before anything can
+/// fault.
+#[cfg(target_os = "none")]
+pub(crate) fn install() {
+    let idt = IDT.call_once(|| {
+        core::array::from_fn(|vector| {
+            let ist = if vector == usize::from(DOUBLE_FAULT) {
+                parapet_abi::start_info::gdt::IST_EMERGENCY
+            } else {
+                0
+            };
+            Gate::interrupt(
+                stubs::STUBS[vector] as usize as u64,
+                KERNEL_CODE_SELECTOR,
+                ist,
+            )
+        })
+    });
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let pointer = Pointer {
+        limit: (core::mem::size_of_val(idt) - 1) as u16,
+        base: idt.as_ptr() as u64,
+    };
+    // SAFETY: `idt` is a 'static table of valid gates to stubs that never return, so loading
+    // it only changes where exceptions go. LIDT reads the 10-byte pointer from the stack.
+    unsafe {
+        core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::String;
+
+    #[test]
+    fn gates_encode_the_handler_address() {
+        let g = Gate::interrupt(0xffff_8000_1234_5678, KERNEL_CODE_SELECTOR, 1);
+        assert_eq!(g.handler(), 0xffff_8000_1234_5678);
+        assert_eq!(g.selector, 0x10);
+        assert_eq!(g.ist, 1);
+        assert_eq!(g.type_attr, 0x8e);
+    }
+
+    #[test]
+    fn error_code_vectors_match_the_sdm() {
+        let with: std::vec::Vec<u8> = (0..32).filter(|&v| has_error_code(v)).collect();
+        assert_eq!(with, [8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
+    }
+
+    #[test]
+    fn reports_keep_cr2_only_for_page_faults() {
+        let mut frame = ExceptionFrame {
+            vector: 14,
+            error_code: 2,
+            rip: 0x10_0000,
+            ..Default::default()
+        };
+        frame.gprs[0] = 0xaa;
+        frame.gprs[14] = 0xff;
+        let r = frame.fault_report(0x7f00_0000_0000);
+        assert_eq!(
+            (r.vector, r.error_code, r.cr2, r.rip),
+            (14, 2, 0x7f00_0000_0000, 0x10_0000)
+        );
+        assert_eq!((r.gprs[0], r.gprs[14]), (0xaa, 0xff));
+        frame.vector = 6;
+        assert_eq!(frame.fault_report(0x1234).cr2, 0);
+
+        let mut text = String::new();
+        write_fault_report(&mut text, &r).unwrap();
+        assert!(
+            text.starts_with("unhandled exception 14 (#PF page fault)"),
+            "{text}"
+        );
+        assert!(text.contains(" r15=0xff"), "{text}");
+    }
+}

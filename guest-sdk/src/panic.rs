@@ -1,0 +1,41 @@
+//! The guest panic handler (only in guest kernels, `target_os = "none"`).
+//!
+//! A panic prints `panicked at FILE:LINE:COL: MESSAGE` with one `console_io` call and stops the
+//! domain with `SHUTDOWN_crash`, for which the VMM exits with status 101. A panic while panicking
+//! (e.g. in a `Display` impl of the message) skips the message and stops at once.
+//!
+//! [`write_panic_message`] is the formatting, usable on any target.
+
+use core::fmt::{self, Write};
+use core::panic::PanicInfo;
+
+/// Writes the report line for `info`, newline included, to `out`.
+pub fn write_panic_message(out: &mut impl Write, info: &PanicInfo<'_>) -> fmt::Result {
+    match info.location() {
+        Some(loc) => writeln!(
+            out,
+            "panicked at {}:{}:{}: {}",
+            loc.file(),
+            loc.line(),
+            loc.column(),
+            info.message()
+        ),
+        None => writeln!(out, "panicked: {}", info.message()),
+    }
+}
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::console::{LineBuffer, PRINT_BUFFER_SIZE};
+
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    if !PANICKING.swap(true, Ordering::Relaxed) {
+        let mut line = LineBuffer::<PRINT_BUFFER_SIZE>::new();
+        let _ = write_panic_message(&mut line, info);
+        line.flush();
+    }
+    crate::pvops::crash()
+}

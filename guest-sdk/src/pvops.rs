@@ -1,0 +1,213 @@
+//! Paravirtual operations: privileged operations done the way the platform wants them
+//! (docs/abi.md §5).
+//!
+//! | operation | `kvm-pvm` (start-info `flags & VIF`) | `kvm-hw` |
+//! |---|---|---|
+//! | [`irq_disable`] | store 0 to the VIF byte | `cli` |
+//! | [`irq_enable`] | store 1 to the VIF byte, then one cheap trap if an interrupt is pending | `sti` |
+//! | [`block`] | `sched_op(SCHEDOP_block)` | same |
+//! | [`poweroff`], [`crash`] | `sched_op(SCHEDOP_shutdown)` | same |
+//!
+//! On kvm_pvm, CLI and STI trap (~3 µs each) and do not gate interrupt delivery; only the VIF
+//! byte does. The guest boots with interrupts masked on both platforms.
+//!
+//! Before boot (and on the host) the interrupt operations do nothing and
+//! [`irqs_enabled`] is `false`.
+
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering, compiler_fence};
+
+use parapet_abi::sched::reason;
+use parapet_abi::start_info::{StartInfo, flags};
+
+use crate::hypercall;
+
+/// How interrupts are masked on this platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum IrqMode {
+    /// Not booted (or on the host): interrupt operations do nothing.
+    None = 0,
+    /// kvm_pvm: the virtual interrupt flag is byte 0 of the VIF page.
+    Vif = 1,
+    /// VT-x/AMD-V: architectural `cli`/`sti`.
+    Hardware = 2,
+}
+
+static IRQ_MODE: AtomicU8 = AtomicU8::new(IrqMode::None as u8);
+/// The VIF page (`struct pvm_vif`: byte 0 = IF, byte 1 = pending), or null.
+static VIF_PAGE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+use parapet_abi::start_info::vif::{
+    IF as VIF_IF, KICK_HYPERCALL as PVM_NOP_HYPERCALL, PENDING as VIF_PENDING,
+};
+
+/// Chooses the interrupt mode from start-info. Called once by the boot code.
+#[cfg_attr(
+    not(target_os = "none"),
+    expect(dead_code, reason = "only guest boot code calls it")
+)]
+pub(crate) fn init(info: &StartInfo) {
+    if info.flags & flags::VIF != 0 {
+        VIF_PAGE.store(info.vif_page as *mut u8, Ordering::Relaxed);
+        IRQ_MODE.store(IrqMode::Vif as u8, Ordering::Relaxed);
+    } else {
+        IRQ_MODE.store(IrqMode::Hardware as u8, Ordering::Relaxed);
+    }
+}
+
+/// How interrupts are masked on this platform.
+pub fn irq_mode() -> IrqMode {
+    match IRQ_MODE.load(Ordering::Relaxed) {
+        1 => IrqMode::Vif,
+        2 => IrqMode::Hardware,
+        _ => IrqMode::None,
+    }
+}
+
+/// A pointer to byte `offset` of the VIF page.
+fn vif_byte(offset: usize) -> *mut u8 {
+    VIF_PAGE.load(Ordering::Relaxed).wrapping_add(offset)
+}
+
+/// Masks interrupts.
+#[inline]
+pub fn irq_disable() {
+    match irq_mode() {
+        IrqMode::Vif => {
+            // SAFETY: the VIF page is a guest-writable page the VMM registered for exactly
+            // this; byte 0 is the virtual IF.
+            unsafe { vif_byte(VIF_IF).write_volatile(0) };
+        }
+        IrqMode::Hardware => {
+            // SAFETY: the guest kernel runs at CPL0 on VT hardware, where CLI is allowed and
+            // has no effect besides masking interrupts.
+            unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
+        }
+        IrqMode::None => {}
+    }
+    // Nothing from the critical section may move above the mask.
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// Unmasks interrupts. On kvm_pvm, if the host held an interrupt back while they were masked,
+/// makes one cheap trap so that it is delivered now rather than at the next unrelated exit.
+#[inline]
+pub fn irq_enable() {
+    // Nothing from the critical section may move below the unmask.
+    compiler_fence(Ordering::SeqCst);
+    match irq_mode() {
+        IrqMode::Vif => {
+            // SAFETY: as in `irq_disable`; byte 1 is the host's "pending" byte.
+            let pending = unsafe {
+                vif_byte(VIF_IF).write_volatile(1);
+                vif_byte(VIF_PENDING).read_volatile()
+            };
+            if pending != 0 {
+                // SAFETY: on kvm_pvm `int 0x1b` is the host's hypercall trap; number 0x10ff is
+                // unknown, so it only returns -ENOSYS in RAX. RCX and R11 are declared
+                // clobbered in case the host's entry path uses them.
+                unsafe {
+                    core::arch::asm!(
+                        "int 0x1b",
+                        inlateout("rax") PVM_NOP_HYPERCALL => _,
+                        lateout("rcx") _,
+                        lateout("r11") _,
+                    );
+                }
+            }
+        }
+        IrqMode::Hardware => {
+            // SAFETY: CPL0 on VT hardware: STI only unmasks interrupts.
+            unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
+        }
+        IrqMode::None => {}
+    }
+}
+
+/// Whether interrupts are currently unmasked.
+pub fn irqs_enabled() -> bool {
+    match irq_mode() {
+        // SAFETY: byte 0 of the registered VIF page, readable by the guest.
+        IrqMode::Vif => unsafe { vif_byte(VIF_IF).read_volatile() != 0 },
+        IrqMode::Hardware => {
+            let rflags: u64;
+            // SAFETY: PUSHFQ/POP only read RFLAGS through the stack.
+            unsafe {
+                core::arch::asm!("pushfq", "pop {}", out(reg) rflags, options(nomem, preserves_flags));
+            }
+            rflags & (1 << 9) != 0
+        }
+        IrqMode::None => false,
+    }
+}
+
+/// The raw virtual interrupt flag (byte 0 of the VIF page) on kvm_pvm, `None` on other
+/// platforms. A diagnostic: use [`irqs_enabled`] to ask whether interrupts are unmasked.
+pub fn vif_flag() -> Option<u8> {
+    match irq_mode() {
+        // SAFETY: byte 0 of the registered VIF page, readable by the guest.
+        IrqMode::Vif => Some(unsafe { vif_byte(VIF_IF).read_volatile() }),
+        IrqMode::Hardware | IrqMode::None => None,
+    }
+}
+
+/// Masks interrupts until the guard is dropped, then restores the previous state.
+///
+/// ```
+/// let _guard = guest_sdk::pvops::irq_save();
+/// // interrupts are masked here
+/// ```
+#[must_use = "interrupts are unmasked again when the guard is dropped"]
+pub fn irq_save() -> IrqGuard {
+    let was_enabled = irqs_enabled();
+    irq_disable();
+    IrqGuard { was_enabled }
+}
+
+/// Restores the interrupt state saved by [`irq_save`] when dropped.
+#[derive(Debug)]
+pub struct IrqGuard {
+    was_enabled: bool,
+}
+
+impl Drop for IrqGuard {
+    fn drop(&mut self) {
+        if self.was_enabled {
+            irq_enable();
+        }
+    }
+}
+
+/// Idles the vCPU until a wake-up source fires (the armed timer), or returns at once if none is
+/// armed. The idle instruction of a Parapet guest: never `hlt`.
+pub fn block() {
+    let _ = hypercall::sched_block();
+}
+
+/// Powers the domain off; the VMM exits with `exit_code & 0xff`.
+pub fn poweroff(exit_code: u32) -> ! {
+    hypercall::shutdown(reason::POWEROFF, exit_code)
+}
+
+/// Stops the domain as crashed (`SHUTDOWN_crash`; the VMM exits with 101).
+pub fn crash() -> ! {
+    hypercall::shutdown(reason::CRASH, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unbooted_interrupt_ops_are_inert() {
+        assert_eq!(irq_mode(), IrqMode::None);
+        irq_disable();
+        assert!(!irqs_enabled());
+        {
+            let _g = irq_save();
+            assert!(!irqs_enabled());
+        }
+        irq_enable();
+        assert!(!irqs_enabled());
+    }
+}

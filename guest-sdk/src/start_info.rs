@@ -1,0 +1,194 @@
+//! The start-info page: what the domain builder told the guest at entry (docs/abi.md §2.4).
+//!
+//! The entry code records the page's address once ([`init`]); afterwards [`start_info`] and the
+//! typed accessors ([`platform`], [`transport`], [`cmdline`]) hand out shared references to it.
+//! The page is read-only to the guest and the VMM never changes it after boot, so a `'static`
+//! shared reference is sound.
+//!
+//! The command-line helpers ([`find_param`], [`first_word`]) are plain string functions and work
+//! on any target.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use parapet_abi::start_info::{Platform, StartInfo, Transport};
+
+/// The start-info page, or null before boot (and always on the host).
+static START_INFO: AtomicPtr<StartInfo> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Why the start-info page was rejected at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartInfoError {
+    /// The pointer in RSI was null or misaligned.
+    BadPointer,
+    /// `magic` is not `parapet-abi-0.1`: a different ABI version or no Parapet VMM at all.
+    BadMagic,
+    /// `platform` holds a value this SDK does not know.
+    UnknownPlatform(u32),
+    /// `transport` holds a value this SDK does not know.
+    UnknownTransport(u32),
+    /// `hypercall_page` or `shared_info` is zero.
+    MissingPage,
+    /// `flags` has `VIF` but `vif_page` is zero.
+    MissingVifPage,
+}
+
+impl core::fmt::Display for StartInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StartInfoError::BadPointer => f.write_str("start-info pointer is null or misaligned"),
+            StartInfoError::BadMagic => f.write_str("start-info magic is not parapet-abi-0.1"),
+            StartInfoError::UnknownPlatform(p) => write!(f, "unknown platform {p}"),
+            StartInfoError::UnknownTransport(t) => write!(f, "unknown hypercall transport {t}"),
+            StartInfoError::MissingPage => f.write_str("hypercall or shared-info page missing"),
+            StartInfoError::MissingVifPage => f.write_str("VIF flag set without a VIF page"),
+        }
+    }
+}
+
+/// Checks the start-info page at `page` and records it for [`start_info`].
+///
+/// Only the magic is checked before the page is recorded, so that a caller can still use the
+/// hypercall page to report any later error; the rest of the checks are [`validate`].
+///
+/// # Safety
+///
+/// `page`, if non-null and aligned, must point to a readable page that stays mapped and
+/// unchanged for the rest of the guest's life (the start-info page the VMM passed in RSI).
+pub unsafe fn init(page: *const StartInfo) -> Result<&'static StartInfo, StartInfoError> {
+    if page.is_null() || !page.is_aligned() {
+        return Err(StartInfoError::BadPointer);
+    }
+    // SAFETY: the caller guarantees `page` is a readable, immutable, 'static start-info page;
+    // `StartInfo` is plain old data, so any bytes are a valid value.
+    let info: &'static StartInfo = unsafe { &*page };
+    if !info.magic_ok() {
+        return Err(StartInfoError::BadMagic);
+    }
+    START_INFO.store(page.cast_mut(), Ordering::Release);
+    Ok(info)
+}
+
+/// The consistency checks of a start-info page beyond its magic.
+pub fn validate(info: &StartInfo) -> Result<(), StartInfoError> {
+    Platform::from_raw(info.platform).ok_or(StartInfoError::UnknownPlatform(info.platform))?;
+    Transport::from_raw(info.transport).ok_or(StartInfoError::UnknownTransport(info.transport))?;
+    if info.hypercall_page == 0 || info.shared_info == 0 {
+        return Err(StartInfoError::MissingPage);
+    }
+    if info.flags & parapet_abi::start_info::flags::VIF != 0 && info.vif_page == 0 {
+        return Err(StartInfoError::MissingVifPage);
+    }
+    Ok(())
+}
+
+/// The start-info page, or `None` before boot (or on the host).
+pub fn try_start_info() -> Option<&'static StartInfo> {
+    let page = START_INFO.load(Ordering::Acquire);
+    // SAFETY: a non-null value was stored by `init`, whose caller guaranteed a 'static,
+    // immutable, readable page.
+    unsafe { page.as_ref() }
+}
+
+/// The start-info page.
+///
+/// # Panics
+///
+/// Before the SDK's boot code ran, which in a guest kernel means never; on the host always.
+pub fn start_info() -> &'static StartInfo {
+    try_start_info().expect("start_info() used before boot (or outside a Parapet guest)")
+}
+
+/// The host platform the VMM runs the guest on.
+pub fn platform() -> Platform {
+    let raw = start_info().platform;
+    Platform::from_raw(raw).expect("the platform was validated at boot")
+}
+
+/// How the hypercall page reaches the VMM.
+pub fn transport() -> Transport {
+    let raw = start_info().transport;
+    Transport::from_raw(raw).expect("the transport was validated at boot")
+}
+
+/// The kernel command line (`--cmdline`); empty if the VMM passed none or it is not valid UTF-8.
+pub fn cmdline() -> &'static str {
+    try_start_info().and_then(StartInfo::cmdline).unwrap_or("")
+}
+
+/// The value of the first `key=value` word in `cmdline`, or `None`. A bare `key` has the value
+/// `""`.
+///
+/// ```
+/// use guest_sdk::start_info::find_param;
+/// assert_eq!(find_param("quiet loglevel=debug", "loglevel"), Some("debug"));
+/// assert_eq!(find_param("quiet loglevel=debug", "quiet"), Some(""));
+/// assert_eq!(find_param("quiet", "loglevel"), None);
+/// ```
+pub fn find_param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|word| match word.split_once('=') {
+            Some((k, v)) if k == key => Some(v),
+            None if word == key => Some(""),
+            _ => None,
+        })
+}
+
+/// The first whitespace-separated word of `cmdline` (`""` if there is none).
+pub fn first_word(cmdline: &str) -> &str {
+    cmdline.split_ascii_whitespace().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parapet_abi::start_info::START_INFO_MAGIC;
+    use zerocopy::FromZeros;
+
+    #[test]
+    fn params_are_found_by_exact_key() {
+        let cl = "exit=3  loglevel=trace loglevelx=1 flag";
+        assert_eq!(find_param(cl, "loglevel"), Some("trace"));
+        assert_eq!(find_param(cl, "exit"), Some("3"));
+        assert_eq!(find_param(cl, "flag"), Some(""));
+        assert_eq!(find_param(cl, "log"), None);
+        assert_eq!(find_param("", "x"), None);
+        assert_eq!(find_param("a=b=c", "a"), Some("b=c"));
+    }
+
+    #[test]
+    fn first_word_skips_leading_space() {
+        assert_eq!(first_word("  panic now"), "panic");
+        assert_eq!(first_word(""), "");
+        assert_eq!(first_word("   "), "");
+    }
+
+    #[test]
+    fn validation_rejects_inconsistent_pages() {
+        let mut si = StartInfo::new_zeroed();
+        si.magic = START_INFO_MAGIC;
+        assert_eq!(validate(&si), Err(StartInfoError::UnknownPlatform(0)));
+        si.platform = Platform::KvmPvm as u32;
+        si.transport = 7;
+        assert_eq!(validate(&si), Err(StartInfoError::UnknownTransport(7)));
+        si.transport = Transport::Pio as u32;
+        assert_eq!(validate(&si), Err(StartInfoError::MissingPage));
+        si.hypercall_page = 0x3000;
+        si.shared_info = 0x2000;
+        si.flags = parapet_abi::start_info::flags::VIF;
+        assert_eq!(validate(&si), Err(StartInfoError::MissingVifPage));
+        si.vif_page = 0x4000;
+        assert_eq!(validate(&si), Ok(()));
+    }
+
+    #[test]
+    fn init_rejects_bad_pointers_and_magic() {
+        // SAFETY: null is rejected before any access.
+        let null = unsafe { init(core::ptr::null()) };
+        assert_eq!(null.err(), Some(StartInfoError::BadPointer));
+        let si = std::boxed::Box::leak(std::boxed::Box::new(StartInfo::new_zeroed()));
+        // SAFETY: `si` is a leaked, hence 'static, start-info page that is never changed.
+        assert_eq!(unsafe { init(si) }.err(), Some(StartInfoError::BadMagic));
+        assert!(try_start_info().is_none());
+    }
+}
