@@ -19,8 +19,12 @@ impl Errno {
     pub const EFAULT: Errno = Errno(14);
     /// Resource busy.
     pub const EBUSY: Errno = Errno(16);
+    /// Already exists (e.g. a VIRQ that is already bound).
+    pub const EEXIST: Errno = Errno(17);
     /// Invalid argument.
     pub const EINVAL: Errno = Errno(22);
+    /// No space left (e.g. no free event channel port).
+    pub const ENOSPC: Errno = Errno(28);
     /// Function not implemented: unknown hypercall or sub-operation.
     pub const ENOSYS: Errno = Errno(38);
 
@@ -50,7 +54,9 @@ impl Errno {
             12 => "ENOMEM",
             14 => "EFAULT",
             16 => "EBUSY",
+            17 => "EEXIST",
             22 => "EINVAL",
+            28 => "ENOSPC",
             38 => "ENOSYS",
             _ => "E?",
         }

@@ -14,6 +14,11 @@ pub const NR_STUBS: usize = 4096 / STUB_SIZE;
 /// vCPU registers.
 pub const PIO_HYPERCALL_PORT: u16 = 0xe8;
 
+/// The I/O port the event-channel doorbell stub writes the port number to (`out 0xec, eax`).
+/// The VMM registers an ioeventfd for each port that a backend thread serves, so those
+/// notifications never leave the kernel; any other port exits to the VMM like `EVTCHNOP_send`.
+pub const PIO_DOORBELL_PORT: u16 = 0xec;
+
 /// A hypercall number. Numbers are Xen's where the operation is Xen's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(transparent)]
@@ -28,14 +33,20 @@ impl Hypercall {
     pub const XEN_VERSION: Hypercall = Hypercall(17);
     /// Early/emergency console ([`console`](crate::console)).
     pub const CONSOLE_IO: Hypercall = Hypercall(18);
-    /// Grant table operations (reserved; served from the PV-core milestone on).
+    /// Grant table operations ([`grant_table`](crate::grant_table)).
     pub const GRANT_TABLE_OP: Hypercall = Hypercall(20);
     /// Per-vCPU operations (reserved).
     pub const VCPU_OP: Hypercall = Hypercall(24);
     /// Scheduler operations: yield, block, shutdown ([`sched`](crate::sched)).
     pub const SCHED_OP: Hypercall = Hypercall(29);
-    /// Event channel operations (reserved; served from the PV-core milestone on).
+    /// Event channel operations ([`event_channel`](crate::event_channel)).
     pub const EVENT_CHANNEL_OP: Hypercall = Hypercall(32);
+    /// Parapet: connect and disconnect split-driver frontends ([`device`](crate::device)).
+    pub const DEVICE_OP: Hypercall = Hypercall(64);
+    /// Parapet: notify an event channel (`port` in RDI) without a result: the doorbell. Its stub
+    /// is `mov eax, edi; out 0xec, eax; ret`, which a backend-served port absorbs in the kernel.
+    /// Equivalent to `EVTCHNOP_send`, errors ignored.
+    pub const EVTCHN_NOTIFY: Hypercall = Hypercall(127);
 
     /// The Xen name of this hypercall, for logs and statistics.
     pub const fn name(self) -> &'static str {
@@ -48,6 +59,8 @@ impl Hypercall {
             24 => "vcpu_op",
             29 => "sched_op",
             32 => "event_channel_op",
+            64 => "device_op",
+            127 => "evtchn_notify",
             _ => "unknown",
         }
     }

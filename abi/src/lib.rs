@@ -24,9 +24,14 @@
 #![deny(missing_docs)]
 
 pub mod console;
+pub mod device;
 pub mod errno;
+pub mod event_channel;
+pub mod grant_table;
 pub mod hypercall;
+pub mod loopback;
 pub mod multicall;
+pub mod ring;
 pub mod sched;
 pub mod shared_info;
 pub mod start_info;

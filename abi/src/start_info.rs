@@ -6,7 +6,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `StartInfo::magic` of this ABI version.
-pub const START_INFO_MAGIC: [u8; 16] = *b"parapet-abi-0.1\0";
+pub const START_INFO_MAGIC: [u8; 16] = *b"parapet-abi-0.2\0";
 /// Capacity of [`StartInfo::cmdline`], including the terminating NUL.
 pub const MAX_CMDLINE: usize = 1024;
 /// Capacity of [`StartInfo::memmap`].
@@ -183,6 +183,20 @@ pub struct StartInfo {
     pub memmap: [MemMapEntry; MAX_MEMMAP],
     /// The kernel command line, NUL-terminated UTF-8.
     pub cmdline: [u8; MAX_CMDLINE],
+    /// GPA of the grant table ([`grant_table`](crate::grant_table)).
+    pub grant_table: u64,
+    /// Pages in the grant table.
+    pub nr_grant_frames: u32,
+    /// The guest's port connected to the console backend (Xen's `console.domU.evtchn`).
+    pub console_evtchn: u32,
+    /// The interrupt vector of the event-channel upcall. The guest installs a handler for it
+    /// before it enables interrupts, and acknowledges each upcall with an x2APIC EOI
+    /// (`wrmsr 0x80b`).
+    pub upcall_vector: u32,
+    /// Number of valid [`StartInfo::devices`].
+    pub nr_devices: u32,
+    /// The guest's split-driver devices ([`device`](crate::device)).
+    pub devices: [crate::device::DeviceInfo; crate::device::MAX_DEVICES],
 }
 
 const _: () = assert!(core::mem::size_of::<StartInfo>() <= PAGE_SIZE as usize);
@@ -197,6 +211,12 @@ impl StartInfo {
     pub fn cmdline(&self) -> Option<&str> {
         let len = usize::try_from(self.cmdline_len).ok()?;
         core::str::from_utf8(self.cmdline.get(..len)?).ok()
+    }
+
+    /// The valid part of the device list.
+    pub fn devices(&self) -> &[crate::device::DeviceInfo] {
+        let n = (self.nr_devices as usize).min(crate::device::MAX_DEVICES);
+        &self.devices[..n]
     }
 
     /// The valid part of the memory map.

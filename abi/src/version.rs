@@ -14,7 +14,7 @@ pub const XENVER_GET_FEATURES: u64 = 6;
 /// ABI major version reported by `XENVER_VERSION`.
 pub const ABI_VERSION_MAJOR: u32 = 0;
 /// ABI minor version reported by `XENVER_VERSION`.
-pub const ABI_VERSION_MINOR: u32 = 1;
+pub const ABI_VERSION_MINOR: u32 = 2;
 /// Length of the extra-version string.
 pub const EXTRAVERSION_LEN: usize = 16;
 

@@ -194,7 +194,7 @@ fn xen_version(c: &mut Checks, ram_end: u64) {
         Ret::from_result(hypercall::xen_version().map(u64::from)),
         Ret::ok(u64::from(want)),
     );
-    c.eq("xen_version version is 0x00000001", want, 0x0000_0001);
+    c.eq("xen_version version is 0x00000002", want, 0x0000_0002);
 
     let mut want_extra = [0u8; EXTRAVERSION_LEN];
     want_extra[..8].copy_from_slice(b"-parapet");

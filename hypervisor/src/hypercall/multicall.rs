@@ -73,7 +73,7 @@ mod tests {
             let mut back = [0u8; 192];
             ctx.ram.read(0x1000, &mut back).unwrap();
             let back = <[MulticallEntry]>::ref_from_bytes(&back[..]).unwrap();
-            assert_eq!(back[0].result, 1);
+            assert_eq!(back[0].result, 2);
             assert_eq!(back[1].result, Errno::ENOSYS.to_ret());
             assert_eq!(back[2].result, Errno::EINVAL.to_ret());
             assert_eq!(back[1].args, [0; 6]);

@@ -44,7 +44,7 @@ mod tests {
     #[test]
     fn answers_each_command() {
         with_context(|ctx| {
-            assert_eq!(ret(xen_version(ctx, [XENVER_VERSION, 0, 0, 0, 0])), 1);
+            assert_eq!(ret(xen_version(ctx, [XENVER_VERSION, 0, 0, 0, 0])), 2);
             assert_eq!(
                 ret(xen_version(ctx, [XENVER_EXTRAVERSION, 0x100, 0, 0, 0])),
                 0
