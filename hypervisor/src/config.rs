@@ -31,6 +31,8 @@ pub struct VmConfig {
     pub stats: bool,
     /// Hypercall transport.
     pub transport: TransportChoice,
+    /// Give the guest a loopback test device.
+    pub loopback: bool,
 }
 
 /// A memory size given as bytes or with a K/M/G suffix (powers of 1024).

@@ -4,9 +4,14 @@
 //! ([`builder`]), runs its vCPU ([`kvm`]) and serves its hypercalls ([`hypercall`]). See
 //! `docs/architecture.md` for the big picture and `docs/abi.md` for the guest ABI.
 
+pub mod backends;
 pub mod builder;
 pub mod config;
+pub mod devices;
+pub mod domain;
 pub mod error;
+pub mod events;
+pub mod grants;
 pub mod hypercall;
 pub mod kvm;
 pub mod loader;
@@ -15,6 +20,8 @@ pub mod outcome;
 pub mod platform;
 pub mod stats;
 pub mod symbols;
+pub mod sys;
+pub mod timer;
 pub mod vmm;
 
 pub use config::VmConfig;

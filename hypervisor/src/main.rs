@@ -46,6 +46,9 @@ struct RunArgs {
     /// How hypercalls reach the VMM.
     #[arg(long, value_enum, value_name = "TRANSPORT", default_value_t = TransportChoice::Auto)]
     hypercall_transport: TransportChoice,
+    /// Give the guest a loopback test device (docs/abi.md §10.1).
+    #[arg(long)]
+    loopback: bool,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         timeout: args.timeout,
         stats: args.stats,
         transport: args.hypercall_transport,
+        loopback: args.loopback,
     };
     match parapet::vmm::run(&config) {
         Ok(code) => ExitCode::from(code),

@@ -6,6 +6,11 @@
 //! cannot change under the check.
 
 use parapet_abi::Errno;
+use parapet_abi::start_info::PAGE_SIZE;
+use pv_drivers::shared::SharedPage;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -14,6 +19,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 pub struct GuestRam {
     mem: GuestMemoryMmap,
     size: u64,
+    /// Host address of GPA 0.
+    base: u64,
 }
 
 impl GuestRam {
@@ -22,7 +29,12 @@ impl GuestRam {
         let len = usize::try_from(size).map_err(std::io::Error::other)?;
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)])
             .map_err(std::io::Error::other)?;
-        Ok(GuestRam { mem, size })
+        let region = mem.iter().next().expect("guest RAM has one region");
+        debug_assert_eq!(region.start_addr(), GuestAddress(0));
+        let base = mem
+            .get_host_address(GuestAddress(0))
+            .map_err(std::io::Error::other)? as u64;
+        Ok(GuestRam { mem, size, base })
     }
 
     /// RAM size in bytes.
@@ -32,11 +44,7 @@ impl GuestRam {
 
     /// The host virtual address of GPA 0 (RAM is one contiguous mapping).
     pub fn host_base(&self) -> u64 {
-        let region = self.mem.iter().next().expect("guest RAM has one region");
-        debug_assert_eq!(region.start_addr(), GuestAddress(0));
-        self.mem
-            .get_host_address(GuestAddress(0))
-            .expect("GPA 0 is inside guest RAM") as u64
+        self.base
     }
 
     /// Checks that `[gpa, gpa + len)` lies inside RAM.
@@ -63,6 +71,47 @@ impl GuestRam {
             .map_err(|_| Errno::EFAULT)
     }
 
+    /// The host address of `[gpa, gpa + len)`, checked to lie inside RAM and to be aligned to
+    /// `align`.
+    fn host_ptr(&self, gpa: u64, len: u64, align: u64) -> Result<*mut u8, Errno> {
+        self.check_range(gpa, len)?;
+        if !gpa.is_multiple_of(align) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((self.host_base() + gpa) as *mut u8)
+    }
+
+    /// The `u64` at `gpa` as an atomic, for state shared with a running guest (event bitmaps).
+    pub fn atomic_u64(&self, gpa: u64) -> Result<&AtomicU64, Errno> {
+        let ptr = self.host_ptr(gpa, 8, 8)?;
+        // SAFETY: `ptr` is 8-aligned and its 8 bytes lie inside the RAM mapping, which lives as
+        // long as `self`. Any bit pattern is a valid `AtomicU64`, and the guest and the VMM only
+        // ever access shared words like this one atomically or with plain copies of the whole
+        // page, never through Rust references with other types.
+        Ok(unsafe { AtomicU64::from_ptr(ptr.cast()) })
+    }
+
+    /// The `u32` at `gpa` as an atomic (ring and console indices).
+    pub fn atomic_u32(&self, gpa: u64) -> Result<&AtomicU32, Errno> {
+        let ptr = self.host_ptr(gpa, 4, 4)?;
+        // SAFETY: as for `atomic_u64`, with 4 bytes and 4-byte alignment.
+        Ok(unsafe { AtomicU32::from_ptr(ptr.cast()) })
+    }
+
+    /// The `u16` at `gpa` as an atomic (grant entry flags).
+    pub fn atomic_u16(&self, gpa: u64) -> Result<&AtomicU16, Errno> {
+        let ptr = self.host_ptr(gpa, 2, 2)?;
+        // SAFETY: as for `atomic_u64`, with 2 bytes and 2-byte alignment.
+        Ok(unsafe { AtomicU16::from_ptr(ptr.cast()) })
+    }
+
+    /// The byte at `gpa` as an atomic (upcall flags, the VIF byte).
+    pub fn atomic_u8(&self, gpa: u64) -> Result<&AtomicU8, Errno> {
+        let ptr = self.host_ptr(gpa, 1, 1)?;
+        // SAFETY: as for `atomic_u64`, with one byte.
+        Ok(unsafe { AtomicU8::from_ptr(ptr) })
+    }
+
     /// Copies a `T` out of guest RAM.
     pub fn read_obj<T: FromBytes + IntoBytes>(&self, gpa: u64) -> Result<T, Errno> {
         let mut value = T::new_zeroed();
@@ -73,6 +122,79 @@ impl GuestRam {
     /// Copies a `T` into guest RAM.
     pub fn write_obj<T: IntoBytes + Immutable>(&self, gpa: u64, value: &T) -> Result<(), Errno> {
         self.write(gpa, value.as_bytes())
+    }
+}
+
+/// One page of guest RAM shared with the guest: a ring or the console page. Every access stays
+/// inside the page.
+#[derive(Clone, Debug)]
+pub struct GuestPage {
+    ram: Arc<GuestRam>,
+    gpa: u64,
+}
+
+impl GuestPage {
+    /// The page at `gpa`, which must be page-aligned and inside RAM.
+    pub fn new(ram: Arc<GuestRam>, gpa: u64) -> Result<GuestPage, Errno> {
+        ram.check_range(gpa, PAGE_SIZE)?;
+        if !gpa.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(GuestPage { ram, gpa })
+    }
+
+    /// The page's GPA.
+    pub fn gpa(&self) -> u64 {
+        self.gpa
+    }
+
+    /// The page-relative range `[offset, offset + len)` as a GPA, if it lies in the page.
+    fn range(&self, offset: usize, len: usize) -> Option<u64> {
+        let end = offset.checked_add(len)?;
+        (end as u64 <= PAGE_SIZE).then(|| self.gpa + offset as u64)
+    }
+}
+
+// Offsets come from the drivers, never straight from the guest: an out-of-page access is a VMM
+// bug, which debug builds catch and release builds turn into a no-op rather than a panic.
+impl SharedPage for GuestPage {
+    fn load_u32(&self, offset: usize) -> u32 {
+        let gpa = self.range(offset, 4);
+        debug_assert!(gpa.is_some(), "load_u32 outside the page: {offset}");
+        gpa.and_then(|g| self.ram.atomic_u32(g).ok())
+            .map_or(0, |a| a.load(Acquire))
+    }
+
+    fn store_u32(&self, offset: usize, value: u32) {
+        let gpa = self.range(offset, 4);
+        debug_assert!(gpa.is_some(), "store_u32 outside the page: {offset}");
+        if let Some(a) = gpa.and_then(|g| self.ram.atomic_u32(g).ok()) {
+            a.store(value, Release);
+        }
+    }
+
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        let gpa = self.range(offset, buf.len());
+        debug_assert!(
+            gpa.is_some(),
+            "read outside the page: {offset}+{}",
+            buf.len()
+        );
+        if gpa.and_then(|g| self.ram.read(g, buf).ok()).is_none() {
+            buf.fill(0);
+        }
+    }
+
+    fn write(&self, offset: usize, buf: &[u8]) {
+        let gpa = self.range(offset, buf.len());
+        debug_assert!(
+            gpa.is_some(),
+            "write outside the page: {offset}+{}",
+            buf.len()
+        );
+        if let Some(g) = gpa {
+            let _ = self.ram.write(g, buf);
+        }
     }
 }
 
@@ -89,6 +211,19 @@ mod tests {
         assert_eq!(ram.read(u64::MAX - 4, &mut buf), Err(Errno::EFAULT));
         assert_eq!(ram.write(1 << 20, &[1]), Err(Errno::EFAULT));
         assert_eq!(ram.read(0, &mut []), Ok(()));
+    }
+
+    #[test]
+    fn atomics_are_checked_for_range_and_alignment() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.atomic_u64(0x100).unwrap().fetch_or(0b101, SeqCst);
+        assert_eq!(ram.read_obj::<u64>(0x100), Ok(0b101));
+        assert_eq!(ram.atomic_u64(0x104).err(), Some(Errno::EINVAL));
+        assert_eq!(ram.atomic_u64((1 << 20) - 4).err(), Some(Errno::EFAULT));
+        assert_eq!(ram.atomic_u32(u64::MAX - 3).err(), Some(Errno::EFAULT));
+        assert_eq!(ram.atomic_u16(0x101).err(), Some(Errno::EINVAL));
+        assert_eq!(ram.atomic_u16(0x102).unwrap().load(SeqCst), 0);
     }
 
     #[test]

@@ -1,22 +1,30 @@
 //! One guest run, start to finish: validate, build, run the vCPU, report.
 
+use crate::backends::{self, BackendThread};
 use crate::builder::{self, BootParams, layout};
 use crate::config::VmConfig;
+use crate::devices::{Device, Model};
+use crate::domain::Domain;
 use crate::error::{Error, Result};
-use crate::hypercall::{self, Action, Context, Control, Stdout, Timer};
-use crate::kvm::{self, vcpu::Exit, vcpu::Vcpu};
+use crate::hypercall::{self, Action, Context, Control, Stdout};
+use crate::kvm::{self, irq, vcpu::Exit, vcpu::Vcpu};
 use crate::loader::{self, LoadError};
+use crate::memory::GuestPage;
 use crate::memory::GuestRam;
 use crate::outcome::{FaultInfo, GuestExit, status};
 use crate::platform::{self, Host, MSR_PVM_VIF, PVM_VIF_HOST_WRITE};
 use crate::stats::ExitCounters;
 use crate::symbols::SymbolTable;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
+use kvm_ioctls::IoEventAddress;
 use kvm_ioctls::{Kvm, VmFd};
 use parapet_abi::Errno;
+use parapet_abi::hypercall::PIO_DOORBELL_PORT;
 use parapet_abi::start_info::{Platform, Transport};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
+use vmm_sys_util::eventfd::EventFd;
 
 /// On kvm_pvm, more emulated instructions than this before the first hypercall mean the guest
 /// is not running natively (a native guest shows about one per port-I/O exit).
@@ -40,11 +48,12 @@ pub fn run(config: &VmConfig) -> Result<u8> {
 
     let kvm = kvm::open()?;
     let vm = kvm::create_vm(&kvm)?;
-    let ram = GuestRam::new(mem_size).map_err(|source| Error::Io {
+    let ram = Arc::new(GuestRam::new(mem_size).map_err(|source| Error::Io {
         op: "cannot allocate guest memory",
         source,
-    })?;
+    })?);
     kvm::register_ram(&vm, &ram)?;
+    irq::create_irqchip(&vm)?;
     let mut vcpu = Vcpu::new(vm.create_vcpu(0).map_err(|source| Error::Kvm {
         op: "KVM_CREATE_VCPU",
         source,
@@ -53,6 +62,19 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     let boot_instant = Instant::now();
     let transport = platform::choose_transport(&host, config.transport)?;
     prepare_platform(&kvm, &vm, &vcpu, &host, transport)?;
+    irq::enable_x2apic(&vcpu)?;
+    let upcall_irqfd = irq::upcall_irqfd(&vm, irq::UPCALL_VECTOR)?;
+    let dom = Domain::new(ram.clone(), Some(upcall_irqfd), boot_instant);
+    let console_kick = backend_port(&vm, &dom)?;
+    let mut devices = Vec::new();
+    if config.loopback {
+        let (port, kick) = backend_port(&vm, &dom)?;
+        devices.push(Device::new(Model::Loopback, port, kick));
+    }
+    let device_infos: Vec<_> = devices.iter().map(Device::info).collect();
+    let mut masked_ports: Vec<u32> = device_infos.iter().map(|d| d.evtchn).collect();
+    masked_ports.push(console_kick.0);
+    dom.set_devices(devices);
     info!(
         "platform={} transport={} tsc_khz={} memory={}",
         host.platform.name(),
@@ -74,6 +96,10 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             wallclock: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default(),
+            upcall_vector: irq::UPCALL_VECTOR,
+            console_evtchn: console_kick.0,
+            devices: &device_infos,
+            masked_ports: &masked_ports,
         },
     )?;
     vcpu.set_boot_state(&boot)?;
@@ -82,21 +108,22 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     }
     debug!("guest built in {:?}", started.elapsed());
 
-    let (control_tx, control_rx) = crossbeam_channel::unbounded();
+    vcpu.arm_kick().map_err(|source| Error::Io {
+        op: "cannot install the vCPU kick handler",
+        source,
+    })?;
+    dom.vcpu.set_vcpu_thread();
+    let console = start_console(&dom, console_kick)?;
     let watchdog = match config.timeout {
-        Some(limit) => Some(start_watchdog(&mut vcpu, limit, control_tx)?),
-        None => {
-            drop(control_tx);
-            None
-        }
+        Some(limit) => Some(start_watchdog(&dom, limit)?),
+        None => None,
     };
     let mut counters = ExitCounters::default();
     let mut run = VcpuLoop {
         vcpu: &mut vcpu,
-        ram: &ram,
-        control: &control_rx,
+        dom: &dom,
         counters: &mut counters,
-        boot: boot_instant,
+        platform: host.platform,
         check_native: host.platform == Platform::KvmPvm,
         xen_transport: transport != Transport::Pio,
     };
@@ -104,6 +131,11 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     if let Some((done, _)) = &watchdog {
         let _ = done.send(());
     }
+    // Stop the backends; the console drains the guest's last output first.
+    for device in dom.devices() {
+        device.stop();
+    }
+    console.stop();
     debug!("guest ran for {:?}", started.elapsed());
 
     if config.stats {
@@ -151,27 +183,29 @@ fn prepare_platform(
     host: &Host,
     transport: Transport,
 ) -> Result<()> {
-    if host.platform == Platform::KvmPvm {
-        if !host.pvm_native {
-            warn!(
-                "kvm_pvm reports that native execution is unavailable: the guest will be \
-                 instruction-emulated, thousands of times slower"
-            );
-        }
-        // Native-mode CPUID is not intercepted on kvm_pvm, so a CPUID table would be ignored.
-    } else {
-        // VT-x/AMD-V KVM checks long mode and NX against the guest CPUID in KVM_SET_SREGS.
-        let cpuid = kvm
+    if host.platform == Platform::KvmPvm && !host.pvm_native {
+        warn!(
+            "kvm_pvm reports that native execution is unavailable: the guest will be \
+             instruction-emulated, thousands of times slower"
+        );
+    }
+    // KVM checks long mode and NX (KVM_SET_SREGS) and x2APIC (the APIC base MSR) against the
+    // guest CPUID. On VT-x/AMD-V the guest also sees this table, so it gets everything KVM
+    // supports. kvm_pvm does not intercept CPUID in native mode, so there the table only feeds
+    // KVM's own checks, and the few leaves they read are much cheaper than the full query.
+    let cpuid = match host.platform {
+        Platform::KvmPvm => platform::minimal_cpuid(),
+        Platform::KvmHardware => kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(|source| Error::Kvm {
                 op: "KVM_GET_SUPPORTED_CPUID",
                 source,
-            })?;
-        vcpu.fd().set_cpuid2(&cpuid).map_err(|source| Error::Kvm {
-            op: "KVM_SET_CPUID2",
-            source,
-        })?;
-    }
+            })?,
+    };
+    vcpu.fd().set_cpuid2(&cpuid).map_err(|source| Error::Kvm {
+        op: "KVM_SET_CPUID2",
+        source,
+    })?;
     if transport != Transport::Pio {
         kvm::enable_xen_intercept(vm)?;
     }
@@ -195,27 +229,58 @@ fn register_vif(vcpu: &Vcpu) -> Result<()> {
     Ok(())
 }
 
+/// Connects a new guest port to a backend doorbell: the port's notifications signal the
+/// returned eventfd inside KVM (an ioeventfd on the doorbell port matching the port number).
+fn backend_port(vm: &VmFd, dom: &Domain) -> Result<(u32, Arc<EventFd>)> {
+    let kick = Arc::new(
+        EventFd::new(libc::EFD_NONBLOCK).map_err(|source| Error::Io {
+            op: "cannot create a backend eventfd",
+            source,
+        })?,
+    );
+    let port = dom.events.bind_backend(kick.clone()).map_err(|e| {
+        Error::HostUnsupported(format!("cannot allocate a backend event channel: {e}"))
+    })?;
+    vm.register_ioevent(&kick, &IoEventAddress::Pio(PIO_DOORBELL_PORT.into()), port)
+        .map_err(|source| Error::Kvm {
+            op: "KVM_IOEVENTFD",
+            source,
+        })?;
+    Ok((port, kick))
+}
+
+/// Starts the console backend on the console page.
+fn start_console(dom: &Domain, (port, kick): (u32, Arc<EventFd>)) -> Result<BackendThread> {
+    let page = GuestPage::new(dom.ram.clone(), layout::CONSOLE_PAGE)
+        .expect("the console page lies inside guest RAM");
+    BackendThread::spawn(
+        "console",
+        kick,
+        dom.events.clone(),
+        port,
+        dom.control_sender(),
+        dom.vcpu.clone(),
+        move |io| backends::console::serve(io, page, std::io::stdout(), true),
+    )
+    .map_err(|source| Error::Io {
+        op: "cannot start the console backend",
+        source,
+    })
+}
+
 /// Starts the thread that stops the guest after `limit`. Returns a sender that cancels it.
 fn start_watchdog(
-    vcpu: &mut Vcpu,
+    dom: &Domain,
     limit: Duration,
-    control: Sender<Control>,
 ) -> Result<(Sender<()>, std::thread::JoinHandle<()>)> {
-    vcpu.arm_kick().map_err(|source| Error::Io {
-        op: "cannot install the vCPU kick handler",
-        source,
-    })?;
-    // SAFETY: pthread_self has no preconditions.
-    let vcpu_thread = unsafe { libc::pthread_self() };
+    let (vcpu, control) = (dom.vcpu.clone(), dom.control_sender());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let handle = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
             if done_rx.recv_timeout(limit).is_err() {
                 let _ = control.send(Control::Stop);
-                // SAFETY: the vCPU thread is the main thread, which outlives this one: the main
-                // thread only returns after the vCPU loop, which it ends by telling us first.
-                unsafe { libc::pthread_kill(vcpu_thread, crate::kvm::vcpu::kick_signal()) };
+                vcpu.kick();
             }
         })
         .map_err(|source| Error::Io {
@@ -228,20 +293,19 @@ fn start_watchdog(
 /// The vCPU run loop and what it needs.
 struct VcpuLoop<'a> {
     vcpu: &'a mut Vcpu,
-    ram: &'a GuestRam,
-    control: &'a Receiver<Control>,
+    dom: &'a Domain,
     counters: &'a mut ExitCounters,
-    boot: Instant,
+    platform: Platform,
     check_native: bool,
     xen_transport: bool,
 }
 
 impl VcpuLoop<'_> {
     fn run(&mut self) -> Result<GuestExit> {
-        let mut timer = Timer::default();
         let mut console = Stdout;
         loop {
             let exit = self.vcpu.run()?;
+            let was_blocked = self.dom.vcpu.set_blocked(false);
             self.counters.count(&exit, self.xen_transport);
             match exit {
                 Exit::Hypercall {
@@ -257,18 +321,23 @@ impl VcpuLoop<'_> {
                         Action::Return(Errno::EPERM.to_ret())
                     } else {
                         let mut ctx = Context {
-                            ram: self.ram,
-                            timer: &mut timer,
-                            control: self.control,
+                            dom: self.dom,
+                            ram: &self.dom.ram,
                             console: &mut console,
-                            boot: self.boot,
                         };
                         hypercall::dispatch(&mut ctx, nr, args)
                     };
                     match action {
                         Action::Return(ret) => self.vcpu.complete_hypercall(ret),
+                        Action::Block => self.block()?,
                         Action::Stop(exit) => return Ok(exit),
                     }
+                }
+                Exit::Doorbell { port } => {
+                    let _ = self.dom.events.send(port);
+                }
+                Exit::DebugConsole { byte } => {
+                    let _ = hypercall::ConsoleSink::write_console(&mut console, &[byte]);
                 }
                 Exit::Io { port, write } => {
                     debug!("port I/O to unserved port {port:#x} (write: {write})");
@@ -277,8 +346,14 @@ impl VcpuLoop<'_> {
                     debug!("MMIO to unbacked address {gpa:#x} (write: {write})");
                 }
                 Exit::Interrupted => {
-                    if self.control.try_recv() == Ok(Control::Stop) {
-                        return Ok(GuestExit::Stopped);
+                    match self.dom.control().try_recv() {
+                        Ok(Control::Stop) => return Ok(GuestExit::Stopped),
+                        Ok(Control::Fault(what)) => return self.fault(what),
+                        Err(_) => {}
+                    }
+                    if was_blocked {
+                        // Woken without an interrupt (a timer with no VIRQ bound).
+                        self.vcpu.set_halted(false)?;
                     }
                 }
                 Exit::Halt => {
@@ -305,6 +380,29 @@ impl VcpuLoop<'_> {
                 Exit::Other(what) => return self.fault(format!("unexpected KVM exit: {what}")),
             }
         }
+    }
+
+    /// `SCHEDOP_block`: re-enable event delivery and halt in the kernel until an interrupt
+    /// (docs/abi.md §7.3). The timer thread checks `blocked` after it marks the timer fired, and
+    /// we check the timer after marking `blocked`, so one of us always sees the other.
+    fn block(&mut self) -> Result<()> {
+        let dom = self.dom;
+        self.vcpu.complete_hypercall(0);
+        dom.vcpu.set_blocked(true);
+        if dom.timer.take_fired() || dom.events.upcall().upcall_pending() {
+            dom.vcpu.set_blocked(false);
+            return Ok(());
+        }
+        dom.events.upcall().unmask_upcalls();
+        match self.platform {
+            Platform::KvmPvm => dom
+                .ram
+                .atomic_u8(layout::VIF_PAGE + parapet_abi::start_info::vif::IF as u64)
+                .expect("the VIF page lies inside guest RAM")
+                .store(1, std::sync::atomic::Ordering::SeqCst),
+            Platform::KvmHardware => self.vcpu.set_interrupt_flag_on_entry(),
+        }
+        self.vcpu.set_halted(true)
     }
 
     fn fault(&self, what: String) -> Result<GuestExit> {

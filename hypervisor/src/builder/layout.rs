@@ -22,6 +22,8 @@ pub const GDT: u64 = 0x6000;
 pub const TSS: u64 = 0x7000;
 /// Emergency stack for IST1.
 pub const EMERGENCY_STACK: Range<u64> = 0x8000..0xc000;
+/// Grant table (docs/abi.md §8): 4 frames, 2048 entries.
+pub const GRANT_TABLE: Range<u64> = 0xc000..0x10000;
 /// Initial page tables: PML4, PDPT, the 4 KiB table of the first 2 MiB, then one PD per GiB.
 pub const PAGE_TABLES: Range<u64> = 0x10000..0x100000;
 /// End of the boot area; kernels load at or above it.

@@ -10,7 +10,10 @@ mod paging;
 use crate::error::{Error, Result};
 use crate::loader::KernelImage;
 use crate::memory::GuestRam;
-use parapet_abi::hypercall::{NR_STUBS, PIO_HYPERCALL_PORT, STUB_SIZE};
+use parapet_abi::device::{DeviceInfo, MAX_DEVICES};
+use parapet_abi::hypercall::{
+    Hypercall, NR_STUBS, PIO_DOORBELL_PORT, PIO_HYPERCALL_PORT, STUB_SIZE,
+};
 use parapet_abi::shared_info::SharedInfo;
 use parapet_abi::start_info::{
     self, MAX_CMDLINE, MAX_MEMMAP, MemMapEntry, Platform, StartInfo, Transport, mem_kind,
@@ -37,6 +40,14 @@ pub struct BootParams<'a> {
     pub tsc_stable: bool,
     /// Unix time at system time 0.
     pub wallclock: std::time::Duration,
+    /// The event-channel upcall vector.
+    pub upcall_vector: u8,
+    /// The guest's port connected to the console backend.
+    pub console_evtchn: u32,
+    /// Split-driver devices.
+    pub devices: &'a [DeviceInfo],
+    /// Ports that start masked (those connected to backends).
+    pub masked_ports: &'a [u32],
 }
 
 /// The guest's entry state, for the vCPU.
@@ -116,13 +127,22 @@ pub fn hypercall_page(transport: Transport) -> [u8; 4096] {
         Transport::Vmcall => &[0x0f, 0x01, 0xc1],
         Transport::Vmmcall => &[0x0f, 0x01, 0xd9],
     };
-    const _: () = assert!(PIO_HYPERCALL_PORT <= 0xff, "the stub uses `out imm8, al`");
+    const _: () = assert!(
+        PIO_HYPERCALL_PORT <= 0xff && PIO_DOORBELL_PORT <= 0xff,
+        "imm8 ports"
+    );
     let mut page = [0xcc_u8; 4096];
     for (nr, stub) in page.chunks_exact_mut(STUB_SIZE).enumerate().take(NR_STUBS) {
-        let mut code = vec![0xb8];
-        code.extend_from_slice(&(nr as u32).to_le_bytes());
-        code.extend_from_slice(trap);
-        code.push(0xc3);
+        let code: Vec<u8> = if nr == Hypercall::EVTCHN_NOTIFY.0 as usize {
+            // mov eax, edi; out 0xec, eax; ret: the doorbell (docs/abi.md §7.4).
+            vec![0x89, 0xf8, 0xe7, PIO_DOORBELL_PORT as u8, 0xc3]
+        } else {
+            let mut code = vec![0xb8];
+            code.extend_from_slice(&(nr as u32).to_le_bytes());
+            code.extend_from_slice(trap);
+            code.push(0xc3);
+            code
+        };
         stub[..code.len()].copy_from_slice(&code);
     }
     page
@@ -173,6 +193,11 @@ fn shared_info(ram: &GuestRam, p: &BootParams<'_>) -> SharedInfo {
     si.wc_sec_hi = (secs >> 32) as u32;
     si.wc_nsec = p.wallclock.subsec_nanos();
     si.arch.max_pfn = ram.size() / layout::PAGE;
+    for &port in p.masked_ports {
+        if let Some(word) = si.evtchn_mask.get_mut(port as usize / 64) {
+            *word |= 1 << (port % 64);
+        }
+    }
     si
 }
 
@@ -200,6 +225,14 @@ fn start_info(ram: &GuestRam, p: &BootParams<'_>, cr3: u64, nr_pt_frames: u64) -
     si.gdt = layout::GDT;
     si.tss = layout::TSS;
     si.cmdline_len = p.cmdline.len() as u64;
+    si.grant_table = layout::GRANT_TABLE.start;
+    si.nr_grant_frames =
+        ((layout::GRANT_TABLE.end - layout::GRANT_TABLE.start) / layout::PAGE) as u32;
+    si.upcall_vector = u32::from(p.upcall_vector);
+    si.console_evtchn = p.console_evtchn;
+    let n = p.devices.len().min(MAX_DEVICES);
+    si.nr_devices = n as u32;
+    si.devices[..n].copy_from_slice(&p.devices[..n]);
     si.cmdline[..p.cmdline.len()].copy_from_slice(p.cmdline.as_bytes());
 
     let map = memory_map(p.image, ram.size());
@@ -236,7 +269,6 @@ fn memory_map(image: &KernelImage, ram_size: u64) -> Vec<MemMapEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parapet_abi::hypercall::Hypercall;
 
     #[test]
     fn stubs_load_their_number_and_return() {
@@ -246,5 +278,7 @@ mod tests {
         assert_eq!(page[off + 8], 0xcc);
         let page = hypercall_page(Transport::Vmcall);
         assert_eq!(&page[32..41], &[0xb8, 1, 0, 0, 0, 0x0f, 0x01, 0xc1, 0xc3]);
+        let bell = Hypercall::EVTCHN_NOTIFY.stub_offset().unwrap();
+        assert_eq!(&page[bell..bell + 6], &[0x89, 0xf8, 0xe7, 0xec, 0xc3, 0xcc]);
     }
 }

@@ -37,7 +37,7 @@ mod tests {
             assert_eq!(ret(console_io(ctx, [CONSOLEIO_WRITE, 0, 0x1000, 0, 0])), 0);
             let efault = Errno::EFAULT.to_ret();
             assert_eq!(
-                ret(console_io(ctx, [CONSOLEIO_WRITE, 16, (1 << 20) - 8, 0, 0])),
+                ret(console_io(ctx, [CONSOLEIO_WRITE, 16, (4 << 20) - 8, 0, 0])),
                 efault
             );
             assert_eq!(

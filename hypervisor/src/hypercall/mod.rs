@@ -5,20 +5,20 @@
 //! error code, never a panic.
 
 mod console;
+mod device;
+mod evtchn;
+mod gnttab;
 mod multicall;
 mod sched;
 mod timer;
 mod version;
 
+use crate::domain::Domain;
 use crate::memory::GuestRam;
 use crate::outcome::GuestExit;
-use crossbeam_channel::Receiver;
 use parapet_abi::Errno;
 use parapet_abi::hypercall::{Hypercall, NR_STUBS};
 use std::io::Write;
-use std::time::Instant;
-
-pub use timer::Timer;
 
 /// What the vCPU loop does after a hypercall.
 #[derive(Debug)]
@@ -27,6 +27,9 @@ pub enum Action {
     Return(u64),
     /// Stop the guest.
     Stop(GuestExit),
+    /// Return 0 and halt the vCPU until an interrupt, with event delivery enabled
+    /// (`SCHEDOP_block`).
+    Block,
 }
 
 impl From<Result<u64, Errno>> for Action {
@@ -38,26 +41,24 @@ impl From<Result<u64, Errno>> for Action {
     }
 }
 
-/// Messages to a running vCPU thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Messages to a running vCPU thread (it is kicked out of `KVM_RUN` to read them).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
     /// Stop now (timeout, or the VMM is shutting down).
     Stop,
+    /// A backend caught the guest breaking its protocol: stop it with this report.
+    Fault(String),
 }
 
 /// What a handler may touch.
 #[derive(Debug)]
 pub struct Context<'a> {
-    /// Guest RAM.
+    /// The domain.
+    pub dom: &'a Domain,
+    /// Guest RAM (`dom.ram`).
     pub ram: &'a GuestRam,
-    /// The vCPU's one-shot timer.
-    pub timer: &'a mut Timer,
-    /// Control messages (wakes a blocked vCPU).
-    pub control: &'a Receiver<Control>,
     /// Where console output goes.
     pub console: &'a mut dyn ConsoleSink,
-    /// System time 0.
-    pub boot: Instant,
 }
 
 /// The console's output side.
@@ -88,6 +89,10 @@ const TABLE: [Option<Handler>; NR_STUBS] = {
     t[Hypercall::XEN_VERSION.0 as usize] = Some(version::xen_version);
     t[Hypercall::CONSOLE_IO.0 as usize] = Some(console::console_io);
     t[Hypercall::SCHED_OP.0 as usize] = Some(sched::sched_op);
+    t[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(evtchn::event_channel_op);
+    t[Hypercall::GRANT_TABLE_OP.0 as usize] = Some(gnttab::grant_table_op);
+    t[Hypercall::DEVICE_OP.0 as usize] = Some(device::device_op);
+    t[Hypercall::EVTCHN_NOTIFY.0 as usize] = Some(evtchn::evtchn_notify);
     t
 };
 
@@ -117,18 +122,16 @@ pub(crate) mod testing {
         }
     }
 
-    /// Calls `f` with a context over 1 MiB of RAM; returns its result and the console output.
+    /// Calls `f` with a context over 4 MiB of RAM laid out like a guest's (shared info at
+    /// 0x2000, grant table at 0xc000); returns its result and the console output.
     pub fn with_context<R>(f: impl FnOnce(&mut Context<'_>) -> R) -> (R, Vec<u8>) {
-        let ram = GuestRam::new(1 << 20).unwrap();
-        let mut timer = Timer::default();
-        let (_tx, rx) = crossbeam_channel::unbounded();
+        let ram = std::sync::Arc::new(GuestRam::new(4 << 20).unwrap());
+        let dom = Domain::new(ram.clone(), None, std::time::Instant::now());
         let mut out = Captured::default();
         let mut ctx = Context {
+            dom: &dom,
             ram: &ram,
-            timer: &mut timer,
-            control: &rx,
             console: &mut out,
-            boot: Instant::now(),
         };
         let r = f(&mut ctx);
         (r, out.0)
@@ -137,7 +140,7 @@ pub(crate) mod testing {
     pub fn ret(a: Action) -> u64 {
         match a {
             Action::Return(v) => v,
-            Action::Stop(e) => panic!("unexpected stop: {e:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
 }
@@ -150,7 +153,7 @@ mod tests {
     #[test]
     fn unknown_numbers_are_enosys() {
         with_context(|ctx| {
-            for nr in [0, 99, 127, 128, u64::MAX] {
+            for nr in [0, 99, 126, 128, u64::MAX] {
                 assert_eq!(
                     ret(dispatch(ctx, nr, [0; 5])),
                     Errno::ENOSYS.to_ret(),

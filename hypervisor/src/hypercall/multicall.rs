@@ -38,6 +38,13 @@ pub(super) fn multicall(ctx: &mut Context<'_>, [list, count, ..]: [u64; 5]) -> A
                 }
             }
             stop @ Action::Stop(_) => return stop,
+            // Halting in the middle of a batch has no sensible meaning.
+            Action::Block => {
+                let at = list + i as u64 * ENTRY_SIZE + RESULT_OFFSET;
+                if let Err(e) = ctx.ram.write_obj(at, &Errno::EINVAL.to_ret()) {
+                    return Action::Return(e.to_ret());
+                }
+            }
         }
     }
     Action::Return(0)
@@ -93,7 +100,7 @@ mod tests {
                 Errno::E2BIG.to_ret()
             );
             assert_eq!(
-                ret(multicall(ctx, [(1 << 20) - 64, 2, 0, 0, 0])),
+                ret(multicall(ctx, [(4 << 20) - 64, 2, 0, 0, 0])),
                 Errno::EFAULT.to_ret()
             );
         });

@@ -1,8 +1,7 @@
 //! `sched_op` (29): yield, block, shutdown and fault reports (docs/abi.md §3.6).
 
-use super::{Action, Context, Control};
+use super::{Action, Context};
 use crate::outcome::{FaultInfo, GuestExit};
-use crossbeam_channel::RecvTimeoutError;
 use parapet_abi::Errno;
 use parapet_abi::sched::{
     FaultReport, SCHEDOP_BLOCK, SCHEDOP_FAULT, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedShutdown,
@@ -22,26 +21,17 @@ pub(super) fn sched_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Actio
     }
 }
 
-/// Sleeps until the armed deadline (the only wake-up source so far) or a stop request.
+/// `SCHEDOP_block` (docs/abi.md §7.3): returns at once when an event is already there or none can
+/// come; otherwise the vCPU loop halts the vCPU with event delivery enabled.
 fn block(ctx: &mut Context<'_>) -> Action {
-    let Some(deadline) = ctx.timer.deadline else {
+    let dom = ctx.dom;
+    if dom.events.upcall().upcall_pending() || dom.timer.take_fired() {
         return Action::Return(0);
-    };
-    let wake = ctx.instant_of(deadline);
-    loop {
-        let now = std::time::Instant::now();
-        if now >= wake {
-            break;
-        }
-        match ctx.control.recv_timeout(wake - now) {
-            Ok(Control::Stop) => return Action::Stop(GuestExit::Stopped),
-            Err(RecvTimeoutError::Timeout) => {}
-            // Nobody can stop us any more; sleep out the deadline.
-            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wake - now),
-        }
     }
-    ctx.timer.deadline = None;
-    Action::Return(0)
+    if !dom.timer.armed() && !dom.events.can_wake() {
+        return Action::Return(0);
+    }
+    Action::Block
 }
 
 fn shutdown(ctx: &mut Context<'_>, arg: u64) -> Action {
@@ -103,7 +93,7 @@ mod tests {
         with_context(|ctx| {
             let efault = Errno::EFAULT.to_ret();
             assert_eq!(
-                ret(sched_op(ctx, [SCHEDOP_SHUTDOWN, 1 << 20, 0, 0, 0])),
+                ret(sched_op(ctx, [SCHEDOP_SHUTDOWN, 4 << 20, 0, 0, 0])),
                 efault
             );
             assert_eq!(
@@ -116,14 +106,17 @@ mod tests {
     }
 
     #[test]
-    fn block_returns_at_once_without_a_timer_and_after_the_deadline_with_one() {
+    fn block_returns_at_once_with_nothing_to_wait_for_and_halts_otherwise() {
         with_context(|ctx| {
             assert_eq!(ret(sched_op(ctx, [SCHEDOP_BLOCK, 0, 0, 0, 0])), 0);
-            let deadline = ctx.now_ns() + 2_000_000;
-            ctx.timer.deadline = Some(deadline);
+            let deadline = ctx.now_ns() + 60_000_000_000;
+            super::super::timer::set_timer_op(ctx, [deadline, 0, 0, 0, 0]);
+            assert!(matches!(
+                sched_op(ctx, [SCHEDOP_BLOCK, 0, 0, 0, 0]),
+                Action::Block
+            ));
+            super::super::timer::set_timer_op(ctx, [0; 5]);
             assert_eq!(ret(sched_op(ctx, [SCHEDOP_BLOCK, 0, 0, 0, 0])), 0);
-            assert!(ctx.now_ns() >= deadline);
-            assert_eq!(ctx.timer.deadline, None, "the one-shot timer fired");
         });
     }
 }

@@ -71,7 +71,7 @@ mod tests {
             );
             let efault = Errno::EFAULT.to_ret();
             assert_eq!(
-                ret(xen_version(ctx, [XENVER_GET_FEATURES, 1 << 20, 0, 0, 0])),
+                ret(xen_version(ctx, [XENVER_GET_FEATURES, 4 << 20, 0, 0, 0])),
                 efault
             );
             assert_eq!(

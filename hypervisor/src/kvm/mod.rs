@@ -1,6 +1,7 @@
 //! Everything that talks to `/dev/kvm`. The VMM's `unsafe` code is confined to this module and
 //! to `memory.rs`.
 
+pub mod irq;
 pub mod stats;
 pub mod vcpu;
 

@@ -3,10 +3,16 @@
 use crate::builder::BootState;
 use crate::builder::layout::{self, selector};
 use crate::error::{KvmContext, Result};
-use kvm_bindings::{KVM_EXIT_XEN, Msrs, kvm_msr_entry, kvm_regs, kvm_segment};
+use kvm_bindings::{
+    KVM_EXIT_XEN, KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE, Msrs, kvm_mp_state, kvm_msr_entry,
+    kvm_regs, kvm_segment,
+};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
-use parapet_abi::hypercall::PIO_HYPERCALL_PORT;
+use parapet_abi::hypercall::{PIO_DOORBELL_PORT, PIO_HYPERCALL_PORT};
 use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Bochs/QEMU-style debug console port: `out 0xe9, al` prints one byte.
+pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
 
 /// `KVM_EXIT_XEN` subtype of a hypercall.
 const KVM_EXIT_XEN_HCALL: u32 = 1;
@@ -22,6 +28,17 @@ pub enum Exit {
         args: [u64; 5],
         /// The guest's privilege level was not 0 (only reported by the Xen intercept).
         from_user: bool,
+    },
+    /// The event-channel doorbell for a port no backend serves in the kernel.
+    Doorbell {
+        /// The event channel port the guest notified.
+        port: u32,
+    },
+    /// A byte written to the debug console port (one exit per byte: the trap-and-emulate
+    /// console that the PV console ring replaces).
+    DebugConsole {
+        /// The byte.
+        byte: u8,
     },
     /// Port I/O to a port nothing serves.
     Io {
@@ -203,6 +220,17 @@ impl Vcpu {
                 self.pending = Pending::SyncRegs;
                 exit
             }
+            Ok(VcpuExit::IoOut(PIO_DOORBELL_PORT, data)) => {
+                let mut port = [0u8; 4];
+                let n = data.len().min(4);
+                port[..n].copy_from_slice(&data[..n]);
+                Exit::Doorbell {
+                    port: u32::from_le_bytes(port),
+                }
+            }
+            Ok(VcpuExit::IoOut(DEBUG_CONSOLE_PORT, data)) => Exit::DebugConsole {
+                byte: data.first().copied().unwrap_or(0),
+            },
             Ok(VcpuExit::IoOut(port, _)) => Exit::Io { port, write: true },
             Ok(VcpuExit::IoIn(port, data)) => {
                 data.fill(0xff);
@@ -261,6 +289,25 @@ impl Vcpu {
             Err(e) => return Err(e).kvm("KVM_RUN"),
         };
         Ok(exit)
+    }
+
+    /// Halts the vCPU in the kernel until an interrupt (or makes it runnable again).
+    pub fn set_halted(&self, halted: bool) -> Result<()> {
+        let mp_state = if halted {
+            KVM_MP_STATE_HALTED
+        } else {
+            KVM_MP_STATE_RUNNABLE
+        };
+        self.fd
+            .set_mp_state(kvm_mp_state { mp_state })
+            .kvm("KVM_SET_MP_STATE")
+    }
+
+    /// Sets RFLAGS.IF for the next entry (with the pending hypercall's result, through the synced
+    /// registers). Only meaningful right after a port-I/O hypercall exit on VT-x/AMD-V.
+    pub fn set_interrupt_flag_on_entry(&mut self) {
+        self.fd.sync_regs_mut().regs.rflags |= 1 << 9;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
     }
 
     /// Delivers the result of the hypercall [`Vcpu::run`] last returned.

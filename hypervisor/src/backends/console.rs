@@ -1,0 +1,101 @@
+//! The PV console backend: guest output from the console page to the VMM's standard output,
+//! standard input to the guest (docs/abi.md §9.2).
+
+use super::{BackendIo, Wake};
+use crate::memory::GuestPage;
+use parapet_abi::console::CONSOLE_IN_SIZE;
+use pv_drivers::console::ConsoleBack;
+use std::io::Write;
+
+/// Serves the console page until the VMM stops the backend; drains the output ring before it
+/// returns. `input` is whether to forward standard input.
+pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
+    let mut console = ConsoleBack::attach(page);
+    let mut input = Input {
+        open: input,
+        pending: Vec::new(),
+        eof_sent: !input,
+    };
+    loop {
+        let want_stdin = input.open && input.pending.is_empty();
+        let wake = io.wait(want_stdin.then_some(0));
+        if let Err(e) = drain(&mut console, &io, &mut out) {
+            io.guest_fault(e);
+            return;
+        }
+        let Wake::Work { extra, .. } = wake else {
+            return;
+        };
+        if extra {
+            input.read();
+        }
+        if let Err(e) = input.deliver(&mut console, &io) {
+            io.guest_fault(e);
+            return;
+        }
+    }
+}
+
+/// Copies all published output to `out`, until a final check finds none.
+fn drain(
+    console: &mut ConsoleBack<GuestPage>,
+    io: &BackendIo,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    loop {
+        let notify = console
+            .drain_output(|bytes| {
+                // A closed stdout loses the output, but the guest carries on.
+                let _ = out.write_all(bytes).and_then(|()| out.flush());
+            })
+            .map_err(|e| format!("console ring: {e}"))?;
+        if notify {
+            io.notify_guest();
+        }
+        if !console.prepare_to_sleep() {
+            return Ok(());
+        }
+    }
+}
+
+/// Standard input on its way into the input ring.
+struct Input {
+    open: bool,
+    pending: Vec<u8>,
+    eof_sent: bool,
+}
+
+impl Input {
+    fn read(&mut self) {
+        let mut buf = [0u8; CONSOLE_IN_SIZE];
+        match crate::sys::read_stdin(&mut buf) {
+            Ok(0) | Err(_) => self.open = false,
+            Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+        }
+    }
+
+    /// Pushes what the ring takes; retried on the next wake-up (the guest notifies after it
+    /// consumes input).
+    fn deliver(
+        &mut self,
+        console: &mut ConsoleBack<GuestPage>,
+        io: &BackendIo,
+    ) -> Result<(), String> {
+        let err = |e| format!("console ring: {e}");
+        let mut notify = false;
+        if !self.pending.is_empty() {
+            let (n, wake) = console.push_input(&self.pending).map_err(err)?;
+            self.pending.drain(..n);
+            notify |= wake;
+        }
+        if !self.open && self.pending.is_empty() && !self.eof_sent {
+            let (sent, wake) = console.push_eof().map_err(err)?;
+            self.eof_sent = sent;
+            notify |= wake;
+        }
+        if notify {
+            io.notify_guest();
+        }
+        Ok(())
+    }
+}

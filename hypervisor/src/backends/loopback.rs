@@ -1,0 +1,25 @@
+//! The loopback test device's backend (docs/abi.md §10.1): answers requests about granted
+//! pages, a batch per doorbell, one notification per batch.
+
+use super::{BackendIo, Wake};
+use crate::grants::{GrantMapping, GrantTable};
+use pv_drivers::loopback::{LoopbackBackRing, serve_batch};
+
+/// Serves the ring until the VMM stops the backend.
+pub fn serve(io: BackendIo, ring: GrantMapping, grants: GrantTable) {
+    let mut ring = LoopbackBackRing::attach(ring);
+    loop {
+        // Requests may already be waiting when the frontend connects.
+        match serve_batch(&mut ring, &grants) {
+            Ok(outcome) if outcome.notify => io.notify_guest(),
+            Ok(_) => {}
+            Err(e) => {
+                io.guest_fault(format!("loopback device: {e}"));
+                return;
+            }
+        }
+        if io.wait(None) == Wake::Stop {
+            return;
+        }
+    }
+}

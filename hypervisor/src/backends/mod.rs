@@ -1,0 +1,142 @@
+//! Split-driver backends: each runs on its own thread, woken by its doorbell eventfd (which KVM
+//! signals directly when the guest rings the doorbell: no exit to the VMM), and answers by
+//! raising the guest's port (an irqfd write, again without the vCPU thread).
+//!
+//! A backend that catches the guest breaking its protocol (a ring index past the ring) reports
+//! it with [`BackendIo::guest_fault`]; the vCPU loop then stops the guest with that message.
+
+pub mod console;
+pub mod loopback;
+
+use crate::domain::VcpuWake;
+use crate::events::EventChannels;
+use crate::hypercall::Control;
+use crossbeam_channel::Sender;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Why a backend woke up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The VMM asks the backend to stop.
+    Stop,
+    /// The guest rang the doorbell (and/or the extra descriptor is readable).
+    Work {
+        /// The doorbell rang.
+        kicked: bool,
+        /// The extra descriptor passed to [`BackendIo::wait`] is readable.
+        extra: bool,
+    },
+}
+
+/// What a backend thread uses to talk to the guest and the VMM.
+#[derive(Debug)]
+pub struct BackendIo {
+    /// The doorbell: KVM signals it when the guest notifies `port`.
+    pub kick: Arc<EventFd>,
+    stop: EventFd,
+    events: Arc<EventChannels>,
+    /// The guest's port connected to this backend.
+    pub port: u32,
+    control: Sender<Control>,
+    vcpu: Arc<VcpuWake>,
+}
+
+impl BackendIo {
+    /// Waits for the doorbell, a stop request, or `extra` (e.g. standard input) to be readable.
+    pub fn wait(&self, extra: Option<RawFd>) -> Wake {
+        let fds = [
+            Some(self.stop.as_raw_fd()),
+            Some(self.kick.as_raw_fd()),
+            extra,
+        ];
+        let ready = match crate::sys::poll(&fds) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("backend cannot wait for events: {e}");
+                return Wake::Stop;
+            }
+        };
+        if ready[0].readable {
+            return Wake::Stop;
+        }
+        let kicked = ready[1].readable;
+        if kicked {
+            let _ = self.kick.read(); // reset the counter; one wake-up serves every notification
+        }
+        Wake::Work {
+            kicked,
+            extra: ready[2].readable,
+        }
+    }
+
+    /// Raises the guest's port.
+    pub fn notify_guest(&self) {
+        self.events.upcall().raise(self.port);
+    }
+
+    /// Stops the guest: it broke the protocol.
+    pub fn guest_fault(&self, what: String) {
+        let _ = self.control.send(Control::Fault(what));
+        self.vcpu.kick();
+    }
+}
+
+/// A running backend thread.
+#[derive(Debug)]
+pub struct BackendThread {
+    stop: EventFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BackendThread {
+    /// Starts `serve` on a thread named `name`.
+    pub fn spawn(
+        name: &str,
+        kick: Arc<EventFd>,
+        events: Arc<EventChannels>,
+        port: u32,
+        control: Sender<Control>,
+        vcpu: Arc<VcpuWake>,
+        serve: impl FnOnce(BackendIo) + Send + 'static,
+    ) -> std::io::Result<BackendThread> {
+        let stop = EventFd::new(libc::EFD_NONBLOCK)?;
+        let io = BackendIo {
+            kick,
+            stop: stop.try_clone()?,
+            events,
+            port,
+            control,
+            vcpu,
+        };
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || serve(io))?;
+        Ok(BackendThread {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks the backend to stop and waits until it has.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = self.stop.write(1);
+            if handle.join().is_err() {
+                tracing::error!("a backend thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for BackendThread {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,281 @@
+//! Event channels: the VMM's table of the guest's ports (docs/abi.md §7).
+//!
+//! The table says what each port is connected to; [`Upcall`] does the raising. Ports connected to
+//! backends are created by the domain builder and cannot be closed by the guest; their kick is an
+//! eventfd the backend thread waits on, also registered as the port's ioeventfd doorbell.
+
+mod upcall;
+
+pub use upcall::Upcall;
+
+use parapet_abi::Errno;
+use parapet_abi::event_channel::{NR_PORTS, status, virq};
+use std::sync::{Arc, Mutex, MutexGuard};
+use vmm_sys_util::eventfd::EventFd;
+
+/// What a port is connected to.
+#[derive(Clone, Debug, Default)]
+enum Port {
+    /// Not in use.
+    #[default]
+    Free,
+    /// Allocated by the guest for itself to bind (`alloc_unbound`).
+    Unbound,
+    /// Connected to another guest port (`bind_interdomain` with the guest itself).
+    Loop {
+        /// The other end.
+        peer: u32,
+    },
+    /// Connected to a VMM backend, which waits on `kick`.
+    Backend {
+        /// Signalled to notify the backend.
+        kick: Arc<EventFd>,
+    },
+    /// Bound to a virtual IRQ.
+    Virq(u32),
+}
+
+/// The guest's event channels.
+#[derive(Debug)]
+pub struct EventChannels {
+    upcall: Upcall,
+    table: Mutex<Table>,
+}
+
+#[derive(Debug)]
+struct Table {
+    ports: Vec<Port>,
+    virqs: [Option<u32>; virq::NR as usize],
+}
+
+impl EventChannels {
+    /// An empty table raising through `upcall`.
+    pub fn new(upcall: Upcall) -> EventChannels {
+        EventChannels {
+            upcall,
+            table: Mutex::new(Table {
+                ports: vec![Port::Free; NR_PORTS as usize],
+                virqs: [None; virq::NR as usize],
+            }),
+        }
+    }
+
+    /// The raising side, for backends.
+    pub fn upcall(&self) -> &Upcall {
+        &self.upcall
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock is a VMM bug; the table itself is always consistent.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connects a new port to a backend that waits on `kick`; the port starts masked.
+    pub fn bind_backend(&self, kick: Arc<EventFd>) -> Result<u32, Errno> {
+        let port = self.table().allocate(Port::Backend { kick })?;
+        self.upcall.set_masked(port, true);
+        Ok(port)
+    }
+
+    /// `EVTCHNOP_alloc_unbound` for the guest itself.
+    pub fn alloc_unbound(&self) -> Result<u32, Errno> {
+        let port = self.table().allocate(Port::Unbound)?;
+        self.reset(port);
+        Ok(port)
+    }
+
+    /// `EVTCHNOP_bind_interdomain` to one of the guest's own unbound ports.
+    pub fn bind_loop(&self, remote: u32) -> Result<u32, Errno> {
+        let mut t = self.table();
+        if !matches!(t.get(remote)?, Port::Unbound) {
+            return Err(Errno::EINVAL);
+        }
+        let local = t.allocate(Port::Loop { peer: remote })?;
+        t.ports[remote as usize] = Port::Loop { peer: local };
+        drop(t);
+        self.reset(local);
+        Ok(local)
+    }
+
+    /// `EVTCHNOP_bind_virq`.
+    pub fn bind_virq(&self, virq: u32) -> Result<u32, Errno> {
+        if virq != virq::TIMER && virq != virq::CONSOLE {
+            return Err(Errno::EINVAL);
+        }
+        let mut t = self.table();
+        if t.virqs[virq as usize].is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let port = t.allocate(Port::Virq(virq))?;
+        t.virqs[virq as usize] = Some(port);
+        drop(t);
+        self.reset(port);
+        Ok(port)
+    }
+
+    /// `EVTCHNOP_close`. Backend ports cannot be closed.
+    pub fn close(&self, port: u32) -> Result<(), Errno> {
+        let mut t = self.table();
+        match t.get(port)?.clone() {
+            Port::Free | Port::Backend { .. } => return Err(Errno::EINVAL),
+            Port::Loop { peer } => t.ports[peer as usize] = Port::Unbound,
+            Port::Virq(v) => t.virqs[v as usize] = None,
+            Port::Unbound => {}
+        }
+        t.ports[port as usize] = Port::Free;
+        drop(t);
+        self.upcall.clear_pending(port);
+        Ok(())
+    }
+
+    /// `EVTCHNOP_send`: raises the other end.
+    pub fn send(&self, port: u32) -> Result<(), Errno> {
+        let target = self.table().get(port)?.clone();
+        match target {
+            Port::Loop { peer } => {
+                self.upcall.raise(peer);
+            }
+            Port::Backend { kick } => {
+                // A full eventfd counter means the backend has a wake-up pending anyway.
+                let _ = kick.write(1);
+            }
+            Port::Unbound => {} // dropped, as in Xen
+            Port::Free | Port::Virq(_) => return Err(Errno::EINVAL),
+        }
+        Ok(())
+    }
+
+    /// `EVTCHNOP_status`: (status, detail) as in docs/abi.md §7.1.
+    pub fn status(&self, port: u32) -> Result<(u32, u64), Errno> {
+        use parapet_abi::event_channel::{DOMID_BACKEND, DOMID_GUEST};
+        let guest = u64::from(DOMID_GUEST);
+        Ok(match self.table().get(port)? {
+            Port::Free => (status::CLOSED, 0),
+            Port::Unbound => (status::UNBOUND, guest),
+            Port::Loop { peer } => (status::INTERDOMAIN, guest | u64::from(*peer) << 32),
+            Port::Backend { .. } => (status::INTERDOMAIN, u64::from(DOMID_BACKEND)),
+            Port::Virq(v) => (status::VIRQ, u64::from(*v)),
+        })
+    }
+
+    /// `EVTCHNOP_unmask`.
+    pub fn unmask(&self, port: u32) -> Result<(), Errno> {
+        if matches!(self.table().get(port)?, Port::Free) {
+            return Err(Errno::EINVAL);
+        }
+        self.upcall.unmask(port);
+        Ok(())
+    }
+
+    /// Raises the port bound to `virq`, if any; returns whether the upcall interrupt was sent.
+    pub fn raise_virq(&self, virq: u32) -> bool {
+        let port = self.table().virqs.get(virq as usize).copied().flatten();
+        port.is_some_and(|port| self.upcall.raise(port))
+    }
+
+    /// Whether some event could still arrive: a bound port whose mask bit is clear.
+    pub fn can_wake(&self) -> bool {
+        let t = self.table();
+        t.ports.iter().enumerate().any(|(port, p)| {
+            matches!(p, Port::Loop { .. } | Port::Backend { .. } | Port::Virq(_))
+                && !self.upcall.is_masked(port as u32)
+        })
+    }
+
+    /// A port the guest just allocated starts unmasked and not pending.
+    fn reset(&self, port: u32) {
+        self.upcall.clear_pending(port);
+        self.upcall.set_masked(port, false);
+    }
+}
+
+impl Table {
+    fn get(&self, port: u32) -> Result<&Port, Errno> {
+        match self.ports.get(port as usize) {
+            Some(p) if port != 0 => Ok(p),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn allocate(&mut self, what: Port) -> Result<u32, Errno> {
+        let port = (1..self.ports.len())
+            .find(|&p| matches!(self.ports[p], Port::Free))
+            .ok_or(Errno::ENOSPC)?;
+        self.ports[port] = what;
+        Ok(port as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::GuestRam;
+
+    fn channels() -> (EventChannels, EventFd) {
+        let ram = Arc::new(GuestRam::new(1 << 20).unwrap());
+        let fd = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let up = Upcall::new(ram, 0x2000, Some(fd.try_clone().unwrap()));
+        (EventChannels::new(up), fd)
+    }
+
+    #[test]
+    fn a_loop_raises_the_other_end() {
+        let (ev, fd) = channels();
+        let a = ev.alloc_unbound().unwrap();
+        assert_eq!(ev.status(a).unwrap(), (status::UNBOUND, 1));
+        ev.send(a).unwrap(); // unbound: dropped
+        assert!(fd.read().is_err());
+        let b = ev.bind_loop(a).unwrap();
+        assert_eq!(
+            ev.status(b).unwrap(),
+            (status::INTERDOMAIN, 1 | u64::from(a) << 32)
+        );
+        ev.send(b).unwrap();
+        assert!(ev.upcall().is_pending(a));
+        assert!(!ev.upcall().is_pending(b));
+        assert_eq!(fd.read().unwrap(), 1);
+        ev.close(a).unwrap();
+        assert_eq!(ev.status(b).unwrap().0, status::UNBOUND);
+        assert!(!ev.upcall().is_pending(a));
+    }
+
+    #[test]
+    fn refuses_bad_ports_and_states() {
+        let (ev, _fd) = channels();
+        for port in [0, 4095, 4096, u32::MAX] {
+            assert_eq!(ev.send(port), Err(Errno::EINVAL), "port {port}");
+            assert_eq!(ev.close(port), Err(Errno::EINVAL));
+            assert_eq!(ev.unmask(port), Err(Errno::EINVAL));
+        }
+        assert_eq!(ev.bind_loop(7), Err(Errno::EINVAL));
+        let t = ev.bind_virq(virq::TIMER).unwrap();
+        assert_eq!(ev.bind_virq(virq::TIMER), Err(Errno::EEXIST));
+        assert_eq!(ev.bind_virq(99), Err(Errno::EINVAL));
+        assert_eq!(ev.send(t), Err(Errno::EINVAL));
+        let kick = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        let b = ev.bind_backend(kick.clone()).unwrap();
+        assert_eq!(ev.close(b), Err(Errno::EINVAL));
+        ev.send(b).unwrap();
+        assert_eq!(kick.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn wake_sources_are_bound_unmasked_ports() {
+        let (ev, _fd) = channels();
+        assert!(!ev.can_wake());
+        let kick = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        let b = ev.bind_backend(kick).unwrap();
+        assert!(!ev.can_wake(), "backend ports start masked");
+        ev.unmask(b).unwrap();
+        assert!(ev.can_wake());
+    }
+
+    #[test]
+    fn ports_run_out_cleanly() {
+        let (ev, _fd) = channels();
+        for _ in 1..NR_PORTS {
+            ev.alloc_unbound().unwrap();
+        }
+        assert_eq!(ev.alloc_unbound(), Err(Errno::ENOSPC));
+    }
+}

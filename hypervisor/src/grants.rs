@@ -1,0 +1,357 @@
+//! The guest's grant table, from the backend side (docs/abi.md §8).
+//!
+//! Backends touch guest memory only through a [`GrantMapping`]: [`GrantTable::map`] validates the
+//! reference and the entry (type, grantee, read-only flag, frame), marks the entry
+//! `GTF_reading`/`GTF_writing` with a compare-and-swap on the flags and grantee together (so a
+//! guest cannot swap the grantee between check and mark), and the mark is cleared when the last
+//! mapping of that kind is dropped. Every access through a mapping stays inside its page.
+
+use crate::memory::{GuestPage, GuestRam};
+use parapet_abi::event_channel::DOMID_BACKEND;
+use parapet_abi::grant_table::{GrantEntry, GrantRef, gtf};
+use parapet_abi::start_info::{KERNEL_MIN_ADDR, PAGE_SIZE};
+use pv_drivers::grant::{GrantError, GrantMapper};
+use pv_drivers::shared::SharedPage;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How often the VMM retries marking an entry in use against a guest that keeps changing it
+/// (QEMU's Xen grant emulation gives up after 5).
+const MAX_MARK_ATTEMPTS: usize = 8;
+
+/// The grant table: a cheap handle, shared by the backends.
+#[derive(Clone, Debug)]
+pub struct GrantTable {
+    inner: Arc<Table>,
+}
+
+#[derive(Debug)]
+struct Table {
+    ram: Arc<GuestRam>,
+    base: u64,
+    nr_entries: u32,
+    in_use: Mutex<HashMap<GrantRef, InUse>>,
+}
+
+/// Mappings of one reference that are alive.
+#[derive(Debug)]
+struct InUse {
+    readers: u32,
+    writers: u32,
+    frame_gpa: u64,
+}
+
+impl GrantTable {
+    /// The table of `nr_frames` pages at `base` in `ram`.
+    pub fn new(ram: Arc<GuestRam>, base: u64, nr_frames: u32) -> GrantTable {
+        GrantTable {
+            inner: Arc::new(Table {
+                ram,
+                base,
+                nr_entries: nr_frames * parapet_abi::grant_table::ENTRIES_PER_FRAME,
+                in_use: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Where the table lives and how many pages it has.
+    pub fn frames(&self) -> (u64, u32) {
+        (
+            self.inner.base,
+            self.inner.nr_entries / parapet_abi::grant_table::ENTRIES_PER_FRAME,
+        )
+    }
+
+    /// Validates `gref` for reading (or writing) and maps its page.
+    pub fn map(&self, gref: GrantRef, writable: bool) -> Result<GrantMapping, GrantError> {
+        let gpa = self.inner.map(gref, writable)?;
+        let page = GuestPage::new(self.inner.ram.clone(), gpa).map_err(|_| {
+            self.inner.release(gref, writable);
+            GrantError::BadPage
+        })?;
+        Ok(GrantMapping {
+            table: self.clone(),
+            gref,
+            page,
+            writable,
+        })
+    }
+}
+
+impl Table {
+    fn in_use(&self) -> MutexGuard<'_, HashMap<GrantRef, InUse>> {
+        self.in_use.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn entry_gpa(&self, gref: GrantRef) -> Result<u64, GrantError> {
+        if gref >= self.nr_entries {
+            return Err(GrantError::BadRef);
+        }
+        Ok(self.base + u64::from(gref) * size_of::<GrantEntry>() as u64)
+    }
+
+    /// Validates `gref` and marks it in use; returns the page's GPA.
+    fn map(&self, gref: GrantRef, writable: bool) -> Result<u64, GrantError> {
+        let entry = self.entry_gpa(gref)?;
+        let mut in_use = self.in_use();
+        let mark = if writable { gtf::WRITING } else { gtf::READING };
+        let already = in_use.get(&gref).filter(|u| {
+            if writable {
+                u.writers > 0
+            } else {
+                u.readers > 0
+            }
+        });
+        let frame_gpa = match already {
+            Some(u) => u.frame_gpa,
+            None => {
+                self.mark(entry, writable, mark)?;
+                // The frame is read once, after the mark: from here on the guest may not
+                // change the entry, and the VMM only ever uses this copy.
+                let frame = self.ram.read_obj::<u32>(entry + 4).unwrap_or(0);
+                let frame_gpa = u64::from(frame) * PAGE_SIZE;
+                let previous = in_use.get(&gref).map(|u| u.frame_gpa);
+                let valid = frame_gpa >= KERNEL_MIN_ADDR
+                    && self.ram.check_range(frame_gpa, PAGE_SIZE).is_ok()
+                    && previous.is_none_or(|p| p == frame_gpa);
+                if !valid {
+                    self.unmark(entry, mark);
+                    return Err(GrantError::BadPage);
+                }
+                frame_gpa
+            }
+        };
+        let u = in_use.entry(gref).or_insert(InUse {
+            readers: 0,
+            writers: 0,
+            frame_gpa,
+        });
+        if writable {
+            u.writers += 1;
+        } else {
+            u.readers += 1;
+        }
+        Ok(frame_gpa)
+    }
+
+    /// Sets `mark` in the entry's flags if the entry grants the access, atomically with the check.
+    fn mark(&self, entry: u64, writable: bool, mark: u16) -> Result<(), GrantError> {
+        // Flags (low half) and grantee (high half) are checked and updated as one word.
+        let word = self.ram.atomic_u32(entry).map_err(|_| GrantError::BadRef)?;
+        for _ in 0..MAX_MARK_ATTEMPTS {
+            let current = word.load(SeqCst);
+            let (flags, domid) = (current as u16, (current >> 16) as u16);
+            if flags & gtf::TYPE_MASK != gtf::PERMIT_ACCESS || domid != DOMID_BACKEND {
+                return Err(GrantError::BadRef);
+            }
+            if writable && flags & gtf::READONLY != 0 {
+                return Err(GrantError::PermissionDenied);
+            }
+            let new = current | u32::from(mark);
+            if word.compare_exchange(current, new, SeqCst, SeqCst).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(GrantError::Contended)
+    }
+
+    fn unmark(&self, entry: u64, mark: u16) {
+        if let Ok(flags) = self.ram.atomic_u16(entry) {
+            flags.fetch_and(!mark, SeqCst);
+        }
+    }
+
+    fn release(&self, gref: GrantRef, writable: bool) {
+        let Ok(entry) = self.entry_gpa(gref) else {
+            return;
+        };
+        let mut in_use = self.in_use();
+        let Some(u) = in_use.get_mut(&gref) else {
+            return;
+        };
+        let (count, mark) = if writable {
+            (&mut u.writers, gtf::WRITING)
+        } else {
+            (&mut u.readers, gtf::READING)
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.unmark(entry, mark);
+        }
+        if u.readers == 0 && u.writers == 0 {
+            in_use.remove(&gref);
+        }
+    }
+}
+
+impl GrantMapper for GrantTable {
+    type Mapping = GrantMapping;
+
+    fn map(&self, gref: GrantRef, writable: bool) -> Result<GrantMapping, GrantError> {
+        GrantTable::map(self, gref, writable)
+    }
+}
+
+/// One granted page, mapped for reading or writing. Releases the grant when dropped.
+#[derive(Debug)]
+pub struct GrantMapping {
+    table: GrantTable,
+    gref: GrantRef,
+    page: GuestPage,
+    writable: bool,
+}
+
+impl GrantMapping {
+    /// The GPA of the page.
+    pub fn gpa(&self) -> u64 {
+        self.page.gpa()
+    }
+
+    /// Whether the mapping allows writing.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+}
+
+// Writes through a read-only mapping are dropped: the drivers never make them, and the grant
+// does not allow them.
+impl SharedPage for GrantMapping {
+    fn load_u32(&self, offset: usize) -> u32 {
+        self.page.load_u32(offset)
+    }
+
+    fn store_u32(&self, offset: usize, value: u32) {
+        debug_assert!(self.writable, "store through a read-only grant");
+        if self.writable {
+            self.page.store_u32(offset, value);
+        }
+    }
+
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        self.page.read(offset, buf);
+    }
+
+    fn write(&self, offset: usize, buf: &[u8]) {
+        debug_assert!(self.writable, "write through a read-only grant");
+        if self.writable {
+            self.page.write(offset, buf);
+        }
+    }
+}
+
+impl Drop for GrantMapping {
+    fn drop(&mut self) {
+        self.table.inner.release(self.gref, self.writable);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: u64 = 0xc000;
+
+    fn table() -> (Arc<GuestRam>, GrantTable) {
+        let ram = Arc::new(GuestRam::new(4 << 20).unwrap());
+        (ram.clone(), GrantTable::new(ram, TABLE, 4))
+    }
+
+    fn grant(ram: &GuestRam, gref: u32, flags: u16, domid: u16, frame: u32) {
+        let e = GrantEntry {
+            flags,
+            domid,
+            frame,
+        };
+        ram.write_obj(TABLE + u64::from(gref) * 8, &e).unwrap();
+    }
+
+    fn flags(ram: &GuestRam, gref: u32) -> u16 {
+        ram.read_obj::<GrantEntry>(TABLE + u64::from(gref) * 8)
+            .unwrap()
+            .flags
+    }
+
+    #[test]
+    fn maps_marks_and_releases() {
+        let (ram, t) = table();
+        grant(&ram, 3, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x200);
+        let w = t.map(3, true).unwrap();
+        assert_eq!(w.gpa(), 0x200 << 12);
+        assert_eq!(flags(&ram, 3), gtf::PERMIT_ACCESS | gtf::WRITING);
+        let r1 = t.map(3, false).unwrap();
+        let r2 = t.map(3, false).unwrap();
+        assert_eq!(
+            flags(&ram, 3),
+            gtf::PERMIT_ACCESS | gtf::WRITING | gtf::READING
+        );
+        w.store_u32(8, 0xabcd);
+        assert_eq!(r1.load_u32(8), 0xabcd);
+        drop(w);
+        drop(r1);
+        assert_eq!(
+            flags(&ram, 3),
+            gtf::PERMIT_ACCESS | gtf::READING,
+            "one reader left"
+        );
+        drop(r2);
+        assert_eq!(flags(&ram, 3), gtf::PERMIT_ACCESS);
+    }
+
+    #[test]
+    fn refuses_what_was_not_granted() {
+        let (ram, t) = table();
+        grant(
+            &ram,
+            1,
+            gtf::PERMIT_ACCESS | gtf::READONLY,
+            DOMID_BACKEND,
+            0x200,
+        );
+        grant(&ram, 2, gtf::PERMIT_ACCESS, 7, 0x200);
+        grant(&ram, 3, 0, DOMID_BACKEND, 0x200);
+        grant(&ram, 4, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x5);
+        grant(&ram, 5, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x400);
+        grant(&ram, 6, gtf::PERMIT_ACCESS, DOMID_BACKEND, u32::MAX);
+        assert_eq!(t.map(1, true).err(), Some(GrantError::PermissionDenied));
+        assert!(t.map(1, false).is_ok());
+        assert_eq!(
+            t.map(2, false).err(),
+            Some(GrantError::BadRef),
+            "foreign grantee"
+        );
+        assert_eq!(
+            t.map(3, false).err(),
+            Some(GrantError::BadRef),
+            "not permitted"
+        );
+        assert_eq!(
+            t.map(4, false).err(),
+            Some(GrantError::BadPage),
+            "boot structures"
+        );
+        assert_eq!(t.map(5, false).err(), Some(GrantError::BadPage), "past RAM");
+        assert_eq!(t.map(6, true).err(), Some(GrantError::BadPage));
+        assert_eq!(t.map(2048, false).err(), Some(GrantError::BadRef));
+        assert_eq!(t.map(u32::MAX, false).err(), Some(GrantError::BadRef));
+        for gref in 4..=6 {
+            assert_eq!(
+                flags(&ram, gref),
+                gtf::PERMIT_ACCESS,
+                "a refused map leaves no mark"
+            );
+        }
+    }
+
+    #[test]
+    fn mapped_pages_keep_accesses_inside_the_page() {
+        let (ram, t) = table();
+        grant(&ram, 0, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x200);
+        let m = t.map(0, true).unwrap();
+        m.write(4090, &[1, 2, 3, 4, 5, 6]);
+        let mut b = [0u8; 6];
+        m.read(4090, &mut b);
+        assert_eq!(b, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(ram.read_obj::<u8>((0x201 << 12) as u64).unwrap(), 0);
+    }
+}
