@@ -107,21 +107,20 @@ fn hello_runs_natively_with_few_exits() {
         "hello did not run natively: {emulated} emulated instructions\n{out}"
     );
     assert_eq!(
-        get("hypercall.console_io"),
-        1,
-        "hello prints with one console_io\n{out}"
+        stat(&stats, "hypercall.console_io"),
+        None,
+        "hello prints through the console ring, not console_io\n{out}"
     );
     // `exit.total` if the VMM reports it, else the sum of the per-reason counters.
     let by_reason = stats
         .iter()
         .filter(|(n, _)| n.starts_with("exit.") && n != "exit.total");
     let vmm_exits = stat(&stats, "exit.total").unwrap_or_else(|| by_reason.map(|&(_, v)| v).sum());
+    // Its output needs no exit (ring + ioeventfd doorbell); the shutdown is one. A slow
+    // console backend can make the SDK wait for ring space once or twice.
+    assert!(vmm_exits >= 1, "hello must at least shut down\n{out}");
     assert!(
-        vmm_exits >= 2,
-        "hello needs at least console_io + shutdown exits\n{out}"
-    );
-    assert!(
-        vmm_exits < 16,
+        vmm_exits <= 3,
         "hello caused {vmm_exits} exits to the VMM\n{out}"
     );
 }

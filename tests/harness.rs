@@ -389,19 +389,44 @@ pub fn run_guest(name: &str, args: &[&str]) -> Output {
     run_kernel(&guest(name), args)
 }
 
+/// Runs `parapet run <guest ELF> ARGS` with `input` on its standard input (closed after it).
+pub fn run_guest_with_input(name: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut cmd = Command::new(vmm());
+    cmd.arg("run").arg(guest(name)).args(args);
+    run_with_input(cmd, Some(input))
+}
+
 /// Runs `cmd` with stdin closed, capturing stdout and stderr, and kills it after
 /// [`WALL_CLOCK_LIMIT`]. The log environment is cleared so a developer's settings cannot change
 /// what the VMM prints. With `PARAPET_TESTS_SHOW` set, every run is printed (use `--nocapture`).
-pub fn run(mut cmd: Command) -> Output {
+pub fn run(cmd: Command) -> Output {
+    run_with_input(cmd, None)
+}
+
+/// [`run`], with `input` written to the child's standard input (then closed) if given.
+fn run_with_input(mut cmd: Command, input: Option<&[u8]>) -> Output {
     cmd.env_remove("PARAPET_LOG")
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let command = format!("{cmd:?}");
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        // On its own thread, so a guest that reads slowly cannot block the harness.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let stdout = drain(&mut child, true);
     let stderr = drain(&mut child, false);
     let deadline = Instant::now() + WALL_CLOCK_LIMIT;

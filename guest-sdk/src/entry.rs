@@ -8,13 +8,18 @@
 //! 3. calls `boot` with the start-info address.
 //!
 //! `boot` checks the start-info magic, finds the hypercall page, the VIF page and the PV clock,
-//! installs the IDT, unmaps the stack guard page ([`paging`](crate::paging)), starts the logger (level from `loglevel=` on the command line, default
-//! `info`), gives the heap the largest usable memory region, and calls the guest's
-//! `fn main() -> u32` (named with [`entry!`](crate::entry!)). When `main` returns, the domain is
-//! powered off with its return value as the exit code.
+//! installs the IDT (with the event-channel upcall gate), unmaps the stack guard page
+//! ([`paging`](crate::paging)), finds the shared-info page and the grant table, starts the
+//! logger (level from `loglevel=` on the command line, default `info`), gives the heap the
+//! largest usable memory region, starts the console ring (unmasking the console port), and then
+//! enables event delivery: it clears `evtchn_upcall_mask` and unmasks interrupts (VIF byte 1 on
+//! kvm_pvm, `sti` elsewhere). Then it calls the guest's `fn main() -> u32` (named with
+//! [`entry!`](crate::entry!)), with events enabled. When `main` returns, the console ring is
+//! drained and the domain is powered off with its return value as the exit code.
 //!
 //! Nothing in this sequence exits to the VMM: a guest whose `main` prints one line makes exactly
-//! two hypercalls, the print and the power-off.
+//! one hypercall that exits, the power-off (the print goes into the console ring and rings the
+//! doorbell, which the VMM's ioeventfd absorbs in the kernel).
 //!
 //! If the start-info magic is wrong nothing can be trusted, not even the hypercall page, so the
 //! guest executes `ud2` with no IDT loaded: a triple fault, which the VMM reports.
@@ -65,7 +70,9 @@ macro_rules! entry {
 mod kernel {
     use parapet_abi::start_info::StartInfo;
 
-    use crate::{heap, hypercall, idt, logger, paging, pvops, start_info, time};
+    use crate::{
+        console, evtchn, grant, heap, hypercall, idt, logger, paging, pvops, start_info, time,
+    };
 
     unsafe extern "Rust" {
         /// Defined by the guest binary through `entry!`.
@@ -110,11 +117,20 @@ mod kernel {
         }
         pvops::init(info);
         time::init(info);
-        idt::install();
+        idt::install(info);
         let guarded = paging::unmap_stack_guard(info);
+        evtchn::init(info);
+        grant::init(info);
         let level = logger::level_from_cmdline(start_info::cmdline());
         logger::init(level.unwrap_or(logger::DEFAULT_LEVEL));
         heap::init(info);
+        console::init(info);
+        if idt::upcall_vector() != 0 {
+            evtchn::enable_upcalls();
+            pvops::irq_enable();
+        } else {
+            log::warn!(target: "parapet::boot", "no upcall vector: event delivery stays off");
+        }
         log::debug!(
             target: "parapet::boot",
             "platform {} transport {} cmdline {:?}",

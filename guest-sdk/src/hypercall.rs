@@ -149,8 +149,10 @@ pub fn sched_yield() -> Result<u64, Errno> {
     sched_op(SCHEDOP_YIELD, 0)
 }
 
-/// `sched_op(SCHEDOP_block)`: sleeps until a wake-up source fires (the [`set_timer`] deadline),
-/// or returns at once if none is armed. Use [`crate::time::sleep`] for a sleep of a given length.
+/// `sched_op(SCHEDOP_block)` (docs/abi.md §7.3): re-enables event delivery and halts until an
+/// event (an unmasked port, the [`set_timer`] deadline); returns at once if an upcall is pending,
+/// the armed deadline has passed, or nothing could wake the vCPU. See [`crate::pvops::block`];
+/// use [`crate::time::sleep`] or [`crate::timer::wait_until`] rather than calling it directly.
 pub fn sched_block() -> Result<u64, Errno> {
     sched_op(SCHEDOP_BLOCK, 0)
 }

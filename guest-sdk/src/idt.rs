@@ -9,14 +9,21 @@
 //! handler prints it itself and stops the domain as crashed. No exception ends in a silent triple
 //! fault.
 //!
-//! Vectors at or above 32 are outside the IDT limit, so an unexpected interrupt or `int n`
-//! raises #GP, which is reported the same way. The double-fault gate uses IST1 (the VMM's
-//! emergency stack, docs/abi.md §2.3), so a kernel stack overflow is reported too.
+//! The IDT has all 256 vectors. Vector `StartInfo::upcall_vector` (≥ 32) is the event-channel
+//! upcall: its stub saves every caller-saved register, aligns the stack, calls the SDK's upcall
+//! handler ([`crate::evtchn`]) on the interrupted stack, restores the registers, sets the VIF
+//! byte on kvm_pvm (which clears it when it delivers through the gate; the handler keeps it
+//! clear so that upcalls do not nest) and returns with `iretq`. Every other vector at or above
+//! 32 has a non-present gate, so an unexpected interrupt raises #NP, which is reported like any
+//! exception. The double-fault gate uses IST1 (the VMM's emergency stack, docs/abi.md §2.3), so
+//! a kernel stack overflow is reported too.
 
 use parapet_abi::sched::{FaultReport, exception_name};
 
-/// Vectors the IDT covers: the architectural exceptions.
+/// The architectural exception vectors, each with a reporting stub.
 pub const NR_VECTORS: usize = 32;
+/// Gates in the IDT: every vector.
+pub const IDT_ENTRIES: usize = 256;
 
 /// The double-fault vector, whose gate switches to IST1.
 pub const DOUBLE_FAULT: u8 = 8;
@@ -157,11 +164,13 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
         0
     };
     let report = frame.fault_report(cr2);
+    // Let the backend print everything the guest wrote before the VMM prints the report.
+    crate::console::emergency_write(&[]);
     let err = crate::hypercall::report_fault(&report);
     let mut line = crate::console::LineBuffer::<{ crate::console::PRINT_BUFFER_SIZE }>::new();
     let _ = write_fault_report(&mut line, &report);
     let _ = core::fmt::Write::write_fmt(&mut line, format_args!("SCHEDOP_fault failed: {err}\n"));
-    line.flush();
+    line.flush_emergency();
     crate::pvops::crash()
 }
 
@@ -225,6 +234,33 @@ mod stubs {
         };
     }
 
+    /// The event-channel upcall gate: saves the caller-saved registers, calls
+    /// `evtchn::upcall_handler` on a 16-byte aligned stack, restores them, sets the VIF byte
+    /// again on kvm_pvm (`UPCALL_VIF` holds its address, 0 elsewhere) and returns with `iretq`.
+    #[unsafe(naked)]
+    pub(super) unsafe extern "C" fn upcall_entry() {
+        core::arch::naked_asm!(
+            "push rax", "push rcx", "push rdx", "push rsi", "push rdi", "push r8", "push r9",
+            "push r10", "push r11", "push rbp",
+            "mov rbp, rsp",
+            "and rsp, -16",
+            "cld",
+            "call {handler}",
+            "mov rsp, rbp",
+            "pop rbp", "pop r11", "pop r10", "pop r9", "pop r8", "pop rdi", "pop rsi", "pop rdx",
+            "pop rcx",
+            "mov rax, qword ptr [rip + {vif}]",
+            "test rax, rax",
+            "jz 2f",
+            "mov byte ptr [rax], 1",
+            "2:",
+            "pop rax",
+            "iretq",
+            handler = sym crate::evtchn::upcall_handler,
+            vif = sym super::UPCALL_VIF,
+        )
+    }
+
     stubs! {
         vector0 = 0 no_error_code;
         vector1 = 1 no_error_code;
@@ -261,16 +297,49 @@ mod stubs {
     }
 }
 
+/// The VIF byte the upcall stub sets before `iretq` (kvm_pvm), or 0.
+#[cfg(target_os = "none")]
+static UPCALL_VIF: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// The IDT, built once at boot.
 #[cfg(target_os = "none")]
-static IDT: spin::Once<[Gate; NR_VECTORS]> = spin::Once::new();
+static IDT: spin::Once<[Gate; IDT_ENTRIES]> = spin::Once::new();
+
+/// The upcall vector the IDT was built with, or 0.
+static UPCALL_VECTOR: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// The vector of the event-channel upcall gate (0 before boot or if start-info named none).
+pub fn upcall_vector() -> u32 {
+    UPCALL_VECTOR.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// Builds the IDT and loads it with `lidt`. Called once by the boot code, before anything can
 /// fault.
 #[cfg(target_os = "none")]
-pub(crate) fn install() {
+pub(crate) fn install(info: &parapet_abi::start_info::StartInfo) {
+    use core::sync::atomic::Ordering;
+
+    let upcall = info.upcall_vector as usize;
+    let upcall = (NR_VECTORS..IDT_ENTRIES)
+        .contains(&upcall)
+        .then_some(upcall);
+    if info.flags & parapet_abi::start_info::flags::VIF != 0 {
+        let vif = info.vif_page + parapet_abi::start_info::vif::IF as u64;
+        UPCALL_VIF.store(vif, Ordering::Relaxed);
+    }
+    UPCALL_VECTOR.store(upcall.unwrap_or(0) as u32, Ordering::Relaxed);
     let idt = IDT.call_once(|| {
         core::array::from_fn(|vector| {
+            if Some(vector) == upcall {
+                return Gate::interrupt(
+                    stubs::upcall_entry as *const () as u64,
+                    KERNEL_CODE_SELECTOR,
+                    0,
+                );
+            }
+            if vector >= NR_VECTORS {
+                return Gate::default();
+            }
             let ist = if vector == usize::from(DOUBLE_FAULT) {
                 parapet_abi::start_info::gdt::IST_EMERGENCY
             } else {

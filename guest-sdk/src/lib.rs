@@ -16,10 +16,11 @@
 //!
 //! Built with `cargo build --target x86_64-unknown-none`, the SDK provides the kernel around that
 //! function ([`mod@entry`]): it sets up a stack, checks the start-info page ([`start_info`]), installs
-//! an IDT whose handlers report exceptions to the hypervisor ([`idt`]), initialises the logger
-//! ([`logger`]) and the heap ([`heap`]), runs `main`, and powers the domain off with the value
-//! `main` returns. Built for any other target, [`entry!`] produces a host program that explains how
-//! to run the guest instead.
+//! an IDT whose handlers report exceptions to the hypervisor and whose upcall gate runs event
+//! channel handlers ([`idt`], [`evtchn`]), initialises the logger ([`logger`]), the heap
+//! ([`heap`]), the grant table ([`grant`]) and the console ring ([`console`]), enables event
+//! delivery, runs `main`, and powers the domain off with the value `main` returns. Built for any
+//! other target, [`entry!`] produces a host program that explains how to run the guest instead.
 //!
 //! The rest of the SDK is a set of small modules with one job each:
 //!
@@ -27,7 +28,13 @@
 //! |---|---|
 //! | [`hypercall`] | raw hypercalls through the hypercall page and typed, safe wrappers |
 //! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, stopping |
-//! | [`console`] | [`print!`] and [`println!`] over `console_io`, one hypercall per print |
+//! | [`evtchn`] | event channels: `event_channel_op`, the doorbell, handlers, the upcall |
+//! | [`timer`] | one-shot and periodic timers, waiting on several event sources |
+//! | [`grant`] | the grant table: granting and revoking pages, `GNTTABOP_copy` |
+//! | [`device`] | split-driver devices: discovery, `device_op` connect/disconnect |
+//! | [`page`] | pages shared with the VMM (`pv_drivers::shared::SharedPage` implementations) |
+//! | [`loopback`] | the loopback test device's frontend, connected and driven |
+//! | [`console`] | [`print!`]/[`println!`] over the console ring, input, emergency `console_io` |
 //! | [`logger`] | a `log` crate backend over the console |
 //! | [`time`] | a monotonic clock from the PV clock, [`time::sleep`] |
 //! | [`mod@panic`] | the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
@@ -40,21 +47,28 @@
 #![no_std]
 #![deny(missing_docs)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
 pub use parapet_abi as abi;
 
 pub mod console;
+pub mod device;
 pub mod entry;
+pub mod evtchn;
+pub mod grant;
 pub mod heap;
 pub mod hypercall;
 pub mod idt;
 pub mod logger;
+pub mod loopback;
+pub mod page;
 pub mod paging;
 pub mod panic;
 pub mod pvops;
 pub mod start_info;
 pub mod time;
+pub mod timer;
 
 pub use pvops::{crash, poweroff};

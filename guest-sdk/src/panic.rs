@@ -1,7 +1,8 @@
 //! The guest panic handler (only in guest kernels, `target_os = "none"`).
 //!
-//! A panic prints `panicked at FILE:LINE:COL: MESSAGE` with one `console_io` call and stops the
-//! domain with `SHUTDOWN_crash`, for which the VMM exits with status 101. A panic while panicking
+//! A panic drains the console ring, prints `panicked at FILE:LINE:COL: MESSAGE` with one
+//! `console_io` call (so it appears after everything printed before) and stops the domain with
+//! `SHUTDOWN_crash`, for which the VMM exits with status 101. A panic while panicking
 //! (e.g. in a `Display` impl of the message) skips the message and stops at once.
 //!
 //! [`write_panic_message`] is the formatting, usable on any target.
@@ -35,7 +36,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     if !PANICKING.swap(true, Ordering::Relaxed) {
         let mut line = LineBuffer::<PRINT_BUFFER_SIZE>::new();
         let _ = write_panic_message(&mut line, info);
-        line.flush();
+        line.flush_emergency();
     }
     crate::pvops::crash()
 }

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`irq_disable`] | store 0 to the VIF byte | `cli` |
 //! | [`irq_enable`] | store 1 to the VIF byte, then one cheap trap if an interrupt is pending | `sti` |
-//! | [`block`] | `sched_op(SCHEDOP_block)` | same |
+//! | [`block`] | `sched_op(SCHEDOP_block)`: enables events, halts until one arrives | same |
 //! | [`poweroff`], [`crash`] | `sched_op(SCHEDOP_shutdown)` | same |
 //!
 //! On kvm_pvm, CLI and STI trap (~3 µs each) and do not gate interrupt delivery; only the VIF
@@ -178,19 +178,32 @@ impl Drop for IrqGuard {
     }
 }
 
-/// Idles the vCPU until a wake-up source fires (the armed timer), or returns at once if none is
-/// armed. The idle instruction of a Parapet guest: never `hlt`.
+/// `SCHEDOP_block` (docs/abi.md §7.3): the idle instruction of a Parapet guest (never `hlt`).
+///
+/// Returns at once if `evtchn_upcall_pending` is set, an armed timer has expired, or nothing
+/// could wake the vCPU (no timer armed, no unmasked port bound to a VIRQ, a backend or another
+/// port). Otherwise the VMM enables interrupts and event delivery (VIF byte / RFLAGS.IF and
+/// `evtchn_upcall_mask`), halts until an event arrives, and runs the upcall handler before the
+/// hypercall returns; interrupts stay enabled afterwards.
+///
+/// To wait for a condition without losing a wake-up, mask interrupts, check the condition,
+/// and only then block (an event that arrives in between leaves `evtchn_upcall_pending` set, so
+/// the block returns at once); then unmask interrupts. [`crate::timer::wait_until`] does this.
 pub fn block() {
     let _ = hypercall::sched_block();
 }
 
-/// Powers the domain off; the VMM exits with `exit_code & 0xff`.
+/// Powers the domain off; the VMM exits with `exit_code & 0xff`. The VMM drains the console
+/// ring before it exits (docs/abi.md §9.2), so output still in the ring is not lost, and waiting
+/// for the backend here would only cost exits.
 pub fn poweroff(exit_code: u32) -> ! {
     hypercall::shutdown(reason::POWEROFF, exit_code)
 }
 
-/// Stops the domain as crashed (`SHUTDOWN_crash`; the VMM exits with 101).
+/// Drains the console ring (polling, bounded), then stops the domain as crashed
+/// (`SHUTDOWN_crash`; the VMM exits with 101).
 pub fn crash() -> ! {
+    crate::console::emergency_write(&[]);
     hypercall::shutdown(reason::CRASH, 0)
 }
 

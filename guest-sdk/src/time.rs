@@ -3,7 +3,8 @@
 //! System time is nanoseconds since the domain was built. [`now`] reads `vcpu_info[0].time`
 //! with Xen's version protocol (copy the record between two reads of `version`, retry if it was
 //! odd or changed), reads the TSC and scales the difference; no hypercall and no exit.
-//! [`sleep`] arms the one-shot timer and blocks until the deadline has passed.
+//! [`sleep`] arms the one-shot timer and blocks until the deadline has passed; [`crate::timer`]
+//! has timers and waits on several sources.
 //!
 //! Before boot (and on the host) the clock reads 0.
 
@@ -14,8 +15,6 @@ use core::time::Duration;
 use parapet_abi::shared_info::vcpu_time_offset;
 use parapet_abi::start_info::StartInfo;
 use parapet_abi::time::VcpuTimeInfo;
-
-use crate::hypercall;
 
 /// `vcpu_info[0].time` in the shared-info page, or null before boot.
 static TIME_INFO: AtomicPtr<VcpuTimeInfo> = AtomicPtr::new(core::ptr::null_mut());
@@ -161,14 +160,12 @@ pub fn now() -> Instant {
     Instant(info.system_time_at(tsc))
 }
 
-/// Sleeps until `deadline`: arms the timer and blocks, repeating until the clock has passed it.
-/// Returns at once for a deadline in the past.
+/// Sleeps until `deadline`: arms the timer (through [`crate::timer`], which multiplexes it) and
+/// blocks, repeating until the clock has passed it; it wakes through `VIRQ_TIMER` (or the bare
+/// timer wake-up). Returns at once for a deadline in the past. Events that arrive meanwhile run
+/// their handlers. Must not be called from an event handler.
 pub fn sleep_until(deadline: Instant) {
-    while now() < deadline {
-        // A failed hypercall degrades this into a busy wait, which is still correct.
-        let _ = hypercall::set_timer(deadline.as_nanos());
-        let _ = hypercall::sched_block();
-    }
+    crate::timer::sleep_until(deadline);
 }
 
 /// Sleeps for at least `d`.

@@ -21,6 +21,8 @@ pub struct GuestRam {
     size: u64,
     /// Host address of GPA 0.
     base: u64,
+    /// Ranges the guest's own page tables do not let it write, sorted; `write` refuses them.
+    read_only: std::sync::OnceLock<Vec<std::ops::Range<u64>>>,
 }
 
 impl GuestRam {
@@ -34,7 +36,12 @@ impl GuestRam {
         let base = mem
             .get_host_address(GuestAddress(0))
             .map_err(std::io::Error::other)? as u64;
-        Ok(GuestRam { mem, size, base })
+        Ok(GuestRam {
+            mem,
+            size,
+            base,
+            read_only: std::sync::OnceLock::new(),
+        })
     }
 
     /// RAM size in bytes.
@@ -63,9 +70,23 @@ impl GuestRam {
             .map_err(|_| Errno::EFAULT)
     }
 
-    /// Copies `buf` into guest RAM at `gpa`.
+    /// Marks ranges the guest cannot write itself (the domain builder's read-only pages); from
+    /// then on [`GuestRam::write`] refuses them, so a hypercall cannot write where the guest may
+    /// not. Later calls are ignored.
+    pub fn protect(&self, mut ranges: Vec<std::ops::Range<u64>>) {
+        ranges.sort_by_key(|r| r.start);
+        let _ = self.read_only.set(ranges);
+    }
+
+    /// Copies `buf` into guest RAM at `gpa`; `EFAULT` if the range leaves RAM or touches a
+    /// protected range.
     pub fn write(&self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
         self.check_range(gpa, buf.len() as u64)?;
+        let end = gpa + buf.len() as u64;
+        let protected = self.read_only.get().map_or(&[][..], Vec::as_slice);
+        if !buf.is_empty() && protected.iter().any(|r| r.start < end && gpa < r.end) {
+            return Err(Errno::EFAULT);
+        }
         self.mem
             .write_slice(buf, GuestAddress(gpa))
             .map_err(|_| Errno::EFAULT)
@@ -224,6 +245,19 @@ mod tests {
         assert_eq!(ram.atomic_u32(u64::MAX - 3).err(), Some(Errno::EFAULT));
         assert_eq!(ram.atomic_u16(0x101).err(), Some(Errno::EINVAL));
         assert_eq!(ram.atomic_u16(0x102).unwrap().load(SeqCst), 0);
+    }
+
+    #[test]
+    fn protected_ranges_refuse_writes_but_not_reads() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write(0x1000, &[7]).unwrap();
+        ram.protect(vec![0x1000..0x2000, 0..0x1000]);
+        assert_eq!(ram.write(0x1000, &[1]), Err(Errno::EFAULT));
+        assert_eq!(ram.write(0xfff, &[1, 2]), Err(Errno::EFAULT), "straddling");
+        assert_eq!(ram.write(0x0, &[1]), Err(Errno::EFAULT));
+        assert_eq!(ram.write(0x2000, &[1]), Ok(()));
+        assert_eq!(ram.write(0x1000, &[]), Ok(()));
+        assert_eq!(ram.read_obj::<u8>(0x1000), Ok(7));
     }
 
     #[test]

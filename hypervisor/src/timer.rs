@@ -80,6 +80,7 @@ impl TimerService {
 }
 
 fn run(rx: &Receiver<Msg>, on_fire: &dyn Fn(), armed: &AtomicBool, fired: &AtomicBool) {
+    crate::sys::set_timer_slack_ns(1);
     let mut deadline: Option<Instant> = None;
     loop {
         let msg = match deadline {

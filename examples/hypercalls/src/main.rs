@@ -5,6 +5,10 @@
 //! `hypercall checks: <n> ok, <m> failed`. Returns 0 if nothing failed, else 1. Two checks at
 //! the end cover the SDK heap, which the guest gets from the memory map.
 //!
+//! `SCHEDOP_block` re-enables event delivery and returns at once only when nothing could wake
+//! the vCPU (docs/abi.md §7.3). The SDK unmasks the console port at boot, so the checks that
+//! need a block to return at once mask it (and the timer VIRQ) first.
+//!
 //! Calls with deliberately bad pointers go through the SDK's raw `hypercall5`; every such pointer
 //! lies outside guest RAM (or is a buffer this guest owns), so the VMM never writes guest memory
 //! on their behalf.
@@ -19,6 +23,7 @@ use core::fmt;
 use core::time::Duration;
 
 use guest_sdk::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE};
+use guest_sdk::abi::event_channel::DOMID_SELF;
 use guest_sdk::abi::multicall::{MULTICALL_MAX_ENTRIES, MulticallEntry};
 use guest_sdk::abi::sched::{SCHEDOP_FAULT, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, reason};
 use guest_sdk::abi::start_info::PAGE_SIZE;
@@ -27,11 +32,13 @@ use guest_sdk::abi::version::{
     XENVER_GET_FEATURES, XENVER_VERSION, features,
 };
 use guest_sdk::abi::{Errno, Hypercall};
+use guest_sdk::evtchn::{self, Port};
 use guest_sdk::hypercall::{self, hypercall5};
 use guest_sdk::println;
 use guest_sdk::pvops::{self, IrqMode};
 use guest_sdk::start_info::start_info;
 use guest_sdk::time::{self, Instant};
+use guest_sdk::{console, timer};
 
 guest_sdk::entry!(main);
 
@@ -294,7 +301,27 @@ fn timed_block() -> (Ret, Duration) {
     (ret, start.elapsed())
 }
 
+/// Masks every port the SDK left unmasked (the console port, the timer VIRQ) so that nothing
+/// can wake a block but the timer; returns them for [`unmask_ports`].
+fn mask_ports() -> [Option<Port>; 2] {
+    let ports = [console::port(), timer::virq_port()];
+    for p in ports.into_iter().flatten() {
+        evtchn::mask(p);
+    }
+    ports
+}
+
+fn unmask_ports(ports: [Option<Port>; 2]) {
+    for p in ports.into_iter().flatten() {
+        evtchn::unmask_local(p);
+    }
+}
+
 fn set_timer_and_block(c: &mut Checks) {
+    // SCHEDOP_block returns at once only if nothing can wake the vCPU (docs/abi.md §7.3): no
+    // timer armed and no unmasked bound port. The console port is unmasked since boot, so mask
+    // it (and the timer VIRQ, if bound) while checking that.
+    let masked = mask_ports();
     let (ret, took) = timed_block();
     c.eq("sched_op block without timer", ret, Ret::ok(0));
     c.that(
@@ -356,6 +383,49 @@ fn set_timer_and_block(c: &mut Checks) {
         Micros(took),
         "< 100 ms",
     );
+    c.that(
+        "sched_op block leaves interrupts enabled",
+        pvops::irqs_enabled(),
+        "disabled",
+        "enabled",
+    );
+    unmask_ports(masked);
+
+    // An event pending before the block: it returns at once and the handler runs.
+    if let Ok(a) = evtchn::alloc_unbound(DOMID_SELF) {
+        if let Ok(b) = evtchn::bind_interdomain(DOMID_SELF, a) {
+            evtchn::mask(a);
+            let _ = evtchn::send(b);
+            evtchn::unmask_local(a);
+            c.that(
+                "evtchn event pending while masked is handled on unmask",
+                evtchn::take_event(a),
+                "no event",
+                "event",
+            );
+            let masked = mask_ports();
+            pvops::irq_disable();
+            let _ = evtchn::send(b);
+            let (ret, took) = timed_block();
+            pvops::irq_enable();
+            c.eq("sched_op block with an event pending", ret, Ret::ok(0));
+            c.that(
+                "sched_op block with an event pending is prompt",
+                took < PROMPT,
+                Micros(took),
+                "< 100 ms",
+            );
+            c.that(
+                "evtchn the pending event was delivered after the block",
+                evtchn::take_event(a),
+                "no event",
+                "event",
+            );
+            unmask_ports(masked);
+            let _ = evtchn::close(b);
+        }
+        let _ = evtchn::close(a);
+    }
 
     let start = Instant::now();
     time::sleep(Duration::from_millis(3));
@@ -387,7 +457,8 @@ fn multicall(c: &mut Checks, ram_end: u64) {
         "multicall result yield",
         "multicall result 99",
     ];
-    let wants = [Ret::ok(1), Ret::ok(0), Ret::err(Errno::ENOSYS)];
+    let version = u64::from((ABI_VERSION_MAJOR << 16) | ABI_VERSION_MINOR);
+    let wants = [Ret::ok(version), Ret::ok(0), Ret::err(Errno::ENOSYS)];
     for ((name, want), e) in names.into_iter().zip(wants).zip(&batch) {
         c.eq(name, Ret(e.result), want);
     }
@@ -433,15 +504,27 @@ fn multicall(c: &mut Checks, ram_end: u64) {
 fn unknown_and_reserved(c: &mut Checks) {
     for (name, nr) in [
         ("hypercall 99 unknown", 99),
-        ("hypercall 127 unknown", 127),
-        ("hypercall 20 grant_table_op reserved", 20),
+        ("hypercall 126 unknown", 126),
         ("hypercall 24 vcpu_op reserved", 24),
-        ("hypercall 32 event_channel_op reserved", 32),
     ] {
         // SAFETY: no argument is a pointer the VMM would use: these numbers are not served.
         let ret = unsafe { raw(Hypercall(nr), 0, 0, 0) };
         c.eq(name, ret, Ret::err(Errno::ENOSYS));
     }
+    // Served since ABI 0.2: unknown sub-commands are -ENOSYS.
+    for (name, nr) in [
+        ("grant_table_op unknown cmd", Hypercall::GRANT_TABLE_OP),
+        ("event_channel_op unknown cmd", Hypercall::EVENT_CHANNEL_OP),
+        ("device_op unknown cmd", Hypercall::DEVICE_OP),
+    ] {
+        // SAFETY: command 99 does not exist; nothing is accessed.
+        let ret = unsafe { raw(nr, 99, 0, 0) };
+        c.eq(name, ret, Ret::err(Errno::ENOSYS));
+    }
+    // The doorbell (127) returns nothing and ignores ports nobody serves.
+    evtchn::notify(0);
+    evtchn::notify(4095);
+    c.pass("evtchn_notify (127) on unserved ports");
 }
 
 fn pv_ops(c: &mut Checks) {
@@ -496,6 +579,8 @@ fn pv_ops(c: &mut Checks) {
         "enabled",
         "disabled",
     );
+    // The SDK runs `main` with events enabled; leave it so.
+    pvops::irq_enable();
 }
 
 fn clock(c: &mut Checks) {

@@ -48,7 +48,7 @@ fn drain(
                 // A closed stdout loses the output, but the guest carries on.
                 let _ = out.write_all(bytes).and_then(|()| out.flush());
             })
-            .map_err(|e| format!("console ring: {e}"))?;
+            .map_err(|e| e.to_string())?;
         if notify {
             io.notify_guest();
         }
@@ -81,7 +81,7 @@ impl Input {
         console: &mut ConsoleBack<GuestPage>,
         io: &BackendIo,
     ) -> Result<(), String> {
-        let err = |e| format!("console ring: {e}");
+        let err = |e: pv_drivers::console::ConsoleError| e.to_string();
         let mut notify = false;
         if !self.pending.is_empty() {
             let (n, wake) = console.push_input(&self.pending).map_err(err)?;

@@ -113,6 +113,7 @@ pub fn build(ram: &GuestRam, p: &BootParams<'_>) -> Result<BootState> {
     let si = start_info(ram, p, cr3, nr_pt_frames);
     ram.write_obj(layout::START_INFO, &si)
         .map_err(internal("start-info page"))?;
+    ram.protect(paging::read_only_ranges(p.image, layout::BOOT_END));
     Ok(BootState {
         entry: p.image.entry,
         start_info: layout::START_INFO,

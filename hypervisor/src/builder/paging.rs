@@ -80,6 +80,25 @@ fn page_access(gpa: u64, image: &KernelImage, kernel: &Range<u64>) -> Access {
     }
 }
 
+/// The pages below `end` that the guest's initial mappings do not let it write (or do not map),
+/// merged into ranges.
+pub fn read_only_ranges(image: &KernelImage, end: u64) -> Vec<Range<u64>> {
+    let extent = image.extent();
+    let kernel = (extent.start & !(PAGE - 1))..extent.end.next_multiple_of(PAGE);
+    let mut ranges: Vec<Range<u64>> = Vec::new();
+    for gpa in (0..end.max(kernel.end)).step_by(PAGE as usize) {
+        let writable = page_access(gpa, image, &kernel).pte_flags() & WRITABLE != 0;
+        if writable {
+            continue;
+        }
+        match ranges.last_mut() {
+            Some(r) if r.end == gpa => r.end += PAGE,
+            _ => ranges.push(gpa..gpa + PAGE),
+        }
+    }
+    ranges
+}
+
 /// Hands out page-table pages from the page-table area.
 struct TableAllocator {
     next: u64,
@@ -200,6 +219,24 @@ mod tests {
             assert_eq!(e.0 & PRESENT, PRESENT);
             assert_eq!(target(e, va), va);
         }
+    }
+
+    #[test]
+    fn read_only_ranges_cover_what_the_guest_cannot_write() {
+        let img = image(&[
+            (0x10_0000, 0x2000, false, true),
+            (0x10_2000, 0x1000, false, false),
+            (0x10_3000, 0x1000, true, false),
+        ]);
+        let ro = read_only_ranges(&img, layout::BOOT_END);
+        assert_eq!(
+            ro,
+            vec![
+                0..layout::START_INFO + PAGE,
+                layout::HYPERCALL_PAGE..layout::HYPERCALL_PAGE + PAGE,
+                0x10_0000..0x10_3000,
+            ]
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@ use zerocopy::{FromZeros, IntoBytes};
 
 pub(super) fn grant_table_op(ctx: &mut Context<'_>, [cmd, arg, count, ..]: [u64; 5]) -> Action {
     match cmd {
+        // One table, one domain: these take exactly one element.
+        GNTTABOP_SETUP_TABLE | GNTTABOP_QUERY_SIZE if count != 1 => {
+            Action::Return(Errno::EINVAL.to_ret())
+        }
         GNTTABOP_SETUP_TABLE => setup_table(ctx, arg).into(),
         GNTTABOP_COPY => copy(ctx, arg, count).into(),
         GNTTABOP_QUERY_SIZE => query_size(ctx, arg).into(),

@@ -1,0 +1,405 @@
+//! Grant tables, version 1 (docs/abi.md §8): the guest side.
+//!
+//! The table is `StartInfo::nr_grant_frames` pages at `StartInfo::grant_table`, owned by the
+//! guest. [`grant_access`] takes a free entry, writes `frame` and `domid`, issues a write
+//! barrier and then writes `flags` (`GTF_permit_access`, plus `GTF_readonly`); the backend may
+//! use the page from then on. [`end_access`] revokes it with a compare-and-swap that replaces
+//! the flags by 0 only while neither `GTF_reading` nor `GTF_writing` is set, so it refuses
+//! ([`GrantError::Busy`]) while the VMM has the page mapped; the entry then stays allocated until
+//! a later `end_access` succeeds.
+//!
+//! Entry 0 is never handed out, so 0 can serve as "no grant".
+//!
+//! A grant lets the grantee read (or write) the whole frame until it is revoked: grant only
+//! pages the caller owns and keeps alive for that long, e.g. a [`crate::page::PageBox`].
+//!
+//! [`grant_copy`] is `GNTTABOP_copy`; [`setup_table`] and [`query_size`] wrap the other two
+//! operations.
+
+use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
+
+use parapet_abi::event_channel::{DOMID_SELF, DomId};
+use parapet_abi::grant_table::{
+    CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTTABOP_COPY, GNTTABOP_QUERY_SIZE,
+    GNTTABOP_SETUP_TABLE, GrantEntry, GrantRef, QuerySize, SetupTable, gntst, gtf,
+};
+use parapet_abi::start_info::{PAGE_SIZE, StartInfo};
+use parapet_abi::{Errno, Hypercall};
+
+pub use parapet_abi::grant_table::Copy;
+
+use crate::hypercall;
+
+/// The most entries this SDK manages (4 frames).
+pub const MAX_ENTRIES: usize = 2048;
+
+/// The table, or null before boot.
+static TABLE: AtomicPtr<GrantEntry> = AtomicPtr::new(core::ptr::null_mut());
+/// Entries in the table (capped at [`MAX_ENTRIES`]).
+static NR_ENTRIES: AtomicU32 = AtomicU32::new(0);
+/// Allocated entries (bit set = in use). Entry 0 is marked at init.
+static USED: [AtomicU64; MAX_ENTRIES / 64] = [const { AtomicU64::new(0) }; MAX_ENTRIES / 64];
+
+/// Why a grant operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantError {
+    /// `end_access`: the backend has the page mapped (`GTF_reading`/`GTF_writing` set); the
+    /// entry stays granted.
+    Busy,
+    /// No free entry.
+    NoFreeEntries,
+    /// The reference is not an entry this SDK handed out.
+    BadRef,
+    /// The frame number does not fit the entry's 32-bit field.
+    BadFrame,
+    /// No grant table (before boot, or the VMM announced none).
+    NoTable,
+    /// The hypercall failed.
+    Hypercall(Errno),
+    /// The hypercall succeeded but the operation's status is this `GNTST_*` code.
+    Status(i16),
+}
+
+impl core::fmt::Display for GrantError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            GrantError::Busy => f.write_str("grant in use by the backend"),
+            GrantError::NoFreeEntries => f.write_str("grant table full"),
+            GrantError::BadRef => f.write_str("not an allocated grant reference"),
+            GrantError::BadFrame => f.write_str("frame number too large"),
+            GrantError::NoTable => f.write_str("no grant table"),
+            GrantError::Hypercall(e) => write!(f, "grant_table_op failed: {e}"),
+            GrantError::Status(s) => write!(f, "grant status {s}"),
+        }
+    }
+}
+
+/// Finds the grant table. Called once by the boot code.
+#[cfg_attr(
+    not(target_os = "none"),
+    expect(dead_code, reason = "only guest boot code calls it")
+)]
+pub(crate) fn init(info: &StartInfo) {
+    if info.grant_table == 0 || !info.grant_table.is_multiple_of(PAGE_SIZE) {
+        return;
+    }
+    let entries = u64::from(info.nr_grant_frames) * (PAGE_SIZE / 8);
+    let entries = entries.min(MAX_ENTRIES as u64) as u32;
+    TABLE.store(info.grant_table as *mut GrantEntry, Ordering::Release);
+    NR_ENTRIES.store(entries, Ordering::Release);
+    USED[0].fetch_or(1, Ordering::SeqCst);
+}
+
+/// Entries in the grant table (0 before boot).
+pub fn nr_entries() -> u32 {
+    NR_ENTRIES.load(Ordering::Acquire)
+}
+
+/// The entry of `gref` as two atomics (flags) and raw pointers (domid, frame).
+fn entry_ptr(gref: GrantRef) -> Option<*mut GrantEntry> {
+    let table = TABLE.load(Ordering::Acquire);
+    (!table.is_null() && gref < nr_entries()).then(|| table.wrapping_add(gref as usize))
+}
+
+fn flags_atomic(e: *mut GrantEntry) -> &'static AtomicU16 {
+    // SAFETY: `e` is an entry of the grant table (`entry_ptr`), guest RAM mapped read/write for
+    // the guest's life; `flags` is 2-aligned and the VMM changes it only atomically.
+    unsafe { AtomicU16::from_ptr(&raw mut (*e).flags) }
+}
+
+/// A snapshot of entry `gref` (any entry inside the table), or `None` outside it.
+pub fn entry(gref: GrantRef) -> Option<GrantEntry> {
+    let e = entry_ptr(gref)?;
+    let flags = flags_atomic(e).load(Ordering::SeqCst);
+    // SAFETY: as in `flags_atomic`; volatile because the entry is shared with the VMM.
+    let (domid, frame) = unsafe {
+        (
+            (&raw const (*e).domid).read_volatile(),
+            (&raw const (*e).frame).read_volatile(),
+        )
+    };
+    Some(GrantEntry {
+        flags,
+        domid,
+        frame,
+    })
+}
+
+/// Takes a free entry, leaving it invalid (flags 0). Use [`set_entry`] to fill it, and
+/// [`end_access`] to give it back.
+pub fn reserve() -> Result<GrantRef, GrantError> {
+    let n = nr_entries() as usize;
+    if n == 0 {
+        return Err(GrantError::NoTable);
+    }
+    for (w, word) in USED.iter().enumerate().take(n.div_ceil(64)) {
+        let mut cur = word.load(Ordering::SeqCst);
+        loop {
+            let free = !cur;
+            if free == 0 {
+                break;
+            }
+            let b = free.trailing_zeros() as usize;
+            if w * 64 + b >= n {
+                break;
+            }
+            match word.compare_exchange(cur, cur | 1 << b, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Ok((w * 64 + b) as GrantRef),
+                Err(now) => cur = now,
+            }
+        }
+    }
+    Err(GrantError::NoFreeEntries)
+}
+
+fn is_allocated(gref: GrantRef) -> bool {
+    gref != 0
+        && gref < nr_entries()
+        && USED[gref as usize / 64].load(Ordering::SeqCst) & (1 << (gref % 64)) != 0
+}
+
+/// Writes an allocated entry: `frame` and `domid`, a write barrier, then `flags` (any value, so
+/// that tests can write entries the VMM must refuse).
+pub fn set_entry(gref: GrantRef, frame: u32, domid: DomId, flags: u16) -> Result<(), GrantError> {
+    if !is_allocated(gref) {
+        return Err(GrantError::BadRef);
+    }
+    let e = entry_ptr(gref).ok_or(GrantError::BadRef)?;
+    // SAFETY: as in `flags_atomic`.
+    unsafe {
+        (&raw mut (*e).frame).write_volatile(frame);
+        (&raw mut (*e).domid).write_volatile(domid);
+    }
+    fence(Ordering::Release);
+    flags_atomic(e).store(flags, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Grants `domid` access to frame `frame` (GPA / 4096), read-only if `readonly`, and returns
+/// the reference to pass to it. For the VMM's backends `domid` is
+/// [`DOMID_BACKEND`](parapet_abi::event_channel::DOMID_BACKEND).
+pub fn grant_access(frame: u64, domid: DomId, readonly: bool) -> Result<GrantRef, GrantError> {
+    let frame = u32::try_from(frame).map_err(|_| GrantError::BadFrame)?;
+    let gref = reserve()?;
+    let flags = gtf::PERMIT_ACCESS | if readonly { gtf::READONLY } else { 0 };
+    set_entry(gref, frame, domid, flags)?;
+    Ok(gref)
+}
+
+/// Revokes `gref` and frees its entry: replaces its flags by 0 with a compare-and-swap that
+/// refuses ([`GrantError::Busy`]) while `GTF_reading` or `GTF_writing` is set. A refused entry
+/// stays granted; try again once the backend has let go.
+pub fn end_access(gref: GrantRef) -> Result<(), GrantError> {
+    if !is_allocated(gref) {
+        return Err(GrantError::BadRef);
+    }
+    let flags = flags_atomic(entry_ptr(gref).ok_or(GrantError::BadRef)?);
+    let mut cur = flags.load(Ordering::SeqCst);
+    loop {
+        if cur & (gtf::READING | gtf::WRITING) != 0 {
+            return Err(GrantError::Busy);
+        }
+        match flags.compare_exchange(cur, 0, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break,
+            Err(now) => cur = now,
+        }
+    }
+    USED[gref as usize / 64].fetch_and(!(1 << (gref % 64)), Ordering::SeqCst);
+    Ok(())
+}
+
+/// Whether the backend currently has `gref` mapped (`GTF_reading` or `GTF_writing` set).
+pub fn in_use(gref: GrantRef) -> bool {
+    entry(gref).is_some_and(|e| e.flags & (gtf::READING | gtf::WRITING) != 0)
+}
+
+/// One side of a [`Copy`](struct@Copy): grant reference `gref` of this guest's table at `offset`.
+pub fn copy_gref(gref: GrantRef, offset: u16) -> CopyPtr {
+    CopyPtr {
+        u: u64::from(gref),
+        domid: DOMID_SELF,
+        offset,
+        pad: 0,
+    }
+}
+
+/// One side of a [`Copy`](struct@Copy): local frame `frame` (GPA / 4096, at or above 1 MiB) at `offset`.
+pub fn copy_frame(frame: u64, offset: u16) -> CopyPtr {
+    CopyPtr {
+        u: frame,
+        domid: DOMID_SELF,
+        offset,
+        pad: 0,
+    }
+}
+
+/// A [`Copy`](struct@Copy) of `len` bytes from `source` to `dest`; `source_is_gref`/`dest_is_gref` set the
+/// `GNTCOPY_*_GREF` flags.
+pub fn copy_op(
+    source: CopyPtr,
+    source_is_gref: bool,
+    dest: CopyPtr,
+    dest_is_gref: bool,
+    len: u16,
+) -> Copy {
+    let mut flags = 0;
+    if source_is_gref {
+        flags |= GNTCOPY_SOURCE_GREF;
+    }
+    if dest_is_gref {
+        flags |= GNTCOPY_DEST_GREF;
+    }
+    Copy {
+        source,
+        dest,
+        len,
+        flags,
+        status: 0,
+        pad: 0,
+    }
+}
+
+/// `GNTTABOP_copy`: runs every element of `ops` (at most 64) and stores each one's `GNTST_*`
+/// code in its `status`. Returns the hypercall's own result (`-EFAULT`, `-E2BIG`).
+///
+/// # Safety
+///
+/// Every destination the VMM will write (a local frame, or the frame behind a destination
+/// grant) must be memory the caller may have written at this point.
+pub unsafe fn grant_copy(ops: &mut [Copy]) -> Result<(), Errno> {
+    let (addr, count) = (ops.as_mut_ptr() as u64, ops.len() as u64);
+    // SAFETY: the VMM writes the `status` fields of `ops`, which we borrow mutably, and the
+    // destinations, which the caller vouches for.
+    let ret =
+        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_COPY, addr, count) };
+    Errno::from_ret(ret).map(drop)
+}
+
+/// Copies `dst.len()` bytes from offset `offset` of the page granted by `gref` into `dst`, with
+/// `GNTTABOP_copy` (the VMM reads the grant with the backend's rights). `dst` may span pages.
+pub fn copy_from_gref(gref: GrantRef, offset: usize, dst: &mut [u8]) -> Result<(), GrantError> {
+    if offset
+        .checked_add(dst.len())
+        .is_none_or(|end| end > PAGE_SIZE as usize)
+    {
+        return Err(GrantError::Status(gntst::BAD_COPY_ARG));
+    }
+    let mut done = 0;
+    while done < dst.len() {
+        let addr = dst[done..].as_mut_ptr() as u64;
+        let in_page = (PAGE_SIZE - addr % PAGE_SIZE) as usize;
+        let len = in_page.min(dst.len() - done);
+        let mut op = [copy_op(
+            copy_gref(gref, (offset + done) as u16),
+            true,
+            copy_frame(addr / PAGE_SIZE, (addr % PAGE_SIZE) as u16),
+            false,
+            len as u16,
+        )];
+        // SAFETY: the destination is `len` bytes of `dst`, which we borrow mutably.
+        unsafe { grant_copy(&mut op) }.map_err(GrantError::Hypercall)?;
+        if op[0].status != gntst::OKAY {
+            return Err(GrantError::Status(op[0].status));
+        }
+        done += len;
+    }
+    Ok(())
+}
+
+/// Copies `src` to offset `offset` of the page granted by `gref`, with `GNTTABOP_copy` (the VMM
+/// writes through the grant with the backend's rights, so a read-only grant is refused).
+pub fn copy_to_gref(gref: GrantRef, offset: usize, src: &[u8]) -> Result<(), GrantError> {
+    if offset
+        .checked_add(src.len())
+        .is_none_or(|end| end > PAGE_SIZE as usize)
+    {
+        return Err(GrantError::Status(gntst::BAD_COPY_ARG));
+    }
+    let mut done = 0;
+    while done < src.len() {
+        let addr = src[done..].as_ptr() as u64;
+        let in_page = (PAGE_SIZE - addr % PAGE_SIZE) as usize;
+        let len = in_page.min(src.len() - done);
+        let mut op = [copy_op(
+            copy_frame(addr / PAGE_SIZE, (addr % PAGE_SIZE) as u16),
+            false,
+            copy_gref(gref, (offset + done) as u16),
+            true,
+            len as u16,
+        )];
+        // SAFETY: the only destination is the page granted by `gref`, which its granter has
+        // made available to be written through the grant.
+        unsafe { grant_copy(&mut op) }.map_err(GrantError::Hypercall)?;
+        if op[0].status != gntst::OKAY {
+            return Err(GrantError::Status(op[0].status));
+        }
+        done += len;
+    }
+    Ok(())
+}
+
+/// `GNTTABOP_query_size`: `(nr_frames, max_nr_frames)`.
+pub fn query_size() -> Result<(u32, u32), GrantError> {
+    let mut q = QuerySize {
+        dom: DOMID_SELF,
+        ..Default::default()
+    };
+    let addr = (&raw mut q) as u64;
+    // SAFETY: the VMM reads and writes the `QuerySize` at `addr`, which we own.
+    let ret =
+        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_QUERY_SIZE, addr, 1) };
+    Errno::from_ret(ret).map_err(GrantError::Hypercall)?;
+    if q.status != gntst::OKAY {
+        return Err(GrantError::Status(q.status));
+    }
+    Ok((q.nr_frames, q.max_nr_frames))
+}
+
+/// `GNTTABOP_setup_table`: fills `frames` with the table's first `frames.len()` frame numbers.
+pub fn setup_table(frames: &mut [u64]) -> Result<(), GrantError> {
+    let mut s = SetupTable {
+        dom: DOMID_SELF,
+        nr_frames: frames.len() as u32,
+        frame_list: frames.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    let addr = (&raw mut s) as u64;
+    // SAFETY: the VMM reads and writes the `SetupTable` at `addr` and writes at most
+    // `nr_frames` u64s to `frame_list`, i.e. into `frames`, which we borrow mutably.
+    let ret =
+        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_SETUP_TABLE, addr, 1) };
+    Errno::from_ret(ret).map_err(GrantError::Hypercall)?;
+    if s.status != gntst::OKAY {
+        return Err(GrantError::Status(s.status));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_table_before_boot() {
+        assert_eq!(reserve(), Err(GrantError::NoTable));
+        assert_eq!(grant_access(0x200, 0, false), Err(GrantError::NoTable));
+        assert_eq!(grant_access(1 << 40, 0, false), Err(GrantError::BadFrame));
+        assert_eq!(end_access(5), Err(GrantError::BadRef));
+        assert!(entry(0).is_none());
+        assert_eq!(query_size(), Err(GrantError::Hypercall(Errno::ENOSYS)));
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            copy_from_gref(1, 4090, &mut buf),
+            Err(GrantError::Status(gntst::BAD_COPY_ARG))
+        );
+    }
+
+    #[test]
+    fn copy_ops_set_the_gref_flags() {
+        let op = copy_op(copy_gref(3, 8), true, copy_frame(0x300, 0), false, 16);
+        assert_eq!(op.flags, GNTCOPY_SOURCE_GREF);
+        assert_eq!((op.source.u, op.source.offset, op.dest.u), (3, 8, 0x300));
+        let op = copy_op(copy_frame(0x300, 0), false, copy_gref(3, 0), true, 16);
+        assert_eq!(op.flags, GNTCOPY_DEST_GREF);
+    }
+}

@@ -1,0 +1,210 @@
+//! Pages shared with the VMM: [`GuestPage`], a view of a page the VMM also accesses, and
+//! [`PageBox`], an owned, zeroed, page-aligned page from the heap. Both implement
+//! [`pv_drivers::shared::SharedPage`], so the drivers of `pv-drivers` (rings, the console page,
+//! the loopback device) run over them.
+//!
+//! Neither ever hands out a Rust reference to the page's bytes: the VMM (or a backend) may write
+//! them at any time. Indices are accessed with atomics, bytes with volatile copies.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use parapet_abi::start_info::PAGE_SIZE;
+use pv_drivers::shared::SharedPage;
+
+const PAGE: usize = PAGE_SIZE as usize;
+
+/// A 4 KiB page of guest memory that the VMM may access concurrently (the console page, a ring
+/// page). A `GuestPage` is only an address: it does not own the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestPage(NonNull<u8>);
+
+// SAFETY: a `GuestPage` is an address; every access through it is atomic or volatile, as it
+// must be anyway because the VMM writes the page concurrently.
+unsafe impl Send for GuestPage {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for GuestPage {}
+
+impl GuestPage {
+    /// A view of the page at `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must be page-aligned, and the page must stay mapped read/write and not be used
+    /// through Rust references for as long as the `GuestPage` (or a copy) is used.
+    pub const unsafe fn from_addr(addr: u64) -> GuestPage {
+        // SAFETY: the caller guarantees a mapped, aligned page, hence a non-null address.
+        GuestPage(unsafe { NonNull::new_unchecked(addr as *mut u8) })
+    }
+
+    /// The page's guest-physical address (= virtual address).
+    pub fn addr(&self) -> u64 {
+        self.0.as_ptr() as u64
+    }
+
+    /// The page's frame number (address / 4096).
+    pub fn frame(&self) -> u64 {
+        self.addr() / PAGE_SIZE
+    }
+
+    fn at(&self, offset: usize, len: usize) -> *mut u8 {
+        assert!(
+            offset <= PAGE && len <= PAGE - offset,
+            "access outside the page"
+        );
+        self.0.as_ptr().wrapping_add(offset)
+    }
+}
+
+impl SharedPage for GuestPage {
+    fn load_u32(&self, offset: usize) -> u32 {
+        assert_eq!(offset % 4, 0);
+        // SAFETY: in bounds (`at`), 4-aligned, in a mapped page (`from_addr`'s contract) that
+        // both sides access atomically.
+        unsafe { AtomicU32::from_ptr(self.at(offset, 4).cast()) }.load(Ordering::Acquire)
+    }
+
+    fn store_u32(&self, offset: usize, value: u32) {
+        assert_eq!(offset % 4, 0);
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU32::from_ptr(self.at(offset, 4).cast()) }.store(value, Ordering::Release)
+    }
+
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        let src = self.at(offset, buf.len());
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `src..src + buf.len()` is inside the mapped page (`at`); volatile reads
+            // because the other side may write concurrently.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
+    }
+
+    fn write(&self, offset: usize, buf: &[u8]) {
+        let dst = self.at(offset, buf.len());
+        for (i, &b) in buf.iter().enumerate() {
+            // SAFETY: as in `read`.
+            unsafe { dst.add(i).write_volatile(b) };
+        }
+    }
+}
+
+/// An owned, zeroed, page-aligned 4 KiB page from the heap, freed on drop. Use it for ring pages
+/// and for pages granted to backends; read and write it through [`SharedPage`] (or
+/// [`PageBox::to_array`]), never through references, while a backend may touch it.
+///
+/// Heap pages lie above the kernel image, so their frames are at or above 1 MiB and may be
+/// granted.
+#[derive(Debug)]
+pub struct PageBox(GuestPage);
+
+impl PageBox {
+    const LAYOUT: Layout = match Layout::from_size_align(PAGE, PAGE) {
+        Ok(l) => l,
+        Err(_) => panic!("bad page layout"),
+    };
+
+    /// Allocates a zeroed page; `None` if the heap is exhausted.
+    pub fn try_new() -> Option<PageBox> {
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc::alloc::alloc_zeroed(Self::LAYOUT) };
+        // SAFETY: a fresh, page-aligned allocation of one page, owned by the `PageBox` until
+        // it is freed in `drop`.
+        NonNull::new(p).map(|p| PageBox(unsafe { GuestPage::from_addr(p.as_ptr() as u64) }))
+    }
+
+    /// Allocates a zeroed page.
+    ///
+    /// # Panics
+    ///
+    /// If the heap is exhausted.
+    pub fn new() -> PageBox {
+        Self::try_new().unwrap_or_else(|| alloc::alloc::handle_alloc_error(Self::LAYOUT))
+    }
+
+    /// A non-owning view of the page (valid while the `PageBox` lives).
+    pub fn page(&self) -> GuestPage {
+        self.0
+    }
+
+    /// The page's address.
+    pub fn addr(&self) -> u64 {
+        self.0.addr()
+    }
+
+    /// The page's frame number, as grants name it.
+    pub fn frame(&self) -> u64 {
+        self.0.frame()
+    }
+
+    /// A copy of the whole page.
+    pub fn to_array(&self) -> [u8; PAGE] {
+        let mut out = [0u8; PAGE];
+        self.0.read(0, &mut out);
+        out
+    }
+
+    /// Sets every byte of `[offset, offset + len)` to `value`.
+    pub fn fill(&self, offset: usize, len: usize, value: u8) {
+        let dst = self.0.at(offset, len);
+        for i in 0..len {
+            // SAFETY: inside the owned page (`at`).
+            unsafe { dst.add(i).write_volatile(value) };
+        }
+    }
+}
+
+impl Default for PageBox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SharedPage for PageBox {
+    fn load_u32(&self, offset: usize) -> u32 {
+        self.0.load_u32(offset)
+    }
+
+    fn store_u32(&self, offset: usize, value: u32) {
+        self.0.store_u32(offset, value)
+    }
+
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        self.0.read(offset, buf)
+    }
+
+    fn write(&self, offset: usize, buf: &[u8]) {
+        self.0.write(offset, buf)
+    }
+}
+
+impl Drop for PageBox {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `try_new` with `LAYOUT` and freed only here.
+        unsafe { alloc::alloc::dealloc(self.0.0.as_ptr(), Self::LAYOUT) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_boxes_are_aligned_zeroed_and_shared() {
+        let p = PageBox::new();
+        assert_eq!(p.addr() % PAGE_SIZE, 0);
+        assert!(p.to_array().iter().all(|&b| b == 0));
+        p.fill(10, 3, 0xab);
+        p.store_u32(100, 0x0102_0304);
+        let a = p.to_array();
+        assert_eq!(&a[9..14], &[0, 0xab, 0xab, 0xab, 0]);
+        assert_eq!(&a[100..104], &[4, 3, 2, 1]);
+        assert_eq!(p.page().load_u32(100), 0x0102_0304);
+    }
+
+    #[test]
+    #[should_panic]
+    fn accesses_outside_the_page_panic() {
+        PageBox::new().write(4095, &[1, 2]);
+    }
+}

@@ -1,0 +1,93 @@
+//! The PV core end to end: the console ring with input, events, timers, grants and rings
+//! (`pv-selftest`), and a guest that attacks every interface (`hostile`).
+
+use parapet_tests::{run_guest, run_guest_with_input, stat};
+
+#[test]
+fn echo_echoes_piped_lines_and_stops_at_end_of_input() {
+    let out = run_guest_with_input("echo", &["--stats"], b"hello\nworld\n");
+    out.assert_status(0).assert_no_panic();
+    assert!(
+        out.stdout.contains("echo: hello\necho: world\n"),
+        "lines not echoed in order\n{out}"
+    );
+    // Input, output and the wait for input all go through the ring and event channels.
+    let exits = stat(&out.stats(), "exit.total").unwrap_or(u64::MAX);
+    assert!(exits <= 4, "echo took {exits} exits to the VMM\n{out}");
+}
+
+#[test]
+fn echo_quits_on_quit_and_ignores_what_follows() {
+    let out = run_guest_with_input("echo", &[], b"one\nquit\nnever\n");
+    out.assert_status(0).assert_no_panic();
+    assert!(out.stdout.contains("echo: one\n"), "{out}");
+    assert!(!out.stdout.contains("echo: never"), "{out}");
+}
+
+#[test]
+fn echo_carries_long_input_through_the_small_ring() {
+    // 8 KiB of input through a 1 KiB input ring and a 2 KiB output ring.
+    let line = "x".repeat(99);
+    let input: String = (0..80).map(|i| format!("{i:03}{line}\n")).collect();
+    let out = run_guest_with_input("echo", &[], input.as_bytes());
+    out.assert_status(0).assert_no_panic();
+    for i in 0..80 {
+        let want = format!("echo: {i:03}{line}\n");
+        assert!(out.stdout.contains(&want), "line {i} missing\n{out}");
+    }
+}
+
+#[test]
+fn pv_selftest_passes_every_check() {
+    let out = run_guest("pv-selftest", &["--loopback"]);
+    out.assert_status(0).assert_no_panic();
+    assert!(out.stdout.contains(", 0 failed"), "{out}");
+    assert!(!out.stdout.contains("FAIL"), "{out}");
+    assert!(out.stdout.contains("ok "), "no checks ran\n{out}");
+}
+
+/// The non-fatal misbehaviours: each must be answered with the documented error.
+const HOSTILE_CASES: &[&str] = &[
+    "gref-range",
+    "gref-foreign",
+    "readonly",
+    "end-mapped",
+    "ports",
+    "lengths",
+    "pointers",
+    "devices",
+    "ring-events",
+    "timer-huge",
+];
+
+#[test]
+fn hostile_guests_get_error_codes_and_the_vmm_survives() {
+    for case in HOSTILE_CASES {
+        let out = run_guest("hostile", &["--loopback", "--cmdline", case]);
+        out.assert_status(0).assert_no_panic();
+        assert!(
+            out.stdout.contains(", 0 failed"),
+            "case {case} got an undocumented answer\n{out}"
+        );
+        assert!(
+            out.stdout.contains("ok "),
+            "case {case} checked nothing\n{out}"
+        );
+    }
+}
+
+#[test]
+fn hostile_ring_indices_stop_the_guest_with_a_report() {
+    for (case, what) in [
+        ("ring-overflow", "req_prod claims 1000 unconsumed requests"),
+        ("ring-backwards", "req_prod claims"),
+        ("console-overflow", "out_prod claims 5000 unconsumed bytes"),
+    ] {
+        let out = run_guest("hostile", &["--loopback", "--cmdline", case]);
+        out.assert_status(102).assert_no_panic();
+        assert!(
+            out.stderr.contains("parapet: guest fault:") && out.stderr.contains(what),
+            "case {case}: no clear report\n{out}"
+        );
+    }
+}
