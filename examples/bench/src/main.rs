@@ -1,8 +1,9 @@
 //! Measures paravirtual operations from inside the guest with the TSC.
 //!
 //! Each benchmark prints one line:
-//! `bench <name> iters=<n> batch=<k> median=<cycles> p99=<cycles> min=<cycles> tsc_khz=<khz>`,
-//! where the cycle figures are per operation (a sample times `batch` operations).
+//! `bench <name> iters=<n> batch=<k> median=<cycles> p99=<cycles> min=<cycles> total=<cycles>
+//! tsc_khz=<khz>`, where median, p99 and min are per operation (a sample times `batch`
+//! operations) and total is all samples together.
 //! The command line may name the benchmarks to run (default: all) and `iters=N`.
 //!
 //! The PV-core benchmarks: `evtchn_send_dropped` is `EVTCHNOP_send` on an unbound port (a
@@ -12,6 +13,13 @@
 //! page with `GNTTABOP_copy`; `sleep_100us` is a timer sleep of 100 µs; `loopback_echo` is one
 //! request/response round trip through the loopback device (needs `parapet run --loopback`;
 //! skipped otherwise).
+//!
+//! Run only when named (they are slow or noisy on purpose): `event_rtt_doorbell` and
+//! `event_rtt_hypercall` push one loopback request, notify the backend with the doorbell
+//! (ioeventfd, no exit) or with `EVTCHNOP_send` (a hypercall), and spin until the response is
+//! there: the event round trip guest → backend → guest. `console_ring_1k`, `console_io_1k` and
+//! `console_trap_1k` write 1 KiB of console output per sample as 64-byte lines: through the
+//! console ring, with one `console_io` per line, and with one `out 0xe9` trap per byte.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -40,6 +48,26 @@ struct Bench {
     name: &'static str,
     batch: u64,
     run: fn(&mut Ctx),
+    /// Run only when named on the command line.
+    explicit: bool,
+}
+
+impl Bench {
+    const fn new(name: &'static str, batch: u64, run: fn(&mut Ctx)) -> Bench {
+        Bench {
+            name,
+            batch,
+            run,
+            explicit: false,
+        }
+    }
+
+    const fn explicit(name: &'static str, batch: u64, run: fn(&mut Ctx)) -> Bench {
+        Bench {
+            explicit: true,
+            ..Bench::new(name, batch, run)
+        }
+    }
 }
 
 /// State the PV-core benchmarks share.
@@ -71,16 +99,19 @@ const MULTICALL_BATCH: usize = 32;
 
 const BENCHES: &[Bench] = &[
     Bench {
+        explicit: false,
         name: "null_hypercall",
         batch: 1,
         run: |_| null_hypercall(),
     },
     Bench {
+        explicit: false,
         name: "multicall_null",
         batch: MULTICALL_BATCH as u64,
         run: |_| multicall_null(),
     },
     Bench {
+        explicit: false,
         name: "tsc_read",
         batch: 1,
         run: |_| {
@@ -88,6 +119,7 @@ const BENCHES: &[Bench] = &[
         },
     },
     Bench {
+        explicit: false,
         name: "evtchn_send_dropped",
         batch: 1,
         run: |c| {
@@ -95,6 +127,7 @@ const BENCHES: &[Bench] = &[
         },
     },
     Bench {
+        explicit: false,
         name: "evtchn_send_upcall",
         batch: 1,
         run: |c| {
@@ -104,6 +137,7 @@ const BENCHES: &[Bench] = &[
         },
     },
     Bench {
+        explicit: false,
         name: "evtchn_notify_upcall",
         batch: 1,
         run: |c| {
@@ -113,6 +147,7 @@ const BENCHES: &[Bench] = &[
         },
     },
     Bench {
+        explicit: false,
         name: "grant_copy_4k",
         batch: 1,
         run: |c| {
@@ -129,11 +164,13 @@ const BENCHES: &[Bench] = &[
         },
     },
     Bench {
+        explicit: false,
         name: "sleep_100us",
         batch: 1,
         run: |_| time::sleep(Duration::from_micros(100)),
     },
     Bench {
+        explicit: false,
         name: "loopback_echo",
         batch: 1,
         run: |c| {
@@ -148,7 +185,86 @@ const BENCHES: &[Bench] = &[
             }
         },
     },
+    Bench::explicit("event_rtt_doorbell", 1, |c| {
+        event_round_trip(c, Notify::Doorbell)
+    }),
+    Bench::explicit("event_rtt_hypercall", 1, |c| {
+        event_round_trip(c, Notify::Hypercall)
+    }),
+    Bench::explicit("console_ring_1k", 1, |_| console_kib(ConsoleWay::Ring)),
+    Bench::explicit("console_io_1k", 1, |_| console_kib(ConsoleWay::ConsoleIo)),
+    Bench::explicit("console_trap_1k", 1, |_| {
+        console_kib(ConsoleWay::TrapPerByte)
+    }),
 ];
+
+/// How `event_round_trip` notifies the backend.
+#[derive(Clone, Copy)]
+enum Notify {
+    /// Stub 127: `out 0xec` matched by the backend's ioeventfd, no exit.
+    Doorbell,
+    /// `EVTCHNOP_send`: a hypercall the VMM forwards to the backend's eventfd.
+    Hypercall,
+}
+
+/// One loopback ECHO: push, notify, spin until the response is back.
+fn event_round_trip(c: &mut Ctx, how: Notify) {
+    let Some(lb) = c.loopback.as_mut() else {
+        return;
+    };
+    let request = LoopbackRequest {
+        id: 7,
+        op: LOOPBACK_OP_ECHO,
+        value: 9,
+        ..Default::default()
+    };
+    if lb.ring().push_request(&request).is_err() {
+        return;
+    }
+    // Notify every time, whatever the suppression says: the round trip includes one notification.
+    let _ = lb.ring().commit_requests();
+    match how {
+        Notify::Doorbell => evtchn::notify(lb.port()),
+        Notify::Hypercall => {
+            let _ = evtchn::send(lb.port());
+        }
+    }
+    while lb.poll_response().is_none() {
+        core::hint::spin_loop();
+    }
+}
+
+/// How `console_kib` writes.
+#[derive(Clone, Copy)]
+enum ConsoleWay {
+    Ring,
+    ConsoleIo,
+    TrapPerByte,
+}
+
+/// Writes 1 KiB of console output as sixteen 64-byte lines.
+fn console_kib(way: ConsoleWay) {
+    let mut line = [b'.'; 64];
+    line[63] = b'\n';
+    for _ in 0..16 {
+        match way {
+            ConsoleWay::Ring => guest_sdk::console::write_bytes(&line),
+            ConsoleWay::ConsoleIo => {
+                let _ = hypercall::console_write(&line);
+            }
+            ConsoleWay::TrapPerByte => {
+                for &byte in &line {
+                    // SAFETY: `out` to the VMM's debug console port (docs/abi.md §9.3) only
+                    // prints the byte. Guests normally never trap like this: it is the
+                    // trap-and-emulate baseline the console ring is measured against.
+                    unsafe {
+                        core::arch::asm!("out 0xe9, al", in("al") byte, options(nomem, nostack, preserves_flags));
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// `xen_version(XENVER_version)`: the smallest complete round trip to the VMM.
 fn null_hypercall() {
@@ -206,12 +322,15 @@ fn main() -> u32 {
     };
     let mut samples = Vec::with_capacity(iters);
     for bench in BENCHES {
-        if !wanted.is_empty() && !wanted.contains(&bench.name) {
+        let named = wanted.contains(&bench.name);
+        if (!wanted.is_empty() && !named) || (bench.explicit && !named) {
             continue;
         }
-        if bench.name == "loopback_echo" && ctx.loopback.is_none() {
-            guest_sdk::println!("bench loopback_echo skipped: run with --loopback");
-            continue;
+        if bench.name.contains("loopback") || bench.name.starts_with("event_rtt") {
+            if ctx.loopback.is_none() {
+                guest_sdk::println!("bench {} skipped: run with --loopback", bench.name);
+                continue;
+            }
         }
         // Warm up caches and the VMM's first-call paths.
         for _ in 0..iters.min(50) {
@@ -226,13 +345,14 @@ fn main() -> u32 {
         samples.sort_unstable();
         let per_op = |c: u64| c / bench.batch;
         guest_sdk::println!(
-            "bench {} iters={} batch={} median={} p99={} min={} tsc_khz={}",
+            "bench {} iters={} batch={} median={} p99={} min={} total={} tsc_khz={}",
             bench.name,
             iters,
             bench.batch,
             per_op(samples[iters / 2]),
             per_op(samples[(iters * 99 / 100).min(iters - 1)]),
             per_op(samples[0]),
+            samples.iter().sum::<u64>(),
             tsc_khz()
         );
     }
