@@ -323,14 +323,13 @@ fn main() -> u32 {
     let mut samples = Vec::with_capacity(iters);
     for bench in BENCHES {
         let named = wanted.contains(&bench.name);
-        if (!wanted.is_empty() && !named) || (bench.explicit && !named) {
+        if !named && (bench.explicit || !wanted.is_empty()) {
             continue;
         }
-        if bench.name.contains("loopback") || bench.name.starts_with("event_rtt") {
-            if ctx.loopback.is_none() {
-                guest_sdk::println!("bench {} skipped: run with --loopback", bench.name);
-                continue;
-            }
+        let needs_loopback = bench.name.contains("loopback") || bench.name.starts_with("event_rtt");
+        if needs_loopback && ctx.loopback.is_none() {
+            guest_sdk::println!("bench {} skipped: run with --loopback", bench.name);
+            continue;
         }
         // Warm up caches and the VMM's first-call paths.
         for _ in 0..iters.min(50) {
