@@ -9,6 +9,7 @@ pub mod builder;
 pub mod config;
 pub mod devices;
 pub mod domain;
+pub mod emulated;
 pub mod error;
 pub mod events;
 pub mod grants;

@@ -37,10 +37,7 @@ impl ExitCounters {
     pub fn count(&mut self, exit: &Exit, xen_transport: bool) {
         let reason = match exit {
             Exit::Hypercall { .. } if xen_transport => 1,
-            Exit::Hypercall { .. }
-            | Exit::Io { .. }
-            | Exit::Doorbell { .. }
-            | Exit::DebugConsole { .. } => 0,
+            Exit::Hypercall { .. } | Exit::Io { .. } | Exit::Doorbell { .. } => 0,
             Exit::Mmio { .. } => 2,
             Exit::Halt => 3,
             Exit::Interrupted => 4,

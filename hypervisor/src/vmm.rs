@@ -5,6 +5,7 @@ use crate::builder::{self, BootParams, layout};
 use crate::config::VmConfig;
 use crate::devices::{Device, Model};
 use crate::domain::Domain;
+use crate::emulated::EmulatedDevices;
 use crate::error::{Error, Result};
 use crate::hypercall::{self, Action, Context, Control, Stdout};
 use crate::kvm::{self, irq, vcpu::Exit, vcpu::Vcpu};
@@ -303,8 +304,10 @@ struct VcpuLoop<'a> {
 impl VcpuLoop<'_> {
     fn run(&mut self) -> Result<GuestExit> {
         let mut console = Stdout;
+        let mut bus_console = Stdout;
+        let mut bus = EmulatedDevices::new(&mut bus_console);
         loop {
-            let exit = self.vcpu.run()?;
+            let exit = self.vcpu.run(&mut bus)?;
             let was_blocked = self.dom.vcpu.set_blocked(false);
             self.counters.count(&exit, self.xen_transport);
             match exit {
@@ -336,13 +339,11 @@ impl VcpuLoop<'_> {
                 Exit::Doorbell { port } => {
                     let _ = self.dom.events.send(port);
                 }
-                Exit::DebugConsole { byte } => {
-                    let _ = hypercall::ConsoleSink::write_console(&mut console, &[byte]);
-                }
-                Exit::Io { port, write } => {
+                Exit::Io { handled: true, .. } | Exit::Mmio { handled: true, .. } => {}
+                Exit::Io { port, write, .. } => {
                     debug!("port I/O to unserved port {port:#x} (write: {write})");
                 }
-                Exit::Mmio { gpa, write } => {
+                Exit::Mmio { gpa, write, .. } => {
                     debug!("MMIO to unbacked address {gpa:#x} (write: {write})");
                 }
                 Exit::Interrupted => {

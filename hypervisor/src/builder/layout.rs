@@ -43,7 +43,7 @@ pub const MAX_MEMORY: u64 = 64 << 30;
 pub const MEMORY_GRANULE: u64 = 2 << 20;
 
 const _: () = assert!(
-    PAGE_TABLES.start + (2 + (MAX_MEMORY >> 30) + 2 + (MAX_KERNEL_SPAN >> 21)) * PAGE
+    PAGE_TABLES.start + (2 + (MAX_MEMORY >> 30) + 2 + (MAX_KERNEL_SPAN >> 21) + 3) * PAGE
         <= PAGE_TABLES.end,
     "the page-table area must hold the tables for MAX_MEMORY"
 );

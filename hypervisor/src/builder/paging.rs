@@ -1,8 +1,8 @@
 //! The initial page tables: all of guest RAM mapped 1:1, W^X.
 //!
 //! Every entry at every level carries U/S=1, which kvm_pvm requires for native execution and
-//! which is harmless under VT-x/AMD-V (the guest runs at CPL 0, and SMEP/SMAP are off). Only PML4
-//! slot 0 is used, so slot 256 (reserved by kvm_pvm) never is.
+//! which is harmless under VT-x/AMD-V (the guest runs at CPL 0, and SMEP/SMAP are off). RAM uses
+//! PML4 slot 0 and the scratch MMIO page slot 2, so slot 256 (reserved by kvm_pvm) never is.
 //!
 //! The boot area and the kernel image get 4 KiB pages with their own rights: the hypercall page
 //! is read/execute, start-info read-only, each kernel page as its ELF segments say (text
@@ -155,7 +155,24 @@ pub fn build(ram: &GuestRam, image: &KernelImage) -> Result<(u64, u64), Errno> {
         }
         ram.write(pd, pd_entries.as_bytes())?;
     }
+    map_scratch_mmio(ram, pml4, &mut tables)?;
     Ok((pml4, (tables.next - layout::PAGE_TABLES.start) / PAGE))
+}
+
+/// Maps the emulated scratch register's MMIO page (no memory slot backs it: every access exits
+/// to the VMM), read/write, never executable.
+fn map_scratch_mmio(ram: &GuestRam, pml4: u64, tables: &mut TableAllocator) -> Result<(), Errno> {
+    use crate::emulated::SCRATCH_MMIO as VA;
+    const _: () = assert!(
+        VA >> 39 != 0 && VA >> 39 < 256,
+        "its own PML4 slot, not slot 256"
+    );
+    let (pdpt, pd, pt) = (tables.alloc()?, tables.alloc()?, tables.alloc()?);
+    let index = |level: u32| (VA >> (12 + 9 * level)) & 511;
+    ram.write_obj(pml4 + index(3) * 8, &(pdpt | TABLE))?;
+    ram.write_obj(pdpt + index(2) * 8, &(pd | TABLE))?;
+    ram.write_obj(pd + index(1) * 8, &(pt | TABLE))?;
+    ram.write_obj(pt + index(0) * 8, &(VA | Access::ReadWrite.pte_flags()))
 }
 
 #[cfg(test)]
@@ -207,7 +224,20 @@ mod tests {
         let ram = GuestRam::new(3 << 30).unwrap();
         let img = image(&[(0x10_0000, 0x1000, false, true)]);
         let (cr3, frames) = build(&ram, &img).unwrap();
-        assert_eq!(frames, 2 + 3 + 1);
+        assert_eq!(
+            frames,
+            2 + 3 + 1 + 3,
+            "PML4, PDPT, 3 PDs, the low PT, the MMIO page's tables"
+        );
+        let mmio = walk(&ram, cr3, crate::emulated::SCRATCH_MMIO);
+        assert_eq!(
+            target(mmio, crate::emulated::SCRATCH_MMIO),
+            crate::emulated::SCRATCH_MMIO
+        );
+        assert_eq!(
+            mmio.0 & (PRESENT | WRITABLE | NO_EXECUTE),
+            PRESENT | WRITABLE | NO_EXECUTE
+        );
         for va in [
             0x1000u64,
             0x3000,

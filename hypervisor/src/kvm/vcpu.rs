@@ -2,6 +2,7 @@
 
 use crate::builder::BootState;
 use crate::builder::layout::{self, selector};
+use crate::emulated::IoBus;
 use crate::error::{KvmContext, Result};
 use kvm_bindings::{
     KVM_EXIT_XEN, KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE, Msrs, kvm_mp_state, kvm_msr_entry,
@@ -10,9 +11,6 @@ use kvm_bindings::{
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use parapet_abi::hypercall::{PIO_DOORBELL_PORT, PIO_HYPERCALL_PORT};
 use std::sync::atomic::{AtomicPtr, Ordering};
-
-/// Bochs/QEMU-style debug console port: `out 0xe9, al` prints one byte.
-pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
 
 /// `KVM_EXIT_XEN` subtype of a hypercall.
 const KVM_EXIT_XEN_HCALL: u32 = 1;
@@ -34,25 +32,23 @@ pub enum Exit {
         /// The event channel port the guest notified.
         port: u32,
     },
-    /// A byte written to the debug console port (one exit per byte: the trap-and-emulate
-    /// console that the PV console ring replaces).
-    DebugConsole {
-        /// The byte.
-        byte: u8,
-    },
-    /// Port I/O to a port nothing serves.
+    /// Port I/O, given to the [`IoBus`].
     Io {
         /// The port.
         port: u16,
         /// OUT (true) or IN.
         write: bool,
+        /// Whether an emulated device took it.
+        handled: bool,
     },
-    /// An access to guest-physical memory no memory slot backs.
+    /// An access to guest-physical memory no memory slot backs, given to the [`IoBus`].
     Mmio {
         /// The address.
         gpa: u64,
         /// Write (true) or read.
         write: bool,
+        /// Whether an emulated device took it.
+        handled: bool,
     },
     /// HLT (only without an in-kernel irqchip).
     Halt,
@@ -206,8 +202,9 @@ impl Vcpu {
             .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
     }
 
-    /// Runs the guest until the next exit the VMM must handle.
-    pub fn run(&mut self) -> Result<Exit> {
+    /// Runs the guest until the next exit the VMM must handle. Port I/O and MMIO other than
+    /// the hypercall and doorbell ports go to `bus`.
+    pub fn run(&mut self, bus: &mut dyn IoBus) -> Result<Exit> {
         debug_assert_eq!(self.pending, Pending::None, "answer the hypercall first");
         let exit = match self.fd.run() {
             Ok(VcpuExit::IoOut(PIO_HYPERCALL_PORT, _)) => {
@@ -228,19 +225,38 @@ impl Vcpu {
                     port: u32::from_le_bytes(port),
                 }
             }
-            Ok(VcpuExit::IoOut(DEBUG_CONSOLE_PORT, data)) => Exit::DebugConsole {
-                byte: data.first().copied().unwrap_or(0),
+            Ok(VcpuExit::IoOut(port, data)) => Exit::Io {
+                port,
+                write: true,
+                handled: bus.pio_write(port, data),
             },
-            Ok(VcpuExit::IoOut(port, _)) => Exit::Io { port, write: true },
             Ok(VcpuExit::IoIn(port, data)) => {
-                data.fill(0xff);
-                Exit::Io { port, write: false }
+                let handled = bus.pio_read(port, data);
+                if !handled {
+                    data.fill(0xff);
+                }
+                Exit::Io {
+                    port,
+                    write: false,
+                    handled,
+                }
             }
             Ok(VcpuExit::MmioRead(gpa, data)) => {
-                data.fill(0xff);
-                Exit::Mmio { gpa, write: false }
+                let handled = bus.mmio_read(gpa, data);
+                if !handled {
+                    data.fill(0xff);
+                }
+                Exit::Mmio {
+                    gpa,
+                    write: false,
+                    handled,
+                }
             }
-            Ok(VcpuExit::MmioWrite(gpa, _)) => Exit::Mmio { gpa, write: true },
+            Ok(VcpuExit::MmioWrite(gpa, data)) => Exit::Mmio {
+                gpa,
+                write: true,
+                handled: bus.mmio_write(gpa, data),
+            },
             Ok(VcpuExit::Hlt) => Exit::Halt,
             Ok(VcpuExit::Shutdown) => Exit::Shutdown,
             Ok(VcpuExit::FailEntry(reason, _)) => Exit::FailEntry { reason },
