@@ -104,19 +104,20 @@ mod tests {
     #[test]
     fn scratch_registers_remember_and_the_console_prints() {
         let mut out = Captured::default();
-        let mut bus = EmulatedDevices::new(&mut out);
-        assert!(bus.pio_write(SCRATCH_PORT, &0xdead_beef_u32.to_le_bytes()));
-        let mut b = [0u8; 4];
-        assert!(bus.pio_read(SCRATCH_PORT, &mut b));
-        assert_eq!(u32::from_le_bytes(b), 0xdead_beef);
-        assert!(bus.mmio_write(SCRATCH_MMIO, &7u64.to_le_bytes()));
-        let mut m = [0u8; 8];
-        assert!(bus.mmio_read(SCRATCH_MMIO, &mut m));
-        assert_eq!(u64::from_le_bytes(m), 7);
-        assert!(!bus.pio_read(0x1234, &mut b));
-        assert!(!bus.mmio_write(SCRATCH_MMIO + 8, &[1]));
-        assert!(bus.pio_write(DEBUG_CONSOLE_PORT, b"x"));
-        drop(bus);
+        {
+            let mut bus = EmulatedDevices::new(&mut out);
+            assert!(bus.pio_write(SCRATCH_PORT, &0xdead_beef_u32.to_le_bytes()));
+            let mut b = [0u8; 4];
+            assert!(bus.pio_read(SCRATCH_PORT, &mut b));
+            assert_eq!(u32::from_le_bytes(b), 0xdead_beef);
+            assert!(bus.mmio_write(SCRATCH_MMIO, &7u64.to_le_bytes()));
+            let mut m = [0u8; 8];
+            assert!(bus.mmio_read(SCRATCH_MMIO, &mut m));
+            assert_eq!(u64::from_le_bytes(m), 7);
+            assert!(!bus.pio_read(0x1234, &mut b));
+            assert!(!bus.mmio_write(SCRATCH_MMIO + 8, &[1]));
+            assert!(bus.pio_write(DEBUG_CONSOLE_PORT, b"x"));
+        }
         assert_eq!(out.0, b"x");
     }
 }
