@@ -23,6 +23,7 @@
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod blkif;
 pub mod console;
 pub mod device;
 pub mod errno;
