@@ -86,7 +86,8 @@ pub struct BlkifRequest {
 }
 
 /// A discard request: Xen's `blkif_request_discard`, in the same slot as [`BlkifRequest`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+/// Build one with `zerocopy::FromZeros::new_zeroed()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct BlkifRequestDiscard {
     /// `BLKIF_OP_DISCARD`.
