@@ -32,6 +32,7 @@ pub mod grant_table;
 pub mod hypercall;
 pub mod loopback;
 pub mod multicall;
+pub mod netif;
 pub mod ring;
 pub mod sched;
 pub mod shared_info;
