@@ -127,6 +127,23 @@ pub fn vmm() -> &'static Path {
     }
 }
 
+/// The path of binary `bin` of host package `package` (e.g. `xtask`), built with the test's
+/// profile on each call (cargo makes a repeated build a no-op).
+pub fn host_binary(package: &str, bin: &str) -> PathBuf {
+    let l = layout();
+    let mut cmd = l.cargo_build();
+    cmd.args(["-p", package, "--bin", bin]);
+    let mut dir = l.target_dir.clone();
+    if let Some(triple) = &l.host_triple {
+        cmd.args(["--target", triple]);
+        dir.push(triple);
+    }
+    if let Err(e) = run_build(cmd, &format!("`{bin}` ({package})")) {
+        panic!("{e}");
+    }
+    dir.join(&l.profile_dir).join(bin)
+}
+
 /// The guest names: the directories under examples/ with a Cargo.toml (package name = directory).
 pub fn guest_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(workspace_root().join("examples"))

@@ -52,7 +52,9 @@ pub mod flags {
 pub const CONFIG_SECTORS: usize = 0;
 
 /// One segment: Xen's `blkif_request_segment`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct BlkifSegment {
     /// The granted page (read access for writes, write access for reads).
@@ -66,7 +68,9 @@ pub struct BlkifSegment {
 }
 
 /// A read, write or flush request: Xen's `blkif_request` (112 bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct BlkifRequest {
     /// One of `BLKIF_OP_*`.
@@ -109,7 +113,9 @@ pub struct BlkifRequestDiscard {
 }
 
 /// A response: Xen's `blkif_response` (16 bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct BlkifResponse {
     /// The request's `id`.

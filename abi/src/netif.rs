@@ -13,7 +13,9 @@ use crate::grant_table::GrantRef;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Transmit request: Xen's `netif_tx_request` (12 bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct NetifTxRequest {
     /// The page holding the packet (read access).
@@ -29,7 +31,9 @@ pub struct NetifTxRequest {
 }
 
 /// Transmit response: Xen's `netif_tx_response` (4 bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct NetifTxResponse {
     /// The request's `id`.
@@ -39,7 +43,9 @@ pub struct NetifTxResponse {
 }
 
 /// Receive request: Xen's `netif_rx_request` (8 bytes): an empty page for one packet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct NetifRxRequest {
     /// Echoed in the response.
@@ -51,7 +57,9 @@ pub struct NetifRxRequest {
 }
 
 /// Receive response: Xen's `netif_rx_response` (8 bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct NetifRxResponse {
     /// The request's `id`.

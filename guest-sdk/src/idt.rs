@@ -17,6 +17,13 @@
 //! 32 has a non-present gate, so an unexpected interrupt raises #NP, which is reported like any
 //! exception. The double-fault gate uses IST1 (the VMM's emergency stack, docs/abi.md §2.3), so
 //! a kernel stack overflow is reported too.
+//!
+//! A guest that programs an interrupt source of its own (for instance the local APIC timer)
+//! installs a handler for its vector with [`set_interrupt_handler`]: that makes the vector's
+//! gate present, pointing at one of a table of small per-vector stubs that push the vector and
+//! share the upcall stub's save/restore path. The SDK acknowledges the interrupt (x2APIC EOI)
+//! and then calls the handler, in interrupt context with interrupts masked, with the vector.
+//! [`clear_interrupt_handler`] makes the gate non-present again.
 
 use parapet_abi::sched::{FaultReport, exception_name};
 
@@ -59,6 +66,22 @@ const _: () = assert!(core::mem::size_of::<Gate>() == 16);
 impl Gate {
     /// Present, DPL0, 64-bit interrupt gate (which masks interrupts on entry).
     const INTERRUPT_GATE: u8 = 0x8e;
+
+    /// A non-present gate: delivering through it raises #NP.
+    pub const NOT_PRESENT: Gate = Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
+
+    /// Whether the gate is present.
+    pub const fn is_present(&self) -> bool {
+        self.type_attr & 0x80 != 0
+    }
 
     /// A present DPL0 interrupt gate to `handler` in code segment `selector`, switching to
     /// interrupt stack `ist` (1–7) or staying on the current stack (0).
@@ -261,6 +284,71 @@ mod stubs {
         )
     }
 
+    /// The common path of the per-vector interrupt stubs (`parapet_interrupt_stubs`): the stub
+    /// pushed the vector. Saves the caller-saved registers like `upcall_entry`, calls
+    /// `interrupt_dispatch(vector)` on a 16-byte aligned stack, restores them, sets the VIF byte
+    /// again on kvm_pvm, drops the vector and returns with `iretq`.
+    #[unsafe(naked)]
+    unsafe extern "C" fn interrupt_common() {
+        core::arch::naked_asm!(
+            "push rax", "push rcx", "push rdx", "push rsi", "push rdi", "push r8", "push r9",
+            "push r10", "push r11", "push rbp",
+            "mov rdi, qword ptr [rsp + 80]",
+            "mov rbp, rsp",
+            "and rsp, -16",
+            "cld",
+            "call {dispatch}",
+            "mov rsp, rbp",
+            "pop rbp", "pop r11", "pop r10", "pop r9", "pop r8", "pop rdi", "pop rsi", "pop rdx",
+            "pop rcx",
+            "mov rax, qword ptr [rip + {vif}]",
+            "test rax, rax",
+            "jz 2f",
+            "mov byte ptr [rax], 1",
+            "2:",
+            "pop rax",
+            "add rsp, 8",
+            "iretq",
+            dispatch = sym super::interrupt_dispatch,
+            vif = sym super::UPCALL_VIF,
+        )
+    }
+
+    // One stub per vector 32..=255, each 16-byte aligned so that vector v's stub is at
+    // `parapet_interrupt_stubs + (v - 32) * INTERRUPT_STUB_SIZE`: `push imm32 v` (5 bytes), then
+    // a jump to `interrupt_common` (at most 5 bytes).
+    core::arch::global_asm!(
+        ".pushsection .text.parapet_interrupt_stubs, \"ax\", @progbits",
+        ".balign 16",
+        ".globl parapet_interrupt_stubs",
+        "parapet_interrupt_stubs:",
+        ".set parapet_interrupt_vector, {first}",
+        ".rept {count}",
+        ".balign 16",
+        ".byte 0x68",
+        ".long parapet_interrupt_vector",
+        "jmp {common}",
+        ".set parapet_interrupt_vector, parapet_interrupt_vector + 1",
+        ".endr",
+        ".popsection",
+        first = const super::NR_VECTORS,
+        count = const super::IDT_ENTRIES - super::NR_VECTORS,
+        common = sym interrupt_common,
+    );
+
+    unsafe extern "C" {
+        /// The first per-vector stub (vector 32); see the `global_asm!` above.
+        #[link_name = "parapet_interrupt_stubs"]
+        static INTERRUPT_STUBS: [u8; 0];
+    }
+
+    /// The entry stub of interrupt vector `vector` (32–255).
+    pub(super) fn interrupt_stub(vector: usize) -> u64 {
+        debug_assert!((super::NR_VECTORS..super::IDT_ENTRIES).contains(&vector));
+        (&raw const INTERRUPT_STUBS) as u64
+            + ((vector - super::NR_VECTORS) * super::INTERRUPT_STUB_SIZE) as u64
+    }
+
     stubs! {
         vector0 = 0 no_error_code;
         vector1 = 1 no_error_code;
@@ -301,9 +389,30 @@ mod stubs {
 #[cfg(target_os = "none")]
 static UPCALL_VIF: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// The IDT, built once at boot.
+/// The IDT. Built once at boot; afterwards only [`set_interrupt_handler`] and
+/// [`clear_interrupt_handler`] change it, one gate at a time, with interrupts masked.
 #[cfg(target_os = "none")]
-static IDT: spin::Once<[Gate; IDT_ENTRIES]> = spin::Once::new();
+static IDT: IdtTable = IdtTable(core::cell::UnsafeCell::new(
+    [Gate::NOT_PRESENT; IDT_ENTRIES],
+));
+
+#[cfg(target_os = "none")]
+struct IdtTable(core::cell::UnsafeCell<[Gate; IDT_ENTRIES]>);
+
+// SAFETY: the table is written by `install` before interrupts are enabled and later only by
+// `write_gate`, which masks interrupts and writes one gate with volatile stores; the CPU reads it
+// only to deliver an interrupt. The guest has one vCPU.
+#[cfg(target_os = "none")]
+unsafe impl Sync for IdtTable {}
+
+/// Writes gate `vector` of the loaded IDT. The caller masks interrupts.
+#[cfg(target_os = "none")]
+fn write_gate(vector: usize, gate: Gate) {
+    assert!(vector < IDT_ENTRIES);
+    // SAFETY: in bounds (checked above) of the 'static table (see `IdtTable`); a volatile store
+    // so the compiler keeps it even though nothing in Rust reads the table.
+    unsafe { IDT.0.get().cast::<Gate>().add(vector).write_volatile(gate) };
+}
 
 /// The upcall vector the IDT was built with, or 0.
 static UPCALL_VECTOR: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
@@ -311,6 +420,115 @@ static UPCALL_VECTOR: core::sync::atomic::AtomicU32 = core::sync::atomic::Atomic
 /// The vector of the event-channel upcall gate (0 before boot or if start-info named none).
 pub fn upcall_vector() -> u32 {
     UPCALL_VECTOR.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// The spacing of the per-vector interrupt stubs.
+#[cfg(target_os = "none")]
+const INTERRUPT_STUB_SIZE: usize = 16;
+
+/// A handler for an interrupt vector, installed with [`set_interrupt_handler`]. It runs in
+/// interrupt context with interrupts masked, after the SDK has acknowledged the interrupt
+/// (x2APIC EOI), and receives the vector. Keep it short; it must not block.
+pub type InterruptHandler = fn(u8);
+
+/// Why a vector cannot take an [`InterruptHandler`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VectorError {
+    /// Vectors 0–31 are CPU exceptions; the SDK reports them.
+    Exception,
+    /// The event-channel upcall vector belongs to [`crate::evtchn`].
+    Upcall,
+}
+
+impl core::fmt::Display for VectorError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            VectorError::Exception => "vectors 0-31 are CPU exceptions",
+            VectorError::Upcall => "the vector is the event-channel upcall",
+        })
+    }
+}
+
+/// Installed interrupt handlers by vector, as `fn` addresses; 0 = none.
+static INTERRUPT_HANDLERS: [core::sync::atomic::AtomicUsize; IDT_ENTRIES] =
+    [const { core::sync::atomic::AtomicUsize::new(0) }; IDT_ENTRIES];
+
+fn check_vector(vector: u8) -> Result<usize, VectorError> {
+    let v = usize::from(vector);
+    if v < NR_VECTORS {
+        return Err(VectorError::Exception);
+    }
+    if v as u32 == upcall_vector() {
+        return Err(VectorError::Upcall);
+    }
+    Ok(v)
+}
+
+fn to_interrupt_handler(raw: usize) -> Option<InterruptHandler> {
+    (raw != 0).then(|| {
+        // SAFETY: every non-zero value in `INTERRUPT_HANDLERS` was stored by
+        // `set_interrupt_handler` from an `InterruptHandler`; fn pointers have the size of usize.
+        unsafe { core::mem::transmute::<usize, InterruptHandler>(raw) }
+    })
+}
+
+/// Installs `handler` for interrupt `vector` (32–255, not the upcall vector) and makes the
+/// vector's gate present; returns the handler it replaces. Program the interrupt source only
+/// after this.
+pub fn set_interrupt_handler(
+    vector: u8,
+    handler: InterruptHandler,
+) -> Result<Option<InterruptHandler>, VectorError> {
+    let v = check_vector(vector)?;
+    let _masked = crate::pvops::irq_save();
+    let old = INTERRUPT_HANDLERS[v].swap(handler as usize, core::sync::atomic::Ordering::SeqCst);
+    #[cfg(target_os = "none")]
+    write_gate(
+        v,
+        Gate::interrupt(stubs::interrupt_stub(v), KERNEL_CODE_SELECTOR, 0),
+    );
+    Ok(to_interrupt_handler(old))
+}
+
+/// Removes the handler of interrupt `vector` and makes its gate non-present again (an
+/// interrupt on it is then reported as #NP); returns the handler.
+pub fn clear_interrupt_handler(vector: u8) -> Result<Option<InterruptHandler>, VectorError> {
+    let v = check_vector(vector)?;
+    let _masked = crate::pvops::irq_save();
+    #[cfg(target_os = "none")]
+    write_gate(v, Gate::NOT_PRESENT);
+    let old = INTERRUPT_HANDLERS[v].swap(0, core::sync::atomic::Ordering::SeqCst);
+    Ok(to_interrupt_handler(old))
+}
+
+/// The handler installed for interrupt `vector`, if any.
+pub fn interrupt_handler(vector: u8) -> Option<InterruptHandler> {
+    to_interrupt_handler(
+        INTERRUPT_HANDLERS[usize::from(vector)].load(core::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+/// Called by `interrupt_common` with the vector: keeps interrupts masked (kvm_pvm already
+/// cleared the VIF byte; the stub sets it again before `iretq`), acknowledges the interrupt at
+/// the local APIC and runs the vector's handler.
+#[cfg(target_os = "none")]
+extern "C" fn interrupt_dispatch(vector: u64) {
+    crate::pvops::irq_disable();
+    // SAFETY: WRMSR to the x2APIC EOI register with value 0 only acknowledges the interrupt in
+    // service; the VMM put the local APIC in x2APIC mode (docs/abi.md §7.2). On kvm_pvm it traps
+    // and is handled in the kernel.
+    unsafe {
+        core::arch::asm!(
+            "wrmsr",
+            in("ecx") crate::evtchn::X2APIC_EOI_MSR,
+            in("eax") 0u32,
+            in("edx") 0u32,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    if let Some(handler) = interrupt_handler(vector as u8) {
+        handler(vector as u8);
+    }
 }
 
 /// Builds the IDT and loads it with `lidt`. Called once by the boot code, before anything can
@@ -328,18 +546,16 @@ pub(crate) fn install(info: &parapet_abi::start_info::StartInfo) {
         UPCALL_VIF.store(vif, Ordering::Relaxed);
     }
     UPCALL_VECTOR.store(upcall.unwrap_or(0) as u32, Ordering::Relaxed);
-    let idt = IDT.call_once(|| {
-        core::array::from_fn(|vector| {
-            if Some(vector) == upcall {
-                return Gate::interrupt(
-                    stubs::upcall_entry as *const () as u64,
-                    KERNEL_CODE_SELECTOR,
-                    0,
-                );
-            }
-            if vector >= NR_VECTORS {
-                return Gate::default();
-            }
+    for vector in 0..IDT_ENTRIES {
+        let gate = if Some(vector) == upcall {
+            Gate::interrupt(
+                stubs::upcall_entry as *const () as u64,
+                KERNEL_CODE_SELECTOR,
+                0,
+            )
+        } else if vector >= NR_VECTORS {
+            Gate::NOT_PRESENT
+        } else {
             let ist = if vector == usize::from(DOUBLE_FAULT) {
                 parapet_abi::start_info::gdt::IST_EMERGENCY
             } else {
@@ -350,19 +566,21 @@ pub(crate) fn install(info: &parapet_abi::start_info::StartInfo) {
                 KERNEL_CODE_SELECTOR,
                 ist,
             )
-        })
-    });
+        };
+        write_gate(vector, gate);
+    }
     #[repr(C, packed)]
     struct Pointer {
         limit: u16,
         base: u64,
     }
     let pointer = Pointer {
-        limit: (core::mem::size_of_val(idt) - 1) as u16,
-        base: idt.as_ptr() as u64,
+        limit: (core::mem::size_of::<[Gate; IDT_ENTRIES]>() - 1) as u16,
+        base: IDT.0.get() as u64,
     };
-    // SAFETY: `idt` is a 'static table of valid gates to stubs that never return, so loading
-    // it only changes where exceptions go. LIDT reads the 10-byte pointer from the stack.
+    // SAFETY: `IDT` is a 'static table of valid gates to stubs that never return (or, for the
+    // upcall, return with `iretq`), so loading it only changes where exceptions go. LIDT reads
+    // the 10-byte pointer from the stack.
     unsafe {
         core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags))
     };
@@ -380,6 +598,19 @@ mod tests {
         assert_eq!(g.selector, 0x10);
         assert_eq!(g.ist, 1);
         assert_eq!(g.type_attr, 0x8e);
+    }
+
+    #[test]
+    fn interrupt_handlers_only_for_vectors_32_and_up() {
+        fn h(_: u8) {}
+        assert_eq!(set_interrupt_handler(14, h), Err(VectorError::Exception));
+        assert_eq!(set_interrupt_handler(0x40, h), Ok(None));
+        assert!(interrupt_handler(0x40).is_some());
+        assert!(set_interrupt_handler(0x40, h).unwrap().is_some());
+        assert!(clear_interrupt_handler(0x40).unwrap().is_some());
+        assert!(interrupt_handler(0x40).is_none());
+        assert!(!Gate::NOT_PRESENT.is_present());
+        assert!(Gate::interrupt(0x1000, KERNEL_CODE_SELECTOR, 0).is_present());
     }
 
     #[test]

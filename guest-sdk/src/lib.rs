@@ -34,6 +34,8 @@
 //! | [`device`] | split-driver devices: discovery, `device_op` connect/disconnect |
 //! | [`page`] | pages shared with the VMM (`pv_drivers::shared::SharedPage` implementations) |
 //! | [`loopback`] | the loopback test device's frontend, connected and driven |
+//! | [`net`] | PV network interfaces: packet pools, send/receive/wait; with the `smoltcp` feature, smoltcp's `phy::Device` |
+//! | [`block`] | PV block devices: sector reads, writes, flushes and discards, several in flight; with the `embedded-sdmmc` feature, a FAT file system on them |
 //! | [`console`] | [`print!`]/[`println!`] over the console ring, input, emergency `console_io` |
 //! | [`logger`] | a `log` crate backend over the console |
 //! | [`time`] | a monotonic clock from the PV clock, [`time::sleep`] |
@@ -53,6 +55,7 @@ extern crate std;
 
 pub use parapet_abi as abi;
 
+pub mod block;
 pub mod console;
 pub mod device;
 pub mod entry;
@@ -63,6 +66,7 @@ pub mod hypercall;
 pub mod idt;
 pub mod logger;
 pub mod loopback;
+pub mod net;
 pub mod page;
 pub mod paging;
 pub mod panic;

@@ -160,6 +160,45 @@ pub fn now() -> Instant {
     Instant(info.system_time_at(tsc))
 }
 
+/// The wall clock: time since the Unix epoch, from the shared-info page's `wc_*` fields (the
+/// Unix time at system time 0, docs/abi.md §4.2) plus [`now`]. `None` before boot or if the VMM
+/// left the wall clock at 0.
+pub fn unix_time() -> Option<Duration> {
+    let info = crate::start_info::try_start_info()?;
+    let p = info.shared_info as *const parapet_abi::shared_info::SharedInfo;
+    if p.is_null() {
+        return None;
+    }
+    let (sec, nsec) = loop {
+        // SAFETY: the shared-info page is guest RAM mapped readable for the guest's life (it was
+        // validated at boot); the fields are read with volatile loads because the VMM may
+        // update them, following the version protocol.
+        let (before, sec, sec_hi, nsec, after) = unsafe {
+            let before = (&raw const (*p).wc_version).read_volatile();
+            fence(Ordering::Acquire);
+            let sec = (&raw const (*p).wc_sec).read_volatile();
+            let sec_hi = (&raw const (*p).wc_sec_hi).read_volatile();
+            let nsec = (&raw const (*p).wc_nsec).read_volatile();
+            fence(Ordering::Acquire);
+            (
+                before,
+                sec,
+                sec_hi,
+                nsec,
+                (&raw const (*p).wc_version).read_volatile(),
+            )
+        };
+        if before & 1 == 0 && before == after {
+            break (u64::from(sec_hi) << 32 | u64::from(sec), nsec);
+        }
+        core::hint::spin_loop();
+    };
+    if sec == 0 && nsec == 0 {
+        return None;
+    }
+    Some(Duration::new(sec, nsec.min(999_999_999)) + Duration::from_nanos(now().as_nanos()))
+}
+
 /// Sleeps until `deadline`: arms the timer (through [`crate::timer`], which multiplexes it) and
 /// blocks, repeating until the clock has passed it; it wakes through `VIRQ_TIMER` (or the bare
 /// timer wake-up). Returns at once for a deadline in the past. Events that arrive meanwhile run

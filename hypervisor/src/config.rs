@@ -33,6 +33,92 @@ pub struct VmConfig {
     pub transport: TransportChoice,
     /// Give the guest a loopback test device.
     pub loopback: bool,
+    /// Disk images, in device order.
+    pub disks: Vec<DiskSpec>,
+    /// Network interfaces, in device order.
+    pub nets: Vec<NetSpec>,
+}
+
+/// `--net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetSpec {
+    /// The host TAP device.
+    pub tap: String,
+    /// The guest's MAC address; derived from the TAP name if not given.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl FromStr for NetSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (mut tap, mut mac) = (None, None);
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("tap", name)) if !name.is_empty() => tap = Some(name.to_owned()),
+                Some(("mac", m)) => mac = Some(parse_mac(m)?),
+                _ => {
+                    return Err(format!(
+                        "`{part}` is not `tap=NAME` or `mac=XX:XX:XX:XX:XX:XX`"
+                    ));
+                }
+            }
+        }
+        let tap = tap.ok_or("the interface needs `tap=NAME`")?;
+        Ok(NetSpec { tap, mac })
+    }
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("`{s}` is not a MAC address like 02:00:00:00:00:01");
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let p = parts.next().ok_or_else(bad)?;
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!("`{s}` is a multicast address"));
+    }
+    Ok(mac)
+}
+
+/// `--disk PATH[,readonly]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// The raw image file.
+    pub path: PathBuf,
+    /// Refuse writes and discards.
+    pub readonly: bool,
+}
+
+impl FromStr for DiskSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (path, options) = match s.rsplit_once(',') {
+            Some((path, opts)) if opts == "readonly" || opts == "ro" => (path, Some(opts)),
+            Some((_, opts)) if !opts.contains('/') => {
+                return Err(format!(
+                    "unknown disk option `{opts}` (the only one is `readonly`)"
+                ));
+            }
+            _ => (s, None),
+        };
+        if path.is_empty() {
+            return Err("the disk needs a path".into());
+        }
+        Ok(DiskSpec {
+            path: PathBuf::from(path),
+            readonly: options.is_some(),
+        })
+    }
 }
 
 /// A memory size given as bytes or with a K/M/G suffix (powers of 1024).
@@ -96,6 +182,37 @@ mod tests {
         assert!("".parse::<MemSize>().is_err());
         assert!("-1M".parse::<MemSize>().is_err());
         assert!("99999999999T".parse::<MemSize>().is_err());
+    }
+
+    #[test]
+    fn parses_disk_specs() {
+        use super::DiskSpec;
+        let d: DiskSpec = "/tmp/a.img".parse().unwrap();
+        assert_eq!((d.path.to_str(), d.readonly), (Some("/tmp/a.img"), false));
+        let d: DiskSpec = "a,b.img,readonly".parse().unwrap();
+        assert_eq!((d.path.to_str(), d.readonly), (Some("a,b.img"), true));
+        assert!("x.img,rw".parse::<DiskSpec>().is_err());
+        assert!(",readonly".parse::<DiskSpec>().is_err());
+    }
+
+    #[test]
+    fn parses_net_specs() {
+        use super::NetSpec;
+        let n: NetSpec = "tap=tap0".parse().unwrap();
+        assert_eq!((n.tap.as_str(), n.mac), ("tap0", None));
+        let n: NetSpec = "tap=t1,mac=02:aa:bb:cc:dd:ee".parse().unwrap();
+        assert_eq!(n.mac, Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]));
+        for bad in [
+            "",
+            "tap=",
+            "mac=02:00:00:00:00:01",
+            "tap=t,mac=01:00:00:00:00:00",
+            "tap=t,mac=02:00:00:00:00",
+            "tap=t,mac=02:00:00:00:00:0g",
+            "tap=t,speed=1",
+        ] {
+            assert!(bad.parse::<NetSpec>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,31 +1,48 @@
 //! The guest's split-driver devices (docs/abi.md §10): what start-info lists, and connecting a
 //! frontend to its backend with `device_op`.
 
-use crate::backends::{BackendThread, loopback};
+use crate::backends::{BackendThread, block, loopback, net};
+use crate::disk::FileDisk;
 use crate::domain::Domain;
 use crate::grants::GrantMapping;
+use crate::tap::Tap;
 use parapet_abi::Errno;
 use parapet_abi::device::{Connect, DeviceInfo, MAX_RINGS, kind};
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::EventFd;
 
 /// The backend a device gets when it connects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Model {
     /// The loopback test device.
     Loopback,
+    /// A PV block device over a disk image.
+    Block(Arc<FileDisk>),
+    /// A PV network interface on a TAP device.
+    Net(Arc<Tap>, net::SharedCounters),
 }
 
 impl Model {
-    fn kind(self) -> u32 {
+    fn kind(&self) -> u32 {
         match self {
             Model::Loopback => kind::LOOPBACK,
+            Model::Block(_) => kind::BLOCK,
+            Model::Net(..) => kind::NET,
         }
     }
 
-    fn nr_rings(self) -> u32 {
+    fn nr_rings(&self) -> u32 {
         match self {
-            Model::Loopback => 1,
+            Model::Net(..) => 2,
+            _ => 1,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Model::Loopback => "loopback",
+            Model::Block(_) => "block",
+            Model::Net(..) => "net",
         }
     }
 }
@@ -52,12 +69,49 @@ impl Device {
 
     /// Its start-info entry.
     pub fn info(&self) -> DeviceInfo {
-        DeviceInfo {
+        let mut info = DeviceInfo {
             kind: self.model.kind(),
             nr_rings: self.model.nr_rings(),
             evtchn: self.port,
             ..Default::default()
+        };
+        if let Model::Block(disk) = &self.model {
+            use parapet_abi::blkif::{CONFIG_SECTORS, flags};
+            info.config[CONFIG_SECTORS] = disk.sectors();
+            info.flags = flags::FLUSH | flags::DISCARD;
+            if disk.read_only() {
+                info.flags |= flags::READONLY;
+            }
         }
+        if let Model::Net(tap, _) = &self.model {
+            use parapet_abi::netif::{CONFIG_MAC, CONFIG_MTU};
+            let mut mac = [0u8; 8];
+            mac[..6].copy_from_slice(&tap.mac());
+            info.config[CONFIG_MAC] = u64::from_le_bytes(mac);
+            info.config[CONFIG_MTU] = 1500;
+        }
+        info
+    }
+
+    /// Counters for `--stats`, named after the device's index.
+    pub fn stats(&self, index: usize) -> Vec<(String, u64)> {
+        let Model::Net(_, counters) = &self.model else {
+            return Vec::new();
+        };
+        let c = *counters.lock().unwrap_or_else(|e| e.into_inner());
+        [
+            ("tx_packets", c.tx_packets),
+            ("tx_bytes", c.tx_bytes),
+            ("tx_dropped", c.tx_dropped),
+            ("tx_errors", c.tx_errors),
+            ("rx_packets", c.rx_packets),
+            ("rx_bytes", c.rx_bytes),
+            ("rx_dropped", c.rx_dropped),
+            ("rx_errors", c.rx_errors),
+        ]
+        .into_iter()
+        .map(|(name, v)| (format!("net{index}.{name}"), v))
+        .collect()
     }
 
     /// `DEVOP_connect`: maps the rings and starts the backend.
@@ -75,14 +129,25 @@ impl Device {
             .collect::<Result<_, _>>()
             .map_err(|_| Errno::EPERM)?;
         let grants = dom.grants.clone();
-        let serve = match self.model {
+        let mut rings = rings.into_iter();
+        let mut ring = || rings.next().expect("nr_rings was checked");
+        let serve: Box<dyn FnOnce(crate::backends::BackendIo) + Send> = match &self.model {
             Model::Loopback => {
-                let ring = rings.into_iter().next().expect("one ring");
-                move |io| loopback::serve(io, ring, grants)
+                let r = ring();
+                Box::new(move |io| loopback::serve(io, r, grants))
+            }
+            Model::Block(disk) => {
+                let (r, disk) = (ring(), disk.clone());
+                Box::new(move |io| block::serve(io, r, grants, &disk))
+            }
+            Model::Net(tap, counters) => {
+                let (tx, rx) = (ring(), ring());
+                let (tap, counters) = (tap.clone(), counters.clone());
+                Box::new(move |io| net::serve(io, tx, rx, grants, &tap, &counters))
             }
         };
         let thread = BackendThread::spawn(
-            "loopback",
+            self.model.name(),
             self.kick.clone(),
             dom.events.clone(),
             self.port,

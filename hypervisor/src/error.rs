@@ -21,6 +21,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A disk image cannot be used.
+    #[error("disk {}: {reason}", path.display())]
+    Disk {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A TAP device cannot be used.
+    #[error("tap {tap}: {reason}")]
+    Net {
+        /// The TAP name given on the command line.
+        tap: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The guest memory size is unusable.
     #[error("{0}")]
     Memory(String),

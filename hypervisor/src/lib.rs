@@ -8,6 +8,7 @@ pub mod backends;
 pub mod builder;
 pub mod config;
 pub mod devices;
+pub mod disk;
 pub mod domain;
 pub mod emulated;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod platform;
 pub mod stats;
 pub mod symbols;
 pub mod sys;
+pub mod tap;
 pub mod timer;
 pub mod vmm;
 

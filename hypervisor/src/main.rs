@@ -1,7 +1,7 @@
 //! The `parapet` command.
 
 use clap::{ArgAction, Parser, Subcommand};
-use parapet::config::{MemSize, TransportChoice, VmConfig};
+use parapet::config::{DiskSpec, MemSize, NetSpec, TransportChoice, VmConfig};
 use parapet::outcome::status;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,12 @@ struct RunArgs {
     /// Give the guest a loopback test device (docs/abi.md §10.1).
     #[arg(long)]
     loopback: bool,
+    /// A raw disk image as a PV block device (docs/abi.md §10.2); repeat for more disks.
+    #[arg(long, value_name = "PATH[,readonly]")]
+    disk: Vec<DiskSpec>,
+    /// A PV network interface on a host TAP device (docs/abi.md §10.3); repeat for more.
+    #[arg(long, value_name = "tap=NAME[,mac=MAC]")]
+    net: Vec<NetSpec>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
         stats: args.stats,
         transport: args.hypercall_transport,
         loopback: args.loopback,
+        disks: args.disk,
+        nets: args.net,
     };
     match parapet::vmm::run(&config) {
         Ok(code) => ExitCode::from(code),

@@ -58,8 +58,8 @@ impl ExitCounters {
         self.by_reason.iter().sum()
     }
 
-    /// The `--stats` report: VMM counters, then the vCPU's KVM statistics.
-    pub fn render(&self, kvm: &[(String, u64)]) -> String {
+    /// The `--stats` report: VMM counters, device counters, then the vCPU's KVM statistics.
+    pub fn render(&self, kvm: &[(String, u64)], devices: &[(String, u64)]) -> String {
         let mut out = String::from("parapet stats:\n");
         let _ = writeln!(out, "  exit.total {}", self.total());
         for (name, n) in REASONS.iter().zip(self.by_reason) {
@@ -83,6 +83,9 @@ impl ExitCounters {
                 name
             };
             let _ = writeln!(out, "  hypercall.{name} {n}");
+        }
+        for (name, value) in devices {
+            let _ = writeln!(out, "  {name} {value}");
         }
         for (name, value) in kvm {
             if *value > 0 || name == "exits" || name == "insn_emulation" {
@@ -109,11 +112,15 @@ mod tests {
         c.count(&hc(18), false);
         c.count(&hc(500), false);
         c.count(&Exit::Shutdown, false);
-        let text = c.render(&[
-            ("exits".into(), 0),
-            ("halt_exits".into(), 0),
-            ("io_exits".into(), 3),
-        ]);
+        let text = c.render(
+            &[
+                ("exits".into(), 0),
+                ("halt_exits".into(), 0),
+                ("io_exits".into(), 3),
+            ],
+            &[("net0.rx_packets".into(), 5)],
+        );
+        assert!(text.contains("  net0.rx_packets 5\n"));
         assert!(text.contains("  exit.total 4\n"));
         assert!(text.contains("  exit.io 3\n"));
         assert!(text.contains("  hypercall.console_io 2\n"));

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// Readiness of one descriptor after [`poll`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,4 +62,72 @@ pub fn read_stdin(buf: &mut [u8]) -> io::Result<usize> {
 pub fn set_timer_slack_ns(ns: u64) {
     // SAFETY: PR_SET_TIMERSLACK takes one integer argument and affects only the calling thread.
     let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Takes an exclusive (or, for read-only use, shared) advisory lock on `file`, without waiting.
+/// Returns `Ok(false)` if another process holds a conflicting lock.
+pub fn try_lock(file: &std::fs::File, exclusive: bool) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Deallocates `[offset, offset + len)` of `file`, keeping its size: the range reads back as
+/// zeros. Fails with `EOPNOTSUPP` on file systems that cannot punch holes.
+pub fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let (offset, len) = (
+        libc::off_t::try_from(offset).map_err(io::Error::other)?,
+        libc::off_t::try_from(len).map_err(io::Error::other)?,
+    );
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    if unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `TUNSETIFF`: `_IOW('T', 202, int)`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `struct ifreq` is 40 bytes: a 16-byte name, then a union whose first member here is the
+/// `short` flags.
+const IFREQ_SIZE: usize = 40;
+
+/// Opens `/dev/net/tun` and attaches it to the TAP device `name` (created if it does not exist
+/// and the caller may create it), non-blocking, without packet information headers.
+pub fn open_tap(name: &str) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0', ' ']) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    let mut ifreq = [0u8; IFREQ_SIZE];
+    ifreq[..name.len()].copy_from_slice(name.as_bytes());
+    let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
+    ifreq[16..18].copy_from_slice(&flags.to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `ifreq` is in size and
+    // layout (name, then flags); the descriptor is ours.
+    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, ifreq.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }

@@ -4,6 +4,7 @@ use crate::backends::{self, BackendThread};
 use crate::builder::{self, BootParams, layout};
 use crate::config::VmConfig;
 use crate::devices::{Device, Model};
+use crate::disk::FileDisk;
 use crate::domain::Domain;
 use crate::emulated::EmulatedDevices;
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use crate::outcome::{FaultInfo, GuestExit, status};
 use crate::platform::{self, Host, MSR_PVM_VIF, PVM_VIF_HOST_WRITE};
 use crate::stats::ExitCounters;
 use crate::symbols::SymbolTable;
+use crate::tap::Tap;
 use crossbeam_channel::Sender;
 use kvm_ioctls::IoEventAddress;
 use kvm_ioctls::{Kvm, VmFd};
@@ -46,6 +48,22 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     })?;
     let mem_size = check_memory(config.memory.bytes())?;
     builder::check_fit(&image, mem_size, &config.cmdline)?;
+    let disks = config
+        .disks
+        .iter()
+        .map(|spec| FileDisk::open(spec).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    let taps = config
+        .nets
+        .iter()
+        .map(|spec| Tap::open(spec).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    if disks.len() + taps.len() + usize::from(config.loopback) > parapet_abi::device::MAX_DEVICES {
+        return Err(Error::HostUnsupported(format!(
+            "a guest can have at most {} devices",
+            parapet_abi::device::MAX_DEVICES
+        )));
+    }
 
     let kvm = kvm::open()?;
     let vm = kvm::create_vm(&kvm)?;
@@ -68,6 +86,14 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     let dom = Domain::new(ram.clone(), Some(upcall_irqfd), boot_instant);
     let console_kick = backend_port(&vm, &dom)?;
     let mut devices = Vec::new();
+    for disk in disks {
+        let (port, kick) = backend_port(&vm, &dom)?;
+        devices.push(Device::new(Model::Block(disk), port, kick));
+    }
+    for tap in taps {
+        let (port, kick) = backend_port(&vm, &dom)?;
+        devices.push(Device::new(Model::Net(tap, Default::default()), port, kick));
+    }
     if config.loopback {
         let (port, kick) = backend_port(&vm, &dom)?;
         devices.push(Device::new(Model::Loopback, port, kick));
@@ -144,7 +170,13 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             warn!("cannot read the vCPU's KVM statistics: {e}");
             Vec::new()
         });
-        eprint!("{}", counters.render(&kvm_stats));
+        let device_stats: Vec<_> = dom
+            .devices()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.stats(i))
+            .collect();
+        eprint!("{}", counters.render(&kvm_stats, &device_stats));
     }
     let exit = exit?;
     Ok(report(exit, &vcpu, &ram, &config.kernel, config.timeout))

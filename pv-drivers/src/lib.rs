@@ -16,6 +16,9 @@
 //! * [`grant`]: the [`GrantMapper`](grant::GrantMapper) trait backends map grants with.
 //! * [`loopback`]: the loopback test device ([`LoopbackFront`](loopback::LoopbackFront),
 //!   [`serve_batch`](loopback::serve_batch)).
+//! * [`blkif`]: PV block devices ([`BlkifFront`](blkif::BlkifFront),
+//!   [`serve_batch`](blkif::serve_batch) over a [`BlockStore`](blkif::BlockStore)).
+//! * [`netif`]: PV network interfaces ([`NetifFront`](netif::NetifFront), [`serve_tx`](netif::serve_tx), [`serve_rx`](netif::serve_rx)).
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -23,9 +26,11 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod blkif;
 pub mod console;
 pub mod grant;
 pub mod loopback;
+pub mod netif;
 pub mod ring;
 pub mod shared;
 

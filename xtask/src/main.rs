@@ -3,10 +3,15 @@
 //! ```text
 //! cargo xtask run-guest NAME [--release] [-- VMM-ARGS...]
 //! cargo xtask build-guest NAME [--release]
+//! cargo xtask bench [--iters N] [--rounds R] [--peer-solo5 PATH] [--only PATTERN]...
 //! ```
 //!
 //! Guests are the packages under `examples/`. They are built for `x86_64-unknown-none` (soft-float,
-//! no red zone, panic=abort); the VMM is built for the host.
+//! no red zone, panic=abort); the VMM is built for the host. `bench` ([`bench`]) builds
+//! everything with the release profile and prints the hypercall-vs-trap table of
+//! docs/benchmarks.md.
+
+mod bench;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -44,6 +49,10 @@ enum Task {
         #[command(flatten)]
         guest: GuestArgs,
     },
+    /// Measure each paravirtual mechanism next to the trap it replaces, the bare-KVM floor and
+    /// (with --peer-solo5) Solo5's hvt; print one table, write target/bench/results.json and
+    /// target/bench/chart.svg.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +94,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("cannot start {}", vmm.display()))?;
             Ok(exit_code(status))
         }
+        Task::Bench(args) => bench::run(&ws, args),
     }
 }
 
@@ -134,13 +144,18 @@ impl Workspace {
 
     /// Builds the `parapet` binary for the host and returns its path.
     fn build_vmm(&self, release: bool) -> Result<PathBuf> {
+        self.build_host_bin("parapet", "parapet", release)
+    }
+
+    /// Builds binary `bin` of host package `package` and returns its path.
+    fn build_host_bin(&self, package: &str, bin: &str, release: bool) -> Result<PathBuf> {
         let mut cmd = self.cargo();
-        cmd.args(["-p", "parapet"]);
+        cmd.args(["-p", package, "--bin", bin]);
         if release {
             cmd.arg("--release");
         }
-        run_cargo(cmd, "the VMM (parapet)")?;
-        Ok(self.target_dir.join(profile_dir(release)).join("parapet"))
+        run_cargo(cmd, &format!("`{bin}` ({package})"))?;
+        Ok(self.target_dir.join(profile_dir(release)).join(bin))
     }
 
     /// Builds guest `name` for `x86_64-unknown-none` and returns the ELF's path.

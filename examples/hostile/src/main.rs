@@ -20,6 +20,9 @@
 //! | `devices` | connects a device twice, with bogus grants and ring counts, unknown devices and commands |
 //! | `ring-events` | scribbles over the ring's event indices and padding; the device keeps working |
 //! | `timer-huge` | `set_timer_op(u64::MAX)` and other absurd deadlines |
+//! | `net-tx`, `net-rx` | bad transmit requests and receive pages on the first `--net` interface (see `net.rs`) |
+//! | `blk-requests` | block requests with zero or 12+ segments, `first_sect > last_sect`, `last_sect` 8, sectors past the end or overflowing `u64`, unknown operations; on a read-only disk (the first `--disk …,readonly`), writes, flushes with data and discards |
+//! | `blk-grants` | block requests naming grants outside the table, foreign or invalid entries, frames the backend may not map, read-only grants for reads, one bad grant among good ones |
 //!
 //! Fatal cases are separate words (not part of `all`): the VMM must stop the guest with exit
 //! status 102 and a clear report. If the guest is still running two seconds later it prints
@@ -30,6 +33,15 @@
 //! | `ring-overflow` | loopback: `req_prod = req_cons + 1000`, then notifies |
 //! | `ring-backwards` | loopback: moves `req_prod` backwards after some requests, then notifies |
 //! | `console-overflow` | console ring: `out_prod = out_cons + 5000`, then notifies |
+//! | `net-ring-overflow`, `net-rx-ring-overflow` | network transmit / receive ring: `req_prod = req_cons + 1000`, then notifies |
+//! | `blk-ring-overflow` | block ring of the first `--disk`: `req_prod = req_cons + 1000`, then notifies |
+//!
+//! The block cases need a writable disk (`--disk PATH`) and use it as scratch space (sectors
+//! 0–63 are overwritten); a read-only disk (a second `--disk PATH,readonly`) adds the read-only
+//! checks. Without a disk they are skipped with a note. Each bad request must get its documented
+//! status (`BLKIF_RSP_ERROR` -1, `BLKIF_RSP_EOPNOTSUPP` -2) and change nothing: after each one
+//! the guest checks that the disk's first 64 sectors and the request's pages are unchanged and
+//! that a valid write and read still work.
 //!
 //! Policy decided here for boot pages as output buffers: the VMM writes hypercall results
 //! through its own mapping of guest RAM, so it could write into pages the guest may only read
@@ -46,6 +58,10 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
+use guest_sdk::abi::blkif::{
+    BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER,
+    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest, flags as blkif_flags,
+};
 use guest_sdk::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, console_offset};
 use guest_sdk::abi::device::{Connect, DEVOP_CONNECT, DEVOP_DISCONNECT, kind};
 use guest_sdk::abi::event_channel::{
@@ -67,6 +83,7 @@ use guest_sdk::abi::sched::{SCHEDOP_FAULT, SCHEDOP_SHUTDOWN};
 use guest_sdk::abi::start_info::PAGE_SIZE;
 use guest_sdk::abi::version::{XENVER_EXTRAVERSION, XENVER_GET_FEATURES};
 use guest_sdk::abi::{Errno, Hypercall};
+use guest_sdk::block::{self, BlockDevice};
 use guest_sdk::evtchn;
 use guest_sdk::grant::{self, GrantError, copy_frame, copy_gref, copy_op};
 use guest_sdk::hypercall::{self, hypercall5};
@@ -74,13 +91,16 @@ use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::{GuestPage, PageBox};
 use guest_sdk::start_info::{cmdline, start_info};
 use guest_sdk::{console, device, println, time};
+use pv_drivers::blkif::{discard_request, rw_request, segment};
 use pv_drivers::shared::SharedPage;
+
+mod net;
 
 guest_sdk::entry!(main);
 
-const USAGE: &str = "usage: hostile all|gref-range|gref-foreign|readonly|end-mapped|ports|lengths|\
-                     pointers|devices|ring-events|timer-huge  or one fatal case: \
-                     ring-overflow|ring-backwards|console-overflow";
+const USAGE: &str = "usage: hostile all|net-tx|net-rx|gref-range|gref-foreign|readonly|end-mapped|ports|lengths|\
+                     pointers|devices|ring-events|timer-huge|blk-requests|blk-grants  or one fatal case: \
+                     net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow";
 
 type Case = fn(&mut Report);
 
@@ -95,12 +115,19 @@ const CASES: &[(&str, Case)] = &[
     ("devices", devices),
     ("ring-events", ring_events),
     ("timer-huge", timer_huge),
+    ("net-tx", net::net_tx),
+    ("net-rx", net::net_rx),
+    ("blk-requests", blk_requests),
+    ("blk-grants", blk_grants),
 ];
 
 const FATAL: &[(&str, fn())] = &[
     ("ring-overflow", ring_overflow),
     ("ring-backwards", ring_backwards),
     ("console-overflow", console_overflow),
+    ("net-ring-overflow", net::ring_overflow),
+    ("net-rx-ring-overflow", net::rx_ring_overflow),
+    ("blk-ring-overflow", blk_ring_overflow),
 ];
 
 fn main() -> u32 {
@@ -1401,15 +1428,501 @@ fn timer_huge(r: &mut Report) {
         r.ret(&alloc::format!("timer-huge set_timer_op {what}"), got, OK);
     }
     let _ = hypercall::set_timer(0);
-    // The SDK's own timer must still work afterwards.
+    // The SDK's own timer must still work afterwards: a broken one would sleep until one of the
+    // absurd deadlines above. The upper bound only tells those apart, even on a loaded host.
     let t0 = time::now();
     time::sleep(Duration::from_millis(2));
     let slept = t0.elapsed();
     r.check(
         "timer-huge sleep still works",
-        slept >= Duration::from_millis(2) && slept < Duration::from_millis(500),
+        slept >= Duration::from_millis(2) && slept < Duration::from_secs(10),
         format_args!("slept {} us", slept.as_micros()),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Block devices.
+
+/// Sectors at the start of the writable disk that the block cases fill with a known pattern.
+const BLK_SCRATCH: u64 = 64;
+
+/// Connects the first writable (or read-only) block device, or says why not.
+fn blk_open(r: &mut Report, case: &str, readonly: bool) -> Option<BlockDevice> {
+    let n = block::disks().position(|(_, d)| (d.flags & blkif_flags::READONLY != 0) == readonly);
+    let Some(n) = n else {
+        let (what, opt) = if readonly {
+            ("read-only", ",readonly")
+        } else {
+            ("writable", "")
+        };
+        println!("skip {case}: no {what} disk (run with --disk PATH{opt})");
+        return None;
+    };
+    match BlockDevice::open(n) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            r.check(case, false, format_args!("connect: {e}"));
+            None
+        }
+    }
+}
+
+/// Submits `request` as it is and waits (up to 2 s) for its status.
+fn blk_raw(d: &mut BlockDevice, request: BlkifRequest) -> Option<i16> {
+    let id = d.submit_raw(request).ok()?;
+    let deadline = time::now() + Duration::from_secs(2);
+    d.wait_for_until(id, Some(deadline))
+        .ok()
+        .map(|done| done.status)
+}
+
+fn blk_status_name(s: Option<i16>) -> &'static str {
+    match s {
+        Some(BLKIF_RSP_OKAY) => "okay",
+        Some(BLKIF_RSP_ERROR) => "error",
+        Some(BLKIF_RSP_EOPNOTSUPP) => "eopnotsupp",
+        Some(_) => "?",
+        None => "no response",
+    }
+}
+
+/// The scratch area's contents and the pages the block cases grant.
+struct BlkFixture {
+    /// What the first `len` sectors of the disk must hold.
+    disk: Vec<u8>,
+    /// Source of writes: 0xee, granted read-only.
+    src: PageBox,
+    src_g: GrantRef,
+    /// Destination of reads: 0xaa, granted writable.
+    dst: PageBox,
+    dst_g: GrantRef,
+}
+
+impl BlkFixture {
+    /// Fills the scratch sectors (unless `readonly`: then remembers them) and grants the pages.
+    fn new(r: &mut Report, case: &str, d: &mut BlockDevice, readonly: bool) -> Option<BlkFixture> {
+        let len = BLK_SCRATCH.min(d.sectors()) as usize * 512;
+        let mut disk: Vec<u8> = (0..len)
+            .map(|i| (i / 512) as u8 ^ (i as u8).wrapping_mul(7) ^ 0x5a)
+            .collect();
+        let setup = if readonly {
+            d.read(0, &mut disk)
+        } else {
+            d.write(0, &disk)
+        };
+        if let Err(e) = setup {
+            r.check(
+                case,
+                false,
+                format_args!("setting up the scratch sectors: {e}"),
+            );
+            return None;
+        }
+        let src = PageBox::new();
+        src.fill(0, PAGE_SIZE as usize, 0xee);
+        let dst = PageBox::new();
+        dst.fill(0, PAGE_SIZE as usize, 0xaa);
+        let src_g = grant::grant_access(src.frame(), DOMID_BACKEND, true).ok()?;
+        let dst_g = grant::grant_access(dst.frame(), DOMID_BACKEND, false).ok()?;
+        Some(BlkFixture {
+            disk,
+            src,
+            src_g,
+            dst,
+            dst_g,
+        })
+    }
+
+    /// Runs `request`, which must get status `want`, and checks that nothing changed: the
+    /// scratch sectors, both pages, and (on a writable disk) that a write and a read still
+    /// work.
+    fn expect(
+        &mut self,
+        r: &mut Report,
+        d: &mut BlockDevice,
+        case: &str,
+        request: BlkifRequest,
+        want: i16,
+    ) {
+        let got = blk_raw(d, request);
+        let mut now = alloc::vec![0u8; self.disk.len()];
+        let disk_ok = d.read(0, &mut now).is_ok() && now == self.disk;
+        let pages_ok = self.src.to_array().iter().all(|&b| b == 0xee)
+            && (want == BLKIF_RSP_OKAY || self.dst.to_array().iter().all(|&b| b == 0xaa));
+        let works = if d.read_only() {
+            true
+        } else {
+            // Rewrite scratch sector 40 with new data and read it back.
+            let at = 40 * 512;
+            let sector = &mut self.disk[at..at + 512];
+            sector.iter_mut().for_each(|b| *b = b.wrapping_add(1));
+            let mut back = [0u8; 512];
+            d.write(40, sector).is_ok() && d.read(40, &mut back).is_ok() && back[..] == *sector
+        };
+        let released = !grant::in_use(self.src_g) && !grant::in_use(self.dst_g);
+        r.check(
+            case,
+            got == Some(want) && disk_ok && pages_ok && works && released,
+            format_args!(
+                "status {} (want {}); disk {}, pages {}, device {}, grants {}",
+                blk_status_name(got),
+                blk_status_name(Some(want)),
+                if disk_ok { "unchanged" } else { "CHANGED" },
+                if pages_ok { "unchanged" } else { "CHANGED" },
+                if works { "works" } else { "BROKEN" },
+                if released { "released" } else { "STILL MAPPED" },
+            ),
+        );
+        self.dst.fill(0, PAGE_SIZE as usize, 0xaa);
+    }
+
+    fn release(self) {
+        let _ = grant::end_access(self.src_g);
+        let _ = grant::end_access(self.dst_g);
+    }
+}
+
+/// A read/write/flush request with 11 whole-page segments of `gref`, claiming `nr` of them.
+fn blk_nr(op: u8, nr: u8, gref: GrantRef) -> BlkifRequest {
+    let mut request = rw_request(op, 0, 0, &[segment(gref, 0, 7); 11]);
+    request.nr_segments = nr;
+    request
+}
+
+fn blk_requests(r: &mut Report) {
+    if let Some(mut d) = blk_open(r, "blk-requests", false) {
+        blk_requests_writable(r, &mut d);
+        if let Err(e) = d.disconnect() {
+            r.check("blk-requests", false, format_args!("disconnect: {e}"));
+        }
+    }
+    if let Some(mut d) = blk_open(r, "blk-requests read-only", true) {
+        blk_requests_readonly(r, &mut d);
+        if let Err(e) = d.disconnect() {
+            r.check("blk-requests", false, format_args!("disconnect: {e}"));
+        }
+    }
+}
+
+fn blk_requests_writable(r: &mut Report, d: &mut BlockDevice) {
+    let Some(mut f) = BlkFixture::new(r, "blk-requests", d, false) else {
+        return;
+    };
+    let (src, dst, end) = (f.src_g, f.dst_g, d.sectors());
+    let (read, write, flush, barrier) = (
+        BLKIF_OP_READ,
+        BLKIF_OP_WRITE,
+        BLKIF_OP_FLUSH_DISKCACHE,
+        BLKIF_OP_WRITE_BARRIER,
+    );
+    let one = |op, sector, seg| rw_request(op, 0, sector, &[seg]);
+    let cases: [(&str, BlkifRequest, i16); 23] = [
+        (
+            "read with 0 segments",
+            blk_nr(read, 0, dst),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "write with 0 segments",
+            blk_nr(write, 0, src),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "read with 12 segments",
+            blk_nr(read, 12, dst),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "write with 255 segments",
+            blk_nr(write, 255, src),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "flush with 12 segments",
+            blk_nr(flush, 12, src),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "barrier with 200 segments",
+            blk_nr(barrier, 200, src),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "write with first_sect 5 > last_sect 4",
+            one(write, 0, segment(src, 5, 4)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "read with last_sect 8",
+            one(read, 0, segment(dst, 0, 8)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "write with last_sect 255",
+            one(write, 0, segment(src, 0, 255)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "write with a bad segment after a good one",
+            rw_request(write, 0, 8, &[segment(src, 0, 7), segment(src, 3, 2)]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "read at the sector past the end",
+            one(read, end, segment(dst, 0, 0)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "write across the end",
+            one(write, end - 1, segment(src, 0, 1)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "read at sector u64::MAX",
+            one(read, u64::MAX, segment(dst, 0, 0)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "write overflowing u64 (sector u64::MAX - 3, 8 sectors)",
+            one(write, u64::MAX - 3, segment(src, 0, 7)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "read at sector 2^55 (the byte offset overflows)",
+            one(read, 1 << 55, segment(dst, 0, 7)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "flush with data across the end",
+            one(flush, end - 1, segment(src, 0, 7)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "discard at the sector past the end",
+            discard_request(0, end, 1),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "discard across the end",
+            discard_request(0, end - 1, 2),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "discard overflowing u64",
+            discard_request(0, 2, u64::MAX - 1),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "discard of 2^60 sectors",
+            discard_request(0, 0, 1 << 60),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "unknown operation 4",
+            one(4, 0, segment(src, 0, 7)),
+            BLKIF_RSP_EOPNOTSUPP,
+        ),
+        (
+            "indirect operation 6",
+            one(6, 0, segment(src, 0, 7)),
+            BLKIF_RSP_EOPNOTSUPP,
+        ),
+        (
+            "unknown operation 255",
+            one(255, 0, segment(dst, 0, 7)),
+            BLKIF_RSP_EOPNOTSUPP,
+        ),
+    ];
+    for (what, request, want) in cases {
+        f.expect(r, d, &alloc::format!("blk-requests {what}"), request, want);
+    }
+    // A valid request at the very end works.
+    let last = one(read, end - 1, segment(dst, 7, 7));
+    f.expect(
+        r,
+        d,
+        "blk-requests read of the last sector",
+        last,
+        BLKIF_RSP_OKAY,
+    );
+    f.release();
+}
+
+fn blk_requests_readonly(r: &mut Report, d: &mut BlockDevice) {
+    let Some(mut f) = BlkFixture::new(r, "blk-requests read-only", d, true) else {
+        return;
+    };
+    let (src, dst) = (f.src_g, f.dst_g);
+    let one = |op, seg| rw_request(op, 0, 0, &[seg]);
+    let cases = [
+        (
+            "write",
+            one(BLKIF_OP_WRITE, segment(src, 0, 0)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "flush with data",
+            one(BLKIF_OP_FLUSH_DISKCACHE, segment(src, 0, 7)),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "barrier with data",
+            one(BLKIF_OP_WRITE_BARRIER, segment(src, 0, 7)),
+            BLKIF_RSP_ERROR,
+        ),
+        ("discard", discard_request(0, 0, 8), BLKIF_RSP_ERROR),
+        (
+            "read",
+            one(BLKIF_OP_READ, segment(dst, 0, 7)),
+            BLKIF_RSP_OKAY,
+        ),
+        (
+            "flush without data",
+            rw_request(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, &[]),
+            BLKIF_RSP_OKAY,
+        ),
+    ];
+    for (what, request, want) in cases {
+        f.expect(
+            r,
+            d,
+            &alloc::format!("blk-requests read-only disk: {what}"),
+            request,
+            want,
+        );
+    }
+    f.release();
+}
+
+fn blk_grants(r: &mut Report) {
+    let Some(mut d) = blk_open(r, "blk-grants", false) else {
+        return;
+    };
+    let d = &mut d;
+    let Some(mut f) = BlkFixture::new(r, "blk-grants", d, false) else {
+        return;
+    };
+    let (src, dst) = (f.src_g, f.dst_g);
+    let read = |g, first, last| rw_request(BLKIF_OP_READ, 0, 0, &[segment(g, first, last)]);
+    let write = |g| rw_request(BLKIF_OP_WRITE, 0, 0, &[segment(g, 0, 7)]);
+    let n = grant::nr_entries();
+    for (what, request) in [
+        ("read into gref 0 (never granted)", read(0, 0, 7)),
+        ("read into gref nr_entries", read(n, 0, 7)),
+        ("read into gref 0xffffffff", read(u32::MAX, 0, 7)),
+        ("write from gref nr_entries", write(n)),
+        ("read into a read-only grant", read(src, 0, 7)),
+        (
+            "write with a bad grant after three good ones",
+            rw_request(
+                BLKIF_OP_WRITE,
+                0,
+                8,
+                &[
+                    segment(src, 0, 7),
+                    segment(src, 0, 7),
+                    segment(src, 0, 7),
+                    segment(u32::MAX, 0, 7),
+                ],
+            ),
+        ),
+        (
+            "read with a read-only grant after a good one",
+            rw_request(
+                BLKIF_OP_READ,
+                0,
+                0,
+                &[segment(dst, 0, 7), segment(src, 0, 7)],
+            ),
+        ),
+    ] {
+        f.expect(
+            r,
+            d,
+            &alloc::format!("blk-grants {what}"),
+            request,
+            BLKIF_RSP_ERROR,
+        );
+    }
+    // Entries the backend must refuse: foreign, invalid, or naming frames it may not map.
+    let page = PageBox::new();
+    let frame = page.frame() as u32;
+    let si = start_info();
+    let last_gt_frame = (si.grant_table / PAGE_SIZE) as u32 + si.nr_grant_frames.max(1) - 1;
+    let beyond = (ram_end() / PAGE_SIZE + 16) as u32;
+    let entries: [(&str, u32, u16, u16); 8] = [
+        (
+            "an entry for DOMID_GUEST",
+            frame,
+            DOMID_GUEST,
+            gtf::PERMIT_ACCESS,
+        ),
+        (
+            "an entry for DOMID_SELF",
+            frame,
+            DOMID_SELF,
+            gtf::PERMIT_ACCESS,
+        ),
+        ("an entry without permit_access", frame, DOMID_BACKEND, 0),
+        ("an entry of type 2 (transitive)", frame, DOMID_BACKEND, 2),
+        (
+            "a frame below 1 MiB (0x10)",
+            0x10,
+            DOMID_BACKEND,
+            gtf::PERMIT_ACCESS,
+        ),
+        (
+            "a frame beyond RAM",
+            beyond,
+            DOMID_BACKEND,
+            gtf::PERMIT_ACCESS,
+        ),
+        (
+            "the grant table's last frame",
+            last_gt_frame,
+            DOMID_BACKEND,
+            gtf::PERMIT_ACCESS,
+        ),
+        ("the start-info page", 1, DOMID_BACKEND, gtf::PERMIT_ACCESS),
+    ];
+    for (what, frame, domid, flags) in entries {
+        let Ok(g) = grant::reserve() else {
+            r.check(
+                "blk-grants reserve",
+                false,
+                format_args!("no free grant entry"),
+            );
+            break;
+        };
+        let _ = grant::set_entry(g, frame, domid, flags);
+        // Reads write only the page's last sector: on the boot pages, bytes nothing uses.
+        f.expect(
+            r,
+            d,
+            &alloc::format!("blk-grants read into {what}"),
+            read(g, 7, 7),
+            BLKIF_RSP_ERROR,
+        );
+        f.expect(
+            r,
+            d,
+            &alloc::format!("blk-grants write from {what}"),
+            write(g),
+            BLKIF_RSP_ERROR,
+        );
+        let _ = grant::set_entry(g, 0, 0, 0);
+        let _ = grant::end_access(g);
+    }
+    drop(page);
+    // A good read, to show the fixture's grants work and are released after the response.
+    f.expect(
+        r,
+        d,
+        "blk-grants good read",
+        read(dst, 0, 7),
+        BLKIF_RSP_OKAY,
+    );
+    f.release();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1456,4 +1969,17 @@ fn console_overflow() {
     let cons = page.load_u32(console_offset::OUT_CONS);
     page.store_u32(console_offset::OUT_PROD, cons.wrapping_add(5000));
     evtchn::notify(port);
+}
+
+fn blk_ring_overflow() {
+    let Ok(mut d) = BlockDevice::open(0) else {
+        println!("hostile: blk-ring-overflow needs a block device (run with --disk PATH)");
+        return;
+    };
+    let page = d.ring().page();
+    let cons = page.load_u32(ring_offset::RSP_PROD);
+    page.store_u32(ring_offset::REQ_PROD, cons.wrapping_add(1000));
+    d.kick();
+    // Keep the ring granted and connected: the VMM is about to stop the guest.
+    core::mem::forget(d);
 }

@@ -540,9 +540,11 @@ fn timers(c: &mut Checks) {
                 t.fired() >= 10,
                 format_args!("fired {}", t.fired()),
             );
+            // Only the lower bound is a property of the timer; how late it may be depends on how
+            // loaded the host is, which is for benchmarks to measure.
             c.that(
                 "timer periodic 10 x 2ms takes >= 18ms",
-                took >= Duration::from_millis(18) && took < Duration::from_millis(200),
+                took >= Duration::from_millis(18),
                 format_args!("took {} us", took.as_micros()),
             );
             t.stop();
@@ -550,23 +552,37 @@ fn timers(c: &mut Checks) {
         Err(e) => c.fail("timer periodic", format_args!("{e}")),
     }
 
-    // Two timers multiplexed on one deadline; wait_any picks the one that fired.
+    // Two timers multiplexed on one deadline; wait_any picks the one that fired. What may have
+    // fired is judged against the clock, so a guest descheduled past both deadlines (a loaded
+    // host) still passes.
     let now = time::now();
-    let late = Timer::oneshot(now + Duration::from_millis(8));
-    let early = Timer::oneshot(now + Duration::from_millis(3));
+    let (late_at, early_at) = (
+        now + Duration::from_millis(8),
+        now + Duration::from_millis(3),
+    );
+    let late = Timer::oneshot(late_at);
+    let early = Timer::oneshot(early_at);
     if let (Ok(late), Ok(early)) = (late, early) {
         let first = timer::wait_any(&[Source::Timer(&late), Source::Timer(&early)]);
-        c.eq("timer wait_any: the earlier timer first", first, 1);
+        let woke = time::now();
         c.that(
-            "timer the later timer has not fired yet",
-            late.fired() == 0,
-            format_args!("fired"),
+            "timer wait_any: not before the earlier deadline",
+            woke >= early_at && early.fired() > 0,
+            format_args!("early fired {} times", early.fired()),
         );
-        let second = timer::wait_any(&[Source::Timer(&late), Source::Timer(&early)]);
+        if woke < late_at {
+            c.eq("timer wait_any: the earlier timer first", first, 1);
+            c.that(
+                "timer the later timer has not fired yet",
+                late.fired() == 0,
+                format_args!("fired"),
+            );
+        }
+        let second = timer::wait_any(&[Source::Timer(&late)]);
         c.eq("timer wait_any: then the later one", second, 0);
         c.that(
             "timer later timer not early",
-            time::now() >= now + Duration::from_millis(8),
+            time::now() >= late_at && late.fired() > 0,
             format_args!("early"),
         );
     } else {

@@ -5,8 +5,10 @@
 //! A backend that catches the guest breaking its protocol (a ring index past the ring) reports
 //! it with [`BackendIo::guest_fault`]; the vCPU loop then stops the guest with that message.
 
+pub mod block;
 pub mod console;
 pub mod loopback;
+pub mod net;
 
 use crate::domain::VcpuWake;
 use crate::events::EventChannels;

@@ -1,0 +1,917 @@
+//! PV block devices (docs/abi.md §10.2; `parapet run --disk PATH[,readonly]`): a
+//! [`pv_drivers::blkif::BlkifFront`] on a heap page, granted, connected and driven with the
+//! event channel, and a sector API on top.
+//!
+//! ```ignore
+//! let mut disk = BlockDevice::open(0)?;            // the first --disk
+//! let mut buf = [0u8; 1024];
+//! disk.read(0, &mut buf)?;                         // sectors 0 and 1
+//! disk.write(8, &buf)?;
+//! disk.flush()?;                                   // durable
+//!
+//! // Several requests in flight:
+//! let a = disk.submit_read(100, 16)?;
+//! let b = disk.submit_write(300, &buf)?;
+//! let done = disk.wait_for(a)?;                    // `b` stays queued until asked for
+//! done.result()?;
+//! done.copy_data(&mut big_buf[..8192]);
+//! ```
+//!
+//! # Requests, pages and grants
+//!
+//! Every request gets data pages of its own (from a small pool of recycled pages; no page is in
+//! two requests at once): [`BlockDevice::submit_read`] grants them writable to the backend,
+//! [`BlockDevice::submit_write`] copies the data into them and grants them read-only. A request carries at most [`MAX_SECTORS_PER_REQUEST`] sectors (11
+//! pages); sector *k* of a request is sector *k* mod 8 of its page *k* / 8. When the response
+//! arrives, the grants are revoked ([`grant::end_access`]) before the pages are touched or
+//! reused; a grant the backend still holds (it never should after answering) is never reused
+//! and its page is leaked rather than freed ([`BlockDevice::leaked_grants`]).
+//!
+//! Submissions are published at once unless the device is [plugged](BlockDevice::plug): then
+//! they are published together, with at most one doorbell, by [`BlockDevice::unplug`].
+//! Completions come back in ring order; [`BlockDevice::wait_for`] sets aside the completions
+//! of other requests, which [`BlockDevice::poll`] and [`BlockDevice::wait`] hand out later.
+//!
+//! The backend performs requests in ring order, so a flush covers every write submitted before
+//! it, answered or not: writes and their flush may be submitted together, and once the flush
+//! completes successfully, so have the writes (check their statuses too).
+//!
+//! The blocking helpers ([`BlockDevice::read`], [`BlockDevice::write`], [`BlockDevice::flush`],
+//! [`BlockDevice::discard`]) split large transfers into requests of up to 88 sectors and keep
+//! up to [`PIPELINE_DEPTH`] of them in flight.
+//!
+//! With the `embedded-sdmmc` feature, [`sdmmc::SdmmcDisk`] adapts a `BlockDevice` to
+//! `embedded_sdmmc::BlockDevice`, so the `embedded-sdmmc` FAT16/FAT32 file system runs on it.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::fmt;
+
+use parapet_abi::Errno;
+use parapet_abi::blkif::{
+    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_OKAY, BlkifRequest, BlkifSegment, CONFIG_SECTORS, flags,
+};
+use parapet_abi::device::{DeviceInfo, kind};
+use parapet_abi::event_channel::DOMID_BACKEND;
+use parapet_abi::grant_table::GrantRef;
+use pv_drivers::blkif::{BlkifFront, BlkifFrontRing, SECTOR_SIZE, segment};
+use pv_drivers::shared::SharedPage;
+
+pub use pv_drivers::blkif::{MAX_BYTES_PER_REQUEST, MAX_SECTORS_PER_REQUEST};
+
+use crate::evtchn::{self, Port};
+use crate::grant::{self, GrantError};
+use crate::page::PageBox;
+use crate::time::Instant;
+use crate::{device, timer};
+
+#[cfg(feature = "embedded-sdmmc")]
+pub mod sdmmc;
+
+/// Sectors per page.
+const SECTORS_PER_PAGE: u64 = 8;
+/// Bytes per page.
+const PAGE_BYTES: usize = pv_drivers::shared::PAGE_SIZE;
+/// Requests the blocking helpers keep in flight at once.
+pub const PIPELINE_DEPTH: usize = 16;
+/// Spare data pages kept for reuse.
+const MAX_SPARE_PAGES: usize = 64;
+
+/// Why a block operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// No such block device (run with `--disk PATH`).
+    NoDevice,
+    /// Granting or revoking a page failed.
+    Grant(GrantError),
+    /// `device_op` failed.
+    Device(Errno),
+    /// The backend answered `BLKIF_RSP_ERROR` (an I/O error, or a request it refused).
+    Io,
+    /// The backend answered `BLKIF_RSP_EOPNOTSUPP`, or the device does not offer the operation
+    /// (its `DeviceInfo::flags`).
+    Unsupported,
+    /// The backend answered with a status outside the protocol.
+    BadStatus(i16),
+    /// The disk is read-only.
+    ReadOnly,
+    /// The sectors are not all inside the disk.
+    OutOfRange,
+    /// A length that is not a whole number of sectors, or a request larger than
+    /// [`MAX_SECTORS_PER_REQUEST`], or empty.
+    BadLength,
+    /// Every ring slot is in flight (the submit API does not wait; consume completions).
+    RingFull,
+    /// No request with this id is in flight or completed.
+    UnknownRequest,
+    /// Nothing is in flight to wait for.
+    Idle,
+    /// The deadline passed before the response arrived.
+    TimedOut,
+    /// The backend broke the ring protocol; the device is unusable.
+    Broken,
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockError::NoDevice => f.write_str("no such block device (run with --disk PATH)"),
+            BlockError::Grant(e) => write!(f, "grant: {e}"),
+            BlockError::Device(e) => write!(f, "device_op: {e}"),
+            BlockError::Io => f.write_str("I/O error"),
+            BlockError::Unsupported => f.write_str("operation not supported"),
+            BlockError::BadStatus(s) => write!(f, "bad response status {s}"),
+            BlockError::ReadOnly => f.write_str("read-only disk"),
+            BlockError::OutOfRange => f.write_str("sectors outside the disk"),
+            BlockError::BadLength => f.write_str("bad length"),
+            BlockError::RingFull => f.write_str("ring full"),
+            BlockError::UnknownRequest => f.write_str("unknown request"),
+            BlockError::Idle => f.write_str("no request in flight"),
+            BlockError::TimedOut => f.write_str("timed out"),
+            BlockError::Broken => f.write_str("the backend broke the ring protocol"),
+        }
+    }
+}
+
+impl core::error::Error for BlockError {}
+
+/// The block devices in start-info, in order: `(device index, description)`. The `n`th one is
+/// what [`BlockDevice::open`]`(n)` connects (the `n`th `--disk`).
+pub fn disks() -> impl Iterator<Item = (u32, &'static DeviceInfo)> {
+    device::devices()
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.kind == kind::BLOCK)
+        .map(|(i, d)| (i as u32, d))
+}
+
+/// Identifies a submitted request (its ring `id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// A finished request.
+#[derive(Debug)]
+pub struct Completion {
+    /// The request.
+    pub id: RequestId,
+    /// Its operation (`BLKIF_OP_*`).
+    pub operation: u8,
+    /// The backend's status (`BLKIF_RSP_*`).
+    pub status: i16,
+    /// For reads: the pages holding the data (grants already revoked).
+    pages: Vec<PageBox>,
+    /// Bytes of data in `pages`.
+    len: usize,
+}
+
+impl Completion {
+    /// `Ok` if the backend answered `BLKIF_RSP_OKAY`.
+    pub fn result(&self) -> Result<(), BlockError> {
+        status_result(self.status)
+    }
+
+    /// Bytes of read data this completion carries (0 for other operations).
+    pub fn data_len(&self) -> usize {
+        self.len
+    }
+
+    /// Copies the read data into `out` (as much as fits) and returns how many bytes it copied.
+    pub fn copy_data(&self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        for (chunk, page) in out[..n].chunks_mut(PAGE_BYTES).zip(&self.pages) {
+            page.read(0, chunk);
+        }
+        n
+    }
+}
+
+fn status_result(status: i16) -> Result<(), BlockError> {
+    match status {
+        BLKIF_RSP_OKAY => Ok(()),
+        parapet_abi::blkif::BLKIF_RSP_ERROR => Err(BlockError::Io),
+        BLKIF_RSP_EOPNOTSUPP => Err(BlockError::Unsupported),
+        other => Err(BlockError::BadStatus(other)),
+    }
+}
+
+/// A request the backend has not answered yet.
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    operation: u8,
+    grants: Vec<GrantRef>,
+    pages: Vec<PageBox>,
+    /// Bytes of read data expected.
+    read_len: usize,
+}
+
+/// A connected block device. Dropping it disconnects the device and revokes every grant; if
+/// that fails, the pages the backend may still map are leaked rather than freed.
+#[derive(Debug)]
+pub struct BlockDevice {
+    /// Always `Some` until `drop`.
+    front: Option<BlkifFront<PageBox>>,
+    connected: bool,
+    index: u32,
+    port: Port,
+    ring_gref: GrantRef,
+    sectors: u64,
+    flags: u32,
+    next_id: u64,
+    plugged: bool,
+    in_flight: Vec<InFlight>,
+    done: VecDeque<Completion>,
+    spare: Vec<PageBox>,
+    notifies: u64,
+    waits: u64,
+    stray_responses: u64,
+    leaked_grants: u64,
+}
+
+impl BlockDevice {
+    /// Connects the `n`th block device (the `n`th `--disk`, counting from 0): initialises a
+    /// ring page, grants it to the backend, unmasks the device's port and connects.
+    pub fn open(n: usize) -> Result<BlockDevice, BlockError> {
+        let (index, info) = disks().nth(n).ok_or(BlockError::NoDevice)?;
+        Self::connect(index, info)
+    }
+
+    /// Connects the device at start-info index `index`, which must be a block device.
+    pub fn connect(index: u32, info: &DeviceInfo) -> Result<BlockDevice, BlockError> {
+        if info.kind != kind::BLOCK {
+            return Err(BlockError::NoDevice);
+        }
+        let page = PageBox::new();
+        let frame = page.frame();
+        let front = BlkifFront::new(page);
+        let ring_gref =
+            grant::grant_access(frame, DOMID_BACKEND, false).map_err(BlockError::Grant)?;
+        evtchn::unmask_local(info.evtchn);
+        if let Err(e) = device::connect(index, &[ring_gref]) {
+            evtchn::mask(info.evtchn);
+            let _ = grant::end_access(ring_gref);
+            return Err(BlockError::Device(e));
+        }
+        Ok(BlockDevice {
+            front: Some(front),
+            connected: true,
+            index,
+            port: info.evtchn,
+            ring_gref,
+            sectors: info.config[CONFIG_SECTORS],
+            flags: info.flags,
+            next_id: 1,
+            plugged: false,
+            in_flight: Vec::new(),
+            done: VecDeque::new(),
+            spare: Vec::new(),
+            notifies: 0,
+            waits: 0,
+            stray_responses: 0,
+            leaked_grants: 0,
+        })
+    }
+
+    /// The disk's size in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    /// Whether the disk refuses writes and discards.
+    pub fn read_only(&self) -> bool {
+        self.flags & flags::READONLY != 0
+    }
+
+    /// Whether the backend offers flushes (`FLUSH_DISKCACHE`).
+    pub fn supports_flush(&self) -> bool {
+        self.flags & flags::FLUSH != 0
+    }
+
+    /// Whether the backend offers discards.
+    pub fn supports_discard(&self) -> bool {
+        self.flags & flags::DISCARD != 0
+    }
+
+    /// The start-info device index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The device's event channel.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// The ring page's grant reference.
+    pub fn ring_gref(&self) -> GrantRef {
+        self.ring_gref
+    }
+
+    /// Requests submitted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Ring slots free for submissions.
+    pub fn free_slots(&self) -> u32 {
+        self.front_ref().free_requests()
+    }
+
+    /// Doorbells rung so far.
+    pub fn notifies(&self) -> u64 {
+        self.notifies
+    }
+
+    /// Times the frontend slept waiting for responses.
+    pub fn waits(&self) -> u64 {
+        self.waits
+    }
+
+    /// Responses whose id matched no request in flight (ignored).
+    pub fn stray_responses(&self) -> u64 {
+        self.stray_responses
+    }
+
+    /// Grants the backend still held after answering (their pages were leaked).
+    pub fn leaked_grants(&self) -> u64 {
+        self.leaked_grants
+    }
+
+    fn front(&mut self) -> &mut BlkifFront<PageBox> {
+        self.front.as_mut().expect("the front exists until drop")
+    }
+
+    fn front_ref(&self) -> &BlkifFront<PageBox> {
+        self.front.as_ref().expect("the front exists until drop")
+    }
+
+    /// The ring, for tests that write it directly.
+    pub fn ring(&mut self) -> &mut BlkifFrontRing<PageBox> {
+        self.front().ring()
+    }
+
+    /// Rings the doorbell unconditionally.
+    pub fn kick(&mut self) {
+        self.notifies += 1;
+        evtchn::notify(self.port);
+    }
+
+    /// Holds submissions back until [`unplug`](Self::unplug), so that a batch is published at
+    /// once.
+    pub fn plug(&mut self) {
+        self.plugged = true;
+    }
+
+    /// Publishes everything submitted while plugged, notifying the backend if it asked for it.
+    pub fn unplug(&mut self) {
+        self.plugged = false;
+        self.commit();
+    }
+
+    fn commit(&mut self) {
+        if self.front().commit() {
+            self.kick();
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn check_range(&self, sector: u64, count: u64) -> Result<(), BlockError> {
+        match sector.checked_add(count) {
+            Some(end) if end <= self.sectors => Ok(()),
+            _ => Err(BlockError::OutOfRange),
+        }
+    }
+
+    fn check_slot(&mut self) -> Result<(), BlockError> {
+        if self.front_ref().backend_overflowed() {
+            return Err(BlockError::Broken);
+        }
+        if self.front_ref().free_requests() == 0 {
+            return Err(BlockError::RingFull);
+        }
+        Ok(())
+    }
+
+    fn alloc_page(&mut self) -> PageBox {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn recycle(&mut self, pages: Vec<PageBox>) {
+        for page in pages {
+            if self.spare.len() < MAX_SPARE_PAGES {
+                self.spare.push(page);
+            }
+        }
+    }
+
+    /// Grants `pages` to the backend (read-only if `readonly`); on failure revokes those
+    /// granted so far.
+    fn grant_pages(pages: &[PageBox], readonly: bool) -> Result<Vec<GrantRef>, BlockError> {
+        let mut grants = Vec::with_capacity(pages.len());
+        for page in pages {
+            match grant::grant_access(page.frame(), DOMID_BACKEND, readonly) {
+                Ok(g) => grants.push(g),
+                Err(e) => {
+                    for g in grants {
+                        let _ = grant::end_access(g);
+                    }
+                    return Err(BlockError::Grant(e));
+                }
+            }
+        }
+        Ok(grants)
+    }
+
+    /// The segments covering `sectors` sectors over `grants`, 8 per page.
+    fn segments(grants: &[GrantRef], sectors: u64) -> Vec<BlkifSegment> {
+        grants
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| {
+                let in_page = (sectors - i as u64 * SECTORS_PER_PAGE).min(SECTORS_PER_PAGE);
+                segment(g, 0, in_page as u8 - 1)
+            })
+            .collect()
+    }
+
+    /// Pushes `request` (built by `build` from the id) with `pages` granted as given.
+    fn push(
+        &mut self,
+        operation: u8,
+        pages: Vec<PageBox>,
+        readonly_grants: bool,
+        read_len: usize,
+        build: impl FnOnce(&mut BlkifFront<PageBox>, u64, &[GrantRef]) -> bool,
+    ) -> Result<RequestId, BlockError> {
+        let grants = match Self::grant_pages(&pages, readonly_grants) {
+            Ok(g) => g,
+            Err(e) => {
+                self.recycle(pages);
+                return Err(e);
+            }
+        };
+        let id = self.take_id();
+        let pushed = build(self.front(), id, &grants);
+        debug_assert!(pushed, "requests are checked before they are pushed");
+        self.in_flight.push(InFlight {
+            id,
+            operation,
+            grants,
+            pages,
+            read_len,
+        });
+        if !self.plugged {
+            self.commit();
+        }
+        Ok(RequestId(id))
+    }
+
+    /// Submits a read of `count` sectors (1 to [`MAX_SECTORS_PER_REQUEST`]) from `sector`. The
+    /// data comes with the [`Completion`].
+    pub fn submit_read(&mut self, sector: u64, count: u64) -> Result<RequestId, BlockError> {
+        if count == 0 || count > MAX_SECTORS_PER_REQUEST {
+            return Err(BlockError::BadLength);
+        }
+        self.check_range(sector, count)?;
+        self.check_slot()?;
+        let pages: Vec<PageBox> = (0..count.div_ceil(SECTORS_PER_PAGE))
+            .map(|_| self.alloc_page())
+            .collect();
+        self.push(
+            BLKIF_OP_READ,
+            pages,
+            false,
+            count as usize * SECTOR_SIZE,
+            |front, id, grants| {
+                front
+                    .push_read(id, sector, &Self::segments(grants, count))
+                    .is_ok()
+            },
+        )
+    }
+
+    fn data_pages(&mut self, data: &[u8]) -> Vec<PageBox> {
+        data.chunks(PAGE_BYTES)
+            .map(|chunk| {
+                let page = self.alloc_page();
+                page.write(0, chunk);
+                page
+            })
+            .collect()
+    }
+
+    fn check_write(&mut self, sector: u64, data: &[u8]) -> Result<u64, BlockError> {
+        if data.is_empty()
+            || !data.len().is_multiple_of(SECTOR_SIZE)
+            || data.len() > MAX_BYTES_PER_REQUEST
+        {
+            return Err(BlockError::BadLength);
+        }
+        if self.read_only() {
+            return Err(BlockError::ReadOnly);
+        }
+        let count = (data.len() / SECTOR_SIZE) as u64;
+        self.check_range(sector, count)?;
+        self.check_slot()?;
+        Ok(count)
+    }
+
+    /// Submits a write of `data` (a whole number of sectors, at most
+    /// [`MAX_BYTES_PER_REQUEST`] bytes) at `sector`. The data is copied: `data` may be reused
+    /// at once.
+    pub fn submit_write(&mut self, sector: u64, data: &[u8]) -> Result<RequestId, BlockError> {
+        let count = self.check_write(sector, data)?;
+        let pages = self.data_pages(data);
+        self.push(BLKIF_OP_WRITE, pages, true, 0, |front, id, grants| {
+            front
+                .push_write(id, sector, &Self::segments(grants, count))
+                .is_ok()
+        })
+    }
+
+    /// Submits a write of `data` at `sector` that is also a flush (`FLUSH_DISKCACHE` with
+    /// data): when it completes, it and every write submitted before it are durable.
+    pub fn submit_write_flush(
+        &mut self,
+        sector: u64,
+        data: &[u8],
+    ) -> Result<RequestId, BlockError> {
+        if !self.supports_flush() {
+            return Err(BlockError::Unsupported);
+        }
+        let count = self.check_write(sector, data)?;
+        let pages = self.data_pages(data);
+        self.push(
+            BLKIF_OP_FLUSH_DISKCACHE,
+            pages,
+            true,
+            0,
+            |front, id, grants| {
+                front
+                    .push_flush(id, sector, &Self::segments(grants, count))
+                    .is_ok()
+            },
+        )
+    }
+
+    /// Submits a flush: when it completes, every write submitted before it is durable.
+    pub fn submit_flush(&mut self) -> Result<RequestId, BlockError> {
+        if !self.supports_flush() {
+            return Err(BlockError::Unsupported);
+        }
+        self.check_slot()?;
+        self.push(
+            BLKIF_OP_FLUSH_DISKCACHE,
+            Vec::new(),
+            true,
+            0,
+            |front, id, _| front.push_flush(id, 0, &[]).is_ok(),
+        )
+    }
+
+    /// Submits a discard of `count` sectors from `sector`: they read back as zeros.
+    pub fn submit_discard(&mut self, sector: u64, count: u64) -> Result<RequestId, BlockError> {
+        if !self.supports_discard() {
+            return Err(BlockError::Unsupported);
+        }
+        if self.read_only() {
+            return Err(BlockError::ReadOnly);
+        }
+        self.check_range(sector, count)?;
+        self.check_slot()?;
+        self.push(BLKIF_OP_DISCARD, Vec::new(), true, 0, |front, id, _| {
+            front.push_discard(id, sector, count).is_ok()
+        })
+    }
+
+    /// Submits `request` unchecked, with a fresh id written into it (for tests of the
+    /// backend's validation). The caller owns the grants it names and revokes them after the
+    /// completion.
+    pub fn submit_raw(&mut self, mut request: BlkifRequest) -> Result<RequestId, BlockError> {
+        self.check_slot()?;
+        let id = self.take_id();
+        request.id = id;
+        let pushed = self.front().push_raw(&request).is_ok();
+        debug_assert!(pushed, "check_slot saw a free slot");
+        self.in_flight.push(InFlight {
+            id,
+            operation: request.operation,
+            grants: Vec::new(),
+            pages: Vec::new(),
+            read_len: 0,
+        });
+        if !self.plugged {
+            self.commit();
+        }
+        Ok(RequestId(id))
+    }
+
+    /// Takes every response off the ring and turns it into a queued completion.
+    fn reap(&mut self) {
+        while let Some(response) = self.front().poll_response() {
+            let Some(at) = self.in_flight.iter().position(|r| r.id == response.id) else {
+                self.stray_responses += 1;
+                continue;
+            };
+            let request = self.in_flight.swap_remove(at);
+            let mut leaked = false;
+            for g in &request.grants {
+                if grant::end_access(*g).is_err() {
+                    leaked = true;
+                    self.leaked_grants += 1;
+                }
+            }
+            let mut pages = request.pages;
+            if leaked {
+                // The backend may still write these pages: never reuse or free them.
+                core::mem::forget(core::mem::take(&mut pages));
+            }
+            let read_len = if response.status == BLKIF_RSP_OKAY && !leaked {
+                request.read_len
+            } else {
+                0
+            };
+            self.done.push_back(Completion {
+                id: RequestId(request.id),
+                operation: request.operation,
+                status: response.status,
+                pages,
+                len: read_len,
+            });
+        }
+    }
+
+    /// The next completion, if one is ready (does not block).
+    pub fn poll(&mut self) -> Option<Completion> {
+        if self.plugged {
+            // Waiting for something that was never published would hang.
+            self.unplug();
+        }
+        self.reap();
+        self.done.pop_front()
+    }
+
+    /// Blocks until a response arrives (or `deadline` passes); returns `false` on timeout.
+    fn wait_response(&mut self, deadline: Option<Instant>) -> Result<bool, BlockError> {
+        if self.plugged {
+            self.unplug();
+        }
+        loop {
+            if self.front_ref().backend_overflowed() {
+                return Err(BlockError::Broken);
+            }
+            self.reap();
+            if !self.done.is_empty() {
+                return Ok(true);
+            }
+            if self.in_flight.is_empty() {
+                return Err(BlockError::Idle);
+            }
+            self.waits += 1;
+            let front = self.front.as_mut().expect("the front exists until drop");
+            if !timer::wait_until(deadline, || front.final_check_for_responses()) {
+                self.reap();
+                return Ok(!self.done.is_empty());
+            }
+        }
+    }
+
+    /// Blocks until a request completes and returns it. [`BlockError::Idle`] if nothing is in
+    /// flight.
+    pub fn wait(&mut self) -> Result<Completion, BlockError> {
+        loop {
+            if let Some(c) = self.poll() {
+                return Ok(c);
+            }
+            self.wait_response(None)?;
+        }
+    }
+
+    /// Blocks until request `id` completes and returns it; other completions stay queued.
+    pub fn wait_for(&mut self, id: RequestId) -> Result<Completion, BlockError> {
+        self.wait_for_until(id, None)
+    }
+
+    /// [`wait_for`](Self::wait_for) with a deadline ([`BlockError::TimedOut`]).
+    pub fn wait_for_until(
+        &mut self,
+        id: RequestId,
+        deadline: Option<Instant>,
+    ) -> Result<Completion, BlockError> {
+        loop {
+            self.reap();
+            if let Some(at) = self.done.iter().position(|c| c.id == id) {
+                return Ok(self.done.remove(at).expect("position is in bounds"));
+            }
+            if !self.in_flight.iter().any(|r| r.id == id.0) {
+                return Err(BlockError::UnknownRequest);
+            }
+            if !self.wait_response(deadline)? {
+                return Err(BlockError::TimedOut);
+            }
+        }
+    }
+
+    /// Reads `buf.len()` bytes (a whole number of sectors) from `sector` on, keeping several
+    /// requests in flight.
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        if !buf.len().is_multiple_of(SECTOR_SIZE) {
+            return Err(BlockError::BadLength);
+        }
+        self.check_range(sector, (buf.len() / SECTOR_SIZE) as u64)?;
+        let chunks: Vec<(u64, usize, usize)> = buf
+            .chunks(MAX_BYTES_PER_REQUEST)
+            .enumerate()
+            .map(|(i, c)| {
+                let at = i * MAX_BYTES_PER_REQUEST;
+                (sector + (at / SECTOR_SIZE) as u64, at, c.len())
+            })
+            .collect();
+        self.pipeline(
+            &chunks,
+            |dev, &(s, _, len)| dev.submit_read(s, (len / SECTOR_SIZE) as u64),
+            |dev, &(_, at, len), done| {
+                done.copy_data(&mut buf[at..at + len]);
+                dev.recycle(done.pages);
+            },
+        )
+    }
+
+    /// Writes `data` (a whole number of sectors) at `sector` on, keeping several requests in
+    /// flight. When it returns the data is in the backend's store, not necessarily durable:
+    /// see [`flush`](Self::flush).
+    pub fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), BlockError> {
+        if !data.len().is_multiple_of(SECTOR_SIZE) {
+            return Err(BlockError::BadLength);
+        }
+        if self.read_only() {
+            return Err(BlockError::ReadOnly);
+        }
+        self.check_range(sector, (data.len() / SECTOR_SIZE) as u64)?;
+        let chunks: Vec<(u64, &[u8])> = data
+            .chunks(MAX_BYTES_PER_REQUEST)
+            .enumerate()
+            .map(|(i, c)| (sector + (i * MAX_BYTES_PER_REQUEST / SECTOR_SIZE) as u64, c))
+            .collect();
+        self.pipeline(
+            &chunks,
+            |dev, &(s, c)| dev.submit_write(s, c),
+            |dev, _, done| dev.recycle(done.pages),
+        )
+    }
+
+    /// Submits `chunks` with at most [`PIPELINE_DEPTH`] in flight, completing them in order.
+    /// Returns the first error, after every submitted chunk has completed.
+    fn pipeline<C>(
+        &mut self,
+        chunks: &[C],
+        mut submit: impl FnMut(&mut Self, &C) -> Result<RequestId, BlockError>,
+        mut complete: impl FnMut(&mut Self, &C, Completion),
+    ) -> Result<(), BlockError> {
+        let mut pending: VecDeque<(RequestId, &C)> = VecDeque::new();
+        let mut next = 0;
+        let mut first_error = None;
+        loop {
+            if first_error.is_none() && next < chunks.len() {
+                self.plug();
+                while next < chunks.len()
+                    && pending.len() < PIPELINE_DEPTH
+                    && self.front_ref().free_requests() > 0
+                {
+                    match submit(self, &chunks[next]) {
+                        Ok(id) => pending.push_back((id, &chunks[next])),
+                        Err(e) => {
+                            first_error = Some(e);
+                            break;
+                        }
+                    }
+                    next += 1;
+                }
+                self.unplug();
+            }
+            let Some((id, chunk)) = pending.pop_front() else {
+                if first_error.is_none() && next < chunks.len() {
+                    // Other requests fill the ring: wait until one of them is answered.
+                    if let Err(e) = self.wait_slot() {
+                        first_error = Some(e);
+                        break;
+                    }
+                    continue;
+                }
+                break;
+            };
+            match self.wait_for(id) {
+                Ok(done) => {
+                    if let Err(e) = done.result() {
+                        first_error.get_or_insert(e);
+                    }
+                    complete(self, chunk, done);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    if e == BlockError::Broken {
+                        break;
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Blocks until a ring slot is free (responses of other requests are queued as
+    /// completions).
+    fn wait_slot(&mut self) -> Result<(), BlockError> {
+        if self.plugged {
+            self.unplug();
+        }
+        loop {
+            if self.front_ref().backend_overflowed() {
+                return Err(BlockError::Broken);
+            }
+            self.reap();
+            if self.front_ref().free_requests() > 0 {
+                return Ok(());
+            }
+            self.waits += 1;
+            let front = self.front.as_mut().expect("the front exists until drop");
+            timer::wait_until(None, || front.final_check_for_responses());
+        }
+    }
+
+    fn wait_ok(&mut self, id: RequestId) -> Result<(), BlockError> {
+        let done = self.wait_for(id)?;
+        let result = done.result();
+        self.recycle(done.pages);
+        result
+    }
+
+    /// Makes every write submitted so far durable (`FLUSH_DISKCACHE`). Waits for a free ring
+    /// slot if other requests fill the ring.
+    pub fn flush(&mut self) -> Result<(), BlockError> {
+        self.wait_slot()?;
+        let id = self.submit_flush()?;
+        self.wait_ok(id)
+    }
+
+    /// Writes `data` at `sector` and makes it, and every write submitted before, durable, in
+    /// one request (at most [`MAX_BYTES_PER_REQUEST`] bytes).
+    pub fn write_durable(&mut self, sector: u64, data: &[u8]) -> Result<(), BlockError> {
+        self.wait_slot()?;
+        let id = self.submit_write_flush(sector, data)?;
+        self.wait_ok(id)
+    }
+
+    /// Discards `count` sectors from `sector`: they read back as zeros.
+    pub fn discard(&mut self, sector: u64, count: u64) -> Result<(), BlockError> {
+        self.wait_slot()?;
+        let id = self.submit_discard(sector, count)?;
+        self.wait_ok(id)
+    }
+
+    /// Disconnects, masks the port and revokes every grant. On failure, pages the backend may
+    /// still map (the ring, data pages of unanswered requests) are leaked, never freed.
+    pub fn disconnect(mut self) -> Result<(), BlockError> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), BlockError> {
+        if !self.connected {
+            return Ok(());
+        }
+        device::disconnect(self.index).map_err(BlockError::Device)?;
+        self.connected = false;
+        evtchn::mask(self.port);
+        // The backend has let go of everything: revoke the data grants of unanswered requests.
+        for request in core::mem::take(&mut self.in_flight) {
+            let mut ok = true;
+            for g in &request.grants {
+                ok &= grant::end_access(*g).is_ok();
+            }
+            if !ok {
+                core::mem::forget(request.pages);
+            }
+        }
+        grant::end_access(self.ring_gref).map_err(BlockError::Grant)
+    }
+}
+
+impl Drop for BlockDevice {
+    fn drop(&mut self) {
+        let ring_revoked = self.teardown().is_ok();
+        if self.connected {
+            // The backend may still map the ring and the data pages: never free them.
+            for request in core::mem::take(&mut self.in_flight) {
+                core::mem::forget(request.pages);
+            }
+        }
+        if !ring_revoked {
+            core::mem::forget(self.front.take());
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The PV block backend (docs/abi.md §10.2): requests from the ring, performed on a disk image,
+//! a batch per doorbell, one notification per batch.
+
+use super::{BackendIo, Wake};
+use crate::disk::FileDisk;
+use crate::grants::{GrantMapping, GrantTable};
+use pv_drivers::blkif::{BlkifBackRing, serve_batch};
+
+/// Serves the ring until the VMM stops the backend.
+pub fn serve(io: BackendIo, ring: GrantMapping, grants: GrantTable, disk: &FileDisk) {
+    let mut ring = BlkifBackRing::attach(ring);
+    loop {
+        // Requests may already be waiting when the frontend connects.
+        match serve_batch(&mut ring, &grants, disk) {
+            Ok(outcome) if outcome.notify => io.notify_guest(),
+            Ok(_) => {}
+            Err(e) => {
+                io.guest_fault(format!("block device {}: {e}", disk.path().display()));
+                return;
+            }
+        }
+        if io.wait(None) == Wake::Stop {
+            return;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The PV network backend (docs/abi.md §10.3): frames between the guest's rings and a host TAP
+//! device, in batches, one notification per batch.
+
+use super::{BackendIo, Wake};
+use crate::grants::{GrantMapping, GrantTable};
+use crate::tap::Tap;
+use pv_drivers::netif::{
+    NetCounters, NetifRxBackRing, NetifTxBackRing, PacketError, PacketIo, serve_rx, serve_tx,
+};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+
+/// The TAP device as the protocol logic sees it: non-blocking frame I/O.
+struct TapIo<'a>(&'a Tap);
+
+impl PacketIo for TapIo<'_> {
+    fn send(&mut self, frame: &[u8]) -> Result<(), PacketError> {
+        match (&mut self.0.file()).write(frame) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Err(PacketError::Busy),
+            Err(_) => Err(PacketError::Refused),
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        // WouldBlock: nothing queued. Any other error (the link went down) reads as nothing
+        // queued too; the guest's next kick retries.
+        (&mut self.0.file()).read(buf).ok().filter(|&n| n > 0)
+    }
+}
+
+/// Serves both rings until the VMM stops the backend.
+pub fn serve(
+    io: BackendIo,
+    tx_ring: GrantMapping,
+    rx_ring: GrantMapping,
+    grants: GrantTable,
+    tap: &Tap,
+    counters: &Mutex<NetCounters>,
+) {
+    let mut tx = NetifTxBackRing::attach(tx_ring);
+    let mut rx = NetifRxBackRing::attach(rx_ring);
+    let mut net = TapIo(tap);
+    let mut local = NetCounters::default();
+    loop {
+        let served = serve_tx(&mut tx, &grants, &mut net, &mut local)
+            .and_then(|t| serve_rx(&mut rx, &grants, &mut net, &mut local).map(|r| (t, r)));
+        *counters.lock().unwrap_or_else(|e| e.into_inner()) = local;
+        let (t, r) = match served {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                io.guest_fault(format!("network device {}: {e}", tap.name()));
+                return;
+            }
+        };
+        if t.notify || r.notify {
+            io.notify_guest();
+        }
+        // With no receive buffers posted, leave frames queued in the kernel until the guest
+        // posts some (and rings the doorbell).
+        let tap_fd = (!r.needs_buffers).then(|| tap.file().as_raw_fd());
+        if io.wait(tap_fd) == Wake::Stop {
+            return;
+        }
+    }
+}
+
+/// Counters shared between a net backend thread and `--stats`.
+pub type SharedCounters = Arc<Mutex<NetCounters>>;

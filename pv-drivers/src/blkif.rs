@@ -1,0 +1,611 @@
+//! PV block devices (docs/abi.md §10.2): [`BlkifFront`] for the guest, [`serve_batch`] and the
+//! [`BlockStore`] trait for the VMM's backend.
+//!
+//! One ring of 32 [`BlkifRequest`]/[`BlkifResponse`] slots per disk (Xen's `io/blkif.h`). A
+//! request names up to 11 segments, each a granted page and the sectors
+//! `first_sect..=last_sect` (0–7) within it; the segments' sectors are consecutive on the disk
+//! from `sector_number`. Sectors are 512 bytes. A discard request ([`BlkifRequestDiscard`])
+//! occupies the same slot.
+//!
+//! # Backend loop
+//!
+//! ```text
+//! let mut ring = BlkifBackRing::attach(mapped_ring_page);
+//! loop {
+//!     let outcome = serve_batch(&mut ring, &grants, &disk)?;   // Err: stop the guest (102)
+//!     if outcome.notify { raise the device's event channel }
+//!     wait for the doorbell
+//! }
+//! ```
+//!
+//! [`serve_batch`] consumes every request the frontend has published, copying each out of its
+//! slot exactly once and validating the copy, performs it on the [`BlockStore`], pushes one
+//! response per request, and returns only after its final check found the ring empty with
+//! `req_event` armed, so sleeping afterwards loses no request. It asks for at most one
+//! notification per batch.
+//!
+//! # Validation (what a request must satisfy, else `BLKIF_RSP_ERROR` for that request alone)
+//!
+//! | check | read / write | flush / barrier | discard |
+//! |---|---|---|---|
+//! | `nr_segments` | 1–11 | 0–11 | — |
+//! | every segment `first_sect <= last_sect <= 7` | yes | yes | — |
+//! | `sector_number + sectors` (checked) `<=` disk size | yes | if it has segments | `nr_sectors` |
+//! | disk writable | write | if it has segments | yes |
+//! | every grant maps with the right access (reads need writable grants) | yes | yes | — |
+//!
+//! An unknown `operation` is `BLKIF_RSP_EOPNOTSUPP`. All checks, grant mappings included, happen
+//! before the store is touched, so a failed request neither reads nor writes anything. A flush
+//! or barrier performs its segments' write first, then [`BlockStore::flush`]: because requests
+//! are processed in ring order and writes are answered only after [`BlockStore::write_at`]
+//! returned, every write answered before the flush's response is then durable. A discard of
+//! zero sectors (at a sector inside the disk, or at its end) succeeds and does nothing.
+
+use core::fmt;
+
+use parapet_abi::blkif::{
+    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
+    BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+    BLKIF_SECTOR_SIZE, BLKIF_SECTORS_PER_PAGE, BlkifRequest, BlkifRequestDiscard, BlkifResponse,
+    BlkifSegment,
+};
+use parapet_abi::grant_table::GrantRef;
+use zerocopy::FromZeros;
+
+use crate::grant::GrantMapper;
+use crate::ring::{BackRing, FrontRing, RingError, RingFull};
+use crate::shared::{PAGE_SIZE, SharedPage};
+
+/// Slots in a block ring.
+pub const BLKIF_RING_SIZE: u32 = FrontRing::<BlkifRequest, BlkifResponse, ()>::SIZE;
+const _: () = assert!(BLKIF_RING_SIZE == 32);
+
+/// Bytes per sector, as a `usize`.
+pub const SECTOR_SIZE: usize = BLKIF_SECTOR_SIZE as usize;
+/// The most sectors one read or write request can carry (11 whole pages).
+pub const MAX_SECTORS_PER_REQUEST: u64 =
+    BLKIF_MAX_SEGMENTS_PER_REQUEST as u64 * BLKIF_SECTORS_PER_PAGE as u64;
+/// The most bytes one read or write request can carry.
+pub const MAX_BYTES_PER_REQUEST: usize = MAX_SECTORS_PER_REQUEST as usize * SECTOR_SIZE;
+const _: () = assert!(SECTOR_SIZE * BLKIF_SECTORS_PER_PAGE as usize == PAGE_SIZE);
+
+/// The block ring, as the frontend sees it.
+pub type BlkifFrontRing<P> = FrontRing<BlkifRequest, BlkifResponse, P>;
+/// The block ring, as the backend sees it.
+pub type BlkifBackRing<P> = BackRing<BlkifRequest, BlkifResponse, P>;
+
+/// A segment: sectors `first_sect..=last_sect` of the page granted by `gref`.
+pub fn segment(gref: GrantRef, first_sect: u8, last_sect: u8) -> BlkifSegment {
+    BlkifSegment {
+        gref,
+        first_sect,
+        last_sect,
+        pad: 0,
+    }
+}
+
+/// Whether `seg` names a valid sector range of its page (`first_sect <= last_sect <= 7`).
+pub fn segment_is_valid(seg: &BlkifSegment) -> bool {
+    seg.first_sect <= seg.last_sect && seg.last_sect < BLKIF_SECTORS_PER_PAGE
+}
+
+/// Sectors covered by `segments`, or `None` if one of them is invalid.
+pub fn segments_sectors(segments: &[BlkifSegment]) -> Option<u64> {
+    segments.iter().try_fold(0u64, |sum, s| {
+        segment_is_valid(s).then(|| sum + u64::from(s.last_sect - s.first_sect) + 1)
+    })
+}
+
+/// A read, write, flush or barrier request with `segments` (at most 11; more are cut off, and
+/// `nr_segments` says how many were given).
+pub fn rw_request(
+    operation: u8,
+    id: u64,
+    sector_number: u64,
+    segments: &[BlkifSegment],
+) -> BlkifRequest {
+    let n = segments.len().min(BLKIF_MAX_SEGMENTS_PER_REQUEST);
+    let mut request = BlkifRequest {
+        operation,
+        nr_segments: n as u8,
+        id,
+        sector_number,
+        ..BlkifRequest::default()
+    };
+    request.seg[..n].copy_from_slice(&segments[..n]);
+    request
+}
+
+/// A discard request, as the slot holds it (a [`BlkifRequestDiscard`] in [`BlkifRequest`]'s
+/// clothing, padding zeroed).
+pub fn discard_request(id: u64, sector_number: u64, nr_sectors: u64) -> BlkifRequest {
+    let mut discard = BlkifRequestDiscard::new_zeroed();
+    discard.operation = BLKIF_OP_DISCARD;
+    discard.id = id;
+    discard.sector_number = sector_number;
+    discard.nr_sectors = nr_sectors;
+    zerocopy::transmute!(discard)
+}
+
+/// The same slot bytes read as a discard request.
+pub fn as_discard(request: &BlkifRequest) -> BlkifRequestDiscard {
+    zerocopy::transmute!(*request)
+}
+
+/// Why [`BlkifFront`] did not queue a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// Every slot holds a request in flight: consume responses first.
+    RingFull,
+    /// Wrong number of segments for the operation (reads and writes need 1–11, flushes 0–11) or
+    /// a segment with `first_sect > last_sect` or `last_sect > 7`. (To send such a request on
+    /// purpose, use [`BlkifFront::push_raw`].)
+    BadSegments,
+}
+
+impl From<RingFull> for PushError {
+    fn from(_: RingFull) -> Self {
+        PushError::RingFull
+    }
+}
+
+impl fmt::Display for PushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PushError::RingFull => "block ring full",
+            PushError::BadSegments => "bad segments for a block request",
+        })
+    }
+}
+
+impl core::error::Error for PushError {}
+
+/// The guest's block driver: a [`FrontRing`] with helpers that build well-formed requests.
+///
+/// The `push_*` helpers only queue; [`commit`](Self::commit) publishes everything queued and
+/// says whether to notify, so a batch of requests costs at most one doorbell. The caller owns
+/// the grants its segments name and must keep them (and not revoke them) until the request's
+/// response arrived.
+#[derive(Debug)]
+pub struct BlkifFront<P> {
+    ring: BlkifFrontRing<P>,
+}
+
+impl<P: SharedPage> BlkifFront<P> {
+    /// Initialises the ring page (see [`FrontRing::init`]). Grant the page and connect the
+    /// device afterwards.
+    pub fn new(page: P) -> Self {
+        Self {
+            ring: FrontRing::init(page),
+        }
+    }
+
+    fn push_checked(
+        &mut self,
+        operation: u8,
+        id: u64,
+        sector_number: u64,
+        segments: &[BlkifSegment],
+        min_segments: usize,
+    ) -> Result<(), PushError> {
+        if !(min_segments..=BLKIF_MAX_SEGMENTS_PER_REQUEST).contains(&segments.len())
+            || segments_sectors(segments).is_none()
+        {
+            return Err(PushError::BadSegments);
+        }
+        let request = rw_request(operation, id, sector_number, segments);
+        Ok(self.ring.push_request(&request)?)
+    }
+
+    /// Queues a read of the segments' sectors, from `sector_number` on, into their pages (which
+    /// must be granted writable).
+    pub fn push_read(
+        &mut self,
+        id: u64,
+        sector_number: u64,
+        segments: &[BlkifSegment],
+    ) -> Result<(), PushError> {
+        self.push_checked(BLKIF_OP_READ, id, sector_number, segments, 1)
+    }
+
+    /// Queues a write of the segments' sectors (granted read-only or writable) to the disk from
+    /// `sector_number` on.
+    pub fn push_write(
+        &mut self,
+        id: u64,
+        sector_number: u64,
+        segments: &[BlkifSegment],
+    ) -> Result<(), PushError> {
+        self.push_checked(BLKIF_OP_WRITE, id, sector_number, segments, 1)
+    }
+
+    /// Queues a `FLUSH_DISKCACHE`: writes the segments (if any) like
+    /// [`push_write`](Self::push_write), then makes every write answered before, and this one,
+    /// durable before answering. With no segments `sector_number` is ignored (use 0).
+    pub fn push_flush(
+        &mut self,
+        id: u64,
+        sector_number: u64,
+        segments: &[BlkifSegment],
+    ) -> Result<(), PushError> {
+        self.push_checked(BLKIF_OP_FLUSH_DISKCACHE, id, sector_number, segments, 0)
+    }
+
+    /// Queues a `WRITE_BARRIER` (the same as a flush in Parapet).
+    pub fn push_barrier(
+        &mut self,
+        id: u64,
+        sector_number: u64,
+        segments: &[BlkifSegment],
+    ) -> Result<(), PushError> {
+        self.push_checked(BLKIF_OP_WRITE_BARRIER, id, sector_number, segments, 0)
+    }
+
+    /// Queues a discard of `nr_sectors` sectors from `sector_number` (they read back as zeros).
+    pub fn push_discard(
+        &mut self,
+        id: u64,
+        sector_number: u64,
+        nr_sectors: u64,
+    ) -> Result<(), PushError> {
+        let request = discard_request(id, sector_number, nr_sectors);
+        Ok(self.ring.push_request(&request)?)
+    }
+
+    /// Queues `request` as it is, unchecked (for tests of the backend's validation).
+    pub fn push_raw(&mut self, request: &BlkifRequest) -> Result<(), RingFull> {
+        self.ring.push_request(request)
+    }
+
+    /// Publishes the queued requests. Returns whether the backend must be notified.
+    #[must_use = "a `true` result means the backend must be notified"]
+    pub fn commit(&mut self) -> bool {
+        self.ring.commit_requests()
+    }
+
+    /// The next response, if one arrived.
+    pub fn poll_response(&mut self) -> Option<BlkifResponse> {
+        self.ring.next_response()
+    }
+
+    /// Call before sleeping for responses: see [`FrontRing::final_check_for_responses`].
+    /// Returns `true` if a response is waiting: do not sleep.
+    pub fn final_check_for_responses(&mut self) -> bool {
+        self.ring.final_check_for_responses()
+    }
+
+    /// Requests that can be queued before the ring is full.
+    pub fn free_requests(&self) -> u32 {
+        self.ring.free_requests()
+    }
+
+    /// Requests published and not yet answered.
+    pub fn requests_in_flight(&self) -> u32 {
+        self.ring.requests_in_flight()
+    }
+
+    /// Whether the backend ever claimed more responses than requests were in flight (the
+    /// device should then be treated as failed).
+    pub fn backend_overflowed(&self) -> bool {
+        self.ring.backend_overflowed()
+    }
+
+    /// The ring itself.
+    pub fn ring(&mut self) -> &mut BlkifFrontRing<P> {
+        &mut self.ring
+    }
+
+    /// The ring page.
+    pub fn page(&self) -> &P {
+        self.ring.page()
+    }
+
+    /// Gives the page back.
+    pub fn into_page(self) -> P {
+        self.ring.into_page()
+    }
+}
+
+/// Why a [`BlockStore`] operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockIoError {
+    /// The I/O failed (`errno` from the OS, or 0 if there is none). The request gets
+    /// `BLKIF_RSP_ERROR`.
+    Io {
+        /// The OS error number, or 0.
+        errno: i32,
+    },
+    /// The store cannot perform this kind of operation at all (e.g. discard on a file system
+    /// without hole punching). The request gets `BLKIF_RSP_EOPNOTSUPP`.
+    Unsupported,
+}
+
+impl fmt::Display for BlockIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockIoError::Io { errno } => write!(f, "I/O error (errno {errno})"),
+            BlockIoError::Unsupported => f.write_str("operation not supported by the store"),
+        }
+    }
+}
+
+impl core::error::Error for BlockIoError {}
+
+/// The disk behind a block backend: the VMM implements it over a raw image file (`pread`,
+/// `pwrite`, `fdatasync`, `fallocate(PUNCH_HOLE)`), tests over memory.
+///
+/// [`serve_batch`] validates every request before it calls the store: offsets and lengths are
+/// always multiples of 512 and inside `0..sectors() * 512` (no overflow), buffers are at most
+/// [`MAX_BYTES_PER_REQUEST`] bytes, and `write_at`/`discard` are never called when
+/// [`read_only`](Self::read_only) is `true`. Calls come from the one backend thread serving the
+/// ring, in ring order.
+pub trait BlockStore {
+    /// The disk's size in 512-byte sectors (constant while the device is connected).
+    fn sectors(&self) -> u64;
+
+    /// Whether the disk refuses writes and discards (checked by [`serve_batch`]).
+    fn read_only(&self) -> bool;
+
+    /// Fills `buf` with the bytes at `offset`. Must fill all of it or fail (a short read of a
+    /// file is retried or reported, never answered as success).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BlockIoError>;
+
+    /// Writes all of `buf` at `offset`. When it returns `Ok` the data is in the store (the
+    /// page cache, for a file): a later [`read_at`](Self::read_at) sees it, and a later
+    /// [`flush`](Self::flush) makes it durable.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), BlockIoError>;
+
+    /// Makes every write that returned so far durable (`fdatasync` for a file).
+    fn flush(&self) -> Result<(), BlockIoError>;
+
+    /// Makes `len` bytes at `offset` read back as zeros (`len > 0`), freeing their storage if it
+    /// can (`fallocate(PUNCH_HOLE | KEEP_SIZE)`, or writing zeros where holes are unsupported).
+    /// Durability follows the same rule as writes.
+    fn discard(&self, offset: u64, len: u64) -> Result<(), BlockIoError>;
+}
+
+impl<S: BlockStore + ?Sized> BlockStore for &S {
+    fn sectors(&self) -> u64 {
+        (**self).sectors()
+    }
+
+    fn read_only(&self) -> bool {
+        (**self).read_only()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), BlockIoError> {
+        (**self).read_at(offset, buf)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), BlockIoError> {
+        (**self).write_at(offset, buf)
+    }
+
+    fn flush(&self) -> Result<(), BlockIoError> {
+        (**self).flush()
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<(), BlockIoError> {
+        (**self).discard(offset, len)
+    }
+}
+
+/// What one [`serve_batch`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServeOutcome {
+    /// Requests answered.
+    pub handled: usize,
+    /// Of those, requests answered with an error status.
+    pub failed: usize,
+    /// Whether the frontend must be notified (once, for the whole batch).
+    pub notify: bool,
+}
+
+/// Answers every request the frontend has published, until the final check finds the ring empty
+/// (with `req_event` armed). Each request is copied out of the ring once, validated and
+/// performed (see the [module documentation](self)); responses are published after each burst.
+/// Returns [`RingError`] if the frontend's `req_prod` is corrupt (the responses pushed so far
+/// are published first): the VMM then stops the guest.
+///
+/// The batch has no budget: a guest that keeps producing keeps its own backend busy.
+pub fn serve_batch<P: SharedPage, G: GrantMapper, S: BlockStore>(
+    ring: &mut BlkifBackRing<P>,
+    grants: &G,
+    store: &S,
+) -> Result<ServeOutcome, RingError> {
+    let mut outcome = ServeOutcome::default();
+    // One bounce buffer for the whole batch (zeroed once, not per request).
+    let mut buf = [0u8; MAX_BYTES_PER_REQUEST];
+    loop {
+        let burst = serve_available(ring, grants, store, &mut buf, &mut outcome);
+        outcome.notify |= ring.commit_responses();
+        burst?;
+        if !ring.final_check_for_requests()? {
+            return Ok(outcome);
+        }
+    }
+}
+
+/// Answers the requests available now.
+fn serve_available<P: SharedPage, G: GrantMapper, S: BlockStore>(
+    ring: &mut BlkifBackRing<P>,
+    grants: &G,
+    store: &S,
+    buf: &mut [u8; MAX_BYTES_PER_REQUEST],
+    outcome: &mut ServeOutcome,
+) -> Result<(), RingError> {
+    while let Some(request) = ring.next_request()? {
+        let response = answer_with(&request, grants, store, buf);
+        ring.push_response(&response)
+            .expect("a consumed request always has a response slot");
+        outcome.handled += 1;
+        if response.status != BLKIF_RSP_OKAY {
+            outcome.failed += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Validates and performs one request (already copied out of the ring) and returns its
+/// response.
+pub fn answer<G: GrantMapper, S: BlockStore>(
+    request: &BlkifRequest,
+    grants: &G,
+    store: &S,
+) -> BlkifResponse {
+    answer_with(request, grants, store, &mut [0; MAX_BYTES_PER_REQUEST])
+}
+
+fn answer_with<G: GrantMapper, S: BlockStore>(
+    request: &BlkifRequest,
+    grants: &G,
+    store: &S,
+    buf: &mut [u8; MAX_BYTES_PER_REQUEST],
+) -> BlkifResponse {
+    let result = match request.operation {
+        BLKIF_OP_READ => transfer(request, Direction::Read, grants, store, buf),
+        BLKIF_OP_WRITE => transfer(request, Direction::Write, grants, store, buf),
+        BLKIF_OP_WRITE_BARRIER | BLKIF_OP_FLUSH_DISKCACHE => flush(request, grants, store, buf),
+        BLKIF_OP_DISCARD => discard(&as_discard(request), store),
+        _ => Err(BLKIF_RSP_EOPNOTSUPP),
+    };
+    BlkifResponse {
+        id: request.id,
+        operation: request.operation,
+        pad: 0,
+        status: result.err().unwrap_or(BLKIF_RSP_OKAY),
+        pad2: 0,
+    }
+}
+
+/// A failed request's status.
+type Status = i16;
+
+fn io_status(e: BlockIoError) -> Status {
+    match e {
+        BlockIoError::Io { .. } => BLKIF_RSP_ERROR,
+        BlockIoError::Unsupported => BLKIF_RSP_EOPNOTSUPP,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Disk to pages: the grants must be writable.
+    Read,
+    /// Pages to disk.
+    Write,
+}
+
+/// The byte offset of `sectors` sectors from `sector`, if they lie inside the disk.
+fn disk_range<S: BlockStore>(store: &S, sector: u64, sectors: u64) -> Result<(u64, u64), Status> {
+    let end = sector.checked_add(sectors).ok_or(BLKIF_RSP_ERROR)?;
+    if end > store.sectors() {
+        return Err(BLKIF_RSP_ERROR);
+    }
+    let offset = sector
+        .checked_mul(BLKIF_SECTOR_SIZE)
+        .ok_or(BLKIF_RSP_ERROR)?;
+    let len = sectors
+        .checked_mul(BLKIF_SECTOR_SIZE)
+        .ok_or(BLKIF_RSP_ERROR)?;
+    Ok((offset, len))
+}
+
+/// Reads or writes the request's segments (1–11 of them; the caller checked the count).
+fn transfer<G: GrantMapper, S: BlockStore>(
+    request: &BlkifRequest,
+    direction: Direction,
+    grants: &G,
+    store: &S,
+    buf: &mut [u8; MAX_BYTES_PER_REQUEST],
+) -> Result<(), Status> {
+    let n = usize::from(request.nr_segments);
+    if n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+        return Err(BLKIF_RSP_ERROR);
+    }
+    transfer_segments(request, n, direction, grants, store, buf)
+}
+
+fn transfer_segments<G: GrantMapper, S: BlockStore>(
+    request: &BlkifRequest,
+    n: usize,
+    direction: Direction,
+    grants: &G,
+    store: &S,
+    buf: &mut [u8; MAX_BYTES_PER_REQUEST],
+) -> Result<(), Status> {
+    let segments = &request.seg[..n];
+    let sectors = segments_sectors(segments).ok_or(BLKIF_RSP_ERROR)?;
+    let (offset, len) = disk_range(store, request.sector_number, sectors)?;
+    if direction == Direction::Write && store.read_only() {
+        return Err(BLKIF_RSP_ERROR);
+    }
+    // Map every grant before touching the store, so that a bad grant fails the request with
+    // nothing done. Reads write into the pages, so they need writable grants.
+    let mut pages: [Option<G::Mapping>; BLKIF_MAX_SEGMENTS_PER_REQUEST] =
+        core::array::from_fn(|_| None);
+    for (slot, seg) in pages.iter_mut().zip(segments) {
+        let page = grants
+            .map(seg.gref, direction == Direction::Read)
+            .map_err(|_| BLKIF_RSP_ERROR)?;
+        *slot = Some(page);
+    }
+    let buf = &mut buf[..len as usize];
+    // (segment, its page, its byte range in the page, its byte range in `buf`)
+    let pieces = segments
+        .iter()
+        .zip(pages.iter().flatten())
+        .scan(0, |at, (seg, page)| {
+            let in_page = usize::from(seg.first_sect) * SECTOR_SIZE
+                ..(usize::from(seg.last_sect) + 1) * SECTOR_SIZE;
+            let in_buf = *at..*at + in_page.len();
+            *at = in_buf.end;
+            Some((page, in_page.start, in_buf))
+        });
+    match direction {
+        Direction::Write => {
+            for (page, start, in_buf) in pieces {
+                page.read(start, &mut buf[in_buf]);
+            }
+            store.write_at(offset, buf).map_err(io_status)
+        }
+        Direction::Read => {
+            store.read_at(offset, buf).map_err(io_status)?;
+            for (page, start, in_buf) in pieces {
+                page.write(start, &buf[in_buf]);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `FLUSH_DISKCACHE` / `WRITE_BARRIER`: the segments' write (if any), then a flush.
+fn flush<G: GrantMapper, S: BlockStore>(
+    request: &BlkifRequest,
+    grants: &G,
+    store: &S,
+    buf: &mut [u8; MAX_BYTES_PER_REQUEST],
+) -> Result<(), Status> {
+    let n = usize::from(request.nr_segments);
+    if n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+        return Err(BLKIF_RSP_ERROR);
+    }
+    if n > 0 {
+        transfer_segments(request, n, Direction::Write, grants, store, buf)?;
+    }
+    store.flush().map_err(io_status)
+}
+
+fn discard<S: BlockStore>(request: &BlkifRequestDiscard, store: &S) -> Result<(), Status> {
+    let (offset, len) = disk_range(store, request.sector_number, request.nr_sectors)?;
+    if store.read_only() {
+        return Err(BLKIF_RSP_ERROR);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    store.discard(offset, len).map_err(io_status)
+}
+
+#[cfg(test)]
+mod tests;
