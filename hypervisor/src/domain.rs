@@ -26,8 +26,7 @@ pub struct VcpuWake {
 impl VcpuWake {
     /// Records the calling thread as the vCPU thread.
     pub fn set_vcpu_thread(&self) {
-        // SAFETY: pthread_self has no preconditions.
-        self.thread.store(unsafe { libc::pthread_self() }, SeqCst);
+        self.thread.store(crate::sys::current_thread(), SeqCst);
     }
 
     /// Marks the vCPU blocked (or not); returns the previous state.
@@ -44,9 +43,9 @@ impl VcpuWake {
     pub fn kick(&self) {
         let thread = self.thread.load(SeqCst);
         if thread != 0 {
-            // SAFETY: `thread` is the vCPU thread, which the VMM joins only after stopping every
-            // thread that can call this.
-            unsafe { libc::pthread_kill(thread, kick_signal()) };
+            // The vCPU thread is the main thread, which outlives every thread that kicks it: the
+            // VMM stops them all before it returns.
+            crate::sys::signal_thread(thread, kick_signal());
         }
     }
 }

@@ -131,3 +131,17 @@ pub fn open_tap(name: &str) -> io::Result<std::fs::File> {
     }
     Ok(file)
 }
+
+/// The calling thread's `pthread_t`.
+pub fn current_thread() -> libc::pthread_t {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() }
+}
+
+/// Sends `signal` to `thread`, which must be alive (a thread of this process that has not been
+/// joined); the caller guarantees that.
+pub fn signal_thread(thread: libc::pthread_t, signal: libc::c_int) {
+    // SAFETY: the caller guarantees `thread` is a live thread of this process; pthread_kill
+    // only queues a signal.
+    unsafe { libc::pthread_kill(thread, signal) };
+}
