@@ -267,7 +267,7 @@ fn tap_problems_are_one_line_errors() {
 #[test]
 fn hostile_net_requests_are_answered_and_the_vmm_survives() {
     let ns = NetNs::new();
-    let mut g = ns.start_guest("hostile", &["--cmdline", "net-tx"]);
+    let mut g = ns.start_guest("hostile", &["--cmdline", "net-tx net-rx"]);
     assert_eq!(g.wait(), Some(0), "{}", g.log());
     let log = g.log();
     assert!(log.contains(", 0 failed") && log.contains("ok "), "{log}");

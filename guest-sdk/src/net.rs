@@ -266,6 +266,11 @@ impl Link {
         Some(p.len)
     }
 
+    /// Every transmit page is in flight.
+    fn tx_starved(&self) -> bool {
+        self.tx_free.is_empty() && !self.tx_pages.is_empty()
+    }
+
     fn has_tx_page(&mut self) -> bool {
         if self.tx_free.is_empty() {
             self.poll();
@@ -493,7 +498,7 @@ impl Net {
             return true;
         }
         self.link.stats.waits += 1;
-        let tx_starved = self.link.tx_free.is_empty() && !self.link.tx_pages.is_empty();
+        let tx_starved = self.link.tx_starved();
         let front = &mut self.link.front;
         timer::wait_until(deadline, || {
             if tx_starved {
@@ -504,6 +509,23 @@ impl Net {
         });
         self.link.poll();
         self.rx_ready()
+    }
+
+    /// Blocks until every frame handed to the device has its transmit response (the backend
+    /// sent it to the host, or dropped it), or `deadline` passes; returns whether all were
+    /// answered. Call it before powering off, or the last frames may never leave.
+    pub fn flush(&mut self, deadline: Instant) -> bool {
+        loop {
+            self.link.poll();
+            if self.link.tx_free.len() == self.link.tx_pages.len() {
+                return true;
+            }
+            if crate::time::now() >= deadline {
+                return false;
+            }
+            let front = &mut self.link.front;
+            timer::wait_until(Some(deadline), || front.final_check());
+        }
     }
 
     /// Disconnects, masks the port and revokes every grant. On failure the device is left as it
@@ -681,7 +703,9 @@ mod smoltcp_device {
         }
 
         /// Blocks until a frame arrives, smoltcp's next timer is due (`iface.poll_delay`), or
-        /// `deadline` passes, whichever comes first. Returns whether a frame is waiting.
+        /// `deadline` passes, whichever comes first (when smoltcp has frames to send but every
+        /// transmit page is in flight: until a page comes back). Returns whether a frame is
+        /// waiting.
         pub fn wait_interface(
             &mut self,
             iface: &mut Interface,
@@ -696,7 +720,13 @@ mod smoltcp_device {
                 (a, b) => a.or(b),
             };
             if until.is_some_and(|t| t <= time::now()) {
-                return self.rx_ready();
+                // smoltcp has work now. If it is waiting for a transmit page, sleep until one
+                // comes back (or a frame arrives) instead of spinning.
+                self.link.poll();
+                if !self.link.tx_starved() || self.rx_ready() {
+                    return self.rx_ready();
+                }
+                return self.wait(deadline);
             }
             self.wait(until)
         }

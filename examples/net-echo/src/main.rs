@@ -26,6 +26,7 @@ extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use guest_sdk::net::smoltcp::iface::{SocketHandle, SocketSet};
 use guest_sdk::net::smoltcp::socket::{tcp, udp};
@@ -41,8 +42,9 @@ const ECHO: u16 = 7;
 const DISCARD: u16 = 9;
 const SOURCE: u16 = 19;
 const TCP_ECHO_SOCKETS: usize = 4;
-/// Socket buffers of the throughput ports (smoltcp scales its window to fit).
-const BULK_BUFFER: usize = 256 * 1024;
+/// The big socket buffer of each throughput port (discard: receive, source: send); smoltcp
+/// scales its window to fit. 1 MiB covers the bandwidth-delay product of a loaded 2-core host.
+const BULK_BUFFER: usize = 1024 * 1024;
 
 /// A discard or source connection's progress.
 #[derive(Debug, Default)]
@@ -84,17 +86,17 @@ fn main() -> u32 {
         s.bind(ECHO).expect("port 7 is a valid endpoint");
         sockets.add(s)
     };
-    let tcp_socket = |size: usize| {
+    let tcp_socket = |rx: usize, tx: usize| {
         tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; size]),
-            tcp::SocketBuffer::new(vec![0; size]),
+            tcp::SocketBuffer::new(vec![0; rx]),
+            tcp::SocketBuffer::new(vec![0; tx]),
         )
     };
     let echo: Vec<SocketHandle> = (0..TCP_ECHO_SOCKETS)
-        .map(|_| sockets.add(tcp_socket(16 * 1024)))
+        .map(|_| sockets.add(tcp_socket(16 * 1024, 16 * 1024)))
         .collect();
-    let discard = sockets.add(tcp_socket(BULK_BUFFER));
-    let source = sockets.add(tcp_socket(BULK_BUFFER));
+    let discard = sockets.add(tcp_socket(BULK_BUFFER, 4096));
+    let source = sockets.add(tcp_socket(4096, BULK_BUFFER));
     let (mut discard_state, mut source_state) = (Bulk::default(), Bulk::default());
     let pattern: Vec<u8> = (0..=255u8).cycle().take(64 * 1024 + 256).collect();
     println!(
@@ -110,6 +112,7 @@ fn main() -> u32 {
         if count.is_some_and(|n| echoed >= n) {
             // Let the last echoes out before powering off.
             net.poll_interface(&mut iface, &mut sockets);
+            net.flush(time::now() + Duration::from_secs(1));
             break;
         }
         for h in &echo {

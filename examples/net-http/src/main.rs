@@ -11,9 +11,9 @@
 //! | a malformed request, or headers over 4 KiB | `400` |
 //!
 //! Every response has `Content-Length` and `Connection: close`; the server waits for the
-//! client to close first (up to 5 s), so its sockets never sit in `TIME-WAIT`. Eight listening
-//! sockets serve up to eight connections at once, and the server keeps serving until it is
-//! powered off, or:
+//! client to close first (up to 5 s), so its sockets never sit in `TIME-WAIT`. 32 listening
+//! sockets serve up to 32 connections at once (smoltcp has no accept backlog: a connection
+//! beyond that is refused), and the server keeps serving until it is powered off, or:
 //!
 //! ```text
 //! parapet run net-http --net tap=tap0 --cmdline "ip=10.77.0.2/24 [gw=10.77.0.1] [requests=N]"
@@ -46,7 +46,7 @@ guest_sdk::entry!(main);
 
 const USAGE: &str = "usage: net-http ip=A.B.C.D/N [gw=A.B.C.D] [requests=N]";
 const PORT: u16 = 80;
-const SOCKETS: usize = 8;
+const SOCKETS: usize = 32;
 const MAX_HEADER: usize = 4096;
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// A connection with no traffic for this long is dropped.
@@ -97,7 +97,7 @@ fn main() -> u32 {
     let mut sockets = SocketSet::new(Vec::new());
     let handles: Vec<SocketHandle> = (0..SOCKETS)
         .map(|_| {
-            let rx = tcp::SocketBuffer::new(vec![0; 4096]);
+            let rx = tcp::SocketBuffer::new(vec![0; 2048]);
             let tx = tcp::SocketBuffer::new(vec![0; 8192]);
             sockets.add(tcp::Socket::new(rx, tx))
         })
@@ -118,6 +118,8 @@ fn main() -> u32 {
             }
         }
         if limit.is_some_and(|n| served >= n) {
+            net.poll_interface(&mut iface, &mut sockets);
+            net.flush(time::now() + Duration::from_secs(1));
             break;
         }
         net.wait_interface(&mut iface, &sockets, None);
