@@ -41,7 +41,7 @@
 //! | [`time`] | a monotonic clock from the PV clock, [`time::sleep`] |
 //! | [`mod@panic`] | the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
 //! | [`heap`] | the global allocator over the largest usable memory region |
-//! | [`idt`] | exception stubs that report every CPU exception to the VMM |
+//! | [`idt`] | exception stubs that report every CPU exception to the VMM; handlers for interrupt vectors |
 //! | [`paging`] | the stack guard page in the builder's page tables |
 //!
 //! The ABI itself (numbers, structures, constants) lives in [`parapet_abi`], re-exported as

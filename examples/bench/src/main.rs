@@ -43,7 +43,10 @@
 //! request/response round trip through the loopback device, the guest blocking for the response
 //! (needs `parapet run --loopback`; skipped otherwise).
 //!
-//! Run only when named (they are slow or noisy on purpose): `event_rtt_doorbell` and
+//! Run only when named: `mmio_read` and `mmio_write` (a guest whose host cannot reach the
+//! scratch MMIO page takes a page fault there, which ends the run); `timer_fire_hypercall`
+//! (milliseconds per sample on a busy host). Also run only when named, because they are slow or
+//! noisy on purpose: `event_rtt_doorbell` and
 //! `event_rtt_hypercall` push one loopback request, notify the backend with the doorbell
 //! (ioeventfd, no exit) or with `EVTCHNOP_send` (a hypercall), and spin until the response is
 //! there: the event round trip guest → backend → guest. `console_ring_1k`, `console_io_1k` and
@@ -227,11 +230,13 @@ const BENCHES: &[Bench] = &[
         // SAFETY: the builder maps the scratch MMIO page at this address (docs/abi.md §9.3);
         // every access exits to the VMM, which answers the register's value.
         let _ = unsafe { (SCRATCH_MMIO as *const u64).read_volatile() };
-    }),
+    })
+    .explicit(),
     Bench::new("mmio_write", 1, |_| {
         // SAFETY: as above; the VMM stores the value in the register.
         unsafe { (SCRATCH_MMIO as *mut u64).write_volatile(5) };
-    }),
+    })
+    .explicit(),
     // The same request through the shared ring.
     Bench::new("ring_echo", 1, |c| ring_echo(c, 1)).loopback(),
     Bench::new("ring_echo_batch", RING_BATCH as u64, |c| {
@@ -258,7 +263,8 @@ const BENCHES: &[Bench] = &[
         let n = TIMER_HITS.load(Ordering::SeqCst);
         let _ = hypercall::set_timer(time::now().as_nanos().max(1));
         spin_until_above(&TIMER_HITS, n);
-    }),
+    })
+    .explicit(),
     Bench::new("timer_fire_lapic", 1, |_| {
         let n = LAPIC_HITS.load(Ordering::SeqCst);
         // SAFETY: a one-shot count of 1 fires the timer at once on `LAPIC_TIMER_VECTOR`, whose
