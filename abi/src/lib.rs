@@ -26,6 +26,7 @@
 pub mod blkif;
 pub mod console;
 pub mod device;
+pub mod emulated;
 pub mod errno;
 pub mod event_channel;
 pub mod grant_table;

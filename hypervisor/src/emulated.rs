@@ -4,15 +4,9 @@
 
 use crate::hypercall::ConsoleSink;
 
-/// Bochs/QEMU-style debug console: `out 0xe9, al` prints one byte.
-pub const DEBUG_CONSOLE_PORT: u16 = 0xe9;
-/// A scratch register on port I/O: reads return what was last written.
-pub const SCRATCH_PORT: u16 = 0x510;
-/// A scratch register at this guest-physical (and, by the builder's mapping, virtual) address:
-/// an MMIO page no memory slot backs, beyond any guest RAM.
-pub const SCRATCH_MMIO: u64 = 1 << 40;
-/// Size of the scratch MMIO window.
-pub const SCRATCH_MMIO_SIZE: u64 = 4096;
+pub use parapet_abi::emulated::{
+    DEBUG_CONSOLE_PORT, SCRATCH_MMIO, SCRATCH_MMIO_SIZE, SCRATCH_PORT,
+};
 
 /// The trapped-and-emulated devices on the vCPU's I/O and MMIO buses.
 pub trait IoBus {

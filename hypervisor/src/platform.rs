@@ -112,18 +112,23 @@ pub fn choose_transport(host: &Host, choice: TransportChoice) -> Result<Transpor
     }
 }
 
-/// The CPUID leaves KVM consults for its own checks (vendor, x2APIC, long mode, NX), copied from
-/// the host, with x2APIC added (KVM emulates it whatever the host has).
+/// The CPUID leaves KVM consults for its own checks (vendor, x2APIC, long mode, NX, the physical
+/// address width), copied from the host, with x2APIC added (KVM emulates it whatever the host
+/// has).
 pub fn minimal_cpuid() -> kvm_bindings::CpuId {
     use std::arch::x86_64::__cpuid_count;
     const X2APIC: u32 = 1 << 21;
-    let entries: Vec<_> = [0u32, 1, 0x8000_0000, 0x8000_0001]
+    let entries: Vec<_> = [0u32, 1, 0x8000_0000, 0x8000_0001, 0x8000_0008]
         .into_iter()
         .map(|function| {
             let r = __cpuid_count(function, 0);
             kvm_bindings::kvm_cpuid_entry2 {
                 function,
-                eax: if function == 0 { r.eax.min(1) } else { r.eax },
+                eax: match function {
+                    0 => r.eax.min(1),
+                    0x8000_0000 => r.eax.min(0x8000_0008),
+                    _ => r.eax,
+                },
                 ebx: r.ebx,
                 ecx: if function == 1 { r.ecx | X2APIC } else { r.ecx },
                 edx: r.edx,
@@ -131,7 +136,7 @@ pub fn minimal_cpuid() -> kvm_bindings::CpuId {
             }
         })
         .collect();
-    kvm_bindings::CpuId::from_entries(&entries).expect("four CPUID entries fit")
+    kvm_bindings::CpuId::from_entries(&entries).expect("five CPUID entries fit")
 }
 
 fn cpu_vendor_is_amd() -> bool {

@@ -24,6 +24,7 @@ use kvm_ioctls::{Kvm, VmFd};
 use parapet_abi::Errno;
 use parapet_abi::hypercall::PIO_DOORBELL_PORT;
 use parapet_abi::start_info::{Platform, Transport};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
@@ -179,7 +180,11 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         eprint!("{}", counters.render(&kvm_stats, &device_stats));
     }
     let exit = exit?;
-    Ok(report(exit, &vcpu, &ram, &config.kernel, config.timeout))
+    let status = report(exit, &vcpu, &ram, &config.kernel, config.timeout);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    crate::sys::defer_vm_teardown(&[vm.as_raw_fd(), vcpu.fd().as_raw_fd()]);
+    Ok(status)
 }
 
 fn check_memory(bytes: u64) -> Result<u64> {

@@ -167,11 +167,8 @@ const MULTICALL_BATCH: usize = 32;
 /// Requests per sample of `ring_echo_batch` (the ring has 64 slots).
 const RING_BATCH: usize = 32;
 
-/// The trapped-and-emulated scratch registers (docs/abi.md §9.3).
-const SCRATCH_PORT: u16 = 0x510;
-const SCRATCH_MMIO: usize = 1 << 40;
-/// The debug-console port (one byte per exit).
-const DEBUG_CONSOLE_PORT: u16 = 0xe9;
+/// The trapped-and-emulated devices (docs/abi.md §9.3): scratch registers and the debug console.
+use guest_sdk::abi::emulated::{DEBUG_CONSOLE_PORT, SCRATCH_MMIO, SCRATCH_PORT};
 
 /// kvm_pvm's TSC-frequency MSR (what Linux's PVM guest reads instead of calibrating).
 const MSR_PVM_TSC_KHZ: u32 = 0x4b56_4d13;

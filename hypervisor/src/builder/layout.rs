@@ -37,13 +37,13 @@ pub use parapet_abi::start_info::gdt as selector;
 pub const MIN_MEMORY: u64 = 2 << 20;
 /// Largest kernel image extent: its 4 KiB page tables must fit the page-table area.
 pub const MAX_KERNEL_SPAN: u64 = 256 << 20;
-/// Largest guest RAM.
-pub const MAX_MEMORY: u64 = 64 << 30;
+/// Largest guest RAM: everything below the scratch MMIO page (docs/abi.md §9.3).
+pub const MAX_MEMORY: u64 = crate::emulated::SCRATCH_MMIO;
 /// Guest RAM must be a whole number of these (the identity map uses 2 MiB pages).
 pub const MEMORY_GRANULE: u64 = 2 << 20;
 
 const _: () = assert!(
-    PAGE_TABLES.start + (2 + (MAX_MEMORY >> 30) + 2 + (MAX_KERNEL_SPAN >> 21) + 3) * PAGE
+    PAGE_TABLES.start + (2 + (MAX_MEMORY >> 30) + 2 + (MAX_KERNEL_SPAN >> 21) + 2) * PAGE
         <= PAGE_TABLES.end,
     "the page-table area must hold the tables for MAX_MEMORY"
 );

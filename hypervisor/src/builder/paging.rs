@@ -1,8 +1,8 @@
 //! The initial page tables: all of guest RAM mapped 1:1, W^X.
 //!
 //! Every entry at every level carries U/S=1, which kvm_pvm requires for native execution and
-//! which is harmless under VT-x/AMD-V (the guest runs at CPL 0, and SMEP/SMAP are off). RAM uses
-//! PML4 slot 0 and the scratch MMIO page slot 2, so slot 256 (reserved by kvm_pvm) never is.
+//! which is harmless under VT-x/AMD-V (the guest runs at CPL 0, and SMEP/SMAP are off). RAM and
+//! the scratch MMIO page use PML4 slot 0, so slot 256 (reserved by kvm_pvm) never is.
 //!
 //! The boot area and the kernel image get 4 KiB pages with their own rights: the hypercall page
 //! is read/execute, start-info read-only, each kernel page as its ELF segments say (text
@@ -160,19 +160,31 @@ pub fn build(ram: &GuestRam, image: &KernelImage) -> Result<(u64, u64), Errno> {
 }
 
 /// Maps the emulated scratch register's MMIO page (no memory slot backs it: every access exits
-/// to the VMM), read/write, never executable.
+/// to the VMM), read/write, never executable, reusing the tables that already map RAM.
 fn map_scratch_mmio(ram: &GuestRam, pml4: u64, tables: &mut TableAllocator) -> Result<(), Errno> {
     use crate::emulated::SCRATCH_MMIO as VA;
-    const _: () = assert!(
-        VA >> 39 != 0 && VA >> 39 < 256,
-        "its own PML4 slot, not slot 256"
-    );
-    let (pdpt, pd, pt) = (tables.alloc()?, tables.alloc()?, tables.alloc()?);
-    let index = |level: u32| (VA >> (12 + 9 * level)) & 511;
-    ram.write_obj(pml4 + index(3) * 8, &(pdpt | TABLE))?;
-    ram.write_obj(pdpt + index(2) * 8, &(pd | TABLE))?;
-    ram.write_obj(pd + index(1) * 8, &(pt | TABLE))?;
-    ram.write_obj(pt + index(0) * 8, &(VA | Access::ReadWrite.pte_flags()))
+    const _: () = assert!(VA >> 39 != 256, "never PML4 slot 256");
+    let mut table = pml4;
+    for level in [3u32, 2, 1] {
+        let slot = table + ((VA >> (12 + 9 * level)) & 511) * 8;
+        let entry: u64 = ram.read_obj(slot)?;
+        table = if entry & PRESENT != 0 {
+            debug_assert_eq!(
+                entry & HUGE,
+                0,
+                "the scratch page's tables map nothing else"
+            );
+            entry & 0x000f_ffff_ffff_f000
+        } else {
+            let next = tables.alloc()?;
+            ram.write_obj(slot, &(next | TABLE))?;
+            next
+        };
+    }
+    ram.write_obj(
+        table + ((VA >> 12) & 511) * 8,
+        &(VA | Access::ReadWrite.pte_flags()),
+    )
 }
 
 #[cfg(test)]
@@ -226,8 +238,8 @@ mod tests {
         let (cr3, frames) = build(&ram, &img).unwrap();
         assert_eq!(
             frames,
-            2 + 3 + 1 + 3,
-            "PML4, PDPT, 3 PDs, the low PT, the MMIO page's tables"
+            2 + 3 + 1 + 2,
+            "PML4, PDPT, 3 PDs, the low PT, the MMIO page's PD and PT"
         );
         let mmio = walk(&ram, cr3, crate::emulated::SCRATCH_MMIO);
         assert_eq!(
