@@ -1,6 +1,7 @@
 //! The benchmark runs and its output is well formed: the bench guest's lines, and
-//! `cargo xtask bench` end to end (table, JSON, SVG) with tiny iteration counts. Timings are not
-//! checked here; they belong to `cargo xtask bench` itself (docs/benchmarks.md).
+//! `cargo xtask bench`, `bench blk` and `bench net` end to end (table, JSON, SVG) with tiny
+//! iteration counts and sizes. Timings are not checked here; they belong to the benchmarks
+//! themselves (docs/benchmarks.md).
 
 use parapet_tests::{TempDir, guest, host_binary, run, run_guest, vmm};
 use std::collections::BTreeMap;
@@ -165,4 +166,117 @@ fn xtask_bench_prints_the_table_and_writes_json_and_svg() {
 
     let svg = std::fs::read_to_string(dir.join("chart.svg")).expect("chart.svg");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+}
+
+/// Reads `dir/name` as JSON.
+fn json_file(dir: &std::path::Path, name: &str) -> serde_json::Value {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
+}
+
+fn assert_svg(dir: &std::path::Path, name: &str) {
+    let svg = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{name}"
+    );
+}
+
+#[test]
+fn xtask_bench_blk_measures_both_sides() {
+    let xtask = host_binary("xtask", "xtask");
+    let dir = TempDir::new("bench-blk");
+    let mut cmd = Command::new(&xtask);
+    cmd.args([
+        "bench",
+        "blk",
+        "--size",
+        "4M",
+        "--seconds",
+        "0.05",
+        "--rounds",
+        "1",
+    ])
+    .arg("--vmm")
+    .arg(vmm())
+    .arg("--guest")
+    .arg(guest("blk-bench"))
+    .arg("--harness")
+    .arg(&xtask)
+    .arg("--image")
+    .arg(dir.join("blk.img"))
+    .arg("--out")
+    .arg(&*dir);
+    let out = run(cmd);
+    out.assert_status(0).assert_no_panic();
+    out.assert_stdout_contains("Parapet bench blk:")
+        .assert_stdout_contains("goals (issue 4):");
+    let json = json_file(&dir, "blk.json");
+    assert_eq!(json["schema"], "parapet-bench-blk/1");
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 6, "{json}");
+    for r in rows {
+        let label = r["label"].as_str().expect("label");
+        assert!(out.stdout.contains(label), "the table lacks {label}\n{out}");
+        assert_eq!(r["status"], "measured", "{r}\n{out}");
+        for k in ["guest_rate", "host_rate", "ratio", "vmm_exits_per_request"] {
+            assert!(r[k].as_f64().is_some_and(|x| x >= 0.0), "{k} in {r}");
+        }
+        let lat = |k: &str| r[k].as_f64().unwrap_or(-1.0);
+        assert!(
+            lat("guest_lat_median_ns") > 0.0 && lat("host_lat_median_ns") > 0.0,
+            "{r}"
+        );
+    }
+    assert_svg(&dir, "blk.svg");
+}
+
+/// Needs root (network namespaces, a TAP device), as the network tests do.
+#[test]
+fn xtask_bench_net_measures_the_guest_and_the_ceilings() {
+    let xtask = host_binary("xtask", "xtask");
+    let dir = TempDir::new("bench-net");
+    let mut cmd = Command::new(&xtask);
+    cmd.args(["bench", "net", "--mib", "1", "--udp", "50", "--rounds", "1"])
+        .arg("--vmm")
+        .arg(vmm())
+        .arg("--guest")
+        .arg(guest("net-echo"))
+        .arg("--out")
+        .arg(&*dir);
+    let out = run(cmd);
+    out.assert_status(0).assert_no_panic();
+    out.assert_stdout_contains("Parapet bench net:")
+        .assert_stdout_contains("goal (issue 5):");
+    let json = json_file(&dir, "net.json");
+    assert_eq!(json["schema"], "parapet-bench-net/1");
+    let tests = json["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 3, "{json}");
+    for t in tests {
+        for way in ["guest", "veth", "loopback"] {
+            let w = &t["ways"][way];
+            assert_eq!(
+                w["status"], "measured",
+                "{} over {way}: {w}\n{out}",
+                t["id"]
+            );
+            assert!(w["median"].as_f64().is_some_and(|x| x > 0.0), "{w}");
+        }
+        let g = &t["ways"]["guest"];
+        assert!(
+            g["vmm_exits_per_packet"].as_f64().is_some_and(|x| x >= 0.0),
+            "exits per packet: {g}"
+        );
+    }
+    assert_svg(&dir, "net.svg");
+    // Its namespaces are gone.
+    let left = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ppbench-"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, 0, "bench net left namespaces behind");
 }

@@ -10,8 +10,7 @@
 /// Write `count` bytes from `buffer_gpa` to the console. Returns the number of bytes written,
 /// which is less than `count` only when `count` exceeds [`CONSOLEIO_WRITE_MAX`].
 pub const CONSOLEIO_WRITE: u64 = 0;
-/// Read up to `count` bytes of console input into `buffer_gpa`. Returns the number read (0 when
-/// no input is pending).
+/// Validates `buffer_gpa` and returns 0: console input arrives through the console ring.
 pub const CONSOLEIO_READ: u64 = 1;
 
 /// The most bytes one `CONSOLEIO_WRITE` consumes.

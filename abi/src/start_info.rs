@@ -163,7 +163,7 @@ pub struct StartInfo {
     pub shared_info: u64,
     /// GPA of the hypercall page (read and execute only).
     pub hypercall_page: u64,
-    /// GPA of the PV console page (reserved until the console ring is served).
+    /// GPA of the PV console ring page.
     pub console_page: u64,
     /// GPA of the PVM VIF page if `flags & VIF`, else 0.
     pub vif_page: u64,

@@ -4,12 +4,15 @@
 //! cargo xtask run-guest NAME [--release] [-- VMM-ARGS...]
 //! cargo xtask build-guest NAME [--release]
 //! cargo xtask bench [--iters N] [--rounds R] [--peer-solo5 PATH] [--only PATTERN]...
+//! cargo xtask bench blk [--size 256M] [--seconds N] [--rounds R] [--spin US]
+//! cargo xtask bench net [--mib N] [--udp N] [--rounds R]      (root: network namespaces)
 //! ```
 //!
 //! Guests are the packages under `examples/`. They are built for `x86_64-unknown-none` (soft-float,
 //! no red zone, panic=abort); the VMM is built for the host. `bench` ([`bench`]) builds
 //! everything with the release profile and prints the hypercall-vs-trap table of
-//! docs/benchmarks.md.
+//! docs/benchmarks.md; `bench blk` and `bench net` measure the PV block and network devices
+//! against the host doing the same I/O (docs/benchmarks.md, "PV block", "PV network").
 
 mod bench;
 

@@ -14,7 +14,7 @@ pub const SHARED_INFO: u64 = 0x2000;
 pub const HYPERCALL_PAGE: u64 = 0x3000;
 /// PVM VIF page.
 pub const VIF_PAGE: u64 = 0x4000;
-/// Console page (reserved for the console ring).
+/// Console ring page.
 pub const CONSOLE_PAGE: u64 = 0x5000;
 /// GDT.
 pub const GDT: u64 = 0x6000;

@@ -7,8 +7,8 @@ use parapet_abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX}
 pub(super) fn console_io(ctx: &mut Context<'_>, [cmd, count, buf, ..]: [u64; 5]) -> Action {
     match cmd {
         CONSOLEIO_WRITE => write(ctx, count.min(CONSOLEIO_WRITE_MAX), buf).into(),
-        // No input channel yet: nothing is ever pending. The buffer is still validated so a
-        // guest learns about a bad pointer now rather than when input arrives.
+        // Console input arrives through the console ring; the buffer is still validated so a
+        // guest learns about a bad pointer.
         CONSOLEIO_READ => ctx.ram.check_range(buf, count).map(|()| 0).into(),
         _ => Action::Return(Errno::ENOSYS.to_ret()),
     }

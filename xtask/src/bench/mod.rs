@@ -14,7 +14,12 @@
 //!   with its floor row within a round.
 //! - Boot rows (spawn to exit, host wall clock) alternate their programs run by run.
 
+pub mod blk;
+pub mod cpu;
+pub mod net;
+pub mod netns;
 pub mod parse;
+pub mod ratio_chart;
 pub mod report;
 pub mod rows;
 
@@ -25,17 +30,21 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::Workspace;
 use report::{HostInfo, Outcome, Report, RowResult, Sample};
 use rows::{Boot, ROWS, Row, Source};
 
 /// Any one process is killed after this long (a safety net, not a measurement).
-const PROCESS_LIMIT: Duration = Duration::from_secs(300);
+pub(crate) const PROCESS_LIMIT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// A device benchmark instead of the hypercall-vs-trap table.
+    #[command(subcommand)]
+    suite: Option<Suite>,
     /// Samples per benchmark for operations that exit once; rows scale it (cheap operations
     /// take more samples, slow ones fewer).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(2..))]
@@ -68,6 +77,22 @@ pub struct BenchArgs {
     /// Use this `parapet-floor` binary instead of building it (release).
     #[arg(long, value_name = "PATH")]
     floor: Option<PathBuf>,
+}
+
+/// The device benchmarks, each with its own table (docs/benchmarks.md).
+#[derive(Debug, Subcommand)]
+enum Suite {
+    /// PV block: 4 KiB random and 1 MiB sequential I/O in a guest through Parapet next to the
+    /// host doing the same I/O on the same image; prints one table, writes blk.json and blk.svg.
+    Blk(Box<blk::BlkArgs>),
+    /// The host side of one `bench blk` test (run by `bench blk`, built with the release
+    /// profile).
+    #[command(hide = true)]
+    BlkHost(Box<blk::HostArgs>),
+    /// PV network: TCP both ways and UDP round trips between the host and a guest on a TAP
+    /// device, next to the same traffic over a veth pair and loopback; prints one table,
+    /// writes net.json and net.svg. Needs root (network namespaces).
+    Net(Box<net::NetArgs>),
 }
 
 /// The programs the benchmark runs.
@@ -113,6 +138,12 @@ impl Solo5 {
 }
 
 pub fn run(ws: &Workspace, args: BenchArgs) -> Result<ExitCode> {
+    match args.suite {
+        Some(Suite::Blk(a)) => return blk::run(ws, *a),
+        Some(Suite::BlkHost(a)) => return blk::host(*a),
+        Some(Suite::Net(a)) => return net::run(ws, *a),
+        None => {}
+    }
     let solo5 = args.peer_solo5.as_deref().map(Solo5::locate).transpose()?;
     let bins = Bins {
         guest: match &args.guest {
@@ -479,7 +510,7 @@ fn solo5_yield(s: &Solo5) -> Result<f64, Outcome> {
 
 /// What a child process did.
 #[derive(Debug, Default)]
-struct Captured {
+pub(crate) struct Captured {
     status: Option<i32>,
     stdout: String,
     stderr: String,
