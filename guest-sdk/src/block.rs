@@ -19,13 +19,22 @@
 //!
 //! # Requests, pages and grants
 //!
-//! Every request gets data pages of its own (from a small pool of recycled pages; no page is in
-//! two requests at once): [`BlockDevice::submit_read`] grants them writable to the backend,
-//! [`BlockDevice::submit_write`] copies the data into them and grants them read-only. A request carries at most [`MAX_SECTORS_PER_REQUEST`] sectors (11
-//! pages); sector *k* of a request is sector *k* mod 8 of its page *k* / 8. When the response
-//! arrives, the grants are revoked ([`grant::end_access`]) before the pages are touched or
-//! reused; a grant the backend still holds (it never should after answering) is never reused
-//! and its page is leaked rather than freed ([`BlockDevice::leaked_grants`]).
+//! Every request gets data pages of its own (no page is in two requests at once):
+//! [`BlockDevice::submit_read`] grants them writable to the backend,
+//! [`BlockDevice::submit_write`] copies the data into them and grants them read-only. A request
+//! carries at most [`MAX_SECTORS_PER_REQUEST`] sectors (11 pages); sector *k* of a request is
+//! sector *k* mod 8 of its page *k* / 8. When the response arrives, the grants are revoked
+//! ([`grant::end_access`]) before the pages are touched or reused; a grant the backend still
+//! holds (it never should after answering) is never reused and its page is leaked rather than
+//! freed ([`BlockDevice::leaked_grants`]).
+//!
+//! Data pages are recycled, not allocated and freed per request: a page whose grant was
+//! revoked goes back to the device's free list (up to a ring's worth of requests' pages) when
+//! its request completes (writes, flushes) or when its [`Completion`] is dropped (reads), and
+//! the next request takes it from there. Recycled pages are not zeroed: a read overwrites the
+//! sectors it returns ([`Completion::copy_data`] hands out no more), a write the sectors it
+//! sends; the rest of such a page holds earlier data of the same disk, which the backend has
+//! already seen.
 //!
 //! Submissions are published at once unless the device is [plugged](BlockDevice::plug): then
 //! they are published together, with at most one doorbell, by [`BlockDevice::unplug`].
@@ -44,7 +53,9 @@
 //! `embedded_sdmmc::BlockDevice`, so the `embedded-sdmmc` FAT16/FAT32 file system runs on it.
 
 use alloc::collections::VecDeque;
+use alloc::rc::{Rc, Weak};
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::fmt;
 
 use parapet_abi::Errno;
@@ -75,8 +86,31 @@ const SECTORS_PER_PAGE: u64 = 8;
 const PAGE_BYTES: usize = pv_drivers::shared::PAGE_SIZE;
 /// Requests the blocking helpers keep in flight at once.
 pub const PIPELINE_DEPTH: usize = 16;
-/// Spare data pages kept for reuse.
-const MAX_SPARE_PAGES: usize = 64;
+/// Spare data pages kept for reuse: enough for a full ring of the largest requests.
+const MAX_SPARE_PAGES: usize = pv_drivers::blkif::BLKIF_RING_SIZE as usize
+    * parapet_abi::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST;
+
+/// The free list of data pages: only pages whose grants were revoked go in.
+#[derive(Debug, Default)]
+struct PagePool(RefCell<Vec<PageBox>>);
+
+impl PagePool {
+    /// A spare page, or a fresh (zeroed) one if there is none.
+    fn take(&self) -> PageBox {
+        self.0.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps `pages` for reuse (frees those beyond [`MAX_SPARE_PAGES`]). Their grants must
+    /// have been revoked.
+    fn give(&self, pages: impl IntoIterator<Item = PageBox>) {
+        let mut spare = self.0.borrow_mut();
+        for page in pages {
+            if spare.len() < MAX_SPARE_PAGES {
+                spare.push(page);
+            }
+        }
+    }
+}
 
 /// Why a block operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +197,16 @@ pub struct Completion {
     pages: Vec<PageBox>,
     /// Bytes of data in `pages`.
     len: usize,
+    /// Where `pages` go back when the completion is dropped (if the device still exists).
+    pool: Weak<PagePool>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.give(self.pages.drain(..));
+        }
+    }
 }
 
 impl Completion {
@@ -222,7 +266,7 @@ pub struct BlockDevice {
     plugged: bool,
     in_flight: Vec<InFlight>,
     done: VecDeque<Completion>,
-    spare: Vec<PageBox>,
+    spare: Rc<PagePool>,
     notifies: u64,
     waits: u64,
     stray_responses: u64,
@@ -265,7 +309,7 @@ impl BlockDevice {
             plugged: false,
             in_flight: Vec::new(),
             done: VecDeque::new(),
-            spare: Vec::new(),
+            spare: Rc::default(),
             notifies: 0,
             waits: 0,
             stray_responses: 0,
@@ -399,15 +443,12 @@ impl BlockDevice {
     }
 
     fn alloc_page(&mut self) -> PageBox {
-        self.spare.pop().unwrap_or_default()
+        self.spare.take()
     }
 
+    /// Returns pages that the backend cannot access (never granted, or revoked) to the pool.
     fn recycle(&mut self, pages: Vec<PageBox>) {
-        for page in pages {
-            if self.spare.len() < MAX_SPARE_PAGES {
-                self.spare.push(page);
-            }
-        }
+        self.spare.give(pages);
     }
 
     /// Grants `pages` to the backend (read-only if `readonly`); on failure revokes those
@@ -637,12 +678,17 @@ impl BlockDevice {
             } else {
                 0
             };
+            if read_len == 0 {
+                // No data to hand out (a write, a flush, a failed read): reuse the pages now.
+                self.recycle(core::mem::take(&mut pages));
+            }
             self.done.push_back(Completion {
                 id: RequestId(request.id),
                 operation: request.operation,
                 status: response.status,
                 pages,
                 len: read_len,
+                pool: Rc::downgrade(&self.spare),
             });
         }
     }
@@ -736,9 +782,8 @@ impl BlockDevice {
         self.pipeline(
             &chunks,
             |dev, &(s, _, len)| dev.submit_read(s, (len / SECTOR_SIZE) as u64),
-            |dev, &(_, at, len), done| {
+            |_, &(_, at, len), done| {
                 done.copy_data(&mut buf[at..at + len]);
-                dev.recycle(done.pages);
             },
         )
     }
@@ -759,11 +804,7 @@ impl BlockDevice {
             .enumerate()
             .map(|(i, c)| (sector + (i * MAX_BYTES_PER_REQUEST / SECTOR_SIZE) as u64, c))
             .collect();
-        self.pipeline(
-            &chunks,
-            |dev, &(s, c)| dev.submit_write(s, c),
-            |dev, _, done| dev.recycle(done.pages),
-        )
+        self.pipeline(&chunks, |dev, &(s, c)| dev.submit_write(s, c), |_, _, _| {})
     }
 
     /// Submits `chunks` with at most [`PIPELINE_DEPTH`] in flight, completing them in order.
@@ -846,9 +887,7 @@ impl BlockDevice {
 
     fn wait_ok(&mut self, id: RequestId) -> Result<(), BlockError> {
         let done = self.wait_for(id)?;
-        let result = done.result();
-        self.recycle(done.pages);
-        result
+        done.result()
     }
 
     /// Makes every write submitted so far durable (`FLUSH_DISKCACHE`). Waits for a free ring

@@ -12,17 +12,20 @@
 //! ```text
 //! let mut ring = BlkifBackRing::attach(mapped_ring_page);
 //! loop {
-//!     let outcome = serve_batch(&mut ring, &grants, &disk)?;   // Err: stop the guest (102)
-//!     if outcome.notify { raise the device's event channel }
+//!     serve_batch(&mut ring, &grants, &disk, &mut || raise the device's event channel)?;
+//!                                          // Err: stop the guest (102)
 //!     wait for the doorbell
 //! }
 //! ```
 //!
 //! [`serve_batch`] consumes every request the frontend has published, copying each out of its
-//! slot exactly once and validating the copy, performs it on the [`BlockStore`], pushes one
-//! response per request, and returns only after its final check found the ring empty with
-//! `req_event` armed, so sleeping afterwards loses no request. It asks for at most one
-//! notification per batch.
+//! slot exactly once and validating the copy, performs it on the [`BlockStore`], and publishes
+//! its response at once (`rsp_prod` per request), calling the caller's `notify` as soon as a
+//! response crosses the frontend's `rsp_event`: the frontend consumes and refills the ring while
+//! the backend works through the rest of the burst, instead of the two taking turns. It returns
+//! only after its final check found the ring empty with `req_event` armed, so sleeping
+//! afterwards loses no request. Notifications follow io/ring.h: only when the frontend armed
+//! `rsp_event`, so a frontend that consumes in batches gets about one per batch.
 //!
 //! # Validation (what a request must satisfy, else `BLKIF_RSP_ERROR` for that request alone)
 //!
@@ -397,42 +400,47 @@ pub struct ServeOutcome {
     pub handled: usize,
     /// Of those, requests answered with an error status.
     pub failed: usize,
-    /// Whether the frontend must be notified (once, for the whole batch).
-    pub notify: bool,
+    /// Times the batch called `notify` (the frontend's `rsp_event` was crossed).
+    pub notified: usize,
 }
 
 /// Answers every request the frontend has published, until the final check finds the ring empty
 /// (with `req_event` armed). Each request is copied out of the ring once, validated and
-/// performed (see the [module documentation](self)); responses are published after each burst.
+/// performed (see the [module documentation](self)); its response is published as soon as it
+/// is pushed, and `notify` is called right away if that crossed the frontend's `rsp_event`, so
+/// the frontend can consume and refill while the backend goes on with the rest of the burst.
+/// `notify` is called only when the frontend asked (armed `rsp_event`), so typically once per
+/// batch; every published response whose index crossed `rsp_event` is followed by a call, so
+/// none is lost.
 /// Returns [`RingError`] if the frontend's `req_prod` is corrupt (the responses pushed so far
-/// are published first): the VMM then stops the guest.
+/// are already published, and notified if asked): the VMM then stops the guest.
 ///
 /// The batch has no budget: a guest that keeps producing keeps its own backend busy.
 pub fn serve_batch<P: SharedPage, G: GrantMapper, S: BlockStore>(
     ring: &mut BlkifBackRing<P>,
     grants: &G,
     store: &S,
+    notify: &mut impl FnMut(),
 ) -> Result<ServeOutcome, RingError> {
     let mut outcome = ServeOutcome::default();
     // One bounce buffer for the whole batch (zeroed once, not per request).
     let mut buf = [0u8; MAX_BYTES_PER_REQUEST];
     loop {
-        let burst = serve_available(ring, grants, store, &mut buf, &mut outcome);
-        outcome.notify |= ring.commit_responses();
-        burst?;
+        serve_available(ring, grants, store, &mut buf, &mut outcome, notify)?;
         if !ring.final_check_for_requests()? {
             return Ok(outcome);
         }
     }
 }
 
-/// Answers the requests available now.
+/// Answers the requests available now, publishing each response at once.
 fn serve_available<P: SharedPage, G: GrantMapper, S: BlockStore>(
     ring: &mut BlkifBackRing<P>,
     grants: &G,
     store: &S,
     buf: &mut [u8; MAX_BYTES_PER_REQUEST],
     outcome: &mut ServeOutcome,
+    notify: &mut impl FnMut(),
 ) -> Result<(), RingError> {
     while let Some(request) = ring.next_request()? {
         let response = answer_with(&request, grants, store, buf);
@@ -441,6 +449,10 @@ fn serve_available<P: SharedPage, G: GrantMapper, S: BlockStore>(
         outcome.handled += 1;
         if response.status != BLKIF_RSP_OKAY {
             outcome.failed += 1;
+        }
+        if ring.commit_responses() {
+            outcome.notified += 1;
+            notify();
         }
     }
     Ok(())

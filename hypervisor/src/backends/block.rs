@@ -1,5 +1,6 @@
 //! The PV block backend (docs/abi.md §10.2): requests from the ring, performed on a disk image,
-//! a batch per doorbell, one notification per batch.
+//! a batch per doorbell, each response published as it completes, the guest notified when it
+//! asked (`rsp_event`).
 
 use super::{BackendIo, Wake};
 use crate::disk::FileDisk;
@@ -11,13 +12,9 @@ pub fn serve(io: BackendIo, ring: GrantMapping, grants: GrantTable, disk: &FileD
     let mut ring = BlkifBackRing::attach(ring);
     loop {
         // Requests may already be waiting when the frontend connects.
-        match serve_batch(&mut ring, &grants, disk) {
-            Ok(outcome) if outcome.notify => io.notify_guest(),
-            Ok(_) => {}
-            Err(e) => {
-                io.guest_fault(format!("block device {}: {e}", disk.path().display()));
-                return;
-            }
+        if let Err(e) = serve_batch(&mut ring, &grants, disk, &mut || io.notify_guest()) {
+            io.guest_fault(format!("block device {}: {e}", disk.path().display()));
+            return;
         }
         if io.wait(None) == Wake::Stop {
             return;

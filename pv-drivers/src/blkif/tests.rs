@@ -162,7 +162,7 @@ fn round_trip(
         front.push_raw(r).unwrap();
     }
     let _ = front.commit();
-    let outcome = serve_batch(&mut back, &grants, disk).unwrap();
+    let outcome = serve_batch(&mut back, &grants, disk, &mut || {}).unwrap();
     let responses: Vec<_> = core::iter::from_fn(|| front.poll_response()).collect();
     assert_eq!(responses.len(), requests.len(), "one response per request");
     (responses, outcome)
@@ -642,8 +642,24 @@ fn the_frontend_builds_well_formed_requests_only() {
     assert_eq!((fourth.operation, fourth.nr_sectors), (BLKIF_OP_DISCARD, 3));
 }
 
+/// Serves one batch, recording `rsp_prod` as the frontend sees it at every notification.
+fn serve_counting<P: SharedPage>(
+    back: &mut BlkifBackRing<P>,
+    grants: &TestGrants,
+    disk: &MemDisk,
+    page: &TestPage,
+) -> (ServeOutcome, Vec<u32>) {
+    let mut seen = Vec::new();
+    let outcome = serve_batch(back, &grants, disk, &mut || {
+        seen.push(page.load_u32(offset::RSP_PROD))
+    })
+    .unwrap();
+    assert_eq!(outcome.notified, seen.len(), "every notification counted");
+    (outcome, seen)
+}
+
 #[test]
-fn one_notification_per_batch_and_only_when_the_frontend_waits() {
+fn notifications_only_when_the_frontend_waits_and_as_soon_as_it_does() {
     let mut grants = TestGrants::default();
     let g = grants.grant(true);
     let disk = MemDisk::new(DISK_SECTORS, false);
@@ -656,14 +672,19 @@ fn one_notification_per_batch_and_only_when_the_frontend_waits() {
         read(&mut front, id).unwrap();
     }
     assert!(front.commit(), "backend armed at init");
-    let outcome = serve_batch(&mut back, &&grants, &disk).unwrap();
+    let (outcome, seen) = serve_counting(&mut back, &grants, &disk, &page);
     assert_eq!(
         outcome,
         ServeOutcome {
             handled: 20,
             failed: 0,
-            notify: true
+            notified: 1
         }
+    );
+    assert_eq!(
+        seen,
+        [1],
+        "notified right after the first response (rsp_event = 1), not after the burst"
     );
     assert_eq!(
         page.load_u32(offset::REQ_EVENT),
@@ -674,22 +695,66 @@ fn one_notification_per_batch_and_only_when_the_frontend_waits() {
     // The frontend has not consumed or re-armed: no notification for the next batch.
     read(&mut front, 20).unwrap();
     assert!(front.commit());
-    let outcome = serve_batch(&mut back, &&grants, &disk).unwrap();
-    assert_eq!((outcome.handled, outcome.notify), (1, false));
+    let (outcome, seen) = serve_counting(&mut back, &grants, &disk, &page);
+    assert_eq!((outcome.handled, outcome.notified), (1, 0));
+    assert!(seen.is_empty());
     let ids: Vec<u64> = core::iter::from_fn(|| front.poll_response())
         .map(|r| r.id)
         .collect();
     assert_eq!(ids, (0..21).collect::<Vec<_>>());
     assert!(!front.final_check_for_responses());
 
-    read(&mut front, 21).unwrap();
+    // Armed at the next response, with a batch of 5: one notification, at the first of them.
+    for id in 21..26 {
+        read(&mut front, id).unwrap();
+    }
     assert!(front.commit());
-    let outcome = serve_batch(&mut back, &&grants, &disk).unwrap();
-    assert_eq!((outcome.handled, outcome.notify), (1, true));
+    let (outcome, seen) = serve_counting(&mut back, &grants, &disk, &page);
+    assert_eq!((outcome.handled, outcome.notified), (5, 1));
+    assert_eq!(seen, [22]);
     assert_eq!(
-        serve_batch(&mut back, &&grants, &disk),
+        serve_batch(&mut back, &&grants, &disk, &mut || panic!(
+            "nothing to notify"
+        )),
         Ok(ServeOutcome::default())
     );
+}
+
+#[test]
+fn a_frontend_consuming_while_the_backend_serves_is_notified_per_crossing() {
+    let mut grants = TestGrants::default();
+    let g = grants.grant(true);
+    let disk = MemDisk::new(DISK_SECTORS, false);
+    let page = TestPage::new();
+    let mut front = BlkifFront::new(&page);
+    let mut back: BlkifBackRing<_> = BackRing::attach(&page);
+    for id in 0..10 {
+        front.push_read(id, id, &[segment(g, 0, 0)]).unwrap();
+    }
+    assert!(front.commit());
+    // At every notification the frontend takes what is published and asks for the next one,
+    // as a guest woken in the middle of the burst would.
+    let mut got = Vec::new();
+    let outcome = serve_batch(&mut back, &&grants, &disk, &mut || {
+        let before = got.len();
+        got.extend(core::iter::from_fn(|| front.poll_response()).map(|r| r.id));
+        assert_eq!(got.len(), before + 1, "each response is published at once");
+        assert!(!front.final_check_for_responses());
+    })
+    .unwrap();
+    assert_eq!((outcome.handled, outcome.notified), (10, 10));
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+
+    // Asking for a notification half-way through a batch (rsp_event = rsp_cons + 5): exactly
+    // one, when the fifth response is published.
+    for id in 10..20 {
+        front.push_read(id, id, &[segment(g, 0, 0)]).unwrap();
+    }
+    let _ = front.commit();
+    page.store_u32(offset::RSP_EVENT, 15);
+    let (outcome, seen) = serve_counting(&mut back, &grants, &disk, &page);
+    assert_eq!((outcome.handled, outcome.notified), (10, 1));
+    assert_eq!(seen, [15]);
 }
 
 #[test]
@@ -704,7 +769,7 @@ fn a_corrupt_req_prod_stops_the_batch_after_publishing_what_was_answered() {
     let _ = front.commit();
     page.store_u32(offset::REQ_PROD, 1000);
     assert_eq!(
-        serve_batch(&mut back, &&grants, &disk),
+        serve_batch(&mut back, &&grants, &disk, &mut || {}),
         Err(RingError::Overflow {
             unconsumed: 1000,
             in_flight: 0,
@@ -830,6 +895,7 @@ fn run_against_model(
     let mut back: BlkifBackRing<_> = BackRing::attach(&page);
     let (mut next, mut batch) = (0, 0);
     let mut statuses = Vec::new();
+    let mut armed = true;
     while next < requests.len() {
         let n = batches[batch % batches.len()].min(requests.len() - next);
         batch += 1;
@@ -846,11 +912,21 @@ fn run_against_model(
         }
         next += expected.len();
         let _ = front.commit();
-        let outcome = serve_batch(&mut back, &&grants, &disk)
+        let mut notified = 0;
+        let outcome = serve_batch(&mut back, &&grants, &disk, &mut || notified += 1)
             .map_err(|e| TestCaseError::fail(format!("{e}")))?;
         prop_assert_eq!(outcome.handled, expected.len());
+        prop_assert_eq!(outcome.notified, notified);
+        // rsp_event is 1 from init, or rsp_cons + 1 if the frontend armed it after the last
+        // batch: one notification if this batch crossed it, none otherwise.
+        prop_assert_eq!(notified, usize::from(armed && !expected.is_empty()));
         let got: Vec<_> = core::iter::from_fn(|| front.poll_response()).collect();
         prop_assert_eq!(&got, &expected);
+        // Arm for the next batch after odd-sized batches only.
+        armed = n % 2 == 1;
+        if armed {
+            prop_assert!(!front.final_check_for_responses());
+        }
         statuses.extend(got.iter().map(|r| r.status));
         prop_assert!(
             *disk.data.lock().unwrap() == model.data,
@@ -1028,11 +1104,9 @@ fn run_block_actors(choices: &[u8], total: u64) -> Result<(), std::string::Strin
             let mut ring: BlkifBackRing<_> = BackRing::attach(actor.page(&page, &stores));
             let mut handled = 0;
             loop {
-                let outcome = serve_batch(&mut ring, &grants, disk).expect("honest frontend");
+                let outcome = serve_batch(&mut ring, &grants, disk, &mut || actor.notify_other())
+                    .expect("honest frontend");
                 handled += outcome.handled;
-                if outcome.notify {
-                    actor.notify_other();
-                }
                 if handled as u64 == total {
                     break;
                 }
