@@ -271,7 +271,15 @@ pub struct BlockDevice {
     waits: u64,
     stray_responses: u64,
     leaked_grants: u64,
+    /// How long to poll the ring for a completion before blocking.
+    poll: core::time::Duration,
 }
+
+/// How long [`BlockDevice`] polls for a completion before it blocks, by default. A disk request
+/// takes a few tens of µs to come back; polling that long saves the exit and the wake-up of a
+/// `SCHEDOP_block` (which together cost about as much again on kvm_pvm), at the price of the
+/// vCPU spinning meanwhile.
+pub const DEFAULT_POLL: core::time::Duration = core::time::Duration::from_micros(50);
 
 impl BlockDevice {
     /// Connects the `n`th block device (the `n`th `--disk`, counting from 0): initialises a
@@ -314,7 +322,32 @@ impl BlockDevice {
             waits: 0,
             stray_responses: 0,
             leaked_grants: 0,
+            poll: DEFAULT_POLL,
         })
+    }
+
+    /// Sets how long [`wait`](Self::wait) and friends poll the ring before they block
+    /// ([`DEFAULT_POLL`]; zero blocks at once, saving the CPU).
+    pub fn set_poll(&mut self, poll: core::time::Duration) {
+        self.poll = poll;
+    }
+
+    /// Polls the ring for a response for up to the poll time; returns whether one arrived.
+    fn poll_for_response(&mut self) -> bool {
+        let Some(front) = self.front.as_mut() else {
+            return false;
+        };
+        if self.poll.is_zero() {
+            return false;
+        }
+        let until = crate::time::now() + self.poll;
+        while crate::time::now() < until {
+            if front.has_unconsumed_responses() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        front.has_unconsumed_responses()
     }
 
     /// The disk's size in 512-byte sectors.
@@ -719,9 +752,13 @@ impl BlockDevice {
             if self.in_flight.is_empty() {
                 return Err(BlockError::Idle);
             }
+            if self.poll_for_response() {
+                continue;
+            }
             self.waits += 1;
+            let batch = self.wake_batch();
             let front = self.front.as_mut().expect("the front exists until drop");
-            if !timer::wait_until(deadline, || front.final_check_for_responses()) {
+            if !timer::wait_until(deadline, || front.final_check_for_responses_after(batch)) {
                 self.reap();
                 return Ok(!self.done.is_empty());
             }
@@ -880,9 +917,16 @@ impl BlockDevice {
                 return Ok(());
             }
             self.waits += 1;
+            let batch = self.wake_batch();
             let front = self.front.as_mut().expect("the front exists until drop");
-            timer::wait_until(None, || front.final_check_for_responses());
+            timer::wait_until(None, || front.final_check_for_responses_after(batch));
         }
+    }
+
+    /// How many responses to wait for before being woken: a quarter of those in flight, so a
+    /// deep queue is refilled in batches rather than one wake-up per response (1 at QD1).
+    fn wake_batch(&self) -> u32 {
+        (self.in_flight.len() as u32 / 4).max(1)
     }
 
     fn wait_ok(&mut self, id: RequestId) -> Result<(), BlockError> {

@@ -277,6 +277,16 @@ impl<P: SharedPage> BlkifFront<P> {
         self.ring.final_check_for_responses()
     }
 
+    /// Whether a response is waiting (without consuming it; for polling).
+    pub fn has_unconsumed_responses(&self) -> bool {
+        self.ring.has_unconsumed_responses()
+    }
+
+    /// [`FrontRing::final_check_for_responses_after`]: wake after `n` more responses.
+    pub fn final_check_for_responses_after(&mut self, n: u32) -> bool {
+        self.ring.final_check_for_responses_after(n)
+    }
+
     /// Requests that can be queued before the ring is full.
     pub fn free_requests(&self) -> u32 {
         self.ring.free_requests()

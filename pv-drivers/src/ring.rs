@@ -273,11 +273,20 @@ impl<Req: RingMessage, Rsp: RingMessage, P: SharedPage> FrontRing<Req, Rsp, P> {
     /// response is waiting, asks for a notification at the next one (`rsp_event = rsp_cons +
     /// 1`), fences and looks again. Returns `true` if a response is waiting: do not sleep.
     pub fn final_check_for_responses(&mut self) -> bool {
+        self.final_check_for_responses_after(1)
+    }
+
+    /// [`final_check_for_responses`](Self::final_check_for_responses), but asks to be woken
+    /// only when `n` more responses have arrived (`rsp_event = rsp_cons + n`): with many
+    /// requests in flight, one wake-up then serves several. `n` is clamped to the requests in
+    /// flight (at least 1), so the notification is always due eventually.
+    pub fn final_check_for_responses_after(&mut self, n: u32) -> bool {
         if self.has_unconsumed_responses() {
             return true;
         }
+        let n = n.clamp(1, self.requests_in_flight().max(1));
         self.page
-            .store_u32(offset::RSP_EVENT, self.rsp_cons.wrapping_add(1));
+            .store_u32(offset::RSP_EVENT, self.rsp_cons.wrapping_add(n));
         self.page.fence();
         self.has_unconsumed_responses()
     }

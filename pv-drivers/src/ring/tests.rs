@@ -122,6 +122,40 @@ fn requests_and_responses_round_trip_with_suppressed_notifications() {
 }
 
 #[test]
+fn a_frontend_can_ask_to_be_woken_after_several_responses() {
+    let page = TestPage::new();
+    let mut front = Front::init(&page);
+    let mut back = Back::attach(&page);
+    for id in 0..3 {
+        front.push_request(&req(id)).unwrap();
+    }
+    let _ = front.commit_requests();
+    while back.next_request().unwrap().is_some() {}
+    assert!(!front.final_check_for_responses_after(2));
+    assert_eq!(
+        page.load_u32(offset::RSP_EVENT),
+        2,
+        "rsp_event = rsp_cons + 2"
+    );
+    back.push_response(&rsp(0)).unwrap();
+    assert!(!back.commit_responses(), "one response: not yet");
+    back.push_response(&rsp(1)).unwrap();
+    assert!(back.commit_responses(), "the second one wakes the frontend");
+    for _ in 0..2 {
+        assert!(front.next_response().is_some());
+    }
+    // Asking for more responses than are in flight would never be answered: clamped.
+    assert!(!front.final_check_for_responses_after(100));
+    assert_eq!(
+        page.load_u32(offset::RSP_EVENT),
+        3,
+        "one request left in flight"
+    );
+    back.push_response(&rsp(2)).unwrap();
+    assert!(back.commit_responses());
+}
+
+#[test]
 fn a_full_ring_refuses_requests_until_a_response_is_consumed() {
     let page = TestPage::new();
     let mut front = Front::init(&page);
