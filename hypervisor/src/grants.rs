@@ -55,6 +55,11 @@ impl GrantTable {
         }
     }
 
+    /// The guest RAM the granted pages are in.
+    pub fn ram(&self) -> &Arc<GuestRam> {
+        &self.inner.ram
+    }
+
     /// Where the table lives and how many pages it has.
     pub fn frames(&self) -> (u64, u32) {
         (
@@ -237,6 +242,14 @@ impl SharedPage for GrantMapping {
         if self.writable {
             self.page.write(offset, buf);
         }
+    }
+
+    /// Writable addresses only through a writable mapping.
+    fn host_range(&self, offset: usize, len: usize, writable: bool) -> Option<u64> {
+        if writable && !self.writable {
+            return None;
+        }
+        self.page.host_range(offset, len, writable)
     }
 }
 

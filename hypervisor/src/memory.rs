@@ -81,15 +81,40 @@ impl GuestRam {
     /// Copies `buf` into guest RAM at `gpa`; `EFAULT` if the range leaves RAM or touches a
     /// protected range.
     pub fn write(&self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.check_range(gpa, buf.len() as u64)?;
-        let end = gpa + buf.len() as u64;
-        let protected = self.read_only.get().map_or(&[][..], Vec::as_slice);
-        if !buf.is_empty() && protected.iter().any(|r| r.start < end && gpa < r.end) {
-            return Err(Errno::EFAULT);
-        }
+        self.check_writable(gpa, buf.len() as u64)?;
         self.mem
             .write_slice(buf, GuestAddress(gpa))
             .map_err(|_| Errno::EFAULT)
+    }
+
+    /// Checks that `[gpa, gpa + len)` lies inside RAM and touches no protected range.
+    fn check_writable(&self, gpa: u64, len: u64) -> Result<(), Errno> {
+        self.check_range(gpa, len)?;
+        let end = gpa + len;
+        let protected = self.read_only.get().map_or(&[][..], Vec::as_slice);
+        if len > 0 && protected.iter().any(|r| r.start < end && gpa < r.end) {
+            return Err(Errno::EFAULT);
+        }
+        Ok(())
+    }
+
+    /// The host address of `[gpa, gpa + len)`, checked to lie inside RAM and, if `writable`,
+    /// to touch no protected range: what [`GuestRam::write`] would accept. For handing guest
+    /// memory to the kernel (vectored disk I/O); never made into a Rust reference.
+    pub fn host_range(&self, gpa: u64, len: u64, writable: bool) -> Result<u64, Errno> {
+        if writable {
+            self.check_writable(gpa, len)?;
+        } else {
+            self.check_range(gpa, len)?;
+        }
+        Ok(self.host_base() + gpa)
+    }
+
+    /// Checks a host range [`GuestRam::host_range`] returned: `[addr, addr + len)` must lie
+    /// inside RAM (and, if `writable`, outside protected ranges). Returns its GPA.
+    pub fn check_host_range(&self, addr: u64, len: u64, writable: bool) -> Result<u64, Errno> {
+        let gpa = addr.checked_sub(self.host_base()).ok_or(Errno::EFAULT)?;
+        self.host_range(gpa, len, writable).map(|_| gpa)
     }
 
     /// The host address of `[gpa, gpa + len)`, checked to lie inside RAM and to be aligned to
@@ -216,6 +241,11 @@ impl SharedPage for GuestPage {
         if let Some(g) = gpa {
             let _ = self.ram.write(g, buf);
         }
+    }
+
+    fn host_range(&self, offset: usize, len: usize, writable: bool) -> Option<u64> {
+        let gpa = self.range(offset, len)?;
+        self.ram.host_range(gpa, len as u64, writable).ok()
     }
 }
 

@@ -375,6 +375,49 @@ pub trait BlockStore {
     /// can (`fallocate(PUNCH_HOLE | KEEP_SIZE)`, or writing zeros where holes are unsupported).
     /// Durability follows the same rule as writes.
     fn discard(&self, offset: u64, len: u64) -> Result<(), BlockIoError>;
+
+    /// Reads the bytes at `offset` straight into the host memory `segments` name, in order
+    /// (their lengths add up to the request's, as for [`read_at`](Self::read_at)), or returns
+    /// `None` if the store cannot: [`serve_batch`] then reads into a bounce buffer with
+    /// `read_at` and copies it into the pages. The default returns `None`.
+    ///
+    /// [`serve_batch`] calls it only when every page of the request gave an address with
+    /// [`SharedPage::host_range`] (writable), after the same validation as `read_at`. The
+    /// addresses come from the backend's own [`SharedPage`] implementation; the store must
+    /// still check them against the memory they belong to and fail (never panic) if they are
+    /// not inside it. A failure may leave the pages partly written, like a failed `read_at`.
+    fn read_vectored(
+        &self,
+        offset: u64,
+        segments: &[HostSegment],
+    ) -> Option<Result<(), BlockIoError>> {
+        let _ = (offset, segments);
+        None
+    }
+
+    /// Writes the host memory `segments` name, in order, at `offset`, like
+    /// [`write_at`](Self::write_at), or returns `None` if the store cannot (then
+    /// [`serve_batch`] copies the pages into a bounce buffer and calls `write_at`). The same
+    /// rules as [`read_vectored`](Self::read_vectored) apply, with readable addresses.
+    fn write_vectored(
+        &self,
+        offset: u64,
+        segments: &[HostSegment],
+    ) -> Option<Result<(), BlockIoError>> {
+        let _ = (offset, segments);
+        None
+    }
+}
+
+/// `len` bytes of a granted page at host virtual address `addr`, as
+/// [`SharedPage::host_range`] returned them, for [`BlockStore::read_vectored`] and
+/// [`BlockStore::write_vectored`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostSegment {
+    /// The host virtual address.
+    pub addr: u64,
+    /// The length in bytes (a multiple of 512, at most a page).
+    pub len: usize,
 }
 
 impl<S: BlockStore + ?Sized> BlockStore for &S {
@@ -400,6 +443,22 @@ impl<S: BlockStore + ?Sized> BlockStore for &S {
 
     fn discard(&self, offset: u64, len: u64) -> Result<(), BlockIoError> {
         (**self).discard(offset, len)
+    }
+
+    fn read_vectored(
+        &self,
+        offset: u64,
+        segments: &[HostSegment],
+    ) -> Option<Result<(), BlockIoError>> {
+        (**self).read_vectored(offset, segments)
+    }
+
+    fn write_vectored(
+        &self,
+        offset: u64,
+        segments: &[HostSegment],
+    ) -> Option<Result<(), BlockIoError>> {
+        (**self).write_vectored(offset, segments)
     }
 }
 
@@ -572,28 +631,54 @@ fn transfer_segments<G: GrantMapper, S: BlockStore>(
             .map_err(|_| BLKIF_RSP_ERROR)?;
         *slot = Some(page);
     }
+    // (segment, its page, its byte range in the page, its byte range in the request's data)
+    let pieces = || {
+        segments
+            .iter()
+            .zip(pages.iter().flatten())
+            .scan(0, |at, (seg, page)| {
+                let in_page = usize::from(seg.first_sect) * SECTOR_SIZE
+                    ..(usize::from(seg.last_sect) + 1) * SECTOR_SIZE;
+                let in_buf = *at..*at + in_page.len();
+                *at = in_buf.end;
+                Some((page, in_page.start, in_buf))
+            })
+    };
+    // Zero copy if every page has a host address and the store can use them.
+    let mut host = [HostSegment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    let mut all_host = true;
+    for (slot, (page, start, in_buf)) in host.iter_mut().zip(pieces()) {
+        match page.host_range(start, in_buf.len(), direction == Direction::Read) {
+            Some(addr) => {
+                *slot = HostSegment {
+                    addr,
+                    len: in_buf.len(),
+                }
+            }
+            None => all_host = false,
+        }
+    }
+    if all_host {
+        let host = &host[..n];
+        let done = match direction {
+            Direction::Write => store.write_vectored(offset, host),
+            Direction::Read => store.read_vectored(offset, host),
+        };
+        if let Some(result) = done {
+            return result.map_err(io_status);
+        }
+    }
     let buf = &mut buf[..len as usize];
-    // (segment, its page, its byte range in the page, its byte range in `buf`)
-    let pieces = segments
-        .iter()
-        .zip(pages.iter().flatten())
-        .scan(0, |at, (seg, page)| {
-            let in_page = usize::from(seg.first_sect) * SECTOR_SIZE
-                ..(usize::from(seg.last_sect) + 1) * SECTOR_SIZE;
-            let in_buf = *at..*at + in_page.len();
-            *at = in_buf.end;
-            Some((page, in_page.start, in_buf))
-        });
     match direction {
         Direction::Write => {
-            for (page, start, in_buf) in pieces {
+            for (page, start, in_buf) in pieces() {
                 page.read(start, &mut buf[in_buf]);
             }
             store.write_at(offset, buf).map_err(io_status)
         }
         Direction::Read => {
             store.read_at(offset, buf).map_err(io_status)?;
-            for (page, start, in_buf) in pieces {
+            for (page, start, in_buf) in pieces() {
                 page.write(start, &buf[in_buf]);
             }
             Ok(())

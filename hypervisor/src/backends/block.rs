@@ -3,16 +3,18 @@
 //! asked (`rsp_event`).
 
 use super::{BackendIo, Wake};
-use crate::disk::FileDisk;
+use crate::disk::{FileDisk, GuestDisk};
 use crate::grants::{GrantMapping, GrantTable};
 use pv_drivers::blkif::{BlkifBackRing, serve_batch};
 
 /// Serves the ring until the VMM stops the backend.
 pub fn serve(io: BackendIo, ring: GrantMapping, grants: GrantTable, disk: &FileDisk) {
     let mut ring = BlkifBackRing::attach(ring);
+    let ram = grants.ram().clone();
+    let store = GuestDisk { disk, ram: &ram };
     loop {
         // Requests may already be waiting when the frontend connects.
-        if let Err(e) = serve_batch(&mut ring, &grants, disk, &mut || io.notify_guest()) {
+        if let Err(e) = serve_batch(&mut ring, &grants, &store, &mut || io.notify_guest()) {
             io.guest_fault(format!("block device {}: {e}", disk.path().display()));
             return;
         }
