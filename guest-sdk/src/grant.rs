@@ -278,62 +278,54 @@ pub unsafe fn grant_copy(ops: &mut [Copy]) -> Result<(), Errno> {
 /// Copies `dst.len()` bytes from offset `offset` of the page granted by `gref` into `dst`, with
 /// `GNTTABOP_copy` (the VMM reads the grant with the backend's rights). `dst` may span pages.
 pub fn copy_from_gref(gref: GrantRef, offset: usize, dst: &mut [u8]) -> Result<(), GrantError> {
-    if offset
-        .checked_add(dst.len())
-        .is_none_or(|end| end > PAGE_SIZE as usize)
-    {
-        return Err(GrantError::Status(gntst::BAD_COPY_ARG));
-    }
-    let mut done = 0;
-    while done < dst.len() {
-        let addr = dst[done..].as_mut_ptr() as u64;
-        let in_page = (PAGE_SIZE - addr % PAGE_SIZE) as usize;
-        let len = in_page.min(dst.len() - done);
-        let mut op = [copy_op(
-            copy_gref(gref, (offset + done) as u16),
-            true,
-            copy_frame(addr / PAGE_SIZE, (addr % PAGE_SIZE) as u16),
-            false,
-            len as u16,
-        )];
-        // SAFETY: the destination is `len` bytes of `dst`, which we borrow mutably.
-        unsafe { grant_copy(&mut op) }.map_err(GrantError::Hypercall)?;
-        if op[0].status != gntst::OKAY {
-            return Err(GrantError::Status(op[0].status));
-        }
-        done += len;
-    }
-    Ok(())
+    // SAFETY: the VMM writes only into `dst`, which we borrow mutably for the call.
+    unsafe { copy_with_gref(gref, offset, dst.as_mut_ptr() as u64, dst.len(), false) }
 }
 
 /// Copies `src` to offset `offset` of the page granted by `gref`, with `GNTTABOP_copy` (the VMM
 /// writes through the grant with the backend's rights, so a read-only grant is refused).
 pub fn copy_to_gref(gref: GrantRef, offset: usize, src: &[u8]) -> Result<(), GrantError> {
+    // SAFETY: the VMM only reads `src`; it writes only into the page granted by `gref`, which its
+    // granter has made available to be written through the grant.
+    unsafe { copy_with_gref(gref, offset, src.as_ptr() as u64, src.len(), true) }
+}
+
+/// Copies `len` bytes between local memory at `addr` and offset `offset` of the page granted by
+/// `gref` (to the grant if `to_gref`), one `GNTTABOP_copy` per local page the range touches.
+///
+/// # Safety
+///
+/// `[addr, addr + len)` must be memory the caller may read, and, unless `to_gref`, write.
+unsafe fn copy_with_gref(
+    gref: GrantRef,
+    offset: usize,
+    addr: u64,
+    len: usize,
+    to_gref: bool,
+) -> Result<(), GrantError> {
     if offset
-        .checked_add(src.len())
+        .checked_add(len)
         .is_none_or(|end| end > PAGE_SIZE as usize)
     {
         return Err(GrantError::Status(gntst::BAD_COPY_ARG));
     }
     let mut done = 0;
-    while done < src.len() {
-        let addr = src[done..].as_ptr() as u64;
-        let in_page = (PAGE_SIZE - addr % PAGE_SIZE) as usize;
-        let len = in_page.min(src.len() - done);
-        let mut op = [copy_op(
-            copy_frame(addr / PAGE_SIZE, (addr % PAGE_SIZE) as u16),
-            false,
-            copy_gref(gref, (offset + done) as u16),
-            true,
-            len as u16,
-        )];
-        // SAFETY: the only destination is the page granted by `gref`, which its granter has
-        // made available to be written through the grant.
+    while done < len {
+        let at = addr + done as u64;
+        let chunk = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
+        let local = copy_frame(at / PAGE_SIZE, (at % PAGE_SIZE) as u16);
+        let granted = copy_gref(gref, (offset + done) as u16);
+        let mut op = [if to_gref {
+            copy_op(local, false, granted, true, chunk as u16)
+        } else {
+            copy_op(granted, true, local, false, chunk as u16)
+        }];
+        // SAFETY: the local side is `chunk` bytes inside the caller's range (see `# Safety`).
         unsafe { grant_copy(&mut op) }.map_err(GrantError::Hypercall)?;
         if op[0].status != gntst::OKAY {
             return Err(GrantError::Status(op[0].status));
         }
-        done += len;
+        done += chunk;
     }
     Ok(())
 }
