@@ -3,9 +3,10 @@
 //!
 //! Sectors are always 512 bytes (Xen's convention, whatever the backing file's block size).
 //! Each request names up to 11 segments; a segment is a granted page and the range of sectors
-//! `first_sect..=last_sect` within it (0–7). The backend processes requests in ring order and
-//! answers each with a [`BlkifResponse`]; a bad request gets `BLKIF_RSP_ERROR` and affects
-//! nothing else.
+//! `first_sect..=last_sect` within it (0–7). An indirect request ([`BlkifRequestIndirect`])
+//! names up to `config[CONFIG_MAX_INDIRECT_SEGMENTS]` segments, listed in granted indirect
+//! pages instead of the slot. The backend processes requests in ring order and answers each
+//! with a [`BlkifResponse`]; a bad request gets `BLKIF_RSP_ERROR` and affects nothing else.
 
 use crate::grant_table::GrantRef;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -23,9 +24,16 @@ pub const BLKIF_OP_FLUSH_DISKCACHE: u8 = 3;
 /// Discard `nr_sectors` from `sector_number` (the request is a [`BlkifRequestDiscard`]): they
 /// read back as zeros.
 pub const BLKIF_OP_DISCARD: u8 = 5;
+/// A read or write whose segments are listed in indirect pages (the request is a
+/// [`BlkifRequestIndirect`]); offered when `config[CONFIG_MAX_INDIRECT_SEGMENTS]` is not 0.
+pub const BLKIF_OP_INDIRECT: u8 = 6;
 
 /// The most segments in one request.
 pub const BLKIF_MAX_SEGMENTS_PER_REQUEST: usize = 11;
+/// The most indirect pages one indirect request names.
+pub const BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST: usize = 8;
+/// Segments per indirect page (4096 / 8).
+pub const BLKIF_SEGMENTS_PER_INDIRECT_PAGE: usize = 512;
 /// Bytes per sector.
 pub const BLKIF_SECTOR_SIZE: u64 = 512;
 /// Sectors per page (the last valid `last_sect` is this minus 1).
@@ -50,6 +58,10 @@ pub mod flags {
 
 /// `DeviceInfo::config` of a block device: `[CONFIG_SECTORS]` is its size in 512-byte sectors.
 pub const CONFIG_SECTORS: usize = 0;
+/// `DeviceInfo::config` of a block device: `[CONFIG_MAX_INDIRECT_SEGMENTS]` is the most segments
+/// an indirect request may carry (Xen's `feature-max-indirect-segments`), or 0 if the backend
+/// does not accept indirect requests.
+pub const CONFIG_MAX_INDIRECT_SEGMENTS: usize = 1;
 
 /// One segment: Xen's `blkif_request_segment`.
 #[derive(
@@ -112,6 +124,35 @@ pub struct BlkifRequestDiscard {
     pub pad2: [u8; 80],
 }
 
+/// An indirect read or write: Xen's `blkif_request_indirect`, in the same slot as
+/// [`BlkifRequest`]. Its `nr_segments` [`BlkifSegment`]s fill the pages granted by
+/// `indirect_grefs`, 512 per page, in order: `ceil(nr_segments / 512)` pages are used and the
+/// other references are ignored. Build one with `zerocopy::FromZeros::new_zeroed()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct BlkifRequestIndirect {
+    /// `BLKIF_OP_INDIRECT`.
+    pub operation: u8,
+    /// `BLKIF_OP_READ` or `BLKIF_OP_WRITE`.
+    pub indirect_op: u8,
+    /// Segments (1 to the device's `config[CONFIG_MAX_INDIRECT_SEGMENTS]`).
+    pub nr_segments: u16,
+    /// Padding.
+    pub pad1: u32,
+    /// Echoed in the response.
+    pub id: u64,
+    /// First 512-byte sector.
+    pub sector_number: u64,
+    /// The virtual device (unused).
+    pub handle: u16,
+    /// Padding.
+    pub pad2: u16,
+    /// The pages holding the segments (granted with read access).
+    pub indirect_grefs: [GrantRef; BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST],
+    /// Padding to the size of [`BlkifRequest`] (Xen's struct ends at 64 bytes).
+    pub pad3: [u8; 52],
+}
+
 /// A response: Xen's `blkif_response` (16 bytes).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -133,6 +174,11 @@ pub struct BlkifResponse {
 const _: () = assert!(core::mem::size_of::<BlkifSegment>() == 8);
 const _: () = assert!(core::mem::size_of::<BlkifRequest>() == 112);
 const _: () = assert!(core::mem::size_of::<BlkifRequestDiscard>() == 112);
+const _: () = assert!(core::mem::size_of::<BlkifRequestIndirect>() == 112);
+const _: () = assert!(core::mem::offset_of!(BlkifRequestIndirect, handle) == 24);
+const _: () = assert!(core::mem::offset_of!(BlkifRequestIndirect, indirect_grefs) == 28);
+const _: () =
+    assert!(BLKIF_SEGMENTS_PER_INDIRECT_PAGE * core::mem::size_of::<BlkifSegment>() == 4096);
 const _: () = assert!(core::mem::size_of::<BlkifResponse>() == 16);
 const _: () = assert!(core::mem::offset_of!(BlkifRequest, seg) == 24);
 const _: () = assert!(core::mem::offset_of!(BlkifResponse, status) == 10);

@@ -22,14 +22,18 @@
 //! Every request gets data pages of its own (no page is in two requests at once):
 //! [`BlockDevice::submit_read`] grants them writable to the backend,
 //! [`BlockDevice::submit_write`] copies the data into them and grants them read-only. A request
-//! carries at most [`MAX_SECTORS_PER_REQUEST`] sectors (11 pages); sector *k* of a request is
-//! sector *k* mod 8 of its page *k* / 8. When the response arrives, the grants are revoked
+//! carries at most [`BlockDevice::max_request_sectors`] sectors: 2048 (1 MiB, 256 pages) when
+//! the backend accepts indirect requests, as Parapet's does, else [`MAX_SECTORS_PER_REQUEST`]
+//! (88, 11 pages); sector *k* of a request is sector *k* mod 8 of its page *k* / 8. A request of
+//! more than 11 pages goes out as `BLKIF_OP_INDIRECT`, its segments listed in one more page,
+//! granted read-only. When the response arrives, the grants are revoked
 //! ([`grant::end_access`]) before the pages are touched or reused; a grant the backend still
 //! holds (it never should after answering) is never reused and its page is leaked rather than
 //! freed ([`BlockDevice::leaked_grants`]).
 //!
 //! Data pages are recycled, not allocated and freed per request: a page whose grant was
-//! revoked goes back to the device's free list (up to a ring's worth of requests' pages) when
+//! revoked goes back to the device's free list (up to the most pages the device ever had in
+//! flight at once, and at least a ring of 11-page requests' worth) when
 //! its request completes (writes, flushes) or when its [`Completion`] is dropped (reads), and
 //! the next request takes it from there. Recycled pages are not zeroed: a read overwrites the
 //! sectors it returns ([`Completion::copy_data`] hands out no more), a write the sectors it
@@ -46,8 +50,9 @@
 //! completes successfully, so have the writes (check their statuses too).
 //!
 //! The blocking helpers ([`BlockDevice::read`], [`BlockDevice::write`], [`BlockDevice::flush`],
-//! [`BlockDevice::discard`]) split large transfers into requests of up to 88 sectors and keep
-//! up to [`PIPELINE_DEPTH`] of them in flight.
+//! [`BlockDevice::discard`]) split large transfers into requests of up to
+//! [`BlockDevice::max_request_sectors`] and keep up to [`PIPELINE_BYTES`] (and
+//! [`PIPELINE_DEPTH`] requests) in flight.
 //!
 //! With the `embedded-sdmmc` feature, [`sdmmc::SdmmcDisk`] adapts a `BlockDevice` to
 //! `embedded_sdmmc::BlockDevice`, so the `embedded-sdmmc` FAT16/FAT32 file system runs on it.
@@ -60,8 +65,9 @@ use core::fmt;
 
 use parapet_abi::Errno;
 use parapet_abi::blkif::{
-    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE,
-    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_OKAY, BlkifRequest, BlkifSegment, CONFIG_SECTORS, flags,
+    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
+    BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_OKAY, BlkifRequest, BlkifSegment,
+    CONFIG_MAX_INDIRECT_SEGMENTS, CONFIG_SECTORS, flags,
 };
 use parapet_abi::device::{DeviceInfo, kind};
 use parapet_abi::event_channel::DOMID_BACKEND;
@@ -69,7 +75,9 @@ use parapet_abi::grant_table::GrantRef;
 use pv_drivers::blkif::{BlkifFront, BlkifFrontRing, SECTOR_SIZE, segment};
 use pv_drivers::shared::SharedPage;
 
-pub use pv_drivers::blkif::{MAX_BYTES_PER_REQUEST, MAX_SECTORS_PER_REQUEST};
+pub use pv_drivers::blkif::{
+    MAX_BYTES_PER_REQUEST, MAX_INDIRECT_SECTORS, MAX_INDIRECT_SEGMENTS, MAX_SECTORS_PER_REQUEST,
+};
 
 use crate::evtchn::{self, Port};
 use crate::grant::{self, GrantError};
@@ -84,30 +92,53 @@ pub mod sdmmc;
 const SECTORS_PER_PAGE: u64 = 8;
 /// Bytes per page.
 const PAGE_BYTES: usize = pv_drivers::shared::PAGE_SIZE;
-/// Requests the blocking helpers keep in flight at once.
+/// Requests the blocking helpers keep in flight at once, at most.
 pub const PIPELINE_DEPTH: usize = 16;
-/// Spare data pages kept for reuse: enough for a full ring of the largest requests.
-const MAX_SPARE_PAGES: usize = pv_drivers::blkif::BLKIF_RING_SIZE as usize
-    * parapet_abi::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST;
+/// Bytes the blocking helpers keep in flight at once, at most (but always one request).
+pub const PIPELINE_BYTES: usize = 4 << 20;
+/// Spare data pages kept for reuse at least: a full ring of 11-page requests.
+const MIN_SPARE_PAGES: usize =
+    pv_drivers::blkif::BLKIF_RING_SIZE as usize * BLKIF_MAX_SEGMENTS_PER_REQUEST;
 
-/// The free list of data pages: only pages whose grants were revoked go in.
-#[derive(Debug, Default)]
-struct PagePool(RefCell<Vec<PageBox>>);
+/// The free list of data pages: only pages whose grants were revoked go in. It keeps up to
+/// `limit` of them: the most the device has had in flight at once (so a steady stream of
+/// requests allocates nothing), and at least [`MIN_SPARE_PAGES`].
+#[derive(Debug)]
+struct PagePool {
+    spare: RefCell<Vec<PageBox>>,
+    limit: core::cell::Cell<usize>,
+}
+
+impl Default for PagePool {
+    fn default() -> Self {
+        PagePool {
+            spare: RefCell::default(),
+            limit: core::cell::Cell::new(MIN_SPARE_PAGES),
+        }
+    }
+}
 
 impl PagePool {
     /// A spare page, or a fresh (zeroed) one if there is none.
     fn take(&self) -> PageBox {
-        self.0.borrow_mut().pop().unwrap_or_default()
+        self.spare.borrow_mut().pop().unwrap_or_default()
     }
 
-    /// Keeps `pages` for reuse (frees those beyond [`MAX_SPARE_PAGES`]). Their grants must
-    /// have been revoked.
+    /// Keeps `pages` for reuse (frees those beyond the limit). Their grants must have been
+    /// revoked.
     fn give(&self, pages: impl IntoIterator<Item = PageBox>) {
-        let mut spare = self.0.borrow_mut();
+        let mut spare = self.spare.borrow_mut();
         for page in pages {
-            if spare.len() < MAX_SPARE_PAGES {
+            if spare.len() < self.limit.get() {
                 spare.push(page);
             }
+        }
+    }
+
+    /// Keeps at least `pages` spare pages from now on.
+    fn keep_at_least(&self, pages: usize) {
+        if pages > self.limit.get() {
+            self.limit.set(pages);
         }
     }
 }
@@ -133,7 +164,8 @@ pub enum BlockError {
     /// The sectors are not all inside the disk.
     OutOfRange,
     /// A length that is not a whole number of sectors, or a request larger than
-    /// [`MAX_SECTORS_PER_REQUEST`], or empty.
+    /// [`BlockDevice::max_request_sectors`] (or, for a write that is also a flush,
+    /// [`MAX_SECTORS_PER_REQUEST`]), or empty.
     BadLength,
     /// Every ring slot is in flight (the submit API does not wait; consume completions).
     RingFull,
@@ -169,6 +201,18 @@ impl fmt::Display for BlockError {
 }
 
 impl core::error::Error for BlockError {}
+
+/// Segments per indirect request the device will use, given what the backend advertises: as
+/// many as it takes up to [`MAX_INDIRECT_SEGMENTS`], or 0 (direct requests only) if that is no
+/// more than a direct request holds.
+fn indirect_segments(advertised: u64) -> usize {
+    let n = advertised.min(MAX_INDIRECT_SEGMENTS as u64) as usize;
+    if n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+        n
+    } else {
+        0
+    }
+}
 
 /// The block devices in start-info, in order: `(device index, description)`. The `n`th one is
 /// what [`BlockDevice::open`]`(n)` connects (the `n`th `--disk`).
@@ -244,10 +288,19 @@ fn status_result(status: i16) -> Result<(), BlockError> {
 struct InFlight {
     id: u64,
     operation: u8,
+    /// The data pages' grants, then the indirect page's, if any.
     grants: Vec<GrantRef>,
     pages: Vec<PageBox>,
+    /// The page listing the segments of an indirect request.
+    index: Option<PageBox>,
     /// Bytes of read data expected.
     read_len: usize,
+}
+
+impl InFlight {
+    fn page_count(&self) -> usize {
+        self.pages.len() + usize::from(self.index.is_some())
+    }
 }
 
 /// A connected block device. Dropping it disconnects the device and revokes every grant; if
@@ -262,17 +315,26 @@ pub struct BlockDevice {
     ring_gref: GrantRef,
     sectors: u64,
     flags: u32,
+    /// Segments per indirect request (0: direct requests only).
+    indirect_segments: usize,
     next_id: u64,
     plugged: bool,
     in_flight: Vec<InFlight>,
     done: VecDeque<Completion>,
     spare: Rc<PagePool>,
+    /// Pages (data and indirect) of the requests in flight.
+    pages_in_flight: usize,
     notifies: u64,
     waits: u64,
     stray_responses: u64,
     leaked_grants: u64,
-    /// How long to poll the ring for a completion before blocking.
+    /// How long to poll the ring for a completion before blocking, at least.
     poll: core::time::Duration,
+    /// When the last completion arrived, or the device last became busy (its gap to the next
+    /// completion is one sample of [`completion_gap_ns`](Self::completion_gap_ns)).
+    gap_start: Option<Instant>,
+    /// Moving average of the time between completions while requests are in flight.
+    completion_gap_ns: u64,
 }
 
 /// How long [`BlockDevice`] polls for a completion before it blocks, by default. A disk request
@@ -280,6 +342,10 @@ pub struct BlockDevice {
 /// `SCHEDOP_block` (which together cost about as much again on kvm_pvm), at the price of the
 /// vCPU spinning meanwhile.
 pub const DEFAULT_POLL: core::time::Duration = core::time::Duration::from_micros(50);
+
+/// The longest the device polls when completions usually come further apart than
+/// [`DEFAULT_POLL`] (large requests): see [`BlockDevice::set_poll`].
+pub const MAX_ADAPTIVE_POLL: core::time::Duration = core::time::Duration::from_millis(1);
 
 impl BlockDevice {
     /// Connects the `n`th block device (the `n`th `--disk`, counting from 0): initialises a
@@ -313,11 +379,15 @@ impl BlockDevice {
             ring_gref,
             sectors: info.config[CONFIG_SECTORS],
             flags: info.flags,
+            indirect_segments: indirect_segments(info.config[CONFIG_MAX_INDIRECT_SEGMENTS]),
             next_id: 1,
             plugged: false,
             in_flight: Vec::new(),
             done: VecDeque::new(),
             spare: Rc::default(),
+            pages_in_flight: 0,
+            gap_start: None,
+            completion_gap_ns: 0,
             notifies: 0,
             waits: 0,
             stray_responses: 0,
@@ -326,21 +396,45 @@ impl BlockDevice {
         })
     }
 
-    /// Sets how long [`wait`](Self::wait) and friends poll the ring before they block
-    /// ([`DEFAULT_POLL`]; zero blocks at once, saving the CPU).
+    /// Sets how long [`wait`](Self::wait) and friends poll the ring before they block, at
+    /// least ([`DEFAULT_POLL`]; zero blocks at once, saving the CPU). When completions usually
+    /// come further apart (1 MiB requests take a few hundred µs each), the device polls for
+    /// twice the usual gap between them instead, up to [`MAX_ADAPTIVE_POLL`], so that a
+    /// stream of large requests does not block (an exit and a wake-up) for every one.
     pub fn set_poll(&mut self, poll: core::time::Duration) {
         self.poll = poll;
     }
 
+    /// How long to poll now: see [`set_poll`](Self::set_poll).
+    fn poll_budget(&self) -> core::time::Duration {
+        if self.poll.is_zero() {
+            return self.poll;
+        }
+        let usual = core::time::Duration::from_nanos(self.completion_gap_ns.saturating_mul(2));
+        self.poll.max(usual.min(MAX_ADAPTIVE_POLL))
+    }
+
+    /// Records `n` completions that arrived by now (one sample of the gap between them).
+    fn note_completions(&mut self, n: u64) {
+        let now = crate::time::now();
+        if let Some(start) = self.gap_start {
+            let gap = u64::try_from((now - start).as_nanos()).unwrap_or(u64::MAX) / n.max(1);
+            self.completion_gap_ns =
+                (self.completion_gap_ns.saturating_mul(7) / 8).saturating_add(gap / 8);
+        }
+        self.gap_start = (!self.in_flight.is_empty()).then_some(now);
+    }
+
     /// Polls the ring for a response for up to the poll time; returns whether one arrived.
     fn poll_for_response(&mut self) -> bool {
+        let budget = self.poll_budget();
         let Some(front) = self.front.as_mut() else {
             return false;
         };
-        if self.poll.is_zero() {
+        if budget.is_zero() {
             return false;
         }
-        let until = crate::time::now() + self.poll;
+        let until = crate::time::now() + budget;
         while crate::time::now() < until {
             if front.has_unconsumed_responses() {
                 return true;
@@ -358,6 +452,23 @@ impl BlockDevice {
     /// Whether the disk refuses writes and discards.
     pub fn read_only(&self) -> bool {
         self.flags & flags::READONLY != 0
+    }
+
+    /// The most sectors one request may carry: [`MAX_INDIRECT_SECTORS`] (1 MiB) if the backend
+    /// takes indirect requests of that size, else what it takes, at least
+    /// [`MAX_SECTORS_PER_REQUEST`] (88).
+    pub fn max_request_sectors(&self) -> u64 {
+        if self.indirect_segments > 0 {
+            self.indirect_segments as u64 * SECTORS_PER_PAGE
+        } else {
+            MAX_SECTORS_PER_REQUEST
+        }
+    }
+
+    /// Whether the backend takes indirect requests (`BLKIF_OP_INDIRECT`), which the device
+    /// uses for requests of more than 11 pages.
+    pub fn supports_indirect(&self) -> bool {
+        self.indirect_segments > 0
     }
 
     /// Whether the backend offers flushes (`FLUSH_DISKCACHE`).
@@ -533,23 +644,111 @@ impl BlockDevice {
         let id = self.take_id();
         let pushed = build(self.front(), id, &grants);
         debug_assert!(pushed, "requests are checked before they are pushed");
-        self.in_flight.push(InFlight {
+        self.track(InFlight {
             id,
             operation,
             grants,
             pages,
+            index: None,
             read_len,
         });
-        if !self.plugged {
-            self.commit();
-        }
         Ok(RequestId(id))
     }
 
-    /// Submits a read of `count` sectors (1 to [`MAX_SECTORS_PER_REQUEST`]) from `sector`. The
-    /// data comes with the [`Completion`].
+    /// Pushes an indirect read or write (`operation`) of `count` sectors at `sector` in
+    /// `pages`, granted as given, with their segments listed in one more page.
+    fn push_indirect(
+        &mut self,
+        operation: u8,
+        sector: u64,
+        count: u64,
+        pages: Vec<PageBox>,
+        readonly_grants: bool,
+        read_len: usize,
+    ) -> Result<RequestId, BlockError> {
+        let index = self.alloc_page();
+        let index_gref = match grant::grant_access(index.frame(), DOMID_BACKEND, true) {
+            Ok(g) => g,
+            Err(e) => {
+                self.recycle(pages);
+                self.recycle(alloc::vec![index]);
+                return Err(BlockError::Grant(e));
+            }
+        };
+        let mut grants = match Self::grant_pages(&pages, readonly_grants) {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = grant::end_access(index_gref);
+                self.recycle(pages);
+                self.recycle(alloc::vec![index]);
+                return Err(e);
+            }
+        };
+        let id = self.take_id();
+        let segments = Self::segments(&grants, count);
+        let pushed = self
+            .front()
+            .push_indirect(operation, id, sector, &segments, &[(index_gref, &index)])
+            .is_ok();
+        debug_assert!(pushed, "requests are checked before they are pushed");
+        grants.push(index_gref);
+        self.track(InFlight {
+            id,
+            operation,
+            grants,
+            pages,
+            index: Some(index),
+            read_len,
+        });
+        Ok(RequestId(id))
+    }
+
+    /// Records a pushed request and publishes it unless plugged.
+    fn track(&mut self, request: InFlight) {
+        if self.in_flight.is_empty() {
+            // Busy from now: the first completion's gap counts from here.
+            self.gap_start = Some(crate::time::now());
+        }
+        self.pages_in_flight += request.page_count();
+        self.spare.keep_at_least(self.pages_in_flight);
+        self.in_flight.push(request);
+        if !self.plugged {
+            self.commit();
+        }
+    }
+
+    /// Pushes a read or write of `count` sectors at `sector` in `pages` (one per 8 sectors):
+    /// indirect if there are more pages than a direct request holds.
+    fn push_data(
+        &mut self,
+        operation: u8,
+        sector: u64,
+        count: u64,
+        pages: Vec<PageBox>,
+    ) -> Result<RequestId, BlockError> {
+        let reading = operation == BLKIF_OP_READ;
+        let read_len = if reading {
+            count as usize * SECTOR_SIZE
+        } else {
+            0
+        };
+        if pages.len() > BLKIF_MAX_SEGMENTS_PER_REQUEST {
+            return self.push_indirect(operation, sector, count, pages, !reading, read_len);
+        }
+        self.push(operation, pages, !reading, read_len, |front, id, grants| {
+            let segments = Self::segments(grants, count);
+            if reading {
+                front.push_read(id, sector, &segments).is_ok()
+            } else {
+                front.push_write(id, sector, &segments).is_ok()
+            }
+        })
+    }
+
+    /// Submits a read of `count` sectors (1 to [`max_request_sectors`](Self::max_request_sectors))
+    /// from `sector`. The data comes with the [`Completion`].
     pub fn submit_read(&mut self, sector: u64, count: u64) -> Result<RequestId, BlockError> {
-        if count == 0 || count > MAX_SECTORS_PER_REQUEST {
+        if count == 0 || count > self.max_request_sectors() {
             return Err(BlockError::BadLength);
         }
         self.check_range(sector, count)?;
@@ -557,17 +756,7 @@ impl BlockDevice {
         let pages: Vec<PageBox> = (0..count.div_ceil(SECTORS_PER_PAGE))
             .map(|_| self.alloc_page())
             .collect();
-        self.push(
-            BLKIF_OP_READ,
-            pages,
-            false,
-            count as usize * SECTOR_SIZE,
-            |front, id, grants| {
-                front
-                    .push_read(id, sector, &Self::segments(grants, count))
-                    .is_ok()
-            },
-        )
+        self.push_data(BLKIF_OP_READ, sector, count, pages)
     }
 
     fn data_pages(&mut self, data: &[u8]) -> Vec<PageBox> {
@@ -580,10 +769,16 @@ impl BlockDevice {
             .collect()
     }
 
-    fn check_write(&mut self, sector: u64, data: &[u8]) -> Result<u64, BlockError> {
+    /// Checks a write of `data` (at most `max_sectors`) at `sector`; returns its sectors.
+    fn check_write(
+        &mut self,
+        sector: u64,
+        data: &[u8],
+        max_sectors: u64,
+    ) -> Result<u64, BlockError> {
         if data.is_empty()
             || !data.len().is_multiple_of(SECTOR_SIZE)
-            || data.len() > MAX_BYTES_PER_REQUEST
+            || data.len() as u64 > max_sectors * SECTOR_SIZE as u64
         {
             return Err(BlockError::BadLength);
         }
@@ -597,20 +792,17 @@ impl BlockDevice {
     }
 
     /// Submits a write of `data` (a whole number of sectors, at most
-    /// [`MAX_BYTES_PER_REQUEST`] bytes) at `sector`. The data is copied: `data` may be reused
-    /// at once.
+    /// [`max_request_sectors`](Self::max_request_sectors)) at `sector`. The data is copied:
+    /// `data` may be reused at once.
     pub fn submit_write(&mut self, sector: u64, data: &[u8]) -> Result<RequestId, BlockError> {
-        let count = self.check_write(sector, data)?;
+        let count = self.check_write(sector, data, self.max_request_sectors())?;
         let pages = self.data_pages(data);
-        self.push(BLKIF_OP_WRITE, pages, true, 0, |front, id, grants| {
-            front
-                .push_write(id, sector, &Self::segments(grants, count))
-                .is_ok()
-        })
+        self.push_data(BLKIF_OP_WRITE, sector, count, pages)
     }
 
-    /// Submits a write of `data` at `sector` that is also a flush (`FLUSH_DISKCACHE` with
-    /// data): when it completes, it and every write submitted before it are durable.
+    /// Submits a write of `data` (at most [`MAX_BYTES_PER_REQUEST`]: flushes are never
+    /// indirect) at `sector` that is also a flush (`FLUSH_DISKCACHE` with data): when it
+    /// completes, it and every write submitted before it are durable.
     pub fn submit_write_flush(
         &mut self,
         sector: u64,
@@ -619,7 +811,7 @@ impl BlockDevice {
         if !self.supports_flush() {
             return Err(BlockError::Unsupported);
         }
-        let count = self.check_write(sector, data)?;
+        let count = self.check_write(sector, data, MAX_SECTORS_PER_REQUEST)?;
         let pages = self.data_pages(data);
         self.push(
             BLKIF_OP_FLUSH_DISKCACHE,
@@ -673,27 +865,28 @@ impl BlockDevice {
         request.id = id;
         let pushed = self.front().push_raw(&request).is_ok();
         debug_assert!(pushed, "check_slot saw a free slot");
-        self.in_flight.push(InFlight {
+        self.track(InFlight {
             id,
             operation: request.operation,
             grants: Vec::new(),
             pages: Vec::new(),
+            index: None,
             read_len: 0,
         });
-        if !self.plugged {
-            self.commit();
-        }
         Ok(RequestId(id))
     }
 
     /// Takes every response off the ring and turns it into a queued completion.
     fn reap(&mut self) {
+        let mut reaped = 0;
         while let Some(response) = self.front().poll_response() {
+            reaped += 1;
             let Some(at) = self.in_flight.iter().position(|r| r.id == response.id) else {
                 self.stray_responses += 1;
                 continue;
             };
             let request = self.in_flight.swap_remove(at);
+            self.pages_in_flight -= request.page_count();
             let mut leaked = false;
             for g in &request.grants {
                 if grant::end_access(*g).is_err() {
@@ -705,6 +898,9 @@ impl BlockDevice {
             if leaked {
                 // The backend may still write these pages: never reuse or free them.
                 core::mem::forget(core::mem::take(&mut pages));
+                core::mem::forget(request.index);
+            } else {
+                self.spare.give(request.index);
             }
             let read_len = if response.status == BLKIF_RSP_OKAY && !leaked {
                 request.read_len
@@ -723,6 +919,9 @@ impl BlockDevice {
                 len: read_len,
                 pool: Rc::downgrade(&self.spare),
             });
+        }
+        if reaped > 0 {
+            self.note_completions(reaped);
         }
     }
 
@@ -808,11 +1007,12 @@ impl BlockDevice {
             return Err(BlockError::BadLength);
         }
         self.check_range(sector, (buf.len() / SECTOR_SIZE) as u64)?;
+        let max = self.max_request_bytes();
         let chunks: Vec<(u64, usize, usize)> = buf
-            .chunks(MAX_BYTES_PER_REQUEST)
+            .chunks(max)
             .enumerate()
             .map(|(i, c)| {
-                let at = i * MAX_BYTES_PER_REQUEST;
+                let at = i * max;
                 (sector + (at / SECTOR_SIZE) as u64, at, c.len())
             })
             .collect();
@@ -836,22 +1036,29 @@ impl BlockDevice {
             return Err(BlockError::ReadOnly);
         }
         self.check_range(sector, (data.len() / SECTOR_SIZE) as u64)?;
+        let max = self.max_request_bytes();
         let chunks: Vec<(u64, &[u8])> = data
-            .chunks(MAX_BYTES_PER_REQUEST)
+            .chunks(max)
             .enumerate()
-            .map(|(i, c)| (sector + (i * MAX_BYTES_PER_REQUEST / SECTOR_SIZE) as u64, c))
+            .map(|(i, c)| (sector + (i * max / SECTOR_SIZE) as u64, c))
             .collect();
         self.pipeline(&chunks, |dev, &(s, c)| dev.submit_write(s, c), |_, _, _| {})
     }
 
-    /// Submits `chunks` with at most [`PIPELINE_DEPTH`] in flight, completing them in order.
-    /// Returns the first error, after every submitted chunk has completed.
+    fn max_request_bytes(&self) -> usize {
+        self.max_request_sectors() as usize * SECTOR_SIZE
+    }
+
+    /// Submits `chunks` with at most [`PIPELINE_DEPTH`] (and [`PIPELINE_BYTES`]) in flight,
+    /// completing them in order. Returns the first error, after every submitted chunk has
+    /// completed.
     fn pipeline<C>(
         &mut self,
         chunks: &[C],
         mut submit: impl FnMut(&mut Self, &C) -> Result<RequestId, BlockError>,
         mut complete: impl FnMut(&mut Self, &C, Completion),
     ) -> Result<(), BlockError> {
+        let depth = (PIPELINE_BYTES / self.max_request_bytes()).clamp(1, PIPELINE_DEPTH);
         let mut pending: VecDeque<(RequestId, &C)> = VecDeque::new();
         let mut next = 0;
         let mut first_error = None;
@@ -859,7 +1066,7 @@ impl BlockDevice {
             if first_error.is_none() && next < chunks.len() {
                 self.plug();
                 while next < chunks.len()
-                    && pending.len() < PIPELINE_DEPTH
+                    && pending.len() < depth
                     && self.front_ref().free_requests() > 0
                 {
                     match submit(self, &chunks[next]) {
@@ -943,7 +1150,7 @@ impl BlockDevice {
     }
 
     /// Writes `data` at `sector` and makes it, and every write submitted before, durable, in
-    /// one request (at most [`MAX_BYTES_PER_REQUEST`] bytes).
+    /// one request (at most [`MAX_BYTES_PER_REQUEST`] bytes: flushes are never indirect).
     pub fn write_durable(&mut self, sector: u64, data: &[u8]) -> Result<(), BlockError> {
         self.wait_slot()?;
         let id = self.submit_write_flush(sector, data)?;
@@ -971,6 +1178,7 @@ impl BlockDevice {
         self.connected = false;
         evtchn::mask(self.port);
         // The backend has let go of everything: revoke the data grants of unanswered requests.
+        self.pages_in_flight = 0;
         for request in core::mem::take(&mut self.in_flight) {
             let mut ok = true;
             for g in &request.grants {
@@ -978,6 +1186,7 @@ impl BlockDevice {
             }
             if !ok {
                 core::mem::forget(request.pages);
+                core::mem::forget(request.index);
             }
         }
         grant::end_access(self.ring_gref).map_err(BlockError::Grant)
@@ -991,6 +1200,7 @@ impl Drop for BlockDevice {
             // The backend may still map the ring and the data pages: never free them.
             for request in core::mem::take(&mut self.in_flight) {
                 core::mem::forget(request.pages);
+                core::mem::forget(request.index);
             }
         }
         if !ring_revoked {

@@ -30,8 +30,8 @@ pub use parapet_abi::grant_table::Copy;
 
 use crate::hypercall;
 
-/// The most entries this SDK manages (4 frames).
-pub const MAX_ENTRIES: usize = 2048;
+/// The most entries this SDK manages (32 frames, what Parapet's VMM gives).
+pub const MAX_ENTRIES: usize = 16384;
 
 /// The table, or null before boot.
 static TABLE: AtomicPtr<GrantEntry> = AtomicPtr::new(core::ptr::null_mut());

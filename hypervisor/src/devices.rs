@@ -76,8 +76,10 @@ impl Device {
             ..Default::default()
         };
         if let Model::Block(disk) = &self.model {
-            use parapet_abi::blkif::{CONFIG_SECTORS, flags};
+            use parapet_abi::blkif::{CONFIG_MAX_INDIRECT_SEGMENTS, CONFIG_SECTORS, flags};
             info.config[CONFIG_SECTORS] = disk.sectors();
+            info.config[CONFIG_MAX_INDIRECT_SEGMENTS] =
+                pv_drivers::blkif::MAX_INDIRECT_SEGMENTS as u64;
             info.flags = flags::FLUSH | flags::DISCARD;
             if disk.read_only() {
                 info.flags |= flags::READONLY;

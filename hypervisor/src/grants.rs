@@ -12,7 +12,6 @@ use parapet_abi::grant_table::{GrantEntry, GrantRef, gtf};
 use parapet_abi::start_info::{KERNEL_MIN_ADDR, PAGE_SIZE};
 use pv_drivers::grant::{GrantError, GrantMapper};
 use pv_drivers::shared::SharedPage;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -31,11 +30,13 @@ struct Table {
     ram: Arc<GuestRam>,
     base: u64,
     nr_entries: u32,
-    in_use: Mutex<HashMap<GrantRef, InUse>>,
+    /// Indexed by reference: a flat table, because backends map and release a reference per
+    /// page of every request.
+    in_use: Mutex<Vec<InUse>>,
 }
 
 /// Mappings of one reference that are alive.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct InUse {
     readers: u32,
     writers: u32,
@@ -45,12 +46,13 @@ struct InUse {
 impl GrantTable {
     /// The table of `nr_frames` pages at `base` in `ram`.
     pub fn new(ram: Arc<GuestRam>, base: u64, nr_frames: u32) -> GrantTable {
+        let nr_entries = nr_frames * parapet_abi::grant_table::ENTRIES_PER_FRAME;
         GrantTable {
             inner: Arc::new(Table {
                 ram,
                 base,
-                nr_entries: nr_frames * parapet_abi::grant_table::ENTRIES_PER_FRAME,
-                in_use: Mutex::new(HashMap::new()),
+                nr_entries,
+                in_use: Mutex::new(vec![InUse::default(); nr_entries as usize]),
             }),
         }
     }
@@ -85,7 +87,7 @@ impl GrantTable {
 }
 
 impl Table {
-    fn in_use(&self) -> MutexGuard<'_, HashMap<GrantRef, InUse>> {
+    fn in_use(&self) -> MutexGuard<'_, Vec<InUse>> {
         self.in_use.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -100,44 +102,31 @@ impl Table {
     fn map(&self, gref: GrantRef, writable: bool) -> Result<u64, GrantError> {
         let entry = self.entry_gpa(gref)?;
         let mut in_use = self.in_use();
+        let u = &mut in_use[gref as usize];
         let mark = if writable { gtf::WRITING } else { gtf::READING };
-        let already = in_use.get(&gref).filter(|u| {
-            if writable {
-                u.writers > 0
-            } else {
-                u.readers > 0
+        let mapped = if writable { u.writers } else { u.readers };
+        if mapped == 0 {
+            self.mark(entry, writable, mark)?;
+            // The frame is read once, after the mark: from here on the guest may not change
+            // the entry, and the VMM only ever uses this copy.
+            let frame = self.ram.read_obj::<u32>(entry + 4).unwrap_or(0);
+            let frame_gpa = u64::from(frame) * PAGE_SIZE;
+            let other_kind_mapped = u.readers + u.writers > 0;
+            let valid = frame_gpa >= KERNEL_MIN_ADDR
+                && self.ram.check_range(frame_gpa, PAGE_SIZE).is_ok()
+                && (!other_kind_mapped || u.frame_gpa == frame_gpa);
+            if !valid {
+                self.unmark(entry, mark);
+                return Err(GrantError::BadPage);
             }
-        });
-        let frame_gpa = match already {
-            Some(u) => u.frame_gpa,
-            None => {
-                self.mark(entry, writable, mark)?;
-                // The frame is read once, after the mark: from here on the guest may not
-                // change the entry, and the VMM only ever uses this copy.
-                let frame = self.ram.read_obj::<u32>(entry + 4).unwrap_or(0);
-                let frame_gpa = u64::from(frame) * PAGE_SIZE;
-                let previous = in_use.get(&gref).map(|u| u.frame_gpa);
-                let valid = frame_gpa >= KERNEL_MIN_ADDR
-                    && self.ram.check_range(frame_gpa, PAGE_SIZE).is_ok()
-                    && previous.is_none_or(|p| p == frame_gpa);
-                if !valid {
-                    self.unmark(entry, mark);
-                    return Err(GrantError::BadPage);
-                }
-                frame_gpa
-            }
-        };
-        let u = in_use.entry(gref).or_insert(InUse {
-            readers: 0,
-            writers: 0,
-            frame_gpa,
-        });
+            u.frame_gpa = frame_gpa;
+        }
         if writable {
             u.writers += 1;
         } else {
             u.readers += 1;
         }
-        Ok(frame_gpa)
+        Ok(u.frame_gpa)
     }
 
     /// Sets `mark` in the entry's flags if the entry grants the access, atomically with the check.
@@ -172,20 +161,18 @@ impl Table {
             return;
         };
         let mut in_use = self.in_use();
-        let Some(u) = in_use.get_mut(&gref) else {
-            return;
-        };
+        let u = &mut in_use[gref as usize];
         let (count, mark) = if writable {
             (&mut u.writers, gtf::WRITING)
         } else {
             (&mut u.readers, gtf::READING)
         };
-        *count -= 1;
-        if *count == 0 {
+        let Some(left) = count.checked_sub(1) else {
+            return;
+        };
+        *count = left;
+        if left == 0 {
             self.unmark(entry, mark);
-        }
-        if u.readers == 0 && u.writers == 0 {
-            in_use.remove(&gref);
         }
     }
 }

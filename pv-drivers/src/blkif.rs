@@ -5,7 +5,9 @@
 //! request names up to 11 segments, each a granted page and the sectors
 //! `first_sect..=last_sect` (0–7) within it; the segments' sectors are consecutive on the disk
 //! from `sector_number`. Sectors are 512 bytes. A discard request ([`BlkifRequestDiscard`])
-//! occupies the same slot.
+//! occupies the same slot, and so does an indirect read or write ([`BlkifRequestIndirect`]),
+//! whose up to [`MAX_INDIRECT_SEGMENTS`] segments are listed in granted indirect pages: one
+//! request, and one vectored transfer, for a whole MiB.
 //!
 //! # Backend loop
 //!
@@ -29,16 +31,20 @@
 //!
 //! # Validation (what a request must satisfy, else `BLKIF_RSP_ERROR` for that request alone)
 //!
-//! | check | read / write | flush / barrier | discard |
-//! |---|---|---|---|
-//! | `nr_segments` | 1–11 | 0–11 | — |
-//! | every segment `first_sect <= last_sect <= 7` | yes | yes | — |
-//! | `sector_number + sectors` (checked) `<=` disk size | yes | if it has segments | `nr_sectors` |
-//! | disk writable | write | if it has segments | yes |
-//! | every grant maps with the right access (reads need writable grants) | yes | yes | — |
+//! | check | read / write | flush / barrier | discard | indirect |
+//! |---|---|---|---|---|
+//! | `nr_segments` | 1–11 | 0–11 | — | 1–[`MAX_INDIRECT_SEGMENTS`] |
+//! | `indirect_op` | — | — | — | read or write |
+//! | the indirect pages' grants map for reading | — | — | — | yes |
+//! | every segment `first_sect <= last_sect <= 7` | yes | yes | — | yes |
+//! | `sector_number + sectors` (checked) `<=` disk size | yes | if it has segments | `nr_sectors` | yes |
+//! | disk writable | write | if it has segments | yes | write |
+//! | every grant maps with the right access (reads need writable grants) | yes | yes | — | yes |
 //!
 //! An unknown `operation` is `BLKIF_RSP_EOPNOTSUPP`. All checks, grant mappings included, happen
-//! before the store is touched, so a failed request neither reads nor writes anything. A flush
+//! before the store is touched, so a failed request neither reads nor writes anything. An
+//! indirect request's segments are copied out of its indirect pages once, and the pages
+//! released, before they are checked. A flush
 //! or barrier performs its segments' write first, then [`BlockStore::flush`]: because requests
 //! are processed in ring order and writes are answered only after [`BlockStore::write_at`]
 //! returned, every write answered before the flush's response is then durable. A discard of
@@ -47,13 +53,14 @@
 use core::fmt;
 
 use parapet_abi::blkif::{
-    BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
-    BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
-    BLKIF_SECTOR_SIZE, BLKIF_SECTORS_PER_PAGE, BlkifRequest, BlkifRequestDiscard, BlkifResponse,
-    BlkifSegment,
+    BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
+    BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+    BLKIF_SECTOR_SIZE, BLKIF_SECTORS_PER_PAGE, BLKIF_SEGMENTS_PER_INDIRECT_PAGE, BlkifRequest,
+    BlkifRequestDiscard, BlkifRequestIndirect, BlkifResponse, BlkifSegment,
 };
 use parapet_abi::grant_table::GrantRef;
-use zerocopy::FromZeros;
+use zerocopy::{FromZeros, IntoBytes};
 
 use crate::grant::GrantMapper;
 use crate::ring::{BackRing, FrontRing, RingError, RingFull};
@@ -65,11 +72,21 @@ const _: () = assert!(BLKIF_RING_SIZE == 32);
 
 /// Bytes per sector, as a `usize`.
 pub const SECTOR_SIZE: usize = BLKIF_SECTOR_SIZE as usize;
-/// The most sectors one read or write request can carry (11 whole pages).
+/// The most sectors one direct (not indirect) read or write request can carry (11 whole pages).
 pub const MAX_SECTORS_PER_REQUEST: u64 =
     BLKIF_MAX_SEGMENTS_PER_REQUEST as u64 * BLKIF_SECTORS_PER_PAGE as u64;
-/// The most bytes one read or write request can carry.
+/// The most bytes one direct read or write request can carry.
 pub const MAX_BYTES_PER_REQUEST: usize = MAX_SECTORS_PER_REQUEST as usize * SECTOR_SIZE;
+/// The most segments [`serve_batch`] accepts in an indirect request (1 MiB; Linux's blkback
+/// offers the same). The VMM advertises it in `config[CONFIG_MAX_INDIRECT_SEGMENTS]`.
+pub const MAX_INDIRECT_SEGMENTS: usize = 256;
+/// The most sectors one indirect request can carry.
+pub const MAX_INDIRECT_SECTORS: u64 = MAX_INDIRECT_SEGMENTS as u64 * BLKIF_SECTORS_PER_PAGE as u64;
+const _: () = assert!(
+    MAX_INDIRECT_SEGMENTS
+        <= BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST * BLKIF_SEGMENTS_PER_INDIRECT_PAGE
+);
+const _: () = assert!(MAX_INDIRECT_SEGMENTS <= u16::MAX as usize);
 const _: () = assert!(SECTOR_SIZE * BLKIF_SECTORS_PER_PAGE as usize == PAGE_SIZE);
 
 /// The block ring, as the frontend sees it.
@@ -135,14 +152,47 @@ pub fn as_discard(request: &BlkifRequest) -> BlkifRequestDiscard {
     zerocopy::transmute!(*request)
 }
 
+/// An indirect request, as the slot holds it: `nr_segments` segments listed in the pages
+/// `indirect_grefs` (at most 8; the rest of the field is zeroed).
+pub fn indirect_request(
+    indirect_op: u8,
+    id: u64,
+    sector_number: u64,
+    nr_segments: u16,
+    indirect_grefs: &[GrantRef],
+) -> BlkifRequest {
+    let mut indirect = BlkifRequestIndirect::new_zeroed();
+    indirect.operation = BLKIF_OP_INDIRECT;
+    indirect.indirect_op = indirect_op;
+    indirect.nr_segments = nr_segments;
+    indirect.id = id;
+    indirect.sector_number = sector_number;
+    let n = indirect_grefs
+        .len()
+        .min(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST);
+    indirect.indirect_grefs[..n].copy_from_slice(&indirect_grefs[..n]);
+    zerocopy::transmute!(indirect)
+}
+
+/// The same slot bytes read as an indirect request.
+pub fn as_indirect(request: &BlkifRequest) -> BlkifRequestIndirect {
+    zerocopy::transmute!(*request)
+}
+
+/// Indirect pages needed for `nr_segments` segments.
+pub const fn indirect_pages(nr_segments: usize) -> usize {
+    nr_segments.div_ceil(BLKIF_SEGMENTS_PER_INDIRECT_PAGE)
+}
+
 /// Why [`BlkifFront`] did not queue a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushError {
     /// Every slot holds a request in flight: consume responses first.
     RingFull,
-    /// Wrong number of segments for the operation (reads and writes need 1–11, flushes 0–11) or
-    /// a segment with `first_sect > last_sect` or `last_sect > 7`. (To send such a request on
-    /// purpose, use [`BlkifFront::push_raw`].)
+    /// Wrong number of segments for the operation (reads and writes need 1–11, flushes 0–11,
+    /// indirect requests 1 to 8 × 512 with one page per 512), an indirect operation other than
+    /// read or write, or a segment with `first_sect > last_sect` or `last_sect > 7`. (To send
+    /// such a request on purpose, use [`BlkifFront::push_raw`].)
     BadSegments,
 }
 
@@ -255,6 +305,50 @@ impl<P: SharedPage> BlkifFront<P> {
         Ok(self.ring.push_request(&request)?)
     }
 
+    /// Queues an indirect read or write (`indirect_op` is `BLKIF_OP_READ` or `BLKIF_OP_WRITE`)
+    /// of `segments`: writes them into the indirect pages, 512 per page in order, and queues a
+    /// request naming those pages. `indirect_pages` must hold exactly
+    /// [`indirect_pages`]`(segments.len())` pages, each granted read-only (or writable) with the
+    /// given reference; the caller keeps them granted, like the data pages, until the response.
+    /// The backend accepts at most the device's `config[CONFIG_MAX_INDIRECT_SEGMENTS]` segments.
+    pub fn push_indirect<Q: SharedPage>(
+        &mut self,
+        indirect_op: u8,
+        id: u64,
+        sector_number: u64,
+        segments: &[BlkifSegment],
+        indirect_pages: &[(GrantRef, &Q)],
+    ) -> Result<(), PushError> {
+        let max = BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST * BLKIF_SEGMENTS_PER_INDIRECT_PAGE;
+        if !matches!(indirect_op, BLKIF_OP_READ | BLKIF_OP_WRITE)
+            || !(1..=max).contains(&segments.len())
+            || indirect_pages.len() != self::indirect_pages(segments.len())
+            || segments_sectors(segments).is_none()
+        {
+            return Err(PushError::BadSegments);
+        }
+        if self.ring.free_requests() == 0 {
+            return Err(PushError::RingFull);
+        }
+        let mut grefs = [0; BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
+        for ((chunk, &(gref, page)), slot) in segments
+            .chunks(BLKIF_SEGMENTS_PER_INDIRECT_PAGE)
+            .zip(indirect_pages)
+            .zip(&mut grefs)
+        {
+            page.write(0, chunk.as_bytes());
+            *slot = gref;
+        }
+        let request = indirect_request(
+            indirect_op,
+            id,
+            sector_number,
+            segments.len() as u16,
+            &grefs[..indirect_pages.len()],
+        );
+        Ok(self.ring.push_request(&request)?)
+    }
+
     /// Queues `request` as it is, unchecked (for tests of the backend's validation).
     pub fn push_raw(&mut self, request: &BlkifRequest) -> Result<(), RingFull> {
         self.ring.push_request(request)
@@ -349,7 +443,8 @@ impl core::error::Error for BlockIoError {}
 ///
 /// [`serve_batch`] validates every request before it calls the store: offsets and lengths are
 /// always multiples of 512 and inside `0..sectors() * 512` (no overflow), buffers are at most
-/// [`MAX_BYTES_PER_REQUEST`] bytes, and `write_at`/`discard` are never called when
+/// [`MAX_BYTES_PER_REQUEST`] bytes (larger requests without a vectored path come in pieces),
+/// vectored transfers at most [`MAX_INDIRECT_SEGMENTS`] segments, and `write_at`/`discard` are never called when
 /// [`read_only`](Self::read_only) is `true`. Calls come from the one backend thread serving the
 /// ring, in ring order.
 pub trait BlockStore {
@@ -548,6 +643,7 @@ fn answer_with<G: GrantMapper, S: BlockStore>(
         BLKIF_OP_WRITE => transfer(request, Direction::Write, grants, store, buf),
         BLKIF_OP_WRITE_BARRIER | BLKIF_OP_FLUSH_DISKCACHE => flush(request, grants, store, buf),
         BLKIF_OP_DISCARD => discard(&as_discard(request), store),
+        BLKIF_OP_INDIRECT => indirect(&as_indirect(request), grants, store, buf),
         _ => Err(BLKIF_RSP_EOPNOTSUPP),
     };
     BlkifResponse {
@@ -592,7 +688,7 @@ fn disk_range<S: BlockStore>(store: &S, sector: u64, sectors: u64) -> Result<(u6
     Ok((offset, len))
 }
 
-/// Reads or writes the request's segments (1–11 of them; the caller checked the count).
+/// Reads or writes the request's segments (1–11 of them).
 fn transfer<G: GrantMapper, S: BlockStore>(
     request: &BlkifRequest,
     direction: Direction,
@@ -604,60 +700,104 @@ fn transfer<G: GrantMapper, S: BlockStore>(
     if n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
         return Err(BLKIF_RSP_ERROR);
     }
-    transfer_segments(request, n, direction, grants, store, buf)
+    transfer_segments(
+        request.sector_number,
+        &request.seg[..n],
+        direction,
+        grants,
+        store,
+        buf,
+    )
 }
 
+/// `BLKIF_OP_INDIRECT`: copies the segments out of the indirect pages (once; the pages are
+/// released before anything else happens), then reads or writes them.
+fn indirect<G: GrantMapper, S: BlockStore>(
+    request: &BlkifRequestIndirect,
+    grants: &G,
+    store: &S,
+    buf: &mut [u8; MAX_BYTES_PER_REQUEST],
+) -> Result<(), Status> {
+    let direction = match request.indirect_op {
+        BLKIF_OP_READ => Direction::Read,
+        BLKIF_OP_WRITE => Direction::Write,
+        _ => return Err(BLKIF_RSP_ERROR),
+    };
+    let n = usize::from(request.nr_segments);
+    if n == 0 || n > MAX_INDIRECT_SEGMENTS {
+        return Err(BLKIF_RSP_ERROR);
+    }
+    let mut segments = [BlkifSegment::default(); MAX_INDIRECT_SEGMENTS];
+    for (chunk, &gref) in segments[..n]
+        .chunks_mut(BLKIF_SEGMENTS_PER_INDIRECT_PAGE)
+        .zip(&request.indirect_grefs)
+    {
+        let page = grants.map(gref, false).map_err(|_| BLKIF_RSP_ERROR)?;
+        page.read(0, chunk.as_mut_bytes());
+    }
+    transfer_segments(
+        request.sector_number,
+        &segments[..n],
+        direction,
+        grants,
+        store,
+        buf,
+    )
+}
+
+/// Reads or writes `segments` (1 to [`MAX_INDIRECT_SEGMENTS`]) from `sector_number` on: every
+/// check and grant mapping first, then one vectored transfer straight between the store and the
+/// pages if both can, else through `buf`, 11 pages at a time.
 fn transfer_segments<G: GrantMapper, S: BlockStore>(
-    request: &BlkifRequest,
-    n: usize,
+    sector_number: u64,
+    segments: &[BlkifSegment],
     direction: Direction,
     grants: &G,
     store: &S,
     buf: &mut [u8; MAX_BYTES_PER_REQUEST],
 ) -> Result<(), Status> {
-    let segments = &request.seg[..n];
+    let n = segments.len();
+    if n > MAX_INDIRECT_SEGMENTS {
+        return Err(BLKIF_RSP_ERROR);
+    }
     let sectors = segments_sectors(segments).ok_or(BLKIF_RSP_ERROR)?;
-    let (offset, len) = disk_range(store, request.sector_number, sectors)?;
+    let (offset, _) = disk_range(store, sector_number, sectors)?;
     if direction == Direction::Write && store.read_only() {
         return Err(BLKIF_RSP_ERROR);
     }
+    let to_pages = direction == Direction::Read;
     // Map every grant before touching the store, so that a bad grant fails the request with
     // nothing done. Reads write into the pages, so they need writable grants.
-    let mut pages: [Option<G::Mapping>; BLKIF_MAX_SEGMENTS_PER_REQUEST] =
-        core::array::from_fn(|_| None);
+    let mut pages: [Option<G::Mapping>; MAX_INDIRECT_SEGMENTS] = core::array::from_fn(|_| None);
     for (slot, seg) in pages.iter_mut().zip(segments) {
-        let page = grants
-            .map(seg.gref, direction == Direction::Read)
-            .map_err(|_| BLKIF_RSP_ERROR)?;
-        *slot = Some(page);
+        *slot = Some(
+            grants
+                .map(seg.gref, to_pages)
+                .map_err(|_| BLKIF_RSP_ERROR)?,
+        );
     }
-    // (segment, its page, its byte range in the page, its byte range in the request's data)
-    let pieces = || {
-        segments
-            .iter()
-            .zip(pages.iter().flatten())
-            .scan(0, |at, (seg, page)| {
-                let in_page = usize::from(seg.first_sect) * SECTOR_SIZE
-                    ..(usize::from(seg.last_sect) + 1) * SECTOR_SIZE;
-                let in_buf = *at..*at + in_page.len();
-                *at = in_buf.end;
-                Some((page, in_page.start, in_buf))
-            })
+    let pages = &pages[..n];
+    // The bytes of each segment within its page.
+    let in_page = |seg: &BlkifSegment| {
+        usize::from(seg.first_sect) * SECTOR_SIZE..(usize::from(seg.last_sect) + 1) * SECTOR_SIZE
     };
     // Zero copy if every page has a host address and the store can use them.
-    let mut host = [HostSegment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
-    let mut all_host = true;
-    for (slot, (page, start, in_buf)) in host.iter_mut().zip(pieces()) {
-        match page.host_range(start, in_buf.len(), direction == Direction::Read) {
-            Some(addr) => {
-                *slot = HostSegment {
-                    addr,
-                    len: in_buf.len(),
-                }
-            }
-            None => all_host = false,
-        }
-    }
+    let mut host = [HostSegment::default(); MAX_INDIRECT_SEGMENTS];
+    let all_host = segments
+        .iter()
+        .zip(pages.iter().flatten())
+        .zip(&mut host)
+        .all(|((seg, page), slot)| {
+            let range = in_page(seg);
+            page.host_range(range.start, range.len(), to_pages)
+                .map(|addr| {
+                    *slot = HostSegment {
+                        addr,
+                        len: range.len(),
+                    }
+                })
+                .is_some()
+        });
     if all_host {
         let host = &host[..n];
         let done = match direction {
@@ -668,22 +808,41 @@ fn transfer_segments<G: GrantMapper, S: BlockStore>(
             return result.map_err(io_status);
         }
     }
-    let buf = &mut buf[..len as usize];
-    match direction {
-        Direction::Write => {
-            for (page, start, in_buf) in pieces() {
-                page.read(start, &mut buf[in_buf]);
+    // Through the bounce buffer, at most 11 pages (its size) at a time.
+    let mut at = offset;
+    for (segs, maps) in segments
+        .chunks(BLKIF_MAX_SEGMENTS_PER_REQUEST)
+        .zip(pages.chunks(BLKIF_MAX_SEGMENTS_PER_REQUEST))
+    {
+        let pieces = || {
+            segs.iter()
+                .zip(maps.iter().flatten())
+                .scan(0, |used, (seg, page)| {
+                    let range = in_page(seg);
+                    let in_buf = *used..*used + range.len();
+                    *used = in_buf.end;
+                    Some((page, range.start, in_buf))
+                })
+        };
+        let len = pieces().last().map_or(0, |(_, _, in_buf)| in_buf.end);
+        let chunk = &mut buf[..len];
+        match direction {
+            Direction::Write => {
+                for (page, start, in_buf) in pieces() {
+                    page.read(start, &mut chunk[in_buf]);
+                }
+                store.write_at(at, chunk).map_err(io_status)?;
             }
-            store.write_at(offset, buf).map_err(io_status)
-        }
-        Direction::Read => {
-            store.read_at(offset, buf).map_err(io_status)?;
-            for (page, start, in_buf) in pieces() {
-                page.write(start, &buf[in_buf]);
+            Direction::Read => {
+                store.read_at(at, chunk).map_err(io_status)?;
+                for (page, start, in_buf) in pieces() {
+                    page.write(start, &chunk[in_buf]);
+                }
             }
-            Ok(())
         }
+        at += len as u64;
     }
+    Ok(())
 }
 
 /// `FLUSH_DISKCACHE` / `WRITE_BARRIER`: the segments' write (if any), then a flush.
@@ -698,7 +857,14 @@ fn flush<G: GrantMapper, S: BlockStore>(
         return Err(BLKIF_RSP_ERROR);
     }
     if n > 0 {
-        transfer_segments(request, n, Direction::Write, grants, store, buf)?;
+        transfer_segments(
+            request.sector_number,
+            &request.seg[..n],
+            Direction::Write,
+            grants,
+            store,
+            buf,
+        )?;
     }
     store.flush().map_err(io_status)
 }

@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `randread_qd1`, `randwrite_qd1` | 4 KiB (8 sectors) at a random 4 KiB-aligned offset | 1 |
 //! | `randread_qd32`, `randwrite_qd32` | the same | 32 (the ring's size) |
-//! | `seqread`, `seqwrite` | 1 MiB operations, one after the other through the disk (wrapping), each split into requests of at most 88 sectors (11 pages, the protocol's limit): 23 × 44 KiB + 12 KiB | 32 |
+//! | `seqread`, `seqwrite` | 1 MiB operations, one after the other through the disk (wrapping): one indirect request each where the backend takes them (Parapet's does), else 23 × 44 KiB + 12 KiB (11-page direct requests) | `seq_qd`: 4 MiB's worth (4 indirect requests, or 32 direct ones) |
 //! | `none` | nothing: connect the disk, print the header, power off (the baseline for exit counts) | |
 //!
 //! Requests go through the SDK's `BlockDevice` submit/wait API: the guest keeps `qd` requests
@@ -40,6 +40,7 @@
 //! | `warmup=N` | unmeasured operations first (completed before measuring starts) | 64 (random), 2 (sequential) |
 //! | `seed=S` | the random offsets' seed | 1 |
 //! | `spin=US` | poll for a completion up to `US` µs before blocking | 0 |
+//! | `seq_qd=N` | requests in flight in the sequential tests (1–32) | 4 MiB's worth |
 //!
 //! # Output
 //!
@@ -68,7 +69,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use guest_sdk::block::{BlockDevice, BlockError, Completion, MAX_SECTORS_PER_REQUEST, RequestId};
+use guest_sdk::block::{BlockDevice, BlockError, Completion, RequestId};
 use guest_sdk::println;
 use guest_sdk::start_info::{cmdline, find_param};
 use guest_sdk::time::{rdtsc, tsc_khz};
@@ -80,8 +81,10 @@ const SECTOR: u64 = 512;
 const BLOCK_SECTORS: u64 = 8;
 /// Sectors per 1 MiB operation.
 const MIB_SECTORS: u64 = 2048;
-/// Requests per 1 MiB operation (88 sectors at most each).
-const REQUESTS_PER_MIB: u64 = MIB_SECTORS.div_ceil(MAX_SECTORS_PER_REQUEST);
+/// Bytes the sequential tests keep in flight by default.
+const SEQ_IN_FLIGHT: u64 = 4 << 20;
+/// The ring's slots: the most requests in flight.
+const RING_SLOTS: u64 = 32;
 /// Latency samples kept per test (later requests are still counted, not sampled).
 const MAX_SAMPLES: usize = 1 << 20;
 
@@ -98,6 +101,7 @@ struct Test {
     name: &'static str,
     write: bool,
     pattern: Pattern,
+    /// Requests in flight (random tests; the sequential ones use `seq_qd`).
     qd: usize,
 }
 
@@ -106,8 +110,8 @@ const TESTS: &[Test] = &[
     Test::new("randread_qd32", false, Pattern::Random, 32),
     Test::new("randwrite_qd1", true, Pattern::Random, 1),
     Test::new("randwrite_qd32", true, Pattern::Random, 32),
-    Test::new("seqread", false, Pattern::Sequential, 32),
-    Test::new("seqwrite", true, Pattern::Sequential, 32),
+    Test::new("seqread", false, Pattern::Sequential, 0),
+    Test::new("seqwrite", true, Pattern::Sequential, 0),
 ];
 
 impl Test {
@@ -137,6 +141,7 @@ struct Settings {
     warmup: Option<u64>,
     seed: u64,
     spin_cycles: u64,
+    seq_qd: Option<u64>,
 }
 
 /// What one phase (warm-up or measurement) did.
@@ -163,6 +168,10 @@ struct Run<'a> {
     units: u64,
     data: &'a [u8],
     spin_cycles: u64,
+    /// Sectors per request of the sequential tests (1 MiB, or the device's largest request).
+    seq_sectors: u64,
+    /// Requests in flight.
+    qd: usize,
 }
 
 impl Run<'_> {
@@ -174,11 +183,12 @@ impl Run<'_> {
                 BLOCK_SECTORS,
             ),
             Pattern::Sequential => {
-                let (mib, part) = (i / REQUESTS_PER_MIB, i % REQUESTS_PER_MIB);
-                let at = part * MAX_SECTORS_PER_REQUEST;
+                let per_mib = MIB_SECTORS.div_ceil(self.seq_sectors);
+                let (mib, part) = (i / per_mib, i % per_mib);
+                let at = part * self.seq_sectors;
                 (
                     mib % self.units * MIB_SECTORS + at,
-                    (MIB_SECTORS - at).min(MAX_SECTORS_PER_REQUEST),
+                    (MIB_SECTORS - at).min(self.seq_sectors),
                 )
             }
         }
@@ -226,15 +236,15 @@ impl Run<'_> {
     ) -> Result<Phase, BlockError> {
         let mut phase = Phase::default();
         // (request, submitted at, bytes)
-        let mut in_flight: Vec<(RequestId, u64, u64)> = Vec::with_capacity(self.test.qd);
+        let mut in_flight: Vec<(RequestId, u64, u64)> = Vec::with_capacity(self.qd);
         let (mut next, end) = (first, first + max);
         let start = rdtsc();
         loop {
             let expired = limit_cycles.is_some_and(|l| rdtsc().wrapping_sub(start) >= l);
-            if !expired && next < end && in_flight.len() < self.test.qd {
+            if !expired && next < end && in_flight.len() < self.qd {
                 let t = rdtsc();
                 self.dev.plug();
-                while next < end && in_flight.len() < self.test.qd {
+                while next < end && in_flight.len() < self.qd {
                     let (id, bytes) = match self.submit(next) {
                         Ok(r) => r,
                         Err(e) => {
@@ -299,6 +309,11 @@ fn settings(line: &str) -> Result<Settings, &'static str> {
             .unwrap_or(0)
             .saturating_mul(khz)
             / 1000,
+        seq_qd: match number(line, "seq_qd") {
+            Ok(Some(n)) if (1..=RING_SLOTS).contains(&n) => Some(n),
+            Ok(None) => None,
+            _ => return Err("seq_qd= is not a number from 1 to 32"),
+        },
     })
 }
 
@@ -326,9 +341,17 @@ fn run_test(dev: &mut BlockDevice, test: &Test, s: &Settings, data: &[u8]) -> Re
         println!("blk-bench {} skipped: read-only disk", test.name);
         return Ok(());
     }
+    let seq_sectors = dev.max_request_sectors().min(MIB_SECTORS);
     let per_op = match test.pattern {
         Pattern::Random => 1,
-        Pattern::Sequential => REQUESTS_PER_MIB,
+        Pattern::Sequential => MIB_SECTORS.div_ceil(seq_sectors),
+    };
+    let qd = match test.pattern {
+        Pattern::Random => test.qd,
+        Pattern::Sequential => s
+            .seq_qd
+            .unwrap_or((SEQ_IN_FLIGHT / (seq_sectors * SECTOR)).clamp(1, RING_SLOTS))
+            as usize,
     };
     let (default_ops, default_warmup) = match test.pattern {
         Pattern::Random => (100_000, 64),
@@ -345,6 +368,8 @@ fn run_test(dev: &mut BlockDevice, test: &Test, s: &Settings, data: &[u8]) -> Re
         units,
         data,
         spin_cycles: s.spin_cycles,
+        seq_sectors,
+        qd,
     };
     let result = run
         .phase(0, warmup_ops * per_op, None)
@@ -367,7 +392,7 @@ fn run_test(dev: &mut BlockDevice, test: &Test, s: &Settings, data: &[u8]) -> Re
         phase.bytes,
         phase.cycles.max(1),
         tsc_khz(),
-        test.qd,
+        qd,
         warmup,
         percentile(lat, 50),
         percentile(lat, 99),

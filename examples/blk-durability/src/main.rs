@@ -27,6 +27,7 @@
 //! | `batch=K` | blocks per flush, 1–31 | `1` |
 //! | `mode=flush` | each batch: `K` writes, then a flush request | yes |
 //! | `mode=write-flush` | each batch: `K - 1` writes, then the last block as a flush-with-data request | |
+//! | `mode=one-write` | each batch: one write of all `K` blocks (an indirect request when `K` > 11), then a flush request | |
 //! | `disk=N` | use the `N`th `--disk` (from 0) | `0` |
 //! | `verify` | at the end, read every block back (1 MiB reads, several requests in flight) and check it | no |
 //! | `discard` | at the very end, discard the blocks written and check that they read back as zeros | no |
@@ -34,7 +35,7 @@
 //! # Output (each line exactly as shown)
 //!
 //! ```text
-//! blk-durability: disk <sectors> sectors, <blocks> blocks, <K> per flush, mode <mode>
+//! blk-durability: disk <sectors> sectors, <blocks> blocks, <K> per flush, mode <mode>, requests up to <n> sectors
 //! acked <n>                    after every acknowledged flush (n grows by K, the last batch may be smaller)
 //! verified <n>                with `verify`: all n blocks read back correctly
 //! discarded <n>               with `discard`: the n blocks were discarded and read back as zeros
@@ -68,6 +69,7 @@ type Failure = (u32, String);
 enum Mode {
     Flush,
     WriteFlush,
+    OneWrite,
 }
 
 struct Args {
@@ -96,12 +98,13 @@ fn parse(line: &str) -> Result<Args, String> {
             Some(("disk", v)) => args.disk = number(v)? as usize,
             Some(("mode", "flush")) => args.mode = Mode::Flush,
             Some(("mode", "write-flush")) => args.mode = Mode::WriteFlush,
+            Some(("mode", "one-write")) => args.mode = Mode::OneWrite,
             None if word == "verify" => args.verify = true,
             None if word == "discard" => args.discard = true,
             _ => {
                 return Err(format!(
                     "unknown word {word:?} (usage: [count=N] [batch=K] \
-                     [mode=flush|write-flush] [disk=N] [verify] [discard])"
+                     [mode=flush|write-flush|one-write] [disk=N] [verify] [discard])"
                 ));
             }
         }
@@ -157,13 +160,16 @@ fn run() -> Result<u64, Failure> {
         return Err((2, "the disk is smaller than one block".into()));
     }
     println!(
-        "blk-durability: disk {} sectors, {total} blocks, {} per flush, mode {}",
+        "blk-durability: disk {} sectors, {total} blocks, {} per flush, mode {}, requests up to {} \
+         sectors",
         dev.sectors(),
         args.batch,
         match args.mode {
             Mode::Flush => "flush",
             Mode::WriteFlush => "write-flush",
-        }
+            Mode::OneWrite => "one-write",
+        },
+        dev.max_request_sectors()
     );
     let io = |what: &str, i: u64, e: BlockError| (3, format!("{what} (block {i}): {e}"));
     let mut data = [0u8; BLOCK_BYTES];
@@ -172,7 +178,18 @@ fn run() -> Result<u64, Failure> {
         let end = (acked + args.batch).min(total);
         let mut ids: Vec<(u64, RequestId)> = Vec::new();
         dev.plug();
-        for i in acked..end {
+        if args.mode == Mode::OneWrite {
+            let mut all = Vec::with_capacity((end - acked) as usize * BLOCK_BYTES);
+            for i in acked..end {
+                block(i, &mut data);
+                all.extend_from_slice(&data);
+            }
+            let id = dev
+                .submit_write(acked * SECTORS_PER_BLOCK, &all)
+                .map_err(|e| io("submit write", acked, e))?;
+            ids.push((acked, id));
+        }
+        for i in (acked..end).filter(|_| args.mode != Mode::OneWrite) {
             block(i, &mut data);
             let sector = i * SECTORS_PER_BLOCK;
             let id = if args.mode == Mode::WriteFlush && i + 1 == end {
@@ -182,7 +199,7 @@ fn run() -> Result<u64, Failure> {
             };
             ids.push((i, id.map_err(|e| io("submit write", i, e))?));
         }
-        if args.mode == Mode::Flush {
+        if args.mode != Mode::WriteFlush {
             let id = dev.submit_flush().map_err(|e| io("submit flush", end, e))?;
             ids.push((end, id));
         }

@@ -21,7 +21,7 @@
 //! | `ring-events` | scribbles over the ring's event indices and padding; the device keeps working |
 //! | `timer-huge` | `set_timer_op(u64::MAX)` and other absurd deadlines |
 //! | `net-tx`, `net-rx` | bad transmit requests and receive pages on the first `--net` interface (see `net.rs`) |
-//! | `blk-requests` | block requests with zero or 12+ segments, `first_sect > last_sect`, `last_sect` 8, sectors past the end or overflowing `u64`, unknown operations; on a read-only disk (the first `--disk …,readonly`), writes, flushes with data and discards |
+//! | `blk-requests` | block requests with zero or 12+ segments, `first_sect > last_sect`, `last_sect` 8, sectors past the end or overflowing `u64`, unknown operations; indirect requests with 0 or too many segments, other operations than read and write, indirect pages that are not granted or list bad segments or read-only pages to read into; on a read-only disk (the first `--disk …,readonly`), writes, flushes with data and discards |
 //! | `blk-grants` | block requests naming grants outside the table, foreign or invalid entries, frames the backend may not map, read-only grants for reads, one bad grant among good ones |
 //!
 //! Fatal cases are separate words (not part of `all`): the VMM must stop the guest with exit
@@ -59,8 +59,9 @@ use core::fmt;
 use core::time::Duration;
 
 use guest_sdk::abi::blkif::{
-    BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER,
-    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest, flags as blkif_flags,
+    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest,
+    BlkifSegment, flags as blkif_flags,
 };
 use guest_sdk::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, console_offset};
 use guest_sdk::abi::device::{Connect, DEVOP_CONNECT, DEVOP_DISCONNECT, kind};
@@ -91,7 +92,7 @@ use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::{GuestPage, PageBox};
 use guest_sdk::start_info::{cmdline, start_info};
 use guest_sdk::{console, device, println, time};
-use pv_drivers::blkif::{discard_request, rw_request, segment};
+use pv_drivers::blkif::{discard_request, indirect_request, rw_request, segment};
 use pv_drivers::shared::SharedPage;
 
 mod net;
@@ -1723,9 +1724,9 @@ fn blk_requests_writable(r: &mut Report, d: &mut BlockDevice) {
             BLKIF_RSP_EOPNOTSUPP,
         ),
         (
-            "indirect operation 6",
-            one(6, 0, segment(src, 0, 7)),
-            BLKIF_RSP_EOPNOTSUPP,
+            "indirect operation in a direct request's layout (0 indirect segments)",
+            one(BLKIF_OP_INDIRECT, 0, segment(src, 0, 7)),
+            BLKIF_RSP_ERROR,
         ),
         (
             "unknown operation 255",
@@ -1736,6 +1737,7 @@ fn blk_requests_writable(r: &mut Report, d: &mut BlockDevice) {
     for (what, request, want) in cases {
         f.expect(r, d, &alloc::format!("blk-requests {what}"), request, want);
     }
+    blk_indirect(r, d, &mut f);
     // A valid request at the very end works.
     let last = one(read, end - 1, segment(dst, 7, 7));
     f.expect(
@@ -1746,6 +1748,132 @@ fn blk_requests_writable(r: &mut Report, d: &mut BlockDevice) {
         BLKIF_RSP_OKAY,
     );
     f.release();
+}
+
+/// A page listing `segments` for an indirect request, granted read-only.
+fn blk_index(segments: &[BlkifSegment]) -> Option<(PageBox, GrantRef)> {
+    let page = PageBox::new();
+    for (i, seg) in segments.iter().enumerate() {
+        let bytes = [
+            seg.gref.to_le_bytes(),
+            [seg.first_sect, seg.last_sect, 0, 0],
+        ]
+        .concat();
+        page.write(i * 8, &bytes);
+    }
+    let g = grant::grant_access(page.frame(), DOMID_BACKEND, true).ok()?;
+    Some((page, g))
+}
+
+/// Indirect requests (`BLKIF_OP_INDIRECT`): each bad one fails alone and changes nothing, and
+/// its indirect page is released like the data pages.
+fn blk_indirect(r: &mut Report, d: &mut BlockDevice, f: &mut BlkFixture) {
+    let (src, dst, end) = (f.src_g, f.dst_g, d.sectors());
+    let (read, write) = (BLKIF_OP_READ, BLKIF_OP_WRITE);
+    let mut bad = [segment(src, 0, 7); 12];
+    bad[11] = segment(src, 6, 5);
+    let mut foreign = [segment(src, 0, 7); 12];
+    foreign[11] = segment(u32::MAX, 0, 7);
+    let (Some(from_src), Some(into_dst), Some(bad), Some(foreign)) = (
+        blk_index(&[segment(src, 0, 7); 12]),
+        blk_index(&[segment(dst, 0, 7); 12]),
+        blk_index(&bad),
+        blk_index(&foreign),
+    ) else {
+        r.check(
+            "blk-requests indirect",
+            false,
+            format_args!("granting the indirect pages"),
+        );
+        return;
+    };
+    let (s, t, b, x) = (from_src.1, into_dst.1, bad.1, foreign.1);
+    let ind = indirect_request;
+    let cases: [(&str, BlkifRequest, i16); 13] = [
+        ("0 segments", ind(write, 0, 0, 0, &[s]), BLKIF_RSP_ERROR),
+        (
+            "more segments than the device offers (257)",
+            ind(read, 0, 0, 257, &[t]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "65535 segments over 8 pages",
+            ind(read, 0, 0, u16::MAX, &[t; 8]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a flush",
+            ind(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, 12, &[s]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a discard",
+            ind(BLKIF_OP_DISCARD, 0, 0, 12, &[s]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "nested indirect",
+            ind(BLKIF_OP_INDIRECT, 0, 0, 12, &[s]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "an indirect page outside the grant table",
+            ind(write, 0, 0, 12, &[u32::MAX]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "an indirect page never granted (reference 0)",
+            ind(write, 0, 0, 12, &[0]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a read into the read-only pages it lists",
+            ind(read, 0, 0, 12, &[s]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a bad segment listed last",
+            ind(write, 0, 0, 12, &[b]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a grant outside the table listed last",
+            ind(write, 0, 0, 12, &[x]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a write across the end",
+            ind(write, 0, end - 95, 12, &[s]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a read at sector u64::MAX - 7",
+            ind(read, 0, u64::MAX - 7, 12, &[t]),
+            BLKIF_RSP_ERROR,
+        ),
+    ];
+    for (what, request, want) in cases {
+        let case = alloc::format!("blk-requests indirect: {what}");
+        f.expect(r, d, &case, request, want);
+    }
+    // The same pages, well used, work: 12 whole pages read into one page (the last wins).
+    f.expect(
+        r,
+        d,
+        "blk-requests indirect: a 12-page read",
+        ind(read, 0, 0, 12, &[t]),
+        BLKIF_RSP_OKAY,
+    );
+    let mut released = true;
+    for (page, g) in [from_src, into_dst, bad, foreign] {
+        released &= !grant::in_use(g) && grant::end_access(g).is_ok();
+        drop(page);
+    }
+    r.check(
+        "blk-requests indirect: pages released",
+        released,
+        format_args!("every indirect page was released and revoked"),
+    );
 }
 
 fn blk_requests_readonly(r: &mut Report, d: &mut BlockDevice) {

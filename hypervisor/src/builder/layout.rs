@@ -22,10 +22,11 @@ pub const GDT: u64 = 0x6000;
 pub const TSS: u64 = 0x7000;
 /// Emergency stack for IST1.
 pub const EMERGENCY_STACK: Range<u64> = 0x8000..0xc000;
-/// Grant table (docs/abi.md §8): 4 frames, 2048 entries.
-pub const GRANT_TABLE: Range<u64> = 0xc000..0x10000;
+/// Grant table (docs/abi.md §8): 32 frames, 16384 entries (Xen's usual default), enough for
+/// a ring's worth of 1 MiB block requests besides the other devices.
+pub const GRANT_TABLE: Range<u64> = 0xc000..0x2c000;
 /// Initial page tables: PML4, PDPT, the 4 KiB table of the first 2 MiB, then one PD per GiB.
-pub const PAGE_TABLES: Range<u64> = 0x10000..0x100000;
+pub const PAGE_TABLES: Range<u64> = 0x2c000..0x100000;
 /// End of the boot area; kernels load at or above it.
 pub const BOOT_END: u64 = parapet_abi::start_info::KERNEL_MIN_ADDR;
 

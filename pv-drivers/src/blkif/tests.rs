@@ -4,7 +4,7 @@ use std::vec;
 use std::vec::Vec;
 
 use parapet_abi::blkif::{
-    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ, BLKIF_OP_WRITE,
+    BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
     BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest,
     BlkifResponse, BlkifSegment,
 };
@@ -14,8 +14,8 @@ use zerocopy::IntoBytes;
 
 use super::{
     BLKIF_RING_SIZE, BlkifBackRing, BlkifFront, BlockIoError, BlockStore, MAX_BYTES_PER_REQUEST,
-    PushError, SECTOR_SIZE, ServeOutcome, as_discard, discard_request, rw_request, segment,
-    serve_batch,
+    MAX_INDIRECT_SEGMENTS, PushError, SECTOR_SIZE, ServeOutcome, as_discard, as_indirect,
+    discard_request, indirect_request, rw_request, segment, serve_batch,
 };
 use crate::ring::{BackRing, RingError};
 use crate::shared::{PAGE_SIZE, SharedPage, TestPage};
@@ -194,6 +194,111 @@ fn the_ring_has_32_slots_and_discards_share_the_slot() {
     assert!(d.pad2.iter().all(|&b| b == 0));
     // `nr_sectors` sits where the first segment does (Xen's layout).
     assert_eq!(&r.as_bytes()[24..32], &9u64.to_le_bytes());
+    let r = indirect_request(BLKIF_OP_WRITE, 8, 300, 256, &[41, 42]);
+    let i = as_indirect(&r);
+    assert_eq!(
+        (
+            i.operation,
+            i.indirect_op,
+            i.nr_segments,
+            i.id,
+            i.sector_number
+        ),
+        (BLKIF_OP_INDIRECT, BLKIF_OP_WRITE, 256, 8, 300)
+    );
+    assert_eq!(i.indirect_grefs, [41, 42, 0, 0, 0, 0, 0, 0]);
+    // Xen's blkif_request_indirect: nr_segments at 2, handle at 24, indirect_grefs at 28.
+    assert_eq!(&r.as_bytes()[2..4], &256u16.to_le_bytes());
+    assert_eq!(&r.as_bytes()[28..36], &[41, 0, 0, 0, 42, 0, 0, 0]);
+}
+
+/// Grants a read-only page listing `segments` (an indirect page).
+fn indirect_page(grants: &mut TestGrants, segments: &[BlkifSegment]) -> u32 {
+    let g = grants.grant(false);
+    grants.page(g).write(0, segments.as_bytes());
+    g
+}
+
+#[test]
+fn indirect_requests_move_a_mebibyte_in_one_request() {
+    let mut grants = TestGrants::default();
+    let src: Vec<u32> = (0..MAX_INDIRECT_SEGMENTS)
+        .map(|_| grants.grant(false))
+        .collect();
+    for (i, &g) in src.iter().enumerate() {
+        let bytes: Vec<u8> = (0..PAGE_SIZE).map(|b| (b / 512 + i * 8) as u8).collect();
+        grants.page(g).write(0, &bytes);
+    }
+    let index = grants.grant(true);
+    let disk = MemDisk::new(4096, false);
+    let ring = TestPage::new();
+    let mut front = BlkifFront::new(&ring);
+    let mut back: BlkifBackRing<_> = BackRing::attach(&ring);
+    let segs: Vec<BlkifSegment> = src.iter().map(|&g| segment(g, 0, 7)).collect();
+    // The helper refuses what the protocol does not allow.
+    let index_page = [(index, grants.page(index))];
+    for (what, op, n, pages) in [
+        ("no segments", BLKIF_OP_WRITE, 0, 1),
+        ("a flush", BLKIF_OP_FLUSH_DISKCACHE, 256, 1),
+        ("too few indirect pages", BLKIF_OP_WRITE, 256, 0),
+    ] {
+        assert_eq!(
+            front.push_indirect(op, 1, 0, &segs[..n], &index_page[..pages]),
+            Err(PushError::BadSegments),
+            "{what}"
+        );
+    }
+    front
+        .push_indirect(BLKIF_OP_WRITE, 1, 1024, &segs, &index_page)
+        .unwrap();
+    let _ = front.commit();
+    serve_batch(&mut back, &&grants, &disk, &mut || {}).unwrap();
+    assert_eq!(
+        front.poll_response(),
+        Some(response(1, BLKIF_OP_INDIRECT, BLKIF_RSP_OKAY))
+    );
+    // Without a vectored path the store sees it 11 pages at a time, in order.
+    let calls = disk.calls();
+    assert_eq!(calls.len(), 24);
+    assert_eq!(calls[0], Call::Write(1024 * 512, 88 * 512));
+    assert_eq!(calls[23], Call::Write((1024 + 23 * 88) * 512, 3 * 4096));
+    for s in 0..2048u64 {
+        let page = s as usize / 8;
+        let want = ((s % 8) as usize + page * 8) as u8;
+        assert_eq!(disk.sector(1024 + s), vec![want; 512]);
+    }
+    // Read a part back, scattered over pages and partial segments.
+    let dst: Vec<u32> = (0..20).map(|_| grants.grant(true)).collect();
+    let back_segs: Vec<BlkifSegment> = dst
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| segment(g, (i % 8) as u8, 7))
+        .collect();
+    let sectors: u64 = back_segs.iter().map(|s| u64::from(8 - s.first_sect)).sum();
+    let index_page = [(index, grants.page(index))];
+    front
+        .push_indirect(BLKIF_OP_READ, 2, 1024 + 5, &back_segs, &index_page)
+        .unwrap();
+    let _ = front.commit();
+    serve_batch(&mut back, &&grants, &disk, &mut || {}).unwrap();
+    assert_eq!(
+        front.poll_response(),
+        Some(response(2, BLKIF_OP_INDIRECT, BLKIF_RSP_OKAY))
+    );
+    let mut at = 1024 + 5;
+    for seg in &back_segs {
+        let page = page_bytes(&grants, seg.gref);
+        for s in seg.first_sect..=seg.last_sect {
+            let s = usize::from(s);
+            assert_eq!(
+                page[s * 512..(s + 1) * 512],
+                disk.sector(at)[..],
+                "sector {at}"
+            );
+            at += 1;
+        }
+    }
+    assert_eq!(at, 1024 + 5 + sectors);
 }
 
 #[test]
@@ -261,6 +366,14 @@ fn every_bad_request_fails_alone_and_touches_nothing() {
     grants.page(ro).write(0, &[0xbb; PAGE_SIZE]);
     let absent = 999;
     let seg = |g, f, l| segment(g, f, l);
+    let ind_rw = indirect_page(&mut grants, &[seg(rw, 0, 7); 12]);
+    let ind_ro = indirect_page(&mut grants, &[seg(ro, 0, 7); 12]);
+    let mut bad = [seg(ro, 0, 7); 13];
+    bad[12] = seg(ro, 6, 5);
+    let ind_bad = indirect_page(&mut grants, &bad);
+    bad[12] = seg(absent, 0, 7);
+    let ind_absent = indirect_page(&mut grants, &bad);
+
     let with_nr = |op, nr: u8, sector| {
         let mut r = rw_request(op, 0, sector, &[seg(rw, 0, 7); 11]);
         r.nr_segments = nr;
@@ -409,9 +522,64 @@ fn every_bad_request_fails_alone_and_touches_nothing() {
             BLKIF_RSP_EOPNOTSUPP,
         ),
         (
-            "operation 6 (indirect)",
-            rw_request(6, 0, 0, &[seg(rw, 0, 7)]),
-            BLKIF_RSP_EOPNOTSUPP,
+            "indirect read-shaped (0 indirect segments)",
+            rw_request(BLKIF_OP_INDIRECT, 0, 0, &[seg(rw, 0, 7)]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect with 0 segments",
+            indirect_request(BLKIF_OP_READ, 0, 0, 0, &[ind_rw]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect with 257 segments",
+            indirect_request(BLKIF_OP_WRITE, 0, 0, 257, &[ind_rw]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect with 65535 segments",
+            indirect_request(BLKIF_OP_READ, 0, 0, u16::MAX, &[ind_rw; 8]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect flush",
+            indirect_request(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, 1, &[ind_ro]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect discard",
+            indirect_request(BLKIF_OP_DISCARD, 0, 0, 1, &[ind_ro]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect nested",
+            indirect_request(BLKIF_OP_INDIRECT, 0, 0, 1, &[ind_ro]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect page absent",
+            indirect_request(BLKIF_OP_WRITE, 0, 0, 1, &[absent]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect read into read-only pages",
+            indirect_request(BLKIF_OP_READ, 0, 0, 12, &[ind_ro]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect page listing a bad segment",
+            indirect_request(BLKIF_OP_WRITE, 0, 0, 13, &[ind_bad]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect page listing an absent grant",
+            indirect_request(BLKIF_OP_WRITE, 0, 0, 13, &[ind_absent]),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "indirect write across the end",
+            indirect_request(BLKIF_OP_WRITE, 0, end - 1, 12, &[ind_ro]),
+            BLKIF_RSP_ERROR,
         ),
         (
             "operation 255",
@@ -801,44 +969,11 @@ impl Model {
                 if n > 11 || (rw && n == 0) {
                     return BLKIF_RSP_ERROR;
                 }
-                let segs = &r.seg[..n];
-                if segs
-                    .iter()
-                    .any(|s| s.first_sect > s.last_sect || s.last_sect > 7)
-                {
-                    return BLKIF_RSP_ERROR;
-                }
-                let total: u128 = segs
-                    .iter()
-                    .map(|s| (s.last_sect - s.first_sect + 1) as u128)
-                    .sum();
-                let reading = r.operation == BLKIF_OP_READ;
                 if n > 0 {
-                    if r.sector_number as u128 + total > sectors {
-                        return BLKIF_RSP_ERROR;
-                    }
-                    if !reading && self.read_only {
-                        return BLKIF_RSP_ERROR;
-                    }
-                    for s in segs {
-                        match self.pages.get(s.gref as usize) {
-                            Some((_, writable)) if *writable || !reading => {}
-                            _ => return BLKIF_RSP_ERROR,
-                        }
-                    }
-                    let mut sector = r.sector_number as usize;
-                    for s in segs {
-                        for in_page in s.first_sect as usize..=s.last_sect as usize {
-                            let disk = sector * 512..(sector + 1) * 512;
-                            let page = in_page * 512..(in_page + 1) * 512;
-                            let bytes = &mut self.pages[s.gref as usize].0;
-                            if reading {
-                                bytes[page].copy_from_slice(&self.data[disk]);
-                            } else {
-                                self.data[disk].copy_from_slice(&bytes[page]);
-                            }
-                            sector += 1;
-                        }
+                    let status =
+                        self.transfer(r.operation == BLKIF_OP_READ, r.sector_number, &r.seg[..n]);
+                    if status != BLKIF_RSP_OKAY {
+                        return status;
                     }
                 }
                 if !rw {
@@ -855,12 +990,92 @@ impl Model {
                 self.data[s * 512..(s + n) * 512].fill(0);
                 BLKIF_RSP_OKAY
             }
+            BLKIF_OP_INDIRECT => {
+                let ind = as_indirect(r);
+                let reading = match ind.indirect_op {
+                    BLKIF_OP_READ => true,
+                    BLKIF_OP_WRITE => false,
+                    _ => return BLKIF_RSP_ERROR,
+                };
+                let n = usize::from(ind.nr_segments);
+                if n == 0 || n > 256 {
+                    return BLKIF_RSP_ERROR;
+                }
+                let mut segs = Vec::new();
+                for i in 0..n {
+                    let Some((index, _)) = self.pages.get(ind.indirect_grefs[i / 512] as usize)
+                    else {
+                        return BLKIF_RSP_ERROR;
+                    };
+                    let b = &index[(i % 512) * 8..(i % 512) * 8 + 8];
+                    let gref = u32::from_le_bytes(b[..4].try_into().unwrap());
+                    segs.push(segment(gref, b[4], b[5]));
+                }
+                self.transfer(reading, ind.sector_number, &segs)
+            }
             _ => BLKIF_RSP_EOPNOTSUPP,
         }
     }
+
+    /// Reads or writes `segs` (at least one) from `sector` on.
+    fn transfer(&mut self, reading: bool, sector: u64, segs: &[BlkifSegment]) -> i16 {
+        let sectors = (self.data.len() / 512) as u128;
+        if segs
+            .iter()
+            .any(|s| s.first_sect > s.last_sect || s.last_sect > 7)
+        {
+            return BLKIF_RSP_ERROR;
+        }
+        let total: u128 = segs
+            .iter()
+            .map(|s| (s.last_sect - s.first_sect + 1) as u128)
+            .sum();
+        if sector as u128 + total > sectors {
+            return BLKIF_RSP_ERROR;
+        }
+        if !reading && self.read_only {
+            return BLKIF_RSP_ERROR;
+        }
+        for s in segs {
+            match self.pages.get(s.gref as usize) {
+                Some((_, writable)) if *writable || !reading => {}
+                _ => return BLKIF_RSP_ERROR,
+            }
+        }
+        let mut sector = sector as usize;
+        for s in segs {
+            for in_page in s.first_sect as usize..=s.last_sect as usize {
+                let disk = sector * 512..(sector + 1) * 512;
+                let page = in_page * 512..(in_page + 1) * 512;
+                let bytes = &mut self.pages[s.gref as usize].0;
+                if reading {
+                    bytes[page].copy_from_slice(&self.data[disk]);
+                } else {
+                    self.data[disk].copy_from_slice(&bytes[page]);
+                }
+                sector += 1;
+            }
+        }
+        BLKIF_RSP_OKAY
+    }
 }
 
-/// Grants for the model runs: 0 and 2 writable, 1 read-only; 3.. absent.
+/// The segments listed in the model's indirect page (grant 3): 1 or 2 sectors each of
+/// the writable grants 0 and 2.
+fn model_index_segments() -> Vec<BlkifSegment> {
+    (0..MODEL_INDEX_SEGMENTS)
+        .map(|i| {
+            let first = (i % 3) as u8;
+            segment([0, 2][i % 2], first, first + (i % 2) as u8)
+        })
+        .collect()
+}
+
+/// Segments in the model's indirect page.
+const MODEL_INDEX_SEGMENTS: usize = 40;
+
+/// Grants for the model runs: 0 and 2 writable, 1 read-only, 3 a read-only indirect page
+/// ([`model_index_segments`]); 4.. absent.
 fn model_setup(seed: u8, read_only: bool) -> (TestGrants, MemDisk, Model) {
     let mut grants = TestGrants::default();
     let mut pages = Vec::new();
@@ -872,6 +1087,9 @@ fn model_setup(seed: u8, read_only: bool) -> (TestGrants, MemDisk, Model) {
         grants.page(gref).write(0, &bytes);
         pages.push((bytes, writable));
     }
+    let index = indirect_page(&mut grants, &model_index_segments());
+    assert_eq!(index, 3);
+    pages.push((page_bytes(&grants, index), false));
     let disk = MemDisk::new(DISK_SECTORS, read_only);
     let model = Model {
         data: disk.data.lock().unwrap().clone(),
@@ -966,12 +1184,24 @@ fn valid_segments(max_total: u64) -> impl Strategy<Value = Vec<BlkifSegment>> {
 /// Requests that are all valid (reads use writable grants 0 and 2 only).
 fn valid_request() -> impl Strategy<Value = BlkifRequest> {
     (
-        0..5u8,
+        0..7u8,
         0..DISK_SECTORS,
         valid_segments(DISK_SECTORS),
         0..16u64,
     )
         .prop_map(|(kind, sector, segs, nr)| {
+            if kind >= 5 {
+                // An indirect read or write of a prefix of the model's indirect page.
+                let index = model_index_segments();
+                let n = (nr as usize * 3 + 1).min(MODEL_INDEX_SEGMENTS);
+                let total: u64 = index[..n]
+                    .iter()
+                    .map(|s| u64::from(s.last_sect - s.first_sect) + 1)
+                    .sum();
+                let op = [BLKIF_OP_READ, BLKIF_OP_WRITE][usize::from(kind - 5)];
+                let sector = sector.min(DISK_SECTORS - total);
+                return indirect_request(op, 0, sector, n as u16, &[3]);
+            }
             let total: u64 = segs
                 .iter()
                 .map(|s| u64::from(s.last_sect - s.first_sect) + 1)
@@ -1012,13 +1242,22 @@ fn any_request() -> impl Strategy<Value = BlkifRequest> {
             .prop_map(|(g, f, l)| segment(g, f, l)),
     ];
     (
-        prop_oneof![6 => 0..6u8, 1 => any::<u8>()],
+        prop_oneof![7 => 0..7u8, 1 => any::<u8>()],
         prop_oneof![6 => 0..4u8, 2 => 0..13u8, 1 => any::<u8>()],
         sector(),
         proptest::collection::vec(seg, 11),
         sector(),
     )
         .prop_map(|(op, nr, sector, segs, nr_sectors)| {
+            if op == BLKIF_OP_INDIRECT {
+                // Index pages 0–4 (3 is the model's list), an operation mostly read or write,
+                // and a segment count that may be anything.
+                let indirect_op = [BLKIF_OP_READ, BLKIF_OP_WRITE, nr][usize::from(nr % 3)];
+                let n = [u16::from(nr), u16::from(nr) * 3 + 1, segs[0].gref as u16]
+                    [usize::from(nr % 3)];
+                let grefs = [segs[1].gref % 5, segs[2].gref % 5];
+                return indirect_request(indirect_op, 0, sector, n, &grefs);
+            }
             if op == BLKIF_OP_DISCARD {
                 discard_request(0, sector, nr_sectors)
             } else {

@@ -899,12 +899,14 @@ impl BlkReport {
         );
         let _ = writeln!(
             out,
-            "guest: SDK submit/wait, up to 32 requests in flight, {}; host: pread/pwrite (QD1, \
-             sequential 1 MiB), io_uring (QD32)",
+            "guest: SDK submit/wait, 32 requests in flight (QD32) or 4 indirect 1 MiB requests \
+             (sequential), {}; host: pread/pwrite (QD1, sequential 1 MiB), io_uring (QD32)",
             if self.spin > 0 {
                 format!("polls {} us before blocking", self.spin)
             } else {
-                "blocks when no completion is ready".into()
+                "the SDK's polling (50 us, or twice the usual gap between completions up to 1 ms) \
+                 before blocking"
+                    .into()
             }
         );
         let _ = writeln!(
@@ -1101,7 +1103,7 @@ impl BlkReport {
                 "image_bytes": self.size,
                 "page_cache": "warm and clean before every run: fdatasync, then read through",
                 "io": "buffered on both sides (the VMM's backend preads/pwrites the image)",
-                "guest": "examples/blk-bench: SDK BlockDevice submit/wait, 32 requests in flight for QD32 and sequential, one process per test",
+                "guest": "examples/blk-bench: SDK BlockDevice submit/wait, 32 requests in flight for QD32, 4 indirect 1 MiB requests in flight for sequential, one process per test",
                 "host": "xtask bench blk-host (release): pread/pwrite for QD1 and 1 MiB sequential, io_uring with 32 in flight for QD32, one process per test",
                 "pattern": "random: 4 KiB block splitmix64(seed, i) % blocks; sequential: 1 MiB steps from offset 0",
                 "seed": self.seed,
