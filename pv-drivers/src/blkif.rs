@@ -700,7 +700,7 @@ fn transfer<G: GrantMapper, S: BlockStore>(
     if n == 0 || n > BLKIF_MAX_SEGMENTS_PER_REQUEST {
         return Err(BLKIF_RSP_ERROR);
     }
-    transfer_segments(
+    transfer_segments::<BLKIF_MAX_SEGMENTS_PER_REQUEST, _, _>(
         request.sector_number,
         &request.seg[..n],
         direction,
@@ -735,7 +735,7 @@ fn indirect<G: GrantMapper, S: BlockStore>(
         let page = grants.map(gref, false).map_err(|_| BLKIF_RSP_ERROR)?;
         page.read(0, chunk.as_mut_bytes());
     }
-    transfer_segments(
+    transfer_segments::<MAX_INDIRECT_SEGMENTS, _, _>(
         request.sector_number,
         &segments[..n],
         direction,
@@ -745,10 +745,11 @@ fn indirect<G: GrantMapper, S: BlockStore>(
     )
 }
 
-/// Reads or writes `segments` (1 to [`MAX_INDIRECT_SEGMENTS`]) from `sector_number` on: every
-/// check and grant mapping first, then one vectored transfer straight between the store and the
-/// pages if both can, else through `buf`, 11 pages at a time.
-fn transfer_segments<G: GrantMapper, S: BlockStore>(
+/// Reads or writes `segments` (1 to `N`) from `sector_number` on: every check and grant mapping
+/// first, then one vectored transfer straight between the store and the pages if both can, else
+/// through `buf`, 11 pages at a time. `N` sizes the per-request arrays: 11 for direct requests,
+/// so that a 4 KiB request does not set up a 1 MiB request's worth of them.
+fn transfer_segments<const N: usize, G: GrantMapper, S: BlockStore>(
     sector_number: u64,
     segments: &[BlkifSegment],
     direction: Direction,
@@ -757,7 +758,7 @@ fn transfer_segments<G: GrantMapper, S: BlockStore>(
     buf: &mut [u8; MAX_BYTES_PER_REQUEST],
 ) -> Result<(), Status> {
     let n = segments.len();
-    if n > MAX_INDIRECT_SEGMENTS {
+    if n > N {
         return Err(BLKIF_RSP_ERROR);
     }
     let sectors = segments_sectors(segments).ok_or(BLKIF_RSP_ERROR)?;
@@ -768,7 +769,7 @@ fn transfer_segments<G: GrantMapper, S: BlockStore>(
     let to_pages = direction == Direction::Read;
     // Map every grant before touching the store, so that a bad grant fails the request with
     // nothing done. Reads write into the pages, so they need writable grants.
-    let mut pages: [Option<G::Mapping>; MAX_INDIRECT_SEGMENTS] = core::array::from_fn(|_| None);
+    let mut pages: [Option<G::Mapping>; N] = core::array::from_fn(|_| None);
     for (slot, seg) in pages.iter_mut().zip(segments) {
         *slot = Some(
             grants
@@ -782,7 +783,7 @@ fn transfer_segments<G: GrantMapper, S: BlockStore>(
         usize::from(seg.first_sect) * SECTOR_SIZE..(usize::from(seg.last_sect) + 1) * SECTOR_SIZE
     };
     // Zero copy if every page has a host address and the store can use them.
-    let mut host = [HostSegment::default(); MAX_INDIRECT_SEGMENTS];
+    let mut host = [HostSegment::default(); N];
     let all_host = segments
         .iter()
         .zip(pages.iter().flatten())
@@ -857,7 +858,7 @@ fn flush<G: GrantMapper, S: BlockStore>(
         return Err(BLKIF_RSP_ERROR);
     }
     if n > 0 {
-        transfer_segments(
+        transfer_segments::<BLKIF_MAX_SEGMENTS_PER_REQUEST, _, _>(
             request.sector_number,
             &request.seg[..n],
             Direction::Write,
