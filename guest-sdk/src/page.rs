@@ -4,8 +4,8 @@
 //! the loopback device) run over them.
 //!
 //! Neither ever hands out a Rust reference to the page's bytes: the VMM (or a backend) may write
-//! them at any time. Indices are accessed with atomics, bytes with copies the compiler cannot see into
-//! (`rep movsb`).
+//! them at any time. Indices are accessed with atomics, bytes with copies the compiler cannot
+//! see into (`rep movsb`).
 
 use core::alloc::Layout;
 use core::ptr::NonNull;

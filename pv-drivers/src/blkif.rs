@@ -179,6 +179,12 @@ pub fn as_indirect(request: &BlkifRequest) -> BlkifRequestIndirect {
     zerocopy::transmute!(*request)
 }
 
+/// Writes `segments` (at most 512) into `page` from its start, as an indirect page lists them.
+pub fn write_indirect_page<P: SharedPage + ?Sized>(page: &P, segments: &[BlkifSegment]) {
+    let n = segments.len().min(BLKIF_SEGMENTS_PER_INDIRECT_PAGE);
+    page.write(0, segments[..n].as_bytes());
+}
+
 /// Indirect pages needed for `nr_segments` segments.
 pub const fn indirect_pages(nr_segments: usize) -> usize {
     nr_segments.div_ceil(BLKIF_SEGMENTS_PER_INDIRECT_PAGE)
@@ -336,7 +342,7 @@ impl<P: SharedPage> BlkifFront<P> {
             .zip(indirect_pages)
             .zip(&mut grefs)
         {
-            page.write(0, chunk.as_bytes());
+            write_indirect_page(page, chunk);
             *slot = gref;
         }
         let request = indirect_request(

@@ -92,7 +92,9 @@ use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::{GuestPage, PageBox};
 use guest_sdk::start_info::{cmdline, start_info};
 use guest_sdk::{console, device, println, time};
-use pv_drivers::blkif::{discard_request, indirect_request, rw_request, segment};
+use pv_drivers::blkif::{
+    discard_request, indirect_request, rw_request, segment, write_indirect_page,
+};
 use pv_drivers::shared::SharedPage;
 
 mod net;
@@ -1753,14 +1755,7 @@ fn blk_requests_writable(r: &mut Report, d: &mut BlockDevice) {
 /// A page listing `segments` for an indirect request, granted read-only.
 fn blk_index(segments: &[BlkifSegment]) -> Option<(PageBox, GrantRef)> {
     let page = PageBox::new();
-    for (i, seg) in segments.iter().enumerate() {
-        let bytes = [
-            seg.gref.to_le_bytes(),
-            [seg.first_sect, seg.last_sect, 0, 0],
-        ]
-        .concat();
-        page.write(i * 8, &bytes);
-    }
+    write_indirect_page(&page, segments);
     let g = grant::grant_access(page.frame(), DOMID_BACKEND, true).ok()?;
     Some((page, g))
 }

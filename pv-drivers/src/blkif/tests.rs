@@ -15,7 +15,7 @@ use zerocopy::IntoBytes;
 use super::{
     BLKIF_RING_SIZE, BlkifBackRing, BlkifFront, BlockIoError, BlockStore, MAX_BYTES_PER_REQUEST,
     MAX_INDIRECT_SEGMENTS, PushError, SECTOR_SIZE, ServeOutcome, as_discard, as_indirect,
-    discard_request, indirect_request, rw_request, segment, serve_batch,
+    discard_request, indirect_request, rw_request, segment, serve_batch, write_indirect_page,
 };
 use crate::ring::{BackRing, RingError};
 use crate::shared::{PAGE_SIZE, SharedPage, TestPage};
@@ -215,7 +215,7 @@ fn the_ring_has_32_slots_and_discards_share_the_slot() {
 /// Grants a read-only page listing `segments` (an indirect page).
 fn indirect_page(grants: &mut TestGrants, segments: &[BlkifSegment]) -> u32 {
     let g = grants.grant(false);
-    grants.page(g).write(0, segments.as_bytes());
+    write_indirect_page(grants.page(g), segments);
     g
 }
 
