@@ -10,8 +10,14 @@ use std::time::Duration;
 pub enum TransportChoice {
     /// The fastest transport this host offers.
     Auto,
-    /// VMCALL/VMMCALL through KVM's Xen hypercall intercept.
+    /// The host CPU's hypercall instruction (VMCALL on Intel, VMMCALL on AMD) through KVM's
+    /// Xen hypercall intercept.
     Vmcall,
+    /// Intel's VMCALL through the Xen intercept, whatever the CPU: KVM on AMD emulates it (and
+    /// the reverse). For testing the other vendor's hypercall page.
+    IntelVmcall,
+    /// AMD's VMMCALL through the Xen intercept, whatever the CPU.
+    AmdVmmcall,
     /// Port I/O.
     Pio,
 }

@@ -10,7 +10,7 @@ use crate::memory::GuestRam;
 use crate::timer::TimerService;
 use crossbeam_channel::{Receiver, Sender};
 use parapet_abi::event_channel::virq;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use vmm_sys_util::eventfd::EventFd;
@@ -19,8 +19,8 @@ use vmm_sys_util::eventfd::EventFd;
 #[derive(Debug, Default)]
 pub struct VcpuWake {
     blocked: AtomicBool,
-    /// `pthread_t` of the vCPU thread, 0 until it runs.
-    thread: AtomicU64,
+    /// Kernel thread ID of the vCPU thread, 0 until it runs.
+    thread: AtomicI32,
 }
 
 impl VcpuWake {

@@ -93,22 +93,35 @@ pub fn choose_transport(host: &Host, choice: TransportChoice) -> Result<Transpor
     } else {
         Transport::Vmcall
     };
-    match choice {
-        TransportChoice::Pio => Ok(Transport::Pio),
-        TransportChoice::Auto if host.xen_intercept => Ok(trap),
-        TransportChoice::Auto => Ok(Transport::Pio),
-        TransportChoice::Vmcall if host.xen_intercept => Ok(trap),
-        TransportChoice::Vmcall => Err(Error::TransportUnavailable {
-            requested: "vmcall",
-            reason: match host.platform {
-                Platform::KvmPvm => {
-                    "on kvm_pvm VMCALL/VMMCALL never reach userspace; use pio".into()
-                }
-                Platform::KvmHardware => "this KVM lacks the Xen hypercall intercept \
-                    (KVM_CAP_XEN_HVM with INTERCEPT_HCALL, CONFIG_KVM_XEN); use pio"
-                    .into(),
-            },
-        }),
+    let requested = match choice {
+        TransportChoice::Pio => return Ok(Transport::Pio),
+        TransportChoice::Auto if host.xen_intercept => return Ok(trap),
+        TransportChoice::Auto => return Ok(Transport::Pio),
+        TransportChoice::Vmcall if host.xen_intercept => return Ok(trap),
+        TransportChoice::IntelVmcall if host.xen_intercept => return Ok(Transport::Vmcall),
+        TransportChoice::AmdVmmcall if host.xen_intercept => return Ok(Transport::Vmmcall),
+        TransportChoice::Vmcall => "vmcall",
+        TransportChoice::IntelVmcall => "intel-vmcall",
+        TransportChoice::AmdVmmcall => "amd-vmmcall",
+    };
+    Err(Error::TransportUnavailable {
+        requested,
+        reason: match host.platform {
+            Platform::KvmPvm => "on kvm_pvm VMCALL/VMMCALL never reach userspace; use pio".into(),
+            Platform::KvmHardware => "this KVM lacks the Xen hypercall intercept \
+                (KVM_CAP_XEN_HVM with INTERCEPT_HCALL, CONFIG_KVM_XEN); use pio"
+                .into(),
+        },
+    })
+}
+
+/// Whether `transport` traps with the other CPU vendor's instruction (VMCALL on AMD, VMMCALL on
+/// Intel), which KVM emulates by patching the guest's code into its own.
+pub fn is_foreign_trap(host: &Host, transport: Transport) -> bool {
+    match transport {
+        Transport::Vmcall => host.amd,
+        Transport::Vmmcall => !host.amd,
+        Transport::Pio => false,
     }
 }
 
@@ -191,6 +204,14 @@ mod tests {
         assert_eq!(
             choose_transport(&amd, TransportChoice::Pio).unwrap(),
             Transport::Pio
+        );
+        assert_eq!(
+            choose_transport(&amd, TransportChoice::IntelVmcall).unwrap(),
+            Transport::Vmcall
+        );
+        assert_eq!(
+            choose_transport(&intel, TransportChoice::AmdVmmcall).unwrap(),
+            Transport::Vmmcall
         );
         let plain = host(Platform::KvmHardware, false, false);
         let err = choose_transport(&plain, TransportChoice::Vmcall).unwrap_err();

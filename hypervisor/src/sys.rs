@@ -180,8 +180,8 @@ pub unsafe fn rw_vectored(
     Ok(())
 }
 
-/// `TUNSETIFF`: `_IOW('T', 202, int)`.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+vmm_sys_util::ioctl_iow_nr!(TUNSETIFF, 'T' as u32, 202, libc::c_int);
+
 /// `struct ifreq` is 40 bytes: a 16-byte name, then a union whose first member here is the
 /// `short` flags.
 const IFREQ_SIZE: usize = 40;
@@ -189,7 +189,6 @@ const IFREQ_SIZE: usize = 40;
 /// Opens `/dev/net/tun` and attaches it to the TAP device `name` (created if it does not exist
 /// and the caller may create it), non-blocking, without packet information headers.
 pub fn open_tap(name: &str) -> io::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0', ' ']) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
@@ -204,24 +203,29 @@ pub fn open_tap(name: &str) -> io::Result<std::fs::File> {
     ifreq[16..18].copy_from_slice(&flags.to_ne_bytes());
     // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `ifreq` is in size and
     // layout (name, then flags); the descriptor is ours.
-    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, ifreq.as_mut_ptr()) } < 0 {
+    if unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ptr(&file, TUNSETIFF(), ifreq.as_mut_ptr()) }
+        < 0
+    {
         return Err(io::Error::last_os_error());
     }
     Ok(file)
 }
 
-/// The calling thread's `pthread_t`.
-pub fn current_thread() -> libc::pthread_t {
-    // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() }
+/// A thread's kernel thread ID, which [`signal_thread`] takes. Portable across C libraries,
+/// unlike `pthread_t` (an integer in glibc, a pointer in musl).
+pub type ThreadId = libc::pid_t;
+
+/// The calling thread's kernel thread ID.
+pub fn current_thread() -> ThreadId {
+    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
-/// Sends `signal` to `thread`, which must be alive (a thread of this process that has not been
-/// joined); the caller guarantees that.
-pub fn signal_thread(thread: libc::pthread_t, signal: libc::c_int) {
-    // SAFETY: the caller guarantees `thread` is a live thread of this process; pthread_kill
-    // only queues a signal.
-    unsafe { libc::pthread_kill(thread, signal) };
+/// Sends `signal` to `thread` of this process, which must be alive (not exited); the caller
+/// guarantees that.
+pub fn signal_thread(thread: ThreadId, signal: libc::c_int) {
+    // SAFETY: tgkill takes plain integers and only queues a signal; the process ID pins the
+    // target to this process, and the caller guarantees the thread is still alive.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), thread, signal) };
 }
 
 /// Takes KVM's teardown of a VM off this process's exit path.

@@ -118,6 +118,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             cmdline: &config.cmdline,
             platform: host.platform,
             transport,
+            patchable_hypercall_page: platform::is_foreign_trap(&host, transport),
             tsc_khz: host.tsc_khz,
             guest_tsc: host.guest_tsc,
             tsc_stable: host.tsc_stable,

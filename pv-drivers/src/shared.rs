@@ -156,11 +156,18 @@ impl SharedPage for TestPage {
             let at = offset + i;
             let shift = (at % 4) * 8;
             let mask = 0xffu32 << shift;
-            let _ = self
-                .word(at)
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                    Some((w & !mask) | (u32::from(byte) << shift))
-                });
+            // A compare-exchange loop rather than `fetch_update`, which newer toolchains
+            // deprecate: one byte of the word changes, atomically.
+            let word = self.word(at);
+            let mut current = word.load(Ordering::Relaxed);
+            loop {
+                let new = (current & !mask) | (u32::from(byte) << shift);
+                match word.compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(seen) => current = seen,
+                }
+            }
         }
     }
 }

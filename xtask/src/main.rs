@@ -15,6 +15,7 @@
 //! against the host doing the same I/O (docs/benchmarks.md, "PV block", "PV network").
 
 mod bench;
+mod kvm_hw;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,9 @@ enum Task {
     /// (with --peer-solo5) Solo5's hvt; print one table, write target/bench/results.json and
     /// target/bench/chart.svg.
     Bench(bench::BenchArgs),
+    /// The hardware-KVM lane: boot a Debian kernel with kvm_amd under QEMU (TCG, emulated SVM)
+    /// and run every test guest under every hypercall transport inside it; prints a table.
+    TestKvmHw(kvm_hw::KvmHwArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +102,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit_code(status))
         }
         Task::Bench(args) => bench::run(&ws, args),
+        Task::TestKvmHw(args) => kvm_hw::run(&ws, args),
     }
 }
 
@@ -161,6 +166,33 @@ impl Workspace {
         Ok(self.target_dir.join(profile_dir(release)).join(bin))
     }
 
+    /// Builds a static release binary `bin` (cargo selection `args`) for
+    /// [`kvm_hw::STATIC_TARGET`], adding that target with rustup if it is missing.
+    fn build_static(&self, args: &[&str], bin: &str) -> Result<PathBuf> {
+        let target = kvm_hw::STATIC_TARGET;
+        if !self
+            .sysroot()?
+            .join("lib/rustlib")
+            .join(target)
+            .join("lib")
+            .is_dir()
+        {
+            eprintln!("xtask: adding the Rust target {target}");
+            let status = Command::new("rustup")
+                .current_dir(&self.root)
+                .args(["target", "add", target])
+                .status()
+                .context("cannot run rustup")?;
+            if !status.success() {
+                bail!("the Rust target {target} is missing: `rustup target add {target}` failed");
+            }
+        }
+        let mut cmd = self.cargo();
+        cmd.args(args).args(["--release", "--target", target]);
+        run_cargo(cmd, &format!("`{bin}` for {target}"))?;
+        Ok(self.target_dir.join(target).join("release").join(bin))
+    }
+
     /// Builds guest `name` for `x86_64-unknown-none` and returns the ELF's path.
     fn build_guest(&self, name: &str, release: bool) -> Result<PathBuf> {
         let guests = self.guests()?;
@@ -208,19 +240,7 @@ impl Workspace {
 
     /// Fails with the fix when the toolchain has no standard library for the guest target.
     fn check_guest_target(&self) -> Result<()> {
-        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-        let out = Command::new(&rustc)
-            .current_dir(&self.root)
-            .args(["--print", "sysroot"])
-            .output()
-            .context("cannot run `rustc --print sysroot`")?;
-        if !out.status.success() {
-            bail!(
-                "`rustc --print sysroot` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let sysroot = self.sysroot()?;
         if !sysroot
             .join("lib/rustlib")
             .join(GUEST_TARGET)
@@ -234,6 +254,23 @@ impl Workspace {
             );
         }
         Ok(())
+    }
+
+    /// The toolchain's sysroot.
+    fn sysroot(&self) -> Result<PathBuf> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let out = Command::new(&rustc)
+            .current_dir(&self.root)
+            .args(["--print", "sysroot"])
+            .output()
+            .context("cannot run `rustc --print sysroot`")?;
+        if !out.status.success() {
+            bail!(
+                "`rustc --print sysroot` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     }
 }
 

@@ -32,6 +32,10 @@ pub struct BootParams<'a> {
     pub platform: Platform,
     /// How its hypercalls reach the VMM.
     pub transport: Transport,
+    /// The hypercall page's trap is the other CPU vendor's (a testing mode): KVM emulates it by
+    /// rewriting it in place into the native one, through the guest's page tables, so the page
+    /// must be writable (it is read-execute otherwise).
+    pub patchable_hypercall_page: bool,
     /// TSC frequency.
     pub tsc_khz: u64,
     /// The guest's TSC at system time 0.
@@ -104,7 +108,7 @@ pub fn build(ram: &GuestRam, p: &BootParams<'_>) -> Result<BootState> {
         ram.write(seg.gpa, &seg.data)
             .map_err(internal("kernel image"))?;
     }
-    let (cr3, nr_pt_frames) = paging::build(ram, p.image).map_err(internal("page tables"))?;
+    let (cr3, nr_pt_frames) = paging::build(ram, p.image, p.patchable_hypercall_page).map_err(internal("page tables"))?;
     write_gdt_and_tss(ram).map_err(internal("GDT"))?;
     ram.write(layout::HYPERCALL_PAGE, &hypercall_page(p.transport))
         .map_err(internal("hypercall page"))?;
@@ -113,7 +117,11 @@ pub fn build(ram: &GuestRam, p: &BootParams<'_>) -> Result<BootState> {
     let si = start_info(ram, p, cr3, nr_pt_frames);
     ram.write_obj(layout::START_INFO, &si)
         .map_err(internal("start-info page"))?;
-    ram.protect(paging::read_only_ranges(p.image, layout::BOOT_END));
+    ram.protect(paging::read_only_ranges(
+        p.image,
+        layout::BOOT_END,
+        p.patchable_hypercall_page,
+    ));
     Ok(BootState {
         entry: p.image.entry,
         start_info: layout::START_INFO,

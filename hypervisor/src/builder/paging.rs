@@ -51,11 +51,18 @@ impl Access {
     }
 }
 
-/// Rights of the 4 KiB page at `gpa`.
-fn page_access(gpa: u64, image: &KernelImage, kernel: &Range<u64>) -> Access {
+/// Rights of the 4 KiB page at `gpa`. `patchable_hypercall_page`: see
+/// [`BootParams::patchable_hypercall_page`](super::BootParams::patchable_hypercall_page).
+fn page_access(
+    gpa: u64,
+    image: &KernelImage,
+    kernel: &Range<u64>,
+    patchable_hypercall_page: bool,
+) -> Access {
     match gpa {
         0 => Access::None,
         layout::START_INFO => Access::Read,
+        layout::HYPERCALL_PAGE if patchable_hypercall_page => Access::All,
         layout::HYPERCALL_PAGE => Access::ReadExecute,
         g if g < layout::BOOT_END => Access::ReadWrite,
         g if kernel.contains(&g) => {
@@ -82,12 +89,18 @@ fn page_access(gpa: u64, image: &KernelImage, kernel: &Range<u64>) -> Access {
 
 /// The pages below `end` that the guest's initial mappings do not let it write (or do not map),
 /// merged into ranges.
-pub fn read_only_ranges(image: &KernelImage, end: u64) -> Vec<Range<u64>> {
+pub fn read_only_ranges(
+    image: &KernelImage,
+    end: u64,
+    patchable_hypercall_page: bool,
+) -> Vec<Range<u64>> {
     let extent = image.extent();
     let kernel = (extent.start & !(PAGE - 1))..extent.end.next_multiple_of(PAGE);
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for gpa in (0..end.max(kernel.end)).step_by(PAGE as usize) {
-        let writable = page_access(gpa, image, &kernel).pte_flags() & WRITABLE != 0;
+        let writable = page_access(gpa, image, &kernel, patchable_hypercall_page).pte_flags()
+            & WRITABLE
+            != 0;
         if writable {
             continue;
         }
@@ -116,7 +129,11 @@ impl TableAllocator {
 }
 
 /// Builds the tables for `ram` and `image`; returns (CR3, number of table pages).
-pub fn build(ram: &GuestRam, image: &KernelImage) -> Result<(u64, u64), Errno> {
+pub fn build(
+    ram: &GuestRam,
+    image: &KernelImage,
+    patchable_hypercall_page: bool,
+) -> Result<(u64, u64), Errno> {
     let mut tables = TableAllocator {
         next: layout::PAGE_TABLES.start,
     };
@@ -148,7 +165,8 @@ pub fn build(ram: &GuestRam, image: &KernelImage) -> Result<(u64, u64), Errno> {
             for (j, pte) in pt_entries.iter_mut().enumerate() {
                 let gpa = base + j as u64 * PAGE;
                 if gpa < ram.size() {
-                    *pte = gpa | page_access(gpa, image, &kernel).pte_flags();
+                    *pte = gpa
+                        | page_access(gpa, image, &kernel, patchable_hypercall_page).pte_flags();
                 }
             }
             ram.write(pt, pt_entries.as_bytes())?;
@@ -235,7 +253,7 @@ mod tests {
     fn maps_ram_identity_with_user_bit_everywhere() {
         let ram = GuestRam::new(3 << 30).unwrap();
         let img = image(&[(0x10_0000, 0x1000, false, true)]);
-        let (cr3, frames) = build(&ram, &img).unwrap();
+        let (cr3, frames) = build(&ram, &img, false).unwrap();
         assert_eq!(
             frames,
             2 + 3 + 1 + 2,
@@ -270,7 +288,7 @@ mod tests {
             (0x10_2000, 0x1000, false, false),
             (0x10_3000, 0x1000, true, false),
         ]);
-        let ro = read_only_ranges(&img, layout::BOOT_END);
+        let ro = read_only_ranges(&img, layout::BOOT_END, false);
         assert_eq!(
             ro,
             vec![
@@ -290,7 +308,7 @@ mod tests {
             (0x10_2000, 0x1000, false, false),
             (0x10_3000, 0x30_0000, true, false),
         ]);
-        let (cr3, _) = build(&ram, &img).unwrap();
+        let (cr3, _) = build(&ram, &img, false).unwrap();
         let flags = |va| walk(&ram, cr3, va).0 & (PRESENT | WRITABLE | NO_EXECUTE);
         assert_eq!(flags(0), 0, "null page unmapped");
         assert_eq!(flags(layout::START_INFO), PRESENT | NO_EXECUTE);

@@ -62,10 +62,19 @@ pub fn xen_intercept_available(vm: &VmFd) -> bool {
     flags > 0 && flags as u32 & KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL != 0
 }
 
+/// The MSR through which a Xen guest asks KVM to fill in a hypercall page. Parapet's guests never
+/// write it (the VMM fills the hypercall page), but it must be non-zero: KVM turns its Xen
+/// hypercall handling on only for VMs whose config names an MSR, and without it every
+/// VMCALL/VMMCALL goes to KVM's own handler, which answers `-KVM_ENOSYS` (-1000). 0x40000200 is
+/// Xen's choice when the range's first MSR belongs to Hyper-V, and inside the
+/// `[0x40000000, 0x4fffffff]` range that KVM requires.
+pub const XEN_HYPERCALL_PAGE_MSR: u32 = 0x4000_0200;
+
 /// Turns on KVM's Xen hypercall intercept: VMCALL/VMMCALL from the guest exit as `KVM_EXIT_XEN`.
 pub fn enable_xen_intercept(vm: &VmFd) -> Result<()> {
     let config = kvm_xen_hvm_config {
         flags: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+        msr: XEN_HYPERCALL_PAGE_MSR,
         ..Default::default()
     };
     // SAFETY: KVM_XEN_HVM_CONFIG reads a `kvm_xen_hvm_config`, which `config` is, from a VM fd.
