@@ -108,7 +108,8 @@ pub fn build(ram: &GuestRam, p: &BootParams<'_>) -> Result<BootState> {
         ram.write(seg.gpa, &seg.data)
             .map_err(internal("kernel image"))?;
     }
-    let (cr3, nr_pt_frames) = paging::build(ram, p.image, p.patchable_hypercall_page).map_err(internal("page tables"))?;
+    let (cr3, nr_pt_frames) =
+        paging::build(ram, p.image, p.patchable_hypercall_page).map_err(internal("page tables"))?;
     write_gdt_and_tss(ram).map_err(internal("GDT"))?;
     ram.write(layout::HYPERCALL_PAGE, &hypercall_page(p.transport))
         .map_err(internal("hypercall page"))?;

@@ -98,9 +98,8 @@ pub fn read_only_ranges(
     let kernel = (extent.start & !(PAGE - 1))..extent.end.next_multiple_of(PAGE);
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for gpa in (0..end.max(kernel.end)).step_by(PAGE as usize) {
-        let writable = page_access(gpa, image, &kernel, patchable_hypercall_page).pte_flags()
-            & WRITABLE
-            != 0;
+        let writable =
+            page_access(gpa, image, &kernel, patchable_hypercall_page).pte_flags() & WRITABLE != 0;
         if writable {
             continue;
         }

@@ -55,6 +55,7 @@ pub const MODULES: &[&str] = &[
     "virt/lib/irqbypass",
     "arch/x86/kvm/kvm",
     "arch/x86/kvm/kvm-amd",
+    "drivers/net/tun",
 ];
 
 /// The unpacked pieces.

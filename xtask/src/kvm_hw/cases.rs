@@ -54,7 +54,18 @@ pub struct Case {
     pub stdout_not: &'static [&'static str],
     /// Strings standard error must contain.
     pub stderr: &'static [&'static str],
+    /// A shell script run inside the lane's VM once the guest answers ping on the TAP device
+    /// [`TAP`] (the guest runs with `--net tap=TAP` and should take [`GUEST_IP`]); `None`: the
+    /// guest has no network.
+    pub client: Option<&'static str>,
+    /// Strings the client's output must contain.
+    pub client_out: &'static [&'static str],
 }
+
+/// The TAP device of the network cases, with the host side's address 10.77.0.1/24.
+pub const TAP: &str = "tap0";
+/// The guests' address in the network cases.
+pub const GUEST_IP: &str = "10.77.0.2";
 
 const fn case(name: &'static str, guest: &'static str, status: i32) -> Case {
     Case {
@@ -68,6 +79,8 @@ const fn case(name: &'static str, guest: &'static str, status: i32) -> Case {
         stdout: &[],
         stdout_not: &[],
         stderr: &[],
+        client: None,
+        client_out: &[],
     }
 }
 
@@ -183,6 +196,25 @@ pub const CASES: &[Case] = &[
         disks: &[Image::Zeros],
         stdout: &["requests up to 2048 sectors", "verified 300"],
         ..case("blk-durability", "blk-durability", 0)
+    },
+    Case {
+        cmdline: Some("ip=10.77.0.2/24 requests=3"),
+        client: Some(
+            "wget -q -O - http://10.77.0.2/; wget -q -O - http://10.77.0.2/stats; \
+             wget -q -O - http://10.77.0.2/nope",
+        ),
+        client_out: &["Hello from Parapet", "rx_packets", "404"],
+        stdout: &["net-http: served 3 requests"],
+        ..case("net-http", "net-http", 0)
+    },
+    Case {
+        cmdline: Some("ip=10.77.0.2/24"),
+        // busybox's nc speaks TCP only; the guest runs until the client stops it (SIGTERM,
+        // which the shell reports as 143).
+        client: Some("echo 'parapet tcp echo' | timeout 5 nc 10.77.0.2 7; kill $guest"),
+        client_out: &["parapet tcp echo"],
+        stdout: &["net-echo: udp+tcp echo on 10.77.0.2 port 7"],
+        ..case("net-echo", "net-echo", 143)
     },
 ];
 

@@ -74,6 +74,7 @@ struct Observed {
     status: Option<i32>,
     stdout: String,
     stderr: String,
+    client: String,
 }
 
 pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
@@ -149,6 +150,9 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
         if let Some(o) = o {
             println!("  stdout (last lines):\n{}", tail(&o.stdout, 15));
             println!("  stderr (last lines):\n{}", tail(&o.stderr, 15));
+            if !o.client.is_empty() {
+                println!("  client:\n{}", tail(&o.client, 15));
+            }
         }
     }
     if args.bench {
@@ -242,7 +246,9 @@ fn pack(
             case.guest, run.transport.0
         );
         if !case.args.contains(&"--timeout") {
-            cmd.push_str(" --timeout 300");
+            // A network guest that never hears from its client must not hold the lane long.
+            let limit = if case.client.is_some() { 60 } else { 300 };
+            write!(cmd, " --timeout {limit}")?;
         }
         for a in case.args {
             write!(cmd, " {}", sh(a))?;
@@ -268,11 +274,29 @@ fn pack(
             }
             None => "/dev/null".to_owned(),
         };
+        match case.client {
+            None => writeln!(
+                init,
+                "timeout 600 {cmd} <{stdin} >/tmp/out 2>/tmp/err\necho \"@@STATUS $?\""
+            )?,
+            Some(client) => writeln!(
+                init,
+                "timeout 600 {cmd} --net tap={tap} <{stdin} >/tmp/out 2>/tmp/err &\n\
+                 guest=$!\n\
+                 n=0; until ip link show {tap} >/dev/null 2>&1 || [ $n -ge 100 ]; do n=$((n+1)); sleep 0.1; done\n\
+                 ip addr add 10.77.0.1/24 dev {tap}; ip link set {tap} up\n\
+                 n=0; until ping -c 1 -W 1 {ip} >/dev/null 2>&1 || [ $n -ge 60 ]; do n=$((n+1)); done\n\
+                 ( {client} ) >/tmp/client 2>&1\n\
+                 wait $guest; echo \"@@STATUS $?\"\n\
+                 awk '{{print \"@@C \" $0}}' /tmp/client",
+                tap = cases::TAP,
+                ip = cases::GUEST_IP,
+            )?,
+        }
         writeln!(
             init,
-            "timeout 600 {cmd} <{stdin} >/tmp/out 2>/tmp/err\necho \"@@STATUS $?\"\n\
-             awk '{{print \"@@O \" $0}}' /tmp/out\nawk '{{print \"@@E \" $0}}' /tmp/err\n\
-             rm -f /tmp/disk*.img\necho '@@END {i}'"
+            "awk '{{print \"@@O \" $0}}' /tmp/out\nawk '{{print \"@@E \" $0}}' /tmp/err\n\
+             rm -f /tmp/disk*.img /tmp/client\necho '@@END {i}'"
         )?;
     }
     if args.bench {
@@ -311,9 +335,11 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
-for m in irqbypass kvm kvm-amd; do
+for m in irqbypass kvm kvm-amd tun; do
     insmod /lib/modules/$m.ko || echo "@@FATAL insmod $m failed"
 done
+ip link set lo up
+
 [ -c /dev/kvm ] || echo "@@FATAL no /dev/kvm after loading kvm_amd"
 echo "@@VENDOR $(grep -m1 vendor_id /proc/cpuinfo)"
 echo "@@KERNEL $(uname -r) kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt 2>/dev/null)"
@@ -448,6 +474,9 @@ fn parse(log: &str) -> BTreeMap<usize, Observed> {
             } else if let Some(text) = line.strip_prefix("@@E ") {
                 o.stderr.push_str(text);
                 o.stderr.push('\n');
+            } else if let Some(text) = line.strip_prefix("@@C ") {
+                o.client.push_str(text);
+                o.client.push('\n');
             } else if line.starts_with("@@END ") {
                 let (n, o) = current.take().expect("inside a run");
                 results.insert(n, o);
@@ -483,6 +512,11 @@ fn check(run: &Run, o: &Observed, amd: bool) -> Vec<String> {
     for want in case.stderr {
         if !o.stderr.contains(want) {
             problems.push(format!("stderr lacks {want:?}"));
+        }
+    }
+    for want in case.client_out {
+        if !o.client.contains(want) {
+            problems.push(format!("the client's output lacks {want:?}"));
         }
     }
     if o.stderr.contains("panicked at") {
