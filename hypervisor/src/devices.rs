@@ -127,7 +127,7 @@ impl Device {
         }
         let rings: Vec<GrantMapping> = request.rings[..request.nr_rings as usize]
             .iter()
-            .map(|&gref| dom.grants.map(gref, true))
+            .map(|&gref| dom.grants.map_ring(gref))
             .collect::<Result<_, _>>()
             .map_err(|_| Errno::EPERM)?;
         let grants = dom.grants.clone();

@@ -23,6 +23,7 @@
 //! | `net-tx`, `net-rx` | bad transmit requests and receive pages on the first `--net` interface (see `net.rs`) |
 //! | `blk-requests` | block requests with zero or 12+ segments, `first_sect > last_sect`, `last_sect` 8, sectors past the end or overflowing `u64`, unknown operations; indirect requests with 0 or too many segments, other operations than read and write, indirect pages that are not granted or list bad segments or read-only pages to read into; on a read-only disk (the first `--disk …,readonly`), writes, flushes with data and discards |
 //! | `blk-grants` | block requests naming grants outside the table, foreign or invalid entries, frames the backend may not map, read-only grants for reads, one bad grant among good ones |
+//! | `blk-self-feed` | writes 64 ring-page images to the disk, each publishing one request that reads the next image into the live ring page, then submits the first such read: the backend must refuse the ring page as a data page |
 //!
 //! Fatal cases are separate words (not part of `all`): the VMM must stop the guest with exit
 //! status 102 and a clear report. If the guest is still running two seconds later it prints
@@ -102,7 +103,7 @@ mod net;
 guest_sdk::entry!(main);
 
 const USAGE: &str = "usage: hostile all|net-tx|net-rx|gref-range|gref-foreign|readonly|end-mapped|ports|lengths|\
-                     pointers|devices|ring-events|timer-huge|blk-requests|blk-grants  or one fatal case: \
+                     pointers|devices|ring-events|timer-huge|blk-requests|blk-grants|blk-self-feed  or one fatal case: \
                      net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow";
 
 type Case = fn(&mut Report);
@@ -122,6 +123,7 @@ const CASES: &[(&str, Case)] = &[
     ("net-rx", net::net_rx),
     ("blk-requests", blk_requests),
     ("blk-grants", blk_grants),
+    ("blk-self-feed", blk_self_feed),
 ];
 
 const FATAL: &[(&str, fn())] = &[
@@ -2092,6 +2094,88 @@ fn console_overflow() {
     let cons = page.load_u32(console_offset::OUT_CONS);
     page.store_u32(console_offset::OUT_PROD, cons.wrapping_add(5000));
     evtchn::notify(port);
+}
+
+/// Sector of the first ring-page image `blk-self-feed` writes (past the scratch sectors).
+const SELF_FEED_SECTOR: u64 = 1024;
+/// How many images it writes.
+const SELF_FEED_IMAGES: u64 = 64;
+
+/// The self-feeding ring: image `k` on the disk is a ring page whose `req_prod` publishes one
+/// more request, a read of image `k + 1` into the ring page itself. If the backend accepted the
+/// ring page as a data page, one request from the guest would make it serve the rest on its
+/// own, long after the guest stopped. It must answer the first read with an error instead.
+fn blk_self_feed(r: &mut Report) {
+    use zerocopy::IntoBytes;
+    let case = "blk-self-feed";
+    let Some(mut d) = blk_open(r, case, false) else {
+        return;
+    };
+    let page_len = PAGE_SIZE as usize;
+    if d.sectors() < SELF_FEED_SECTOR + 8 * (SELF_FEED_IMAGES + 1) {
+        println!("skip {case}: the disk is too small");
+        return;
+    }
+    let Ok(ring_g) = grant::grant_access(d.ring().page().frame(), DOMID_BACKEND, false) else {
+        r.check(case, false, format_args!("cannot grant the ring page"));
+        return;
+    };
+    let read_image = |image: u64| {
+        rw_request(
+            BLKIF_OP_READ,
+            0,
+            SELF_FEED_SECTOR + 8 * image,
+            &[segment(ring_g, 0, 7)],
+        )
+    };
+    let req_prod = |d: &mut BlockDevice| d.ring().page().load_u32(ring_offset::REQ_PROD);
+    // A first write of the images' size shows how many requests the real one will take, and so
+    // the index the kick-off read will have.
+    let mut images = alloc::vec![0u8; SELF_FEED_IMAGES as usize * page_len];
+    let before = req_prod(&mut d);
+    if let Err(e) = d.write(SELF_FEED_SECTOR, &images) {
+        r.check(case, false, format_args!("writing the images: {e}"));
+        return;
+    }
+    let after = req_prod(&mut d);
+    let kick_off = after.wrapping_add(after.wrapping_sub(before));
+    for (k, image) in images.chunks_mut(page_len).enumerate() {
+        let index = kick_off.wrapping_add(k as u32 + 1);
+        image[ring_offset::REQ_PROD..][..4].copy_from_slice(&index.wrapping_add(1).to_le_bytes());
+        let slot = 64 + (index as usize % 32) * size_of::<BlkifRequest>();
+        image[slot..slot + size_of::<BlkifRequest>()]
+            .copy_from_slice(read_image(k as u64 + 1).as_bytes());
+    }
+    if let Err(e) = d.write(SELF_FEED_SECTOR, &images) {
+        r.check(case, false, format_args!("writing the images: {e}"));
+        return;
+    }
+    let at_kick_off = req_prod(&mut d) == kick_off;
+    let status = blk_raw(&mut d, read_image(0));
+    let settled = req_prod(&mut d) == kick_off.wrapping_add(1);
+    let sector = [0x3cu8; 512];
+    let mut back = [0u8; 512];
+    let works = d.write(40, &sector).is_ok() && d.read(40, &mut back).is_ok() && back == sector;
+    let released = grant::end_access(ring_g).is_ok();
+    r.check(
+        case,
+        at_kick_off && status == Some(BLKIF_RSP_ERROR) && settled && works && released,
+        format_args!(
+            "a read into the live ring page: status {} (want error); ring {}, device {}, \
+             ring grant {}",
+            blk_status_name(status),
+            if at_kick_off && settled {
+                "unchanged"
+            } else {
+                "CHANGED"
+            },
+            if works { "works" } else { "BROKEN" },
+            if released { "released" } else { "STILL MAPPED" },
+        ),
+    );
+    if let Err(e) = d.disconnect() {
+        r.check(case, false, format_args!("disconnect: {e}"));
+    }
 }
 
 fn blk_ring_overflow() {

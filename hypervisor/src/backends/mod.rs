@@ -16,6 +16,7 @@ use crate::hypercall::Control;
 use crossbeam_channel::Sender;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -39,6 +40,7 @@ pub struct BackendIo {
     /// The doorbell: KVM signals it when the guest notifies `port`.
     pub kick: Arc<EventFd>,
     stop: EventFd,
+    stopping: Arc<AtomicBool>,
     events: Arc<EventChannels>,
     /// The guest's port connected to this backend.
     pub port: u32,
@@ -74,6 +76,12 @@ impl BackendIo {
         }
     }
 
+    /// Whether the VMM asked the backend to stop, without waiting: a backend that still has work
+    /// checks this between bounded batches, so a guest that keeps it busy cannot delay a stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// Raises the guest's port.
     pub fn notify_guest(&self) {
         self.events.upcall().raise(self.port);
@@ -90,6 +98,7 @@ impl BackendIo {
 #[derive(Debug)]
 pub struct BackendThread {
     stop: EventFd,
+    stopping: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -105,9 +114,11 @@ impl BackendThread {
         serve: impl FnOnce(BackendIo) + Send + 'static,
     ) -> std::io::Result<BackendThread> {
         let stop = EventFd::new(libc::EFD_NONBLOCK)?;
+        let stopping = Arc::new(AtomicBool::new(false));
         let io = BackendIo {
             kick,
             stop: stop.try_clone()?,
+            stopping: stopping.clone(),
             events,
             port,
             control,
@@ -118,6 +129,7 @@ impl BackendThread {
             .spawn(move || serve(io))?;
         Ok(BackendThread {
             stop,
+            stopping,
             handle: Some(handle),
         })
     }
@@ -129,6 +141,7 @@ impl BackendThread {
 
     fn shutdown(&mut self) {
         if let Some(handle) = self.handle.take() {
+            self.stopping.store(true, Ordering::Release);
             let _ = self.stop.write(1);
             if handle.join().is_err() {
                 tracing::error!("a backend thread panicked");
