@@ -230,6 +230,14 @@ fn bad_block_requests_fail_alone_and_the_vmm_survives() {
                 "the indirect cases did not run\n{out}"
             );
         }
+        if case == "blk-grants" {
+            assert!(
+                out.stdout.contains(
+                    "ok blk-grants read into a writable grant of read-only data: status error"
+                ) && out.stdout.contains("ok blk-grants kernel text unchanged"),
+                "W^X through block reads was not checked\n{out}"
+            );
+        }
         if case == "blk-self-feed" {
             assert!(
                 out.stdout

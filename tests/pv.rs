@@ -73,6 +73,19 @@ fn hostile_guests_get_error_codes_and_the_vmm_survives() {
             out.stdout.contains("ok "),
             "case {case} checked nothing\n{out}"
         );
+        if *case == "readonly" {
+            // W^X through grants: writable grants of kernel text and read-only data.
+            for line in [
+                "ok readonly copy into a writable grant of read-only data",
+                "ok readonly loopback FILL on a writable grant of kernel text",
+                "ok readonly connect a ring in read-only data",
+                "ok readonly read-only data unchanged",
+                "ok readonly kernel text unchanged",
+                "ok readonly loopback FILL on the ring page itself",
+            ] {
+                assert!(out.stdout.contains(line), "missing {line:?}\n{out}");
+            }
+        }
     }
 }
 

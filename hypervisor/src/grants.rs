@@ -164,6 +164,12 @@ impl Table {
                 self.unmark(entry, mark);
                 return Err(GrantError::BadPage);
             }
+            // The guest's page tables map it read-only (kernel text or read-only data): the
+            // VMM does not write it for the guest either (W^X, docs/abi.md §1).
+            if writable && self.ram.check_writable(frame_gpa, PAGE_SIZE).is_err() {
+                self.unmark(entry, mark);
+                return Err(GrantError::PermissionDenied);
+            }
             u.frame_gpa = frame_gpa;
         }
         if writable {
@@ -254,7 +260,8 @@ impl GrantMapping {
 }
 
 // Writes through a read-only mapping are dropped: the drivers never make them, and the grant
-// does not allow them.
+// does not allow them. A writable mapping cannot drop a write: `map` refused the frame unless
+// `GuestRam::write` accepts all of it, and the protected ranges never change after the build.
 impl SharedPage for GrantMapping {
     fn load_u32(&self, offset: usize) -> u32 {
         self.page.load_u32(offset)
@@ -386,6 +393,16 @@ mod tests {
         assert_eq!(t.map(5, false).err(), Some(GrantError::BadPage), "past RAM");
         assert_eq!(t.map(6, true).err(), Some(GrantError::BadPage));
         assert_eq!(t.map(2048, false).err(), Some(GrantError::BadRef));
+        // A frame the guest's page tables map read-only (kernel text, read-only data).
+        grant(&ram, 7, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x300);
+        ram.protect(vec![0x300_000..0x301_000, 0x301_000..0x302_000]);
+        assert_eq!(
+            t.map(7, true).err(),
+            Some(GrantError::PermissionDenied),
+            "a read-only page, writable"
+        );
+        assert_eq!(flags(&ram, 7), gtf::PERMIT_ACCESS, "no mark left");
+        assert!(t.map(7, false).is_ok(), "reading it is fine");
         assert_eq!(t.map(u32::MAX, false).err(), Some(GrantError::BadRef));
         for gref in 4..=6 {
             assert_eq!(

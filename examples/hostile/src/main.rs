@@ -566,6 +566,124 @@ fn readonly(r: &mut Report) {
         grant::end_access(ro).is_ok(),
         format_args!("end_access"),
     );
+    readonly_pages(r);
+}
+
+/// A page of the kernel's read-only data: the guest's page tables map it read-only.
+#[repr(C, align(4096))]
+struct RodataPage([u8; 4096]);
+static RODATA_PAGE: RodataPage = RodataPage([0x5a; 4096]);
+
+/// The frame of the read-only data page and of the page holding `main`'s code.
+fn read_only_frames() -> [(&'static str, u64); 2] {
+    [
+        (
+            "read-only data",
+            &RODATA_PAGE as *const _ as u64 / PAGE_SIZE,
+        ),
+        ("kernel text", main as *const () as u64 / PAGE_SIZE),
+    ]
+}
+
+/// A snapshot of a page (read through the identity mapping).
+fn page_copy(frame: u64) -> Vec<u8> {
+    // SAFETY: `frame` is a page of this kernel's image, mapped and readable; only read.
+    let page = unsafe { GuestPage::from_addr(frame * PAGE_SIZE) };
+    let mut v = alloc::vec![0u8; PAGE_SIZE as usize];
+    page.read(0, &mut v);
+    v
+}
+
+/// Writable grants of pages the guest itself may not write (W^X, docs/abi.md §1): every way a
+/// backend could write them must be refused with an error, and the page must not change.
+fn readonly_pages(r: &mut Report) {
+    for (what, frame) in read_only_frames() {
+        let before = page_copy(frame);
+        let Ok(g) = grant::grant_access(frame, DOMID_BACKEND, false) else {
+            r.check(
+                "readonly",
+                false,
+                format_args!("grant_access of {what} failed"),
+            );
+            continue;
+        };
+        let src = PageBox::new();
+        src.fill(0, 4096, 0x33);
+        let st = copy1(copy_op(
+            copy_frame(src.frame(), 0),
+            false,
+            copy_gref(g, 0),
+            true,
+            64,
+        ));
+        r.status(
+            &alloc::format!("readonly copy into a writable grant of {what}"),
+            st,
+            gntst::PERMISSION_DENIED,
+        );
+        let st = copy1(copy_op(
+            copy_frame(src.frame(), 0),
+            false,
+            copy_frame(frame, 0),
+            false,
+            64,
+        ));
+        r.status(
+            &alloc::format!("readonly copy into the frame of {what}"),
+            st,
+            gntst::PERMISSION_DENIED,
+        );
+        if let Some(mut lb) = loopback(r, "readonly loopback") {
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 64, 0x22));
+            r.check(
+                &alloc::format!("readonly loopback FILL on a writable grant of {what}"),
+                got == Some((LOOPBACK_STATUS_ERROR, 0)),
+                format_args!("response {got:?}, want status -1"),
+            );
+            disconnect(r, "readonly", lb);
+        }
+        if let Some((index, _)) = device::find(kind::LOOPBACK) {
+            let got = Ret::of(device::connect(index, &[g]));
+            r.ret(
+                &alloc::format!("readonly connect a ring in {what}"),
+                got,
+                Ret::err(Errno::EPERM),
+            );
+            if got == OK {
+                let _ = device::disconnect(index);
+            }
+        }
+        r.check(
+            &alloc::format!("readonly {what} unchanged"),
+            page_copy(frame) == before,
+            format_args!("contents"),
+        );
+        r.check(
+            &alloc::format!("readonly {what} grant released"),
+            grant::end_access(g).is_ok(),
+            format_args!("end_access"),
+        );
+    }
+    // The loopback ring page through a second, writable reference: not a data page.
+    if let Some(mut lb) = loopback(r, "readonly loopback") {
+        let ring_frame = lb.ring().page().frame();
+        if let Ok(g) = grant::grant_access(ring_frame, DOMID_BACKEND, false) {
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 16, 0xff));
+            r.check(
+                "readonly loopback FILL on the ring page itself",
+                got == Some((LOOPBACK_STATUS_ERROR, 0)),
+                format_args!("response {got:?}, want status -1"),
+            );
+            let got = one(&mut lb, request(2, LOOPBACK_OP_ECHO, 0, 0, 0, 9));
+            r.check(
+                "readonly loopback still works",
+                got == Some((LOOPBACK_STATUS_OK, 9)),
+                format_args!("response {got:?}"),
+            );
+            let _ = grant::end_access(g);
+        }
+        disconnect(r, "readonly", lb);
+    }
 }
 
 fn end_mapped(r: &mut Report) {
@@ -1967,6 +2085,25 @@ fn blk_grants(r: &mut Report) {
             &alloc::format!("blk-grants {what}"),
             request,
             BLKIF_RSP_ERROR,
+        );
+    }
+    // Writable grants of pages the guest's page tables map read-only (W^X).
+    for (what, frame) in read_only_frames() {
+        let before = page_copy(frame);
+        if let Ok(g) = grant::grant_access(frame, DOMID_BACKEND, false) {
+            f.expect(
+                r,
+                d,
+                &alloc::format!("blk-grants read into a writable grant of {what}"),
+                read(g, 0, 7),
+                BLKIF_RSP_ERROR,
+            );
+            let _ = grant::end_access(g);
+        }
+        r.check(
+            &alloc::format!("blk-grants {what} unchanged"),
+            page_copy(frame) == before,
+            format_args!("contents"),
         );
     }
     // Entries the backend must refuse: foreign, invalid, or naming frames it may not map.
