@@ -569,6 +569,14 @@ fn readonly(r: &mut Report) {
     readonly_pages(r);
 }
 
+/// A multicall batch in read-only data: `console_io` writing the first 15 bytes of start-info
+/// (its magic, `parapet-abi-0.2`).
+static RODATA_BATCH: [MulticallEntry; 1] = [MulticallEntry {
+    op: Hypercall::CONSOLE_IO.0 as u64,
+    result: 0,
+    args: [CONSOLEIO_WRITE, 15, 0x1000, 0, 0, 0],
+}];
+
 /// A page of the kernel's read-only data: the guest's page tables map it read-only.
 #[repr(C, align(4096))]
 struct RodataPage([u8; 4096]);
@@ -1301,6 +1309,24 @@ fn pointers(r: &mut Report) {
             Ret(entries[0].result),
             Ret(entries[1].result)
         ),
+    );
+
+    // An entry array in read-only data: its results cannot be written, so no entry may run.
+    // The entry would print start-info's magic (at the fixed GPA 0x1000), which the test then
+    // must not find in the output.
+    // SAFETY: the VMM only reads the array; it must refuse to write the results.
+    let got = unsafe {
+        raw(
+            Hypercall::MULTICALL,
+            RODATA_BATCH.as_ptr() as u64,
+            RODATA_BATCH.len() as u64,
+            0,
+        )
+    };
+    r.check(
+        "pointers multicall entries in read-only data",
+        got == EFAULT && RODATA_BATCH[0].result == 0,
+        format_args!("got {got}, want -EFAULT with no entry run"),
     );
 
     // GPA 0: the null page is unmapped in the guest, so the VMM refuses to write it too.
