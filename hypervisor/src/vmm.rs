@@ -37,7 +37,12 @@ const EMULATION_WARN_THRESHOLD: u64 = 1000;
 /// Runs the guest `config` describes; returns the process exit status.
 pub fn run(config: &VmConfig) -> Result<u8> {
     let started = Instant::now();
-    let image = loader::load(&config.kernel).map_err(|e| match e {
+    let mem_size = check_memory(config.memory.bytes())?;
+    // The image is checked against the guest's memory before any segment byte is read.
+    let image = loader::load(&config.kernel, |image| {
+        builder::check_fit(image, mem_size, &config.cmdline)
+    })
+    .map_err(|e| match e {
         LoadError::Io(source) => Error::KernelRead {
             path: config.kernel.clone(),
             source,
@@ -46,9 +51,8 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             path: config.kernel.clone(),
             reason,
         },
+        LoadError::Unfit(e) => e,
     })?;
-    let mem_size = check_memory(config.memory.bytes())?;
-    builder::check_fit(&image, mem_size, &config.cmdline)?;
     let disks = config
         .disks
         .iter()
@@ -478,6 +482,28 @@ fn vcpu_fault(vcpu: &Vcpu, what: String) -> Result<FaultInfo> {
     Ok(FaultInfo::from_vcpu(what, &regs, &sregs))
 }
 
+/// The most kernel bytes read again for a fault report's symbols.
+const SYMBOLS_FILE_MAX: u64 = 256 << 20;
+
+/// The kernel file, for its symbols: only a regular file of at most [`SYMBOLS_FILE_MAX`] bytes
+/// (the file may have changed since the guest was loaded), opened without blocking.
+fn read_symbols_file(kernel: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(kernel)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > SYMBOLS_FILE_MAX {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(SYMBOLS_FILE_MAX).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
 /// Tells the user how the guest ended; returns the exit status.
 fn report(
     exit: GuestExit,
@@ -487,7 +513,7 @@ fn report(
     timeout: Option<Duration>,
 ) -> u8 {
     // Symbols are read only now, for the report; a kernel that vanished meanwhile just has none.
-    let symbols = || SymbolTable::from_elf(&std::fs::read(kernel).unwrap_or_default());
+    let symbols = || SymbolTable::from_elf(&read_symbols_file(kernel).unwrap_or_default());
     let render = |info: &FaultInfo| info.render(ram, &symbols());
     match exit {
         GuestExit::Poweroff(code) => {
