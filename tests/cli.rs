@@ -311,3 +311,19 @@ fn kernel_is_a_fifo() {
     assert!(!out.killed, "the VMM blocked on the FIFO\n{out}");
     out.assert_one_line_error(&["fifo", "not a regular file"]);
 }
+
+#[test]
+fn disk_is_a_fifo() {
+    let dir = TempDir::new("disk-fifo");
+    let path = dir.join("disk");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    // Read-only: a blocking open would wait for a writer forever.
+    let disk = format!("{},readonly", path.display());
+    let out = run_minimal(&["--disk", &disk]);
+    assert!(!out.killed, "the VMM blocked on the FIFO\n{out}");
+    out.assert_one_line_error(&["not a regular file"]);
+}
