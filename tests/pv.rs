@@ -112,3 +112,44 @@ fn hostile_ring_indices_stop_the_guest_with_a_report() {
         );
     }
 }
+
+/// `--timeout` ends the VMM even when a thread is stuck: here the console backend, blocked
+/// writing to a standard output nobody reads while the guest writes lines forever.
+#[test]
+fn timeout_ends_the_vmm_even_if_nobody_reads_its_output() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(parapet_tests::vmm())
+        .args(["run", "--timeout", "1", "--cmdline", "console-flood"])
+        .arg(parapet_tests::guest("hostile"))
+        .env_remove("PARAPET_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start parapet");
+    // Keep the pipe open and never read it.
+    let _stdout = child.stdout.take();
+    let deadline = Instant::now() + parapet_tests::WALL_CLOCK_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for parapet") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    let status = status.unwrap_or_else(|| panic!("--timeout 1 did not end the VMM\n{stderr}"));
+    assert_eq!(status.code(), Some(124), "{stderr}");
+    assert!(
+        stderr.contains("parapet: guest timed out after 1 s"),
+        "{stderr}"
+    );
+}

@@ -13,8 +13,9 @@ pub struct Ready {
     pub readable: bool,
 }
 
-/// Waits until one of `fds` is readable; `None` entries are ignored. Retries on `EINTR`.
-pub fn poll(fds: &[Option<RawFd>]) -> io::Result<Vec<Ready>> {
+/// Waits until one of `fds` is readable (or, without `block`, only looks); `None` entries are
+/// ignored. Retries on `EINTR`.
+pub fn poll(fds: &[Option<RawFd>], block: bool) -> io::Result<Vec<Ready>> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {
@@ -24,8 +25,9 @@ pub fn poll(fds: &[Option<RawFd>]) -> io::Result<Vec<Ready>> {
         })
         .collect();
     loop {
+        let timeout = if block { -1 } else { 0 };
         // SAFETY: `pollfds` is a valid, exclusively borrowed array of `pollfds.len()` entries.
-        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
         if n >= 0 {
             break;
         }
@@ -280,5 +282,17 @@ pub fn defer_vm_teardown(keep: &[RawFd]) {
         _ => unsafe {
             libc::close(pipe[0]);
         },
+    }
+}
+
+/// Writes `message` to standard error with one `write` and ends the process with `status` at
+/// once: no destructors, no flushing, no locks. For a deadline that must hold even if another
+/// thread is stuck (e.g. blocked writing to a standard output nobody reads, holding its lock).
+pub fn exit_now(status: i32, message: &str) -> ! {
+    // SAFETY: writes `message.len()` bytes from a valid buffer to fd 2; the result is ignored
+    // (there is nothing left to do if standard error is gone). `_exit` ends the process.
+    unsafe {
+        libc::write(2, message.as_ptr().cast(), message.len());
+        libc::_exit(status)
     }
 }

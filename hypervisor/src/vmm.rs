@@ -146,7 +146,8 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     })?;
     dom.vcpu.set_vcpu_thread();
     let console = start_console(&dom, console_kick)?;
-    let watchdog = match config.timeout {
+    // Lives until the run ends: dropping it cancels the watchdog.
+    let _watchdog = match config.timeout {
         Some(limit) => Some(start_watchdog(&dom, limit)?),
         None => None,
     };
@@ -160,9 +161,6 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         xen_transport: transport != Transport::Pio,
     };
     let exit = run.run();
-    if let Some((done, _)) = &watchdog {
-        let _ = done.send(());
-    }
     // Stop the backends; the console drains the guest's last output first.
     for device in dom.devices() {
         device.stop();
@@ -310,19 +308,38 @@ fn start_console(dom: &Domain, (port, kick): (u32, Arc<EventFd>)) -> Result<Back
     })
 }
 
-/// Starts the thread that stops the guest after `limit`. Returns a sender that cancels it.
+/// How long the VMM has, after `--timeout` stopped the guest, to stop its backends and report
+/// before the watchdog ends the process itself: `--timeout N` always ends it within N + 1 s.
+const STOP_GRACE: Duration = Duration::from_millis(750);
+
+/// Starts the thread that stops the guest after `limit`, and ends the process if the VMM has
+/// not finished [`STOP_GRACE`] later. Dropping the returned sender (at the end of the run)
+/// cancels it.
 fn start_watchdog(
     dom: &Domain,
     limit: Duration,
 ) -> Result<(Sender<()>, std::thread::JoinHandle<()>)> {
+    use crossbeam_channel::RecvTimeoutError::Timeout;
     let (vcpu, control) = (dom.vcpu.clone(), dom.control_sender());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let handle = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
-            if done_rx.recv_timeout(limit).is_err() {
-                let _ = control.send(Control::Stop);
-                vcpu.kick();
+            if done_rx.recv_timeout(limit) != Err(Timeout) {
+                return;
+            }
+            let _ = control.send(Control::Stop);
+            vcpu.kick();
+            if done_rx.recv_timeout(STOP_GRACE) == Err(Timeout) {
+                crate::sys::exit_now(
+                    i32::from(status::TIMEOUT),
+                    &format!(
+                        "parapet: guest timed out after {} s; the VMM did not finish within {} ms \
+                         of stopping it and exits now\n",
+                        limit.as_secs_f64(),
+                        STOP_GRACE.as_millis()
+                    ),
+                );
             }
         })
         .map_err(|source| Error::Io {

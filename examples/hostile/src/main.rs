@@ -37,6 +37,9 @@
 //! | `net-ring-overflow`, `net-rx-ring-overflow` | network transmit / receive ring: `req_prod = req_cons + 1000`, then notifies |
 //! | `blk-ring-overflow` | block ring of the first `--disk`: `req_prod = req_cons + 1000`, then notifies |
 //!
+//! `console-flood` writes console lines forever: only `--timeout` ends it, which the VMM must
+//! honour even if nobody reads its standard output.
+//!
 //! The block cases need a writable disk (`--disk PATH`) and use it as scratch space (sectors
 //! 0–63 are overwritten); a read-only disk (a second `--disk PATH,readonly`) adds the read-only
 //! checks. Without a disk they are skipped with a note. Each bad request must get its documented
@@ -104,7 +107,8 @@ guest_sdk::entry!(main);
 
 const USAGE: &str = "usage: hostile all|net-tx|net-rx|gref-range|gref-foreign|readonly|end-mapped|ports|lengths|\
                      pointers|devices|ring-events|timer-huge|blk-requests|blk-grants|blk-self-feed  or one fatal case: \
-                     net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow";
+                     net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow  \
+                     or console-flood";
 
 type Case = fn(&mut Report);
 
@@ -142,9 +146,19 @@ fn main() -> u32 {
         return 2;
     }
     for w in &words {
-        if *w != "all" && !CASES.iter().any(|(n, _)| n == w) && !FATAL.iter().any(|(n, _)| n == w) {
+        if *w != "all"
+            && *w != "console-flood"
+            && !CASES.iter().any(|(n, _)| n == w)
+            && !FATAL.iter().any(|(n, _)| n == w)
+        {
             println!("hostile: unknown case {w:?}; {USAGE}");
             return 2;
+        }
+    }
+    if words.contains(&"console-flood") {
+        // Never stops writing: only `--timeout` ends this guest.
+        for line in 0u64.. {
+            println!("console-flood line {line}: the VMM must still honour --timeout");
         }
     }
     if let Some((name, f)) = FATAL.iter().find(|(n, _)| words.contains(n)) {

@@ -51,12 +51,22 @@ pub struct BackendIo {
 impl BackendIo {
     /// Waits for the doorbell, a stop request, or `extra` (e.g. standard input) to be readable.
     pub fn wait(&self, extra: Option<RawFd>) -> Wake {
+        self.poll(extra, true)
+    }
+
+    /// Like [`wait`](Self::wait), without waiting: for a backend that still has work (its last
+    /// batch stopped at its budget) but should notice a stop or new input.
+    pub fn check(&self, extra: Option<RawFd>) -> Wake {
+        self.poll(extra, false)
+    }
+
+    fn poll(&self, extra: Option<RawFd>, block: bool) -> Wake {
         let fds = [
             Some(self.stop.as_raw_fd()),
             Some(self.kick.as_raw_fd()),
             extra,
         ];
-        let ready = match crate::sys::poll(&fds) {
+        let ready = match crate::sys::poll(&fds, block) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("backend cannot wait for events: {e}");
