@@ -153,3 +153,61 @@ fn timeout_ends_the_vmm_even_if_nobody_reads_its_output() {
         "{stderr}"
     );
 }
+
+/// Runs `guest` with `args` and `PARAPET_SECCOMP_SELFTEST=thread`: that VMM thread makes a
+/// system call its seccomp filter forbids right after the filter is installed.
+fn run_with_forbidden_call(thread: &str, guest: &str, args: &[&str]) -> parapet_tests::Output {
+    let mut cmd = std::process::Command::new(parapet_tests::vmm());
+    cmd.arg("run")
+        .args(args)
+        .arg(parapet_tests::guest(guest))
+        .env("PARAPET_SECCOMP_SELFTEST", thread);
+    parapet_tests::run(cmd)
+}
+
+#[test]
+fn a_forbidden_system_call_from_any_vmm_thread_ends_the_process_with_a_clear_message() {
+    for (thread, guest, args) in [
+        ("vcpu", "hello", &[][..]),
+        ("console", "hello", &[]),
+        ("spawner", "hello", &[]),
+        ("watchdog", "hello", &["--timeout", "30"]),
+        ("timer", "hypercalls", &[]),
+        (
+            "loopback",
+            "hostile",
+            &["--loopback", "--cmdline", "readonly"],
+        ),
+    ] {
+        let out = run_with_forbidden_call(thread, guest, args);
+        out.assert_status(1).assert_no_panic();
+        // personality(2) is system call 135 on x86-64.
+        let want =
+            format!("parapet: error: seccomp: thread {thread} made forbidden system call 135");
+        assert!(
+            out.stderr.contains(&want),
+            "thread {thread}: no clear report\n{out}"
+        );
+    }
+}
+
+#[test]
+fn seccomp_filters_are_installed_per_thread_and_can_be_turned_off() {
+    let out = run_guest(
+        "hostile",
+        &["--loopback", "--stats", "--cmdline", "readonly timer-huge"],
+    );
+    out.assert_status(0).assert_no_panic();
+    let stats = out.stats();
+    for thread in ["vcpu", "console", "spawner", "timer", "loopback"] {
+        let allowed = stat(&stats, &format!("seccomp.{thread}"));
+        assert!(
+            allowed.is_some_and(|n| n > 0 && n < 64),
+            "no filter on thread {thread}\n{out}"
+        );
+    }
+    // --no-seccomp: no filters, so the forbidden call is harmless.
+    let out = run_with_forbidden_call("vcpu", "hello", &["--no-seccomp", "--stats"]);
+    out.assert_status(0).assert_no_panic();
+    assert!(stat(&out.stats(), "seccomp.vcpu").is_none(), "{out}");
+}

@@ -20,6 +20,7 @@ pub mod loader;
 pub mod memory;
 pub mod outcome;
 pub mod platform;
+pub mod seccomp;
 pub mod stats;
 pub mod symbols;
 pub mod sys;

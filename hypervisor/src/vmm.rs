@@ -37,6 +37,12 @@ const EMULATION_WARN_THRESHOLD: u64 = 1000;
 /// Runs the guest `config` describes; returns the process exit status.
 pub fn run(config: &VmConfig) -> Result<u8> {
     let started = Instant::now();
+    if config.seccomp {
+        crate::seccomp::enable().map_err(|source| Error::Io {
+            op: "cannot install the SIGSYS handler",
+            source,
+        })?;
+    }
     let mem_size = check_memory(config.memory.bytes())?;
     // The image is checked against the guest's memory before any segment byte is read.
     let image = loader::load(&config.kernel, |image| {
@@ -151,6 +157,21 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         Some(limit) => Some(start_watchdog(&dom, limit)?),
         None => None,
     };
+    // Kept open for a fault report's symbols: the vCPU thread opens no files once it is confined.
+    let kernel_file = open_kernel_again(&config.kernel);
+    // Threads that start once the guest runs come from the spawner; then this thread, the vCPU,
+    // takes its own filter. From here on every VMM thread is confined.
+    let confine = |what: &'static str, r: std::io::Result<()>| {
+        r.map_err(|source| Error::Io { op: what, source })
+    };
+    confine(
+        "cannot start the spawner thread",
+        crate::seccomp::start_spawner(),
+    )?;
+    confine(
+        "cannot install the vCPU thread's seccomp filter",
+        crate::seccomp::install(crate::seccomp::Role::Vcpu),
+    )?;
     let mut counters = ExitCounters::default();
     let mut run = VcpuLoop {
         vcpu: &mut vcpu,
@@ -178,11 +199,12 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             .iter()
             .enumerate()
             .flat_map(|(i, d)| d.stats(i))
+            .chain(crate::seccomp::stats())
             .collect();
         eprint!("{}", counters.render(&kvm_stats, &device_stats));
     }
     let exit = exit?;
-    let status = report(exit, &vcpu, &ram, &config.kernel, config.timeout);
+    let status = report(exit, &vcpu, &ram, kernel_file.as_ref(), config.timeout);
     use std::io::Write;
     let _ = std::io::stdout().flush();
     crate::sys::defer_vm_teardown(&[vm.as_raw_fd(), vcpu.fd().as_raw_fd()]);
@@ -294,7 +316,7 @@ fn start_console(dom: &Domain, (port, kick): (u32, Arc<EventFd>)) -> Result<Back
     let page = GuestPage::new(dom.ram.clone(), layout::CONSOLE_PAGE)
         .expect("the console page lies inside guest RAM");
     BackendThread::spawn(
-        "console",
+        crate::seccomp::Role::Console,
         kick,
         dom.events.clone(),
         port,
@@ -322,30 +344,28 @@ fn start_watchdog(
     use crossbeam_channel::RecvTimeoutError::Timeout;
     let (vcpu, control) = (dom.vcpu.clone(), dom.control_sender());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-    let handle = std::thread::Builder::new()
-        .name("watchdog".into())
-        .spawn(move || {
-            if done_rx.recv_timeout(limit) != Err(Timeout) {
-                return;
-            }
-            let _ = control.send(Control::Stop);
-            vcpu.kick();
-            if done_rx.recv_timeout(STOP_GRACE) == Err(Timeout) {
-                crate::sys::exit_now(
-                    i32::from(status::TIMEOUT),
-                    &format!(
-                        "parapet: guest timed out after {} s; the VMM did not finish within {} ms \
+    let handle = crate::seccomp::spawn(crate::seccomp::Role::Watchdog, move || {
+        if done_rx.recv_timeout(limit) != Err(Timeout) {
+            return;
+        }
+        let _ = control.send(Control::Stop);
+        vcpu.kick();
+        if done_rx.recv_timeout(STOP_GRACE) == Err(Timeout) {
+            crate::sys::exit_now(
+                i32::from(status::TIMEOUT),
+                &format!(
+                    "parapet: guest timed out after {} s; the VMM did not finish within {} ms \
                          of stopping it and exits now\n",
-                        limit.as_secs_f64(),
-                        STOP_GRACE.as_millis()
-                    ),
-                );
-            }
-        })
-        .map_err(|source| Error::Io {
-            op: "cannot start the watchdog thread",
-            source,
-        })?;
+                    limit.as_secs_f64(),
+                    STOP_GRACE.as_millis()
+                ),
+            );
+        }
+    })
+    .map_err(|source| Error::Io {
+        op: "cannot start the watchdog thread",
+        source,
+    })?;
     Ok((done_tx, handle))
 }
 
@@ -502,22 +522,26 @@ fn vcpu_fault(vcpu: &Vcpu, what: String) -> Result<FaultInfo> {
 /// The most kernel bytes read again for a fault report's symbols.
 const SYMBOLS_FILE_MAX: u64 = 256 << 20;
 
-/// The kernel file, for its symbols: only a regular file of at most [`SYMBOLS_FILE_MAX`] bytes
-/// (the file may have changed since the guest was loaded), opened without blocking.
-fn read_symbols_file(kernel: &std::path::Path) -> Option<Vec<u8>> {
-    use std::io::Read;
+/// The kernel file again, opened without blocking, for a fault report's symbols.
+fn open_kernel_again(kernel: &std::path::Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(kernel)
-        .ok()?;
+        .ok()
+}
+
+/// The kernel file's bytes, for its symbols: only a regular file of at most
+/// [`SYMBOLS_FILE_MAX`] bytes (the file may have changed since the guest was loaded).
+fn read_symbols_file(file: &std::fs::File) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > SYMBOLS_FILE_MAX {
         return None;
     }
-    let mut bytes = Vec::new();
-    file.take(SYMBOLS_FILE_MAX).read_to_end(&mut bytes).ok()?;
+    let mut bytes = vec![0u8; meta.len() as usize];
+    file.read_exact_at(&mut bytes, 0).ok()?;
     Some(bytes)
 }
 
@@ -526,11 +550,11 @@ fn report(
     exit: GuestExit,
     vcpu: &Vcpu,
     ram: &GuestRam,
-    kernel: &std::path::Path,
+    kernel: Option<&std::fs::File>,
     timeout: Option<Duration>,
 ) -> u8 {
     // Symbols are read only now, for the report; a kernel that vanished meanwhile just has none.
-    let symbols = || SymbolTable::from_elf(&read_symbols_file(kernel).unwrap_or_default());
+    let symbols = || SymbolTable::from_elf(&kernel.and_then(read_symbols_file).unwrap_or_default());
     let render = |info: &FaultInfo| info.render(ram, &symbols());
     match exit {
         GuestExit::Poweroff(code) => {

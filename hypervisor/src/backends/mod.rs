@@ -113,9 +113,9 @@ pub struct BackendThread {
 }
 
 impl BackendThread {
-    /// Starts `serve` on a thread named `name`.
+    /// Starts `serve` on a thread with `role`'s name and seccomp filter.
     pub fn spawn(
-        name: &str,
+        role: crate::seccomp::Role,
         kick: Arc<EventFd>,
         events: Arc<EventChannels>,
         port: u32,
@@ -134,9 +134,7 @@ impl BackendThread {
             control,
             vcpu,
         };
-        let handle = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || serve(io))?;
+        let handle = crate::seccomp::spawn(role, move || serve(io))?;
         Ok(BackendThread {
             stop,
             stopping,
