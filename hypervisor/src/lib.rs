@@ -13,6 +13,7 @@ pub mod domain;
 pub mod emulated;
 pub mod error;
 pub mod events;
+pub mod fuzzing;
 pub mod grants;
 pub mod hypercall;
 pub mod kvm;
