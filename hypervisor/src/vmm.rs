@@ -153,7 +153,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     dom.vcpu.set_vcpu_thread();
     let console = start_console(&dom, console_kick)?;
     // Lives until the run ends: dropping it cancels the watchdog.
-    let _watchdog = match config.timeout {
+    let watchdog = match config.timeout {
         Some(limit) => Some(start_watchdog(&dom, limit)?),
         None => None,
     };
@@ -182,6 +182,10 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         xen_transport: transport != Transport::Pio,
     };
     let exit = run.run();
+    if let Some((done, _)) = &watchdog {
+        // The guest no longer runs: the watchdog now only bounds the rest of the run.
+        let _ = done.try_send(());
+    }
     // Stop the backends; the console drains the guest's last output first.
     for device in dom.devices() {
         device.stop();
@@ -335,8 +339,9 @@ fn start_console(dom: &Domain, (port, kick): (u32, Arc<EventFd>)) -> Result<Back
 const STOP_GRACE: Duration = Duration::from_millis(750);
 
 /// Starts the thread that stops the guest after `limit`, and ends the process if the VMM has
-/// not finished [`STOP_GRACE`] later. Dropping the returned sender (at the end of the run)
-/// cancels it.
+/// not finished [`STOP_GRACE`] after that deadline (or after stopping the guest). A message on
+/// the returned sender says the guest stopped by itself; dropping it (at the end of the run)
+/// cancels the watchdog.
 fn start_watchdog(
     dom: &Domain,
     limit: Duration,
@@ -345,21 +350,33 @@ fn start_watchdog(
     let (vcpu, control) = (dom.vcpu.clone(), dom.control_sender());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let handle = crate::seccomp::spawn(crate::seccomp::Role::Watchdog, move || {
-        if done_rx.recv_timeout(limit) != Err(Timeout) {
-            return;
+        use crossbeam_channel::RecvTimeoutError::Disconnected;
+        let deadline = Instant::now() + limit;
+        match done_rx.recv_deadline(deadline) {
+            // The guest stopped by itself: only the hard deadline below is left.
+            Ok(()) => {}
+            Err(Disconnected) => return,
+            Err(Timeout) => {
+                let _ = control.send(Control::Stop);
+                vcpu.kick();
+            }
         }
-        let _ = control.send(Control::Stop);
-        vcpu.kick();
-        if done_rx.recv_timeout(STOP_GRACE) == Err(Timeout) {
-            crate::sys::exit_now(
-                i32::from(status::TIMEOUT),
-                &format!(
-                    "parapet: guest timed out after {} s; the VMM did not finish within {} ms \
-                         of stopping it and exits now\n",
-                    limit.as_secs_f64(),
-                    STOP_GRACE.as_millis()
+        // Whatever happened, the process ends within STOP_GRACE of the deadline.
+        let hard = deadline.max(Instant::now()) + STOP_GRACE;
+        loop {
+            match done_rx.recv_deadline(hard) {
+                Ok(()) => continue,
+                Err(Disconnected) => return,
+                Err(Timeout) => crate::sys::exit_now(
+                    i32::from(status::TIMEOUT),
+                    &format!(
+                        "parapet: guest timed out after {} s; the VMM did not finish within {} \
+                         ms of the deadline and exits now\n",
+                        limit.as_secs_f64(),
+                        STOP_GRACE.as_millis()
+                    ),
                 ),
-            );
+            }
         }
     })
     .map_err(|source| Error::Io {
