@@ -202,7 +202,7 @@ fn bad_block_requests_fail_alone_and_the_vmm_survives() {
     let rw = image(&dir, "rw.img", 4);
     let ro = image(&dir, "ro.img", 4);
     let ro_arg = format!("{},readonly", ro.display());
-    for case in ["blk-requests", "blk-grants"] {
+    for case in ["blk-requests", "blk-grants", "blk-self-feed"] {
         let out = run_guest(
             "hostile",
             &[
@@ -228,6 +228,21 @@ fn bad_block_requests_fail_alone_and_the_vmm_survives() {
                         .stdout
                         .contains("ok blk-requests indirect: pages released"),
                 "the indirect cases did not run\n{out}"
+            );
+        }
+        if case == "blk-grants" {
+            assert!(
+                out.stdout.contains(
+                    "ok blk-grants read into a writable grant of read-only data: status error"
+                ) && out.stdout.contains("ok blk-grants kernel text unchanged"),
+                "W^X through block reads was not checked\n{out}"
+            );
+        }
+        if case == "blk-self-feed" {
+            assert!(
+                out.stdout
+                    .contains("ok blk-self-feed: a read into the live ring page: status error"),
+                "the self-feeding ring was not refused\n{out}"
             );
         }
     }

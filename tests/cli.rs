@@ -275,3 +275,55 @@ fn bad_hypercall_transport_is_a_usage_error() {
         .assert_status(2)
         .assert_no_panic();
 }
+
+#[test]
+fn huge_sparse_segment_is_refused_before_it_is_read() {
+    // 136 bytes of headers and a 20 GiB PT_LOAD whose bytes are a hole in a sparse file: the
+    // VMM must compare the segment with the guest's memory before it reads a byte of it.
+    let mut image = Elf::minimal_kernel(0);
+    image.contents.clear();
+    image.phdrs[0].offset = 0x1000;
+    image.phdrs[0].filesz = 20 << 30;
+    image.phdrs[0].memsz = 20 << 30;
+    let dir = TempDir::new("sparse");
+    let path = dir.file("sparse", &image.bytes());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(0x1000 + (20 << 30)))
+        .expect("make the sparse file");
+    let out = run_kernel(&path, ["--memory", "64M"]);
+    assert!(!out.killed, "the VMM read the whole segment\n{out}");
+    out.assert_one_line_error(&["memory", "limit", "spans"]);
+}
+
+#[test]
+fn kernel_is_a_fifo() {
+    let dir = TempDir::new("fifo");
+    let path = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    // Nobody opens the FIFO for writing: a blocking open would never return.
+    let out = run_kernel(&path, Vec::<&str>::new());
+    assert!(!out.killed, "the VMM blocked on the FIFO\n{out}");
+    out.assert_one_line_error(&["fifo", "not a regular file"]);
+}
+
+#[test]
+fn disk_is_a_fifo() {
+    let dir = TempDir::new("disk-fifo");
+    let path = dir.join("disk");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    // Read-only: a blocking open would wait for a writer forever.
+    let disk = format!("{},readonly", path.display());
+    let out = run_minimal(&["--disk", &disk]);
+    assert!(!out.killed, "the VMM blocked on the FIFO\n{out}");
+    out.assert_one_line_error(&["not a regular file"]);
+}

@@ -43,6 +43,8 @@ pub struct VmConfig {
     pub disks: Vec<DiskSpec>,
     /// Network interfaces, in device order.
     pub nets: Vec<NetSpec>,
+    /// Run every VMM thread under its seccomp filter (`--no-seccomp` turns it off).
+    pub seccomp: bool,
 }
 
 /// `--net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`.

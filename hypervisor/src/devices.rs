@@ -38,11 +38,11 @@ impl Model {
         }
     }
 
-    fn name(&self) -> &'static str {
+    fn role(&self) -> crate::seccomp::Role {
         match self {
-            Model::Loopback => "loopback",
-            Model::Block(_) => "block",
-            Model::Net(..) => "net",
+            Model::Loopback => crate::seccomp::Role::Loopback,
+            Model::Block(_) => crate::seccomp::Role::Block,
+            Model::Net(..) => crate::seccomp::Role::Net,
         }
     }
 }
@@ -127,7 +127,7 @@ impl Device {
         }
         let rings: Vec<GrantMapping> = request.rings[..request.nr_rings as usize]
             .iter()
-            .map(|&gref| dom.grants.map(gref, true))
+            .map(|&gref| dom.grants.map_ring(gref))
             .collect::<Result<_, _>>()
             .map_err(|_| Errno::EPERM)?;
         let grants = dom.grants.clone();
@@ -149,7 +149,7 @@ impl Device {
             }
         };
         let thread = BackendThread::spawn(
-            self.model.name(),
+            self.model.role(),
             self.kick.clone(),
             dom.events.clone(),
             self.port,

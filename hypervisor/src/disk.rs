@@ -12,7 +12,7 @@ use parapet_abi::blkif::BLKIF_SECTOR_SIZE;
 use pv_drivers::blkif::{BlockIoError, BlockStore, HostSegment};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// An open disk image.
@@ -31,9 +31,12 @@ impl FileDisk {
             path: spec.path.clone(),
             reason,
         };
+        // O_NONBLOCK: opening a FIFO read-only must not wait for a writer (it is refused below);
+        // Linux ignores the flag for the regular files that are accepted.
         let file = OpenOptions::new()
             .read(true)
             .write(!spec.readonly)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(&spec.path)
             .map_err(|e| err(open_error(&e, spec.readonly)))?;
         let meta = file.metadata().map_err(|e| err(e.to_string()))?;

@@ -33,6 +33,10 @@ struct Table {
     /// Indexed by reference: a flat table, because backends map and release a reference per
     /// page of every request.
     in_use: Mutex<Vec<InUse>>,
+    /// GPAs of the pages connected devices use as rings (one entry per ring mapping). A ring
+    /// page is never also a backend's writable data page: a block read into the live ring would
+    /// let the guest make the backend produce its own requests.
+    rings: Mutex<Vec<u64>>,
 }
 
 /// Mappings of one reference that are alive.
@@ -53,6 +57,7 @@ impl GrantTable {
                 base,
                 nr_entries,
                 in_use: Mutex::new(vec![InUse::default(); nr_entries as usize]),
+                rings: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -70,18 +75,54 @@ impl GrantTable {
         )
     }
 
-    /// Validates `gref` for reading (or writing) and maps its page.
+    /// Validates `gref` for reading (or writing) and maps its page as a data page. A writable
+    /// mapping of a page that is a connected device's ring is refused (`PermissionDenied`).
     pub fn map(&self, gref: GrantRef, writable: bool) -> Result<GrantMapping, GrantError> {
+        self.map_as(gref, writable, false)
+    }
+
+    /// Validates `gref` for writing and maps its page as a device's ring: while the mapping
+    /// lives, no backend may map the page as a writable data page, and no other device may use
+    /// it as a ring (`PermissionDenied`).
+    pub fn map_ring(&self, gref: GrantRef) -> Result<GrantMapping, GrantError> {
+        self.map_as(gref, true, true)
+    }
+
+    fn map_as(
+        &self,
+        gref: GrantRef,
+        writable: bool,
+        ring: bool,
+    ) -> Result<GrantMapping, GrantError> {
         let gpa = self.inner.map(gref, writable)?;
-        let page = GuestPage::new(self.inner.ram.clone(), gpa).map_err(|_| {
+        let refuse = |e| {
             self.inner.release(gref, writable);
-            GrantError::BadPage
-        })?;
+            Err(e)
+        };
+        let page = match GuestPage::new(self.inner.ram.clone(), gpa) {
+            Ok(page) => page,
+            Err(_) => return refuse(GrantError::BadPage),
+        };
+        {
+            let mut rings = self.inner.rings();
+            let is_ring = rings.contains(&gpa);
+            if ring {
+                if is_ring {
+                    drop(rings);
+                    return refuse(GrantError::PermissionDenied);
+                }
+                rings.push(gpa);
+            } else if writable && is_ring {
+                drop(rings);
+                return refuse(GrantError::PermissionDenied);
+            }
+        }
         Ok(GrantMapping {
             table: self.clone(),
             gref,
             page,
             writable,
+            ring,
         })
     }
 }
@@ -89,6 +130,10 @@ impl GrantTable {
 impl Table {
     fn in_use(&self) -> MutexGuard<'_, Vec<InUse>> {
         self.in_use.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rings(&self) -> MutexGuard<'_, Vec<u64>> {
+        self.rings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn entry_gpa(&self, gref: GrantRef) -> Result<u64, GrantError> {
@@ -118,6 +163,12 @@ impl Table {
             if !valid {
                 self.unmark(entry, mark);
                 return Err(GrantError::BadPage);
+            }
+            // The guest's page tables map it read-only (kernel text or read-only data): the
+            // VMM does not write it for the guest either (W^X, docs/abi.md §1).
+            if writable && self.ram.check_writable(frame_gpa, PAGE_SIZE).is_err() {
+                self.unmark(entry, mark);
+                return Err(GrantError::PermissionDenied);
             }
             u.frame_gpa = frame_gpa;
         }
@@ -192,6 +243,8 @@ pub struct GrantMapping {
     gref: GrantRef,
     page: GuestPage,
     writable: bool,
+    /// Mapped with [`GrantTable::map_ring`].
+    ring: bool,
 }
 
 impl GrantMapping {
@@ -207,7 +260,8 @@ impl GrantMapping {
 }
 
 // Writes through a read-only mapping are dropped: the drivers never make them, and the grant
-// does not allow them.
+// does not allow them. A writable mapping cannot drop a write: `map` refused the frame unless
+// `GuestRam::write` accepts all of it, and the protected ranges never change after the build.
 impl SharedPage for GrantMapping {
     fn load_u32(&self, offset: usize) -> u32 {
         self.page.load_u32(offset)
@@ -242,6 +296,12 @@ impl SharedPage for GrantMapping {
 
 impl Drop for GrantMapping {
     fn drop(&mut self) {
+        if self.ring {
+            let mut rings = self.table.inner.rings();
+            if let Some(i) = rings.iter().position(|&gpa| gpa == self.page.gpa()) {
+                rings.swap_remove(i);
+            }
+        }
         self.table.inner.release(self.gref, self.writable);
     }
 }
@@ -333,6 +393,16 @@ mod tests {
         assert_eq!(t.map(5, false).err(), Some(GrantError::BadPage), "past RAM");
         assert_eq!(t.map(6, true).err(), Some(GrantError::BadPage));
         assert_eq!(t.map(2048, false).err(), Some(GrantError::BadRef));
+        // A frame the guest's page tables map read-only (kernel text, read-only data).
+        grant(&ram, 7, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x300);
+        ram.protect(vec![0x300_000..0x301_000, 0x301_000..0x302_000]);
+        assert_eq!(
+            t.map(7, true).err(),
+            Some(GrantError::PermissionDenied),
+            "a read-only page, writable"
+        );
+        assert_eq!(flags(&ram, 7), gtf::PERMIT_ACCESS, "no mark left");
+        assert!(t.map(7, false).is_ok(), "reading it is fine");
         assert_eq!(t.map(u32::MAX, false).err(), Some(GrantError::BadRef));
         for gref in 4..=6 {
             assert_eq!(
@@ -341,6 +411,38 @@ mod tests {
                 "a refused map leaves no mark"
             );
         }
+    }
+
+    #[test]
+    fn a_ring_page_is_never_a_writable_data_page() {
+        let (ram, t) = table();
+        grant(&ram, 1, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x200);
+        grant(&ram, 2, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x200);
+        grant(&ram, 3, gtf::PERMIT_ACCESS, DOMID_BACKEND, 0x201);
+        let ring = t.map_ring(1).unwrap();
+        assert_eq!(
+            t.map(2, true).err(),
+            Some(GrantError::PermissionDenied),
+            "the ring page through another reference"
+        );
+        assert_eq!(t.map(1, true).err(), Some(GrantError::PermissionDenied));
+        assert_eq!(
+            t.map_ring(2).err(),
+            Some(GrantError::PermissionDenied),
+            "one page, two rings"
+        );
+        assert!(t.map(2, false).is_ok(), "reading the ring page is harmless");
+        assert!(t.map(3, true).is_ok(), "other pages are not affected");
+        assert_eq!(
+            flags(&ram, 2),
+            gtf::PERMIT_ACCESS,
+            "refused maps leave no mark"
+        );
+        drop(ring);
+        assert!(
+            t.map(2, true).is_ok(),
+            "a disconnected ring is a page again"
+        );
     }
 
     #[test]

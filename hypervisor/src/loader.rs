@@ -68,6 +68,9 @@ impl KernelImage {
 /// program headers lie further in.
 const HEADER_READ: u64 = 16 << 10;
 
+/// The most header bytes ever read: the ELF header and 65535 program headers of 56 bytes.
+const HEADERS_MAX: u64 = 64 + 0xffff * 56;
+
 /// Why a kernel cannot be loaded.
 #[derive(Debug)]
 pub enum LoadError {
@@ -75,12 +78,43 @@ pub enum LoadError {
     Io(io::Error),
     /// The file is not a valid kernel: a short phrase naming the problem.
     Invalid(String),
+    /// The caller's check refused the image (it does not fit the guest).
+    Unfit(crate::error::Error),
 }
 
-/// Reads and validates the kernel at `path`, including its segments' bytes.
-pub fn load(path: &Path) -> Result<KernelImage, LoadError> {
-    let file = File::open(path).map_err(LoadError::Io)?;
-    let len = file.metadata().map_err(LoadError::Io)?.len();
+/// Reads and validates the kernel at `path`. `fits` checks the parsed headers (the image must
+/// fit the guest's memory) before any segment byte is read, so the VMM reads no more than the
+/// guest can hold. A path that is not a regular file (a FIFO, a device, a directory) is refused
+/// without blocking.
+pub fn load(
+    path: &Path,
+    fits: impl FnOnce(&KernelImage) -> crate::error::Result<()>,
+) -> Result<KernelImage, LoadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(LoadError::Io)?;
+    let meta = file.metadata().map_err(LoadError::Io)?;
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "something else"
+        };
+        return Err(LoadError::Invalid(format!("is {what}, not a regular file")));
+    }
+    let len = meta.len();
     let mut headers = read_at(&file, 0, len.min(HEADER_READ)).map_err(LoadError::Io)?;
     if headers.len() >= 64 {
         // e_phoff, e_phentsize, e_phnum: read on if the program headers lie beyond the prefix.
@@ -88,11 +122,17 @@ pub fn load(path: &Path) -> Result<KernelImage, LoadError> {
         let phsize = u64::from(u16::from_le_bytes([headers[54], headers[55]]));
         let phnum = u64::from(u16::from_le_bytes([headers[56], headers[57]]));
         let end = phoff.saturating_add(phsize * phnum).min(len);
+        if end > HEADERS_MAX {
+            return Err(LoadError::Invalid(format!(
+                "program headers end at byte {end:#x}, past the first {HEADERS_MAX:#x}"
+            )));
+        }
         if end > headers.len() as u64 {
             headers = read_at(&file, 0, end).map_err(LoadError::Io)?;
         }
     }
     let mut image = parse(&headers, len).map_err(LoadError::Invalid)?;
+    fits(&image).map_err(LoadError::Unfit)?;
     for seg in &mut image.segments {
         seg.data =
             read_at(&file, seg.file.start as u64, seg.file.len() as u64).map_err(LoadError::Io)?;

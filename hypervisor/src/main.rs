@@ -55,6 +55,9 @@ struct RunArgs {
     /// A PV network interface on a host TAP device (docs/abi.md §10.3); repeat for more.
     #[arg(long, value_name = "tap=NAME[,mac=MAC]")]
     net: Vec<NetSpec>,
+    /// Do not confine the VMM's threads with seccomp filters (for debugging).
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         loopback: args.loopback,
         disks: args.disk,
         nets: args.net,
+        seccomp: !args.no_seccomp,
     };
     match parapet::vmm::run(&config) {
         Ok(code) => ExitCode::from(code),

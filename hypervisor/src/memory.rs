@@ -93,8 +93,9 @@ impl GuestRam {
             .map_err(|_| Errno::EFAULT)
     }
 
-    /// Checks that `[gpa, gpa + len)` lies inside RAM and touches no protected range.
-    fn check_writable(&self, gpa: u64, len: u64) -> Result<(), Errno> {
+    /// Checks that `[gpa, gpa + len)` lies inside RAM and touches no protected range: whether
+    /// [`GuestRam::write`] would accept it.
+    pub fn check_writable(&self, gpa: u64, len: u64) -> Result<(), Errno> {
         self.check_range(gpa, len)?;
         let end = gpa + len;
         let protected = self.read_only.get().map_or(&[][..], Vec::as_slice);
@@ -183,6 +184,9 @@ impl GuestRam {
 pub struct GuestPage {
     ram: Arc<GuestRam>,
     gpa: u64,
+    /// Whether the guest's page tables let it write the page (checked once: the protected
+    /// ranges are fixed when the guest is built). Stores into a page that is not are refused.
+    writable: bool,
 }
 
 impl GuestPage {
@@ -192,7 +196,13 @@ impl GuestPage {
         if !gpa.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
-        Ok(GuestPage { ram, gpa })
+        let writable = ram.check_writable(gpa, PAGE_SIZE).is_ok();
+        Ok(GuestPage { ram, gpa, writable })
+    }
+
+    /// Whether the VMM may write the page (the guest's page tables let the guest write it).
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     /// The page's GPA.
@@ -208,7 +218,9 @@ impl GuestPage {
 }
 
 // Offsets come from the drivers, never straight from the guest: an out-of-page access is a VMM
-// bug, which debug builds catch and release builds turn into a no-op rather than a panic.
+// bug, which debug builds catch and release builds turn into a no-op rather than a panic. So is
+// a store into a page the guest may not write: the grant table refuses writable mappings of
+// those, and the console page is writable.
 impl SharedPage for GuestPage {
     fn load_u32(&self, offset: usize) -> u32 {
         let gpa = self.range(offset, 4);
@@ -220,6 +232,11 @@ impl SharedPage for GuestPage {
     fn store_u32(&self, offset: usize, value: u32) {
         let gpa = self.range(offset, 4);
         debug_assert!(gpa.is_some(), "store_u32 outside the page: {offset}");
+        debug_assert!(self.writable, "store_u32 into a read-only page");
+        if !self.writable {
+            tracing::error!("refused a store into the read-only page {:#x}", self.gpa);
+            return;
+        }
         if let Some(a) = gpa.and_then(|g| self.ram.atomic_u32(g).ok()) {
             a.store(value, Release);
         }
@@ -244,8 +261,12 @@ impl SharedPage for GuestPage {
             "write outside the page: {offset}+{}",
             buf.len()
         );
-        if let Some(g) = gpa {
-            let _ = self.ram.write(g, buf);
+        debug_assert!(self.writable, "write into a read-only page");
+        if let Some(g) = gpa
+            && let Err(e) = self.ram.write(g, buf)
+        {
+            // Grants refuse writable mappings of such pages, so this is a VMM bug.
+            tracing::error!("a write into guest page {:#x} failed: {e:?}", self.gpa);
         }
     }
 

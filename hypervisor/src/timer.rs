@@ -71,10 +71,10 @@ impl TimerService {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (on_fire, armed, fired) =
             (self.on_fire.clone(), self.armed.clone(), self.fired.clone());
-        let handle = std::thread::Builder::new()
-            .name("timer".into())
-            .spawn(move || run(&rx, &*on_fire, &armed, &fired))
-            .expect("cannot start the timer thread");
+        let handle = crate::seccomp::spawn(crate::seccomp::Role::Timer, move || {
+            run(&rx, &*on_fire, &armed, &fired)
+        })
+        .expect("cannot start the timer thread");
         (tx, handle)
     }
 }

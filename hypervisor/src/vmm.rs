@@ -37,7 +37,18 @@ const EMULATION_WARN_THRESHOLD: u64 = 1000;
 /// Runs the guest `config` describes; returns the process exit status.
 pub fn run(config: &VmConfig) -> Result<u8> {
     let started = Instant::now();
-    let image = loader::load(&config.kernel).map_err(|e| match e {
+    if config.seccomp {
+        crate::seccomp::enable().map_err(|source| Error::Io {
+            op: "cannot install the SIGSYS handler",
+            source,
+        })?;
+    }
+    let mem_size = check_memory(config.memory.bytes())?;
+    // The image is checked against the guest's memory before any segment byte is read.
+    let image = loader::load(&config.kernel, |image| {
+        builder::check_fit(image, mem_size, &config.cmdline)
+    })
+    .map_err(|e| match e {
         LoadError::Io(source) => Error::KernelRead {
             path: config.kernel.clone(),
             source,
@@ -46,9 +57,8 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             path: config.kernel.clone(),
             reason,
         },
+        LoadError::Unfit(e) => e,
     })?;
-    let mem_size = check_memory(config.memory.bytes())?;
-    builder::check_fit(&image, mem_size, &config.cmdline)?;
     let disks = config
         .disks
         .iter()
@@ -143,10 +153,26 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     })?;
     dom.vcpu.set_vcpu_thread();
     let console = start_console(&dom, console_kick)?;
+    // Lives until the run ends: dropping it cancels the watchdog.
     let watchdog = match config.timeout {
         Some(limit) => Some(start_watchdog(&dom, limit)?),
         None => None,
     };
+    // Kept open for a fault report's symbols: the vCPU thread opens no files once it is confined.
+    let kernel_file = open_kernel_again(&config.kernel);
+    // Threads that start once the guest runs come from the spawner; then this thread, the vCPU,
+    // takes its own filter. From here on every VMM thread is confined.
+    let confine = |what: &'static str, r: std::io::Result<()>| {
+        r.map_err(|source| Error::Io { op: what, source })
+    };
+    confine(
+        "cannot start the spawner thread",
+        crate::seccomp::start_spawner(),
+    )?;
+    confine(
+        "cannot install the vCPU thread's seccomp filter",
+        crate::seccomp::install(crate::seccomp::Role::Vcpu),
+    )?;
     let mut counters = ExitCounters::default();
     let mut run = VcpuLoop {
         vcpu: &mut vcpu,
@@ -158,7 +184,8 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     };
     let exit = run.run();
     if let Some((done, _)) = &watchdog {
-        let _ = done.send(());
+        // The guest no longer runs: the watchdog now only bounds the rest of the run.
+        let _ = done.try_send(());
     }
     // Stop the backends; the console drains the guest's last output first.
     for device in dom.devices() {
@@ -177,11 +204,12 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             .iter()
             .enumerate()
             .flat_map(|(i, d)| d.stats(i))
+            .chain(crate::seccomp::stats())
             .collect();
         eprint!("{}", counters.render(&kvm_stats, &device_stats));
     }
     let exit = exit?;
-    let status = report(exit, &vcpu, &ram, &config.kernel, config.timeout);
+    let status = report(exit, &vcpu, &ram, kernel_file.as_ref(), config.timeout);
     use std::io::Write;
     let _ = std::io::stdout().flush();
     crate::sys::defer_vm_teardown(&[vm.as_raw_fd(), vcpu.fd().as_raw_fd()]);
@@ -293,7 +321,7 @@ fn start_console(dom: &Domain, (port, kick): (u32, Arc<EventFd>)) -> Result<Back
     let page = GuestPage::new(dom.ram.clone(), layout::CONSOLE_PAGE)
         .expect("the console page lies inside guest RAM");
     BackendThread::spawn(
-        "console",
+        crate::seccomp::Role::Console,
         kick,
         dom.events.clone(),
         port,
@@ -307,25 +335,55 @@ fn start_console(dom: &Domain, (port, kick): (u32, Arc<EventFd>)) -> Result<Back
     })
 }
 
-/// Starts the thread that stops the guest after `limit`. Returns a sender that cancels it.
+/// How long the VMM has, after `--timeout` stopped the guest, to stop its backends and report
+/// before the watchdog ends the process itself: `--timeout N` always ends it within N + 1 s.
+const STOP_GRACE: Duration = Duration::from_millis(750);
+
+/// Starts the thread that stops the guest after `limit`, and ends the process if the VMM has
+/// not finished [`STOP_GRACE`] after that deadline (or after stopping the guest). A message on
+/// the returned sender says the guest stopped by itself; dropping it (at the end of the run)
+/// cancels the watchdog.
 fn start_watchdog(
     dom: &Domain,
     limit: Duration,
 ) -> Result<(Sender<()>, std::thread::JoinHandle<()>)> {
+    use crossbeam_channel::RecvTimeoutError::Timeout;
     let (vcpu, control) = (dom.vcpu.clone(), dom.control_sender());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-    let handle = std::thread::Builder::new()
-        .name("watchdog".into())
-        .spawn(move || {
-            if done_rx.recv_timeout(limit).is_err() {
+    let handle = crate::seccomp::spawn(crate::seccomp::Role::Watchdog, move || {
+        use crossbeam_channel::RecvTimeoutError::Disconnected;
+        let deadline = Instant::now() + limit;
+        match done_rx.recv_deadline(deadline) {
+            // The guest stopped by itself: only the hard deadline below is left.
+            Ok(()) => {}
+            Err(Disconnected) => return,
+            Err(Timeout) => {
                 let _ = control.send(Control::Stop);
                 vcpu.kick();
             }
-        })
-        .map_err(|source| Error::Io {
-            op: "cannot start the watchdog thread",
-            source,
-        })?;
+        }
+        // Whatever happened, the process ends within STOP_GRACE of the deadline.
+        let hard = deadline.max(Instant::now()) + STOP_GRACE;
+        loop {
+            match done_rx.recv_deadline(hard) {
+                Ok(()) => continue,
+                Err(Disconnected) => return,
+                Err(Timeout) => crate::sys::exit_now(
+                    i32::from(status::TIMEOUT),
+                    &format!(
+                        "parapet: guest timed out after {} s; the VMM did not finish within {} \
+                         ms of the deadline and exits now\n",
+                        limit.as_secs_f64(),
+                        STOP_GRACE.as_millis()
+                    ),
+                ),
+            }
+        }
+    })
+    .map_err(|source| Error::Io {
+        op: "cannot start the watchdog thread",
+        source,
+    })?;
     Ok((done_tx, handle))
 }
 
@@ -479,16 +537,42 @@ fn vcpu_fault(vcpu: &Vcpu, what: String) -> Result<FaultInfo> {
     Ok(FaultInfo::from_vcpu(what, &regs, &sregs))
 }
 
+/// The most kernel bytes read again for a fault report's symbols.
+const SYMBOLS_FILE_MAX: u64 = 256 << 20;
+
+/// The kernel file again, opened without blocking, for a fault report's symbols.
+fn open_kernel_again(kernel: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(kernel)
+        .ok()
+}
+
+/// The kernel file's bytes, for its symbols: only a regular file of at most
+/// [`SYMBOLS_FILE_MAX`] bytes (the file may have changed since the guest was loaded).
+fn read_symbols_file(file: &std::fs::File) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > SYMBOLS_FILE_MAX {
+        return None;
+    }
+    let mut bytes = vec![0u8; meta.len() as usize];
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    Some(bytes)
+}
+
 /// Tells the user how the guest ended; returns the exit status.
 fn report(
     exit: GuestExit,
     vcpu: &Vcpu,
     ram: &GuestRam,
-    kernel: &std::path::Path,
+    kernel: Option<&std::fs::File>,
     timeout: Option<Duration>,
 ) -> u8 {
     // Symbols are read only now, for the report; a kernel that vanished meanwhile just has none.
-    let symbols = || SymbolTable::from_elf(&std::fs::read(kernel).unwrap_or_default());
+    let symbols = || SymbolTable::from_elf(&kernel.and_then(read_symbols_file).unwrap_or_default());
     let render = |info: &FaultInfo| info.render(ram, &symbols());
     match exit {
         GuestExit::Poweroff(code) => {

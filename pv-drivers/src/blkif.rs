@@ -14,9 +14,10 @@
 //! ```text
 //! let mut ring = BlkifBackRing::attach(mapped_ring_page);
 //! loop {
-//!     serve_batch(&mut ring, &grants, &disk, &mut || raise the device's event channel)?;
+//!     let outcome = serve_batch(&mut ring, &grants, &disk, &mut || raise the event channel)?;
 //!                                          // Err: stop the guest (102)
-//!     wait for the doorbell
+//!     if stopping { break }
+//!     if !outcome.more { wait for the doorbell }
 //! }
 //! ```
 //!
@@ -25,8 +26,9 @@
 //! its response at once (`rsp_prod` per request), calling the caller's `notify` as soon as a
 //! response crosses the frontend's `rsp_event`: the frontend consumes and refills the ring while
 //! the backend works through the rest of the burst, instead of the two taking turns. It returns
-//! only after its final check found the ring empty with `req_event` armed, so sleeping
-//! afterwards loses no request. Notifications follow io/ring.h: only when the frontend armed
+//! after its final check found the ring empty with `req_event` armed, so sleeping afterwards
+//! loses no request, or after [`BATCH_BUDGET`] requests with [`ServeOutcome::more`] set, so that
+//! the caller can notice a stop request however fast the ring refills. Notifications follow io/ring.h: only when the frontend armed
 //! `rsp_event`, so a frontend that consumes in batches gets about one per batch.
 //!
 //! # Validation (what a request must satisfy, else `BLKIF_RSP_ERROR` for that request alone)
@@ -572,10 +574,21 @@ pub struct ServeOutcome {
     pub failed: usize,
     /// Times the batch called `notify` (the frontend's `rsp_event` was crossed).
     pub notified: usize,
+    /// The batch stopped at its budget ([`BATCH_BUDGET`] requests) with requests possibly still
+    /// waiting and `req_event` not armed: the caller must call [`serve_batch`] again (after
+    /// checking whether it should stop) instead of sleeping.
+    pub more: bool,
 }
 
+/// The most requests one [`serve_batch`] answers (two rings' worth) before it returns to its
+/// caller, which can then check for a stop request. A frontend that keeps the ring full, or a
+/// guest that makes the backend produce its own requests, cannot keep the backend from
+/// noticing that the VMM is stopping.
+pub const BATCH_BUDGET: usize = 2 * BLKIF_RING_SIZE as usize;
+
 /// Answers every request the frontend has published, until the final check finds the ring empty
-/// (with `req_event` armed). Each request is copied out of the ring once, validated and
+/// (with `req_event` armed) or [`BATCH_BUDGET`] requests have been answered
+/// ([`ServeOutcome::more`]: call again before sleeping). Each request is copied out of the ring once, validated and
 /// performed (see the [module documentation](self)); its response is published as soon as it
 /// is pushed, and `notify` is called right away if that crossed the frontend's `rsp_event`, so
 /// the frontend can consume and refill while the backend goes on with the rest of the burst.
@@ -584,8 +597,6 @@ pub struct ServeOutcome {
 /// none is lost.
 /// Returns [`RingError`] if the frontend's `req_prod` is corrupt (the responses pushed so far
 /// are already published, and notified if asked): the VMM then stops the guest.
-///
-/// The batch has no budget: a guest that keeps producing keeps its own backend busy.
 pub fn serve_batch<P: SharedPage, G: GrantMapper, S: BlockStore>(
     ring: &mut BlkifBackRing<P>,
     grants: &G,
@@ -597,6 +608,10 @@ pub fn serve_batch<P: SharedPage, G: GrantMapper, S: BlockStore>(
     let mut buf = [0u8; MAX_BYTES_PER_REQUEST];
     loop {
         serve_available(ring, grants, store, &mut buf, &mut outcome, notify)?;
+        if outcome.handled >= BATCH_BUDGET {
+            outcome.more = true;
+            return Ok(outcome);
+        }
         if !ring.final_check_for_requests()? {
             return Ok(outcome);
         }
@@ -612,7 +627,10 @@ fn serve_available<P: SharedPage, G: GrantMapper, S: BlockStore>(
     outcome: &mut ServeOutcome,
     notify: &mut impl FnMut(),
 ) -> Result<(), RingError> {
-    while let Some(request) = ring.next_request()? {
+    while outcome.handled < BATCH_BUDGET {
+        let Some(request) = ring.next_request()? else {
+            break;
+        };
         let response = answer_with(&request, grants, store, buf);
         ring.push_response(&response)
             .expect("a consumed request always has a response slot");

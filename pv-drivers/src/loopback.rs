@@ -14,12 +14,14 @@
 //! loop {
 //!     let outcome = serve_batch(&mut ring, &grants)?;   // Err: stop the guest (status 102)
 //!     if outcome.notify { raise the device's event channel }
-//!     wait for the doorbell
+//!     if stopping { break }
+//!     if !outcome.more { wait for the doorbell }
 //! }
 //! ```
 //!
-//! [`serve_batch`] returns only after its final check found the ring empty with `req_event`
-//! armed, so sleeping afterwards loses no request.
+//! [`serve_batch`] returns after its final check found the ring empty with `req_event` armed,
+//! so sleeping afterwards loses no request, or after [`BATCH_BUDGET`] requests with
+//! [`ServeOutcome::more`] set, so that a busy ring cannot hide a stop request.
 
 use parapet_abi::loopback::{
     LOOPBACK_OP_ECHO, LOOPBACK_OP_FILL, LOOPBACK_OP_SUM, LOOPBACK_STATUS_ERROR, LOOPBACK_STATUS_OK,
@@ -89,14 +91,20 @@ pub struct ServeOutcome {
     pub handled: usize,
     /// Whether the frontend must be notified (once, for the whole batch).
     pub notify: bool,
+    /// The batch stopped at its budget ([`BATCH_BUDGET`] requests), `req_event` not armed: call
+    /// [`serve_batch`] again (after checking whether to stop) instead of sleeping.
+    pub more: bool,
 }
 
+/// The most requests one [`serve_batch`] answers (two rings' worth) before it returns, so that
+/// a frontend that keeps the ring full cannot keep its backend from noticing a stop.
+pub const BATCH_BUDGET: usize = 2 * LOOPBACK_RING_SIZE as usize;
+
 /// Answers every request the frontend has published, until the final check finds the ring empty
-/// (with `req_event` armed). Each request is copied out of the ring once and answered; responses
+/// (with `req_event` armed) or [`BATCH_BUDGET`] requests were answered
+/// ([`ServeOutcome::more`]). Each request is copied out of the ring once and answered; responses
 /// are published after each burst. Returns [`RingError`] if the frontend's `req_prod` is
 /// corrupt (the responses pushed so far are published first).
-///
-/// The batch has no budget: a guest that keeps producing keeps its own backend busy.
 pub fn serve_batch<P: SharedPage, G: GrantMapper>(
     ring: &mut LoopbackBackRing<P>,
     grants: &G,
@@ -106,6 +114,10 @@ pub fn serve_batch<P: SharedPage, G: GrantMapper>(
         let burst = serve_available(ring, grants, &mut outcome.handled);
         outcome.notify |= ring.commit_responses();
         burst?;
+        if outcome.handled >= BATCH_BUDGET {
+            outcome.more = true;
+            return Ok(outcome);
+        }
         if !ring.final_check_for_requests()? {
             return Ok(outcome);
         }
@@ -118,7 +130,10 @@ fn serve_available<P: SharedPage, G: GrantMapper>(
     grants: &G,
     handled: &mut usize,
 ) -> Result<(), RingError> {
-    while let Some(request) = ring.next_request()? {
+    while *handled < BATCH_BUDGET {
+        let Some(request) = ring.next_request()? else {
+            break;
+        };
         let response = answer(&request, grants);
         ring.push_response(&response)
             .expect("a consumed request always has a response slot");

@@ -38,13 +38,16 @@
 //!     let t = serve_tx(&mut tx, &grants, &mut tap, &mut counters)?;   // Err: stop the guest (102)
 //!     let r = serve_rx(&mut rx, &grants, &mut tap, &mut counters)?;
 //!     if t.notify || r.notify { raise the device's event channel }
+//!     if stopping { break }
+//!     if t.more { continue }                                          // budget used up
 //!     if r.needs_buffers { wait for the doorbell }                  // frames may be queued: do
 //!     else { wait for the doorbell or the TAP fd to be readable }   // not poll the TAP fd
 //! }
 //! ```
 //!
-//! [`serve_tx`] returns only after its final check found the transmit ring empty with
-//! `req_event` armed. [`serve_rx`] returns either with `needs_buffers` (no page posted, the
+//! [`serve_tx`] returns after its final check found the transmit ring empty with `req_event`
+//! armed, or after [`TX_BATCH_BUDGET`] requests with `more` set (then it is called again before
+//! anything sleeps). [`serve_rx`] returns either with `needs_buffers` (no page posted, the
 //! receive ring's `req_event` armed: the guest's next post notifies) or with the host's queue
 //! empty (or its per-call budget of [`NETIF_RX_RING_SIZE`] frames used up, in which case the
 //! TAP fd is still readable and the loop comes straight back). So sleeping afterwards loses
@@ -178,10 +181,18 @@ pub struct ServeOutcome {
     /// `false` from [`serve_rx`]: the host's queue was empty (or the per-call budget ran out):
     /// wait for the doorbell or the TAP fd.
     pub needs_buffers: bool,
+    /// [`serve_tx`] only: it stopped at its budget ([`TX_BATCH_BUDGET`] requests) without arming
+    /// `req_event`: call it again (after checking whether to stop) instead of sleeping.
+    pub more: bool,
 }
 
+/// The most transmit requests one [`serve_tx`] answers (two rings' worth) before it returns, so
+/// that a guest that keeps the ring full cannot keep its backend from noticing a stop.
+pub const TX_BATCH_BUDGET: usize = 2 * NETIF_TX_RING_SIZE as usize;
+
 /// Answers every transmit request the frontend has published, until the final check finds the
-/// ring empty (with `req_event` armed): each request is copied out of the ring once, validated
+/// ring empty (with `req_event` armed) or [`TX_BATCH_BUDGET`] requests were answered
+/// ([`ServeOutcome::more`]): each request is copied out of the ring once, validated
 /// (see the [module documentation](self)), its frame copied out of the granted page and given to
 /// `net`. Responses are published after each burst. Returns [`RingError`] if the frontend's
 /// `req_prod` is corrupt (the responses pushed so far are published first): stop the guest.
@@ -197,6 +208,10 @@ pub fn serve_tx<P: SharedPage, G: GrantMapper, N: PacketIo>(
         let burst = transmit_available(tx, grants, net, counters, &mut frame, &mut outcome);
         outcome.notify |= tx.commit_responses();
         burst?;
+        if outcome.handled >= TX_BATCH_BUDGET {
+            outcome.more = true;
+            return Ok(outcome);
+        }
         if !tx.final_check_for_requests()? {
             return Ok(outcome);
         }
@@ -211,7 +226,10 @@ fn transmit_available<P: SharedPage, G: GrantMapper, N: PacketIo>(
     frame: &mut [u8; NETIF_MAX_PACKET],
     outcome: &mut ServeOutcome,
 ) -> Result<(), RingError> {
-    while let Some(request) = tx.next_request()? {
+    while outcome.handled < TX_BATCH_BUDGET {
+        let Some(request) = tx.next_request()? else {
+            break;
+        };
         let status = transmit(&request, grants, net, counters, frame);
         tx.push_response(&NetifTxResponse {
             id: request.id,

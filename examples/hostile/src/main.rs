@@ -23,6 +23,7 @@
 //! | `net-tx`, `net-rx` | bad transmit requests and receive pages on the first `--net` interface (see `net.rs`) |
 //! | `blk-requests` | block requests with zero or 12+ segments, `first_sect > last_sect`, `last_sect` 8, sectors past the end or overflowing `u64`, unknown operations; indirect requests with 0 or too many segments, other operations than read and write, indirect pages that are not granted or list bad segments or read-only pages to read into; on a read-only disk (the first `--disk …,readonly`), writes, flushes with data and discards |
 //! | `blk-grants` | block requests naming grants outside the table, foreign or invalid entries, frames the backend may not map, read-only grants for reads, one bad grant among good ones |
+//! | `blk-self-feed` | writes 64 ring-page images to the disk, each publishing one request that reads the next image into the live ring page, then submits the first such read: the backend must refuse the ring page as a data page |
 //!
 //! Fatal cases are separate words (not part of `all`): the VMM must stop the guest with exit
 //! status 102 and a clear report. If the guest is still running two seconds later it prints
@@ -35,6 +36,9 @@
 //! | `console-overflow` | console ring: `out_prod = out_cons + 5000`, then notifies |
 //! | `net-ring-overflow`, `net-rx-ring-overflow` | network transmit / receive ring: `req_prod = req_cons + 1000`, then notifies |
 //! | `blk-ring-overflow` | block ring of the first `--disk`: `req_prod = req_cons + 1000`, then notifies |
+//!
+//! `console-flood` writes console lines forever: only `--timeout` ends it, which the VMM must
+//! honour even if nobody reads its standard output.
 //!
 //! The block cases need a writable disk (`--disk PATH`) and use it as scratch space (sectors
 //! 0–63 are overwritten); a read-only disk (a second `--disk PATH,readonly`) adds the read-only
@@ -102,8 +106,9 @@ mod net;
 guest_sdk::entry!(main);
 
 const USAGE: &str = "usage: hostile all|net-tx|net-rx|gref-range|gref-foreign|readonly|end-mapped|ports|lengths|\
-                     pointers|devices|ring-events|timer-huge|blk-requests|blk-grants  or one fatal case: \
-                     net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow";
+                     pointers|devices|ring-events|timer-huge|blk-requests|blk-grants|blk-self-feed  or one fatal case: \
+                     net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow  \
+                     or console-flood";
 
 type Case = fn(&mut Report);
 
@@ -122,6 +127,7 @@ const CASES: &[(&str, Case)] = &[
     ("net-rx", net::net_rx),
     ("blk-requests", blk_requests),
     ("blk-grants", blk_grants),
+    ("blk-self-feed", blk_self_feed),
 ];
 
 const FATAL: &[(&str, fn())] = &[
@@ -140,9 +146,19 @@ fn main() -> u32 {
         return 2;
     }
     for w in &words {
-        if *w != "all" && !CASES.iter().any(|(n, _)| n == w) && !FATAL.iter().any(|(n, _)| n == w) {
+        if *w != "all"
+            && *w != "console-flood"
+            && !CASES.iter().any(|(n, _)| n == w)
+            && !FATAL.iter().any(|(n, _)| n == w)
+        {
             println!("hostile: unknown case {w:?}; {USAGE}");
             return 2;
+        }
+    }
+    if words.contains(&"console-flood") {
+        // Never stops writing: only `--timeout` ends this guest.
+        for line in 0u64.. {
+            println!("console-flood line {line}: the VMM must still honour --timeout");
         }
     }
     if let Some((name, f)) = FATAL.iter().find(|(n, _)| words.contains(n)) {
@@ -564,6 +580,132 @@ fn readonly(r: &mut Report) {
         grant::end_access(ro).is_ok(),
         format_args!("end_access"),
     );
+    readonly_pages(r);
+}
+
+/// A multicall batch in read-only data: `console_io` writing the first 15 bytes of start-info
+/// (its magic, `parapet-abi-0.2`).
+static RODATA_BATCH: [MulticallEntry; 1] = [MulticallEntry {
+    op: Hypercall::CONSOLE_IO.0 as u64,
+    result: 0,
+    args: [CONSOLEIO_WRITE, 15, 0x1000, 0, 0, 0],
+}];
+
+/// A page of the kernel's read-only data: the guest's page tables map it read-only.
+#[repr(C, align(4096))]
+struct RodataPage([u8; 4096]);
+static RODATA_PAGE: RodataPage = RodataPage([0x5a; 4096]);
+
+/// The frame of the read-only data page and of the page holding `main`'s code.
+fn read_only_frames() -> [(&'static str, u64); 2] {
+    [
+        (
+            "read-only data",
+            &RODATA_PAGE as *const _ as u64 / PAGE_SIZE,
+        ),
+        ("kernel text", main as *const () as u64 / PAGE_SIZE),
+    ]
+}
+
+/// A snapshot of a page (read through the identity mapping).
+fn page_copy(frame: u64) -> Vec<u8> {
+    // SAFETY: `frame` is a page of this kernel's image, mapped and readable; only read.
+    let page = unsafe { GuestPage::from_addr(frame * PAGE_SIZE) };
+    let mut v = alloc::vec![0u8; PAGE_SIZE as usize];
+    page.read(0, &mut v);
+    v
+}
+
+/// Writable grants of pages the guest itself may not write (W^X, docs/abi.md §1): every way a
+/// backend could write them must be refused with an error, and the page must not change.
+fn readonly_pages(r: &mut Report) {
+    for (what, frame) in read_only_frames() {
+        let before = page_copy(frame);
+        let Ok(g) = grant::grant_access(frame, DOMID_BACKEND, false) else {
+            r.check(
+                "readonly",
+                false,
+                format_args!("grant_access of {what} failed"),
+            );
+            continue;
+        };
+        let src = PageBox::new();
+        src.fill(0, 4096, 0x33);
+        let st = copy1(copy_op(
+            copy_frame(src.frame(), 0),
+            false,
+            copy_gref(g, 0),
+            true,
+            64,
+        ));
+        r.status(
+            &alloc::format!("readonly copy into a writable grant of {what}"),
+            st,
+            gntst::PERMISSION_DENIED,
+        );
+        let st = copy1(copy_op(
+            copy_frame(src.frame(), 0),
+            false,
+            copy_frame(frame, 0),
+            false,
+            64,
+        ));
+        r.status(
+            &alloc::format!("readonly copy into the frame of {what}"),
+            st,
+            gntst::PERMISSION_DENIED,
+        );
+        if let Some(mut lb) = loopback(r, "readonly loopback") {
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 64, 0x22));
+            r.check(
+                &alloc::format!("readonly loopback FILL on a writable grant of {what}"),
+                got == Some((LOOPBACK_STATUS_ERROR, 0)),
+                format_args!("response {got:?}, want status -1"),
+            );
+            disconnect(r, "readonly", lb);
+        }
+        if let Some((index, _)) = device::find(kind::LOOPBACK) {
+            let got = Ret::of(device::connect(index, &[g]));
+            r.ret(
+                &alloc::format!("readonly connect a ring in {what}"),
+                got,
+                Ret::err(Errno::EPERM),
+            );
+            if got == OK {
+                let _ = device::disconnect(index);
+            }
+        }
+        r.check(
+            &alloc::format!("readonly {what} unchanged"),
+            page_copy(frame) == before,
+            format_args!("contents"),
+        );
+        r.check(
+            &alloc::format!("readonly {what} grant released"),
+            grant::end_access(g).is_ok(),
+            format_args!("end_access"),
+        );
+    }
+    // The loopback ring page through a second, writable reference: not a data page.
+    if let Some(mut lb) = loopback(r, "readonly loopback") {
+        let ring_frame = lb.ring().page().frame();
+        if let Ok(g) = grant::grant_access(ring_frame, DOMID_BACKEND, false) {
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 16, 0xff));
+            r.check(
+                "readonly loopback FILL on the ring page itself",
+                got == Some((LOOPBACK_STATUS_ERROR, 0)),
+                format_args!("response {got:?}, want status -1"),
+            );
+            let got = one(&mut lb, request(2, LOOPBACK_OP_ECHO, 0, 0, 0, 9));
+            r.check(
+                "readonly loopback still works",
+                got == Some((LOOPBACK_STATUS_OK, 9)),
+                format_args!("response {got:?}"),
+            );
+            let _ = grant::end_access(g);
+        }
+        disconnect(r, "readonly", lb);
+    }
 }
 
 fn end_mapped(r: &mut Report) {
@@ -1181,6 +1323,24 @@ fn pointers(r: &mut Report) {
             Ret(entries[0].result),
             Ret(entries[1].result)
         ),
+    );
+
+    // An entry array in read-only data: its results cannot be written, so no entry may run.
+    // The entry would print start-info's magic (at the fixed GPA 0x1000), which the test then
+    // must not find in the output.
+    // SAFETY: the VMM only reads the array; it must refuse to write the results.
+    let got = unsafe {
+        raw(
+            Hypercall::MULTICALL,
+            RODATA_BATCH.as_ptr() as u64,
+            RODATA_BATCH.len() as u64,
+            0,
+        )
+    };
+    r.check(
+        "pointers multicall entries in read-only data",
+        got == EFAULT && RODATA_BATCH[0].result == 0,
+        format_args!("got {got}, want -EFAULT with no entry run"),
     );
 
     // GPA 0: the null page is unmapped in the guest, so the VMM refuses to write it too.
@@ -1967,6 +2127,25 @@ fn blk_grants(r: &mut Report) {
             BLKIF_RSP_ERROR,
         );
     }
+    // Writable grants of pages the guest's page tables map read-only (W^X).
+    for (what, frame) in read_only_frames() {
+        let before = page_copy(frame);
+        if let Ok(g) = grant::grant_access(frame, DOMID_BACKEND, false) {
+            f.expect(
+                r,
+                d,
+                &alloc::format!("blk-grants read into a writable grant of {what}"),
+                read(g, 0, 7),
+                BLKIF_RSP_ERROR,
+            );
+            let _ = grant::end_access(g);
+        }
+        r.check(
+            &alloc::format!("blk-grants {what} unchanged"),
+            page_copy(frame) == before,
+            format_args!("contents"),
+        );
+    }
     // Entries the backend must refuse: foreign, invalid, or naming frames it may not map.
     let page = PageBox::new();
     let frame = page.frame() as u32;
@@ -2092,6 +2271,88 @@ fn console_overflow() {
     let cons = page.load_u32(console_offset::OUT_CONS);
     page.store_u32(console_offset::OUT_PROD, cons.wrapping_add(5000));
     evtchn::notify(port);
+}
+
+/// Sector of the first ring-page image `blk-self-feed` writes (past the scratch sectors).
+const SELF_FEED_SECTOR: u64 = 1024;
+/// How many images it writes.
+const SELF_FEED_IMAGES: u64 = 64;
+
+/// The self-feeding ring: image `k` on the disk is a ring page whose `req_prod` publishes one
+/// more request, a read of image `k + 1` into the ring page itself. If the backend accepted the
+/// ring page as a data page, one request from the guest would make it serve the rest on its
+/// own, long after the guest stopped. It must answer the first read with an error instead.
+fn blk_self_feed(r: &mut Report) {
+    use zerocopy::IntoBytes;
+    let case = "blk-self-feed";
+    let Some(mut d) = blk_open(r, case, false) else {
+        return;
+    };
+    let page_len = PAGE_SIZE as usize;
+    if d.sectors() < SELF_FEED_SECTOR + 8 * (SELF_FEED_IMAGES + 1) {
+        println!("skip {case}: the disk is too small");
+        return;
+    }
+    let Ok(ring_g) = grant::grant_access(d.ring().page().frame(), DOMID_BACKEND, false) else {
+        r.check(case, false, format_args!("cannot grant the ring page"));
+        return;
+    };
+    let read_image = |image: u64| {
+        rw_request(
+            BLKIF_OP_READ,
+            0,
+            SELF_FEED_SECTOR + 8 * image,
+            &[segment(ring_g, 0, 7)],
+        )
+    };
+    let req_prod = |d: &mut BlockDevice| d.ring().page().load_u32(ring_offset::REQ_PROD);
+    // A first write of the images' size shows how many requests the real one will take, and so
+    // the index the kick-off read will have.
+    let mut images = alloc::vec![0u8; SELF_FEED_IMAGES as usize * page_len];
+    let before = req_prod(&mut d);
+    if let Err(e) = d.write(SELF_FEED_SECTOR, &images) {
+        r.check(case, false, format_args!("writing the images: {e}"));
+        return;
+    }
+    let after = req_prod(&mut d);
+    let kick_off = after.wrapping_add(after.wrapping_sub(before));
+    for (k, image) in images.chunks_mut(page_len).enumerate() {
+        let index = kick_off.wrapping_add(k as u32 + 1);
+        image[ring_offset::REQ_PROD..][..4].copy_from_slice(&index.wrapping_add(1).to_le_bytes());
+        let slot = 64 + (index as usize % 32) * size_of::<BlkifRequest>();
+        image[slot..slot + size_of::<BlkifRequest>()]
+            .copy_from_slice(read_image(k as u64 + 1).as_bytes());
+    }
+    if let Err(e) = d.write(SELF_FEED_SECTOR, &images) {
+        r.check(case, false, format_args!("writing the images: {e}"));
+        return;
+    }
+    let at_kick_off = req_prod(&mut d) == kick_off;
+    let status = blk_raw(&mut d, read_image(0));
+    let settled = req_prod(&mut d) == kick_off.wrapping_add(1);
+    let sector = [0x3cu8; 512];
+    let mut back = [0u8; 512];
+    let works = d.write(40, &sector).is_ok() && d.read(40, &mut back).is_ok() && back == sector;
+    let released = grant::end_access(ring_g).is_ok();
+    r.check(
+        case,
+        at_kick_off && status == Some(BLKIF_RSP_ERROR) && settled && works && released,
+        format_args!(
+            "a read into the live ring page: status {} (want error); ring {}, device {}, \
+             ring grant {}",
+            blk_status_name(status),
+            if at_kick_off && settled {
+                "unchanged"
+            } else {
+                "CHANGED"
+            },
+            if works { "works" } else { "BROKEN" },
+            if released { "released" } else { "STILL MAPPED" },
+        ),
+    );
+    if let Err(e) = d.disconnect() {
+        r.check(case, false, format_args!("disconnect: {e}"));
+    }
 }
 
 fn blk_ring_overflow() {

@@ -16,13 +16,23 @@ pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
         pending: Vec::new(),
         eof_sent: !input,
     };
+    let mut more = false;
     loop {
         let want_stdin = input.open && input.pending.is_empty();
-        let wake = io.wait(want_stdin.then_some(0));
-        if let Err(e) = drain(&mut console, &io, &mut out) {
-            io.guest_fault(e);
-            return;
-        }
+        let stdin = want_stdin.then_some(0);
+        // Still busy after a bounded drain: only look for a stop or input, do not sleep.
+        let wake = if more {
+            io.check(stdin)
+        } else {
+            io.wait(stdin)
+        };
+        more = match drain(&mut console, &io, &mut out, wake == Wake::Stop) {
+            Ok(more) => more,
+            Err(e) => {
+                io.guest_fault(e);
+                return;
+            }
+        };
         let Wake::Work { extra, .. } = wake else {
             return;
         };
@@ -36,13 +46,23 @@ pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
     }
 }
 
-/// Copies all published output to `out`, until a final check finds none.
+/// Rounds (of up to a ring's worth of output each) one [`drain`] makes before it lets the
+/// backend look for a stop: a guest that keeps writing cannot keep it draining forever.
+const DRAIN_ROUNDS: usize = 16;
+
+/// Copies published output to `out` until a final check finds none (returns `false`), or for
+/// [`DRAIN_ROUNDS`] rounds (returns `true`: there may be more, do not sleep). `last` (the VMM
+/// is stopping, the guest no longer runs) drains whatever is left without a budget.
 fn drain(
     console: &mut ConsoleBack<GuestPage>,
     io: &BackendIo,
     out: &mut impl Write,
-) -> Result<(), String> {
-    loop {
+    last: bool,
+) -> Result<bool, String> {
+    for round in 0.. {
+        if !last && round == DRAIN_ROUNDS {
+            return Ok(true);
+        }
         let notify = console
             .drain_output(|bytes| {
                 // A closed stdout loses the output, but the guest carries on.
@@ -53,9 +73,10 @@ fn drain(
             io.notify_guest();
         }
         if !console.prepare_to_sleep() {
-            return Ok(());
+            return Ok(false);
         }
     }
+    Ok(false)
 }
 
 /// Standard input on its way into the input ring.

@@ -10,15 +10,25 @@ pub fn serve(io: BackendIo, ring: GrantMapping, grants: GrantTable) {
     let mut ring = LoopbackBackRing::attach(ring);
     loop {
         // Requests may already be waiting when the frontend connects.
-        match serve_batch(&mut ring, &grants) {
-            Ok(outcome) if outcome.notify => io.notify_guest(),
-            Ok(_) => {}
+        let more = match serve_batch(&mut ring, &grants) {
+            Ok(outcome) => {
+                if outcome.notify {
+                    io.notify_guest();
+                }
+                outcome.more
+            }
             Err(e) => {
                 io.guest_fault(format!("loopback device: {e}"));
                 return;
             }
+        };
+        // Batches are bounded: a stop is noticed within one however busy the ring is.
+        if io.stop_requested() {
+            return;
         }
-        if io.wait(None) == Wake::Stop {
+        if more {
+            std::thread::yield_now();
+        } else if io.wait(None) == Wake::Stop {
             return;
         }
     }

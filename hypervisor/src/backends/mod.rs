@@ -16,6 +16,7 @@ use crate::hypercall::Control;
 use crossbeam_channel::Sender;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -39,6 +40,7 @@ pub struct BackendIo {
     /// The doorbell: KVM signals it when the guest notifies `port`.
     pub kick: Arc<EventFd>,
     stop: EventFd,
+    stopping: Arc<AtomicBool>,
     events: Arc<EventChannels>,
     /// The guest's port connected to this backend.
     pub port: u32,
@@ -49,12 +51,22 @@ pub struct BackendIo {
 impl BackendIo {
     /// Waits for the doorbell, a stop request, or `extra` (e.g. standard input) to be readable.
     pub fn wait(&self, extra: Option<RawFd>) -> Wake {
+        self.poll(extra, true)
+    }
+
+    /// Like [`wait`](Self::wait), without waiting: for a backend that still has work (its last
+    /// batch stopped at its budget) but should notice a stop or new input.
+    pub fn check(&self, extra: Option<RawFd>) -> Wake {
+        self.poll(extra, false)
+    }
+
+    fn poll(&self, extra: Option<RawFd>, block: bool) -> Wake {
         let fds = [
             Some(self.stop.as_raw_fd()),
             Some(self.kick.as_raw_fd()),
             extra,
         ];
-        let ready = match crate::sys::poll(&fds) {
+        let ready = match crate::sys::poll(&fds, block) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("backend cannot wait for events: {e}");
@@ -74,6 +86,12 @@ impl BackendIo {
         }
     }
 
+    /// Whether the VMM asked the backend to stop, without waiting: a backend that still has work
+    /// checks this between bounded batches, so a guest that keeps it busy cannot delay a stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// Raises the guest's port.
     pub fn notify_guest(&self) {
         self.events.upcall().raise(self.port);
@@ -90,13 +108,14 @@ impl BackendIo {
 #[derive(Debug)]
 pub struct BackendThread {
     stop: EventFd,
+    stopping: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl BackendThread {
-    /// Starts `serve` on a thread named `name`.
+    /// Starts `serve` on a thread with `role`'s name and seccomp filter.
     pub fn spawn(
-        name: &str,
+        role: crate::seccomp::Role,
         kick: Arc<EventFd>,
         events: Arc<EventChannels>,
         port: u32,
@@ -105,19 +124,20 @@ impl BackendThread {
         serve: impl FnOnce(BackendIo) + Send + 'static,
     ) -> std::io::Result<BackendThread> {
         let stop = EventFd::new(libc::EFD_NONBLOCK)?;
+        let stopping = Arc::new(AtomicBool::new(false));
         let io = BackendIo {
             kick,
             stop: stop.try_clone()?,
+            stopping: stopping.clone(),
             events,
             port,
             control,
             vcpu,
         };
-        let handle = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || serve(io))?;
+        let handle = crate::seccomp::spawn(role, move || serve(io))?;
         Ok(BackendThread {
             stop,
+            stopping,
             handle: Some(handle),
         })
     }
@@ -129,6 +149,7 @@ impl BackendThread {
 
     fn shutdown(&mut self) {
         if let Some(handle) = self.handle.take() {
+            self.stopping.store(true, Ordering::Release);
             let _ = self.stop.write(1);
             if handle.join().is_err() {
                 tracing::error!("a backend thread panicked");

@@ -57,6 +57,14 @@ pub fn serve(
         if t.notify || r.notify {
             io.notify_guest();
         }
+        // Batches are bounded: a stop is noticed within one however busy the rings are.
+        if io.stop_requested() {
+            return;
+        }
+        if t.more {
+            std::thread::yield_now();
+            continue;
+        }
         // With no receive buffers posted, leave frames queued in the kernel until the guest
         // posts some (and rings the doorbell).
         let tap_fd = (!r.needs_buffers).then(|| tap.file().as_raw_fd());

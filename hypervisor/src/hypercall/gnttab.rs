@@ -99,6 +99,10 @@ fn resolve(ctx: &Context<'_>, ptr: &CopyPtr, is_gref: bool, write: bool) -> Resu
     if gpa < KERNEL_MIN_ADDR || ctx.ram.check_range(gpa, PAGE_SIZE).is_err() {
         return Err(gntst::BAD_PAGE);
     }
+    // W^X: the VMM does not write a page the guest's page tables map read-only.
+    if write && ctx.ram.check_writable(gpa, PAGE_SIZE).is_err() {
+        return Err(gntst::PERMISSION_DENIED);
+    }
     Ok(Side::Frame(gpa))
 }
 

@@ -22,6 +22,16 @@ pub(super) fn multicall(ctx: &mut Context<'_>, [list, count, ..]: [u64; 5]) -> A
     ) {
         return Action::Return(e.to_ret());
     }
+    // Every result slot must be writable before any entry runs: `-EFAULT` means no entry ran.
+    // (The guest's protected pages never change after the build, so the writes below succeed.)
+    for i in 0..count {
+        if let Err(e) = ctx
+            .ram
+            .check_writable(list + i * ENTRY_SIZE + RESULT_OFFSET, 8)
+        {
+            return Action::Return(e.to_ret());
+        }
+    }
     for (i, entry) in entries.iter().enumerate() {
         let action = if entry.op == u64::from(Hypercall::MULTICALL.0) {
             Action::Return(Errno::EINVAL.to_ret())
@@ -104,5 +114,32 @@ mod tests {
                 Errno::EFAULT.to_ret()
             );
         });
+    }
+
+    #[test]
+    fn a_batch_whose_results_cannot_be_written_runs_no_entry() {
+        let ((), printed) = with_context(|ctx| {
+            // The second entry's result slot lies in a page the guest may not write.
+            let base = 0x10_0000 - 64;
+            ctx.ram.write(0x2000, b"MARK").unwrap();
+            let batch = [
+                entry(Hypercall::CONSOLE_IO, [0, 4, 0x2000, 0, 0, 0]),
+                entry(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0, 0]),
+            ];
+            ctx.ram
+                .write(base, zerocopy::IntoBytes::as_bytes(&batch[..]))
+                .unwrap();
+            ctx.ram.protect(vec![0x10_0000..0x10_1000, 0..0x1000]);
+            assert_eq!(
+                ret(multicall(ctx, [base, 2, 0, 0, 0])),
+                Errno::EFAULT.to_ret()
+            );
+            assert_eq!(
+                ctx.ram.read_obj::<MulticallEntry>(base).unwrap().result,
+                0xdead,
+                "the first entry's result is untouched"
+            );
+        });
+        assert!(printed.is_empty(), "the first entry did not run");
     }
 }

@@ -13,9 +13,10 @@ use proptest::prelude::*;
 use zerocopy::IntoBytes;
 
 use super::{
-    BLKIF_RING_SIZE, BlkifBackRing, BlkifFront, BlockIoError, BlockStore, MAX_BYTES_PER_REQUEST,
-    MAX_INDIRECT_SEGMENTS, PushError, SECTOR_SIZE, ServeOutcome, as_discard, as_indirect,
-    discard_request, indirect_request, rw_request, segment, serve_batch, write_indirect_page,
+    BATCH_BUDGET, BLKIF_RING_SIZE, BlkifBackRing, BlkifFront, BlockIoError, BlockStore,
+    MAX_BYTES_PER_REQUEST, MAX_INDIRECT_SEGMENTS, PushError, SECTOR_SIZE, ServeOutcome, as_discard,
+    as_indirect, discard_request, indirect_request, rw_request, segment, serve_batch,
+    write_indirect_page,
 };
 use crate::ring::{BackRing, RingError};
 use crate::shared::{PAGE_SIZE, SharedPage, TestPage};
@@ -846,7 +847,8 @@ fn notifications_only_when_the_frontend_waits_and_as_soon_as_it_does() {
         ServeOutcome {
             handled: 20,
             failed: 0,
-            notified: 1
+            notified: 1,
+            more: false
         }
     );
     assert_eq!(
@@ -1349,7 +1351,11 @@ fn run_block_actors(choices: &[u8], total: u64) -> Result<(), std::string::Strin
                 if handled as u64 == total {
                     break;
                 }
-                actor.sleep();
+                if outcome.more {
+                    actor.yield_now();
+                } else {
+                    actor.sleep();
+                }
             }
         },
     );
@@ -1367,4 +1373,50 @@ proptest! {
     ) {
         run_block_actors(&choices, total).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The self-feeding attack: the disk holds ring-page images, image `k` publishing one request
+/// (index `k + 1`) that reads image `k + 1` into the ring page itself, so one request from the
+/// guest makes the backend produce the next on its own. A grant table that refuses the ring
+/// page as a data page stops this (the VMM's does); whatever the grants allow, one batch stops
+/// at its budget and says there may be more, so the backend can notice a stop request.
+#[test]
+fn a_ring_that_feeds_itself_is_served_at_most_a_budget_per_batch() {
+    const IMAGES: u64 = 4 * BATCH_BUDGET as u64;
+    let mut grants = TestGrants::default();
+    let ring_ref = grants.grant(true);
+    let disk = MemDisk::new(IMAGES * 8 + 8, false);
+    let slot = |index: u64| 64 + (index % u64::from(BLKIF_RING_SIZE)) as usize * 112;
+    let read_image = |index: u64, image: u64| {
+        rw_request(BLKIF_OP_READ, index, image * 8, &[segment(ring_ref, 0, 7)])
+    };
+    {
+        let mut data = disk.data.lock().unwrap();
+        for k in 0..IMAGES {
+            let image = &mut data[(k * 8) as usize * SECTOR_SIZE..][..PAGE_SIZE];
+            image.fill(0);
+            image[offset::REQ_PROD..][..4].copy_from_slice(&((k + 2) as u32).to_le_bytes());
+            let at = slot(k + 1);
+            image[at..at + 112].copy_from_slice(read_image(k + 1, k + 1).as_bytes());
+        }
+    }
+    let page = grants.page(ring_ref);
+    let mut front = BlkifFront::new(page);
+    front.push_raw(&read_image(0, 0)).unwrap();
+    let _ = front.commit();
+    let mut back: BlkifBackRing<_> = BackRing::attach(page);
+    let first = serve_batch(&mut back, &&grants, &disk, &mut || {}).unwrap();
+    assert_eq!(first.handled, BATCH_BUDGET, "one batch stops at its budget");
+    assert!(first.more, "and says the ring may hold more");
+    let second = serve_batch(&mut back, &&grants, &disk, &mut || {}).unwrap();
+    assert_eq!(second.handled, BATCH_BUDGET);
+    assert!(second.more);
+    // An honest batch that fits the budget arms req_event and says there is nothing more.
+    let page = TestPage::new();
+    let mut front = BlkifFront::new(&page);
+    let mut back: BlkifBackRing<_> = BackRing::attach(&page);
+    front.push_flush(1, 0, &[]).unwrap();
+    let _ = front.commit();
+    let honest = serve_batch(&mut back, &&grants, &disk, &mut || {}).unwrap();
+    assert_eq!((honest.handled, honest.more), (1, false));
 }

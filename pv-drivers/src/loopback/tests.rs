@@ -112,7 +112,8 @@ fn every_op_and_every_failure_answers_only_its_request() {
         outcome,
         ServeOutcome {
             handled: 13,
-            notify: true
+            notify: true,
+            more: false
         }
     );
     let mut ro_page = [0; PAGE_SIZE];
@@ -135,7 +136,8 @@ fn one_notification_per_batch_and_only_when_the_frontend_waits() {
         outcome,
         ServeOutcome {
             handled: 2,
-            notify: true
+            notify: true,
+            more: false
         }
     );
     assert_eq!(
@@ -151,7 +153,8 @@ fn one_notification_per_batch_and_only_when_the_frontend_waits() {
         outcome,
         ServeOutcome {
             handled: 1,
-            notify: false
+            notify: false,
+            more: false
         }
     );
     let ids: Vec<u64> = core::iter::from_fn(|| front.poll_response())
@@ -166,7 +169,8 @@ fn one_notification_per_batch_and_only_when_the_frontend_waits() {
         outcome,
         ServeOutcome {
             handled: 1,
-            notify: true
+            notify: true,
+            more: false
         }
     );
     assert_eq!(
@@ -325,7 +329,11 @@ fn run_loopback_actors(choices: &[u8], total: u64) -> Result<(), std::string::St
                 if handled as u64 == total {
                     break;
                 }
-                actor.sleep();
+                if outcome.more {
+                    actor.yield_now();
+                } else {
+                    actor.sleep();
+                }
             }
         },
     )
@@ -342,5 +350,44 @@ proptest! {
         total in 1..150u64,
     ) {
         run_loopback_actors(&choices, total).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// A frontend that refills the ring as fast as the backend consumes it (here: every grant the
+/// backend maps publishes another request) cannot keep one batch going: it stops at its budget
+/// and says there may be more.
+#[test]
+fn a_batch_stops_at_its_budget() {
+    use super::BATCH_BUDGET;
+    use crate::grant::{GrantError, GrantMapper};
+    use parapet_abi::ring::offset;
+    use zerocopy::IntoBytes;
+
+    struct Refilling<'p>(&'p TestPage);
+    impl Refilling<'_> {
+        fn publish_one(&self) {
+            let req_prod = self.0.load_u32(offset::REQ_PROD);
+            let slot = 64 + (req_prod % LOOPBACK_RING_SIZE) as usize * 32;
+            let r = request(u64::from(req_prod), LOOPBACK_OP_SUM, 0, 0, 1, 0);
+            self.0.write(slot, r.as_bytes());
+            self.0.store_u32(offset::REQ_PROD, req_prod.wrapping_add(1));
+        }
+    }
+    impl GrantMapper for Refilling<'_> {
+        type Mapping = &'static TestPage;
+        fn map(&self, _: u32, _: bool) -> Result<&'static TestPage, GrantError> {
+            self.publish_one();
+            Err(GrantError::BadRef)
+        }
+    }
+
+    let page = TestPage::new();
+    let _ = LoopbackFront::new(&page);
+    let grants = Refilling(&page);
+    let mut back: LoopbackBackRing<_> = BackRing::attach(&page);
+    grants.publish_one();
+    for _ in 0..3 {
+        let outcome = serve_batch(&mut back, &grants).unwrap();
+        assert_eq!((outcome.handled, outcome.more), (BATCH_BUDGET, true));
     }
 }

@@ -122,7 +122,8 @@ fn every_bad_transmit_request_is_answered_error_and_counted_alone() {
         ServeOutcome {
             handled: 16,
             notify: true,
-            needs_buffers: false
+            needs_buffers: false,
+            more: false
         }
     );
     let got: Vec<_> = core::iter::from_fn(|| front.next_tx_response()).collect();
@@ -214,7 +215,8 @@ fn received_frames_fill_posted_pages_and_bad_pages_are_skipped() {
         ServeOutcome {
             handled: 4,
             notify: true,
-            needs_buffers: false
+            needs_buffers: false,
+            more: false
         },
         "the host ran dry with page c still posted"
     );
@@ -274,7 +276,8 @@ fn received_frames_fill_posted_pages_and_bad_pages_are_skipped() {
         ServeOutcome {
             handled: 1,
             notify: false,
-            needs_buffers: true
+            needs_buffers: true,
+            more: false
         },
         "the frontend has not re-armed rsp_event"
     );
@@ -689,7 +692,9 @@ fn run_net_actors(choices: &[u8], n_tx: u32, n_rx: u32, pages_each: u16) -> Resu
                     break;
                 }
                 // "The TAP fd is readable" is `!host.inbound.is_empty()`.
-                if r.needs_buffers || host.inbound.is_empty() {
+                if t.more {
+                    actor.yield_now();
+                } else if r.needs_buffers || host.inbound.is_empty() {
                     actor.sleep();
                 }
             }
@@ -731,4 +736,49 @@ fn errors_display() {
         "request id already in flight"
     );
     let _ = NetifRxRequest::default();
+}
+
+/// A frontend that refills the transmit ring as fast as the backend consumes it (here: every
+/// grant the backend maps publishes another request) cannot keep one batch going: it stops at
+/// its budget and says there may be more.
+#[test]
+fn a_transmit_batch_stops_at_its_budget() {
+    use crate::grant::{GrantError, GrantMapper};
+    use zerocopy::IntoBytes;
+
+    struct Refilling<'p>(&'p TestPage);
+    impl Refilling<'_> {
+        fn publish_one(&self) {
+            let req_prod = self.0.load_u32(offset::REQ_PROD);
+            let slot = 64 + (req_prod % NETIF_TX_RING_SIZE) as usize * 12;
+            let r = NetifTxRequest {
+                gref: 0,
+                offset: 0,
+                flags: 0,
+                id: req_prod as u16,
+                size: 60,
+            };
+            self.0.write(slot, r.as_bytes());
+            self.0.store_u32(offset::REQ_PROD, req_prod.wrapping_add(1));
+        }
+    }
+    impl GrantMapper for Refilling<'_> {
+        type Mapping = &'static TestPage;
+        fn map(&self, _: u32, _: bool) -> Result<&'static TestPage, GrantError> {
+            self.publish_one();
+            Err(GrantError::BadRef)
+        }
+    }
+
+    let page = TestPage::new();
+    let _ = NetifFront::new(&page, &TestPage::new());
+    let grants = Refilling(&page);
+    let mut back: NetifTxBackRing<_> = BackRing::attach(&page);
+    let mut host = Host::default();
+    let mut counters = NetCounters::default();
+    grants.publish_one();
+    for _ in 0..3 {
+        let outcome = serve_tx(&mut back, &grants, &mut host, &mut counters).unwrap();
+        assert_eq!((outcome.handled, outcome.more), (TX_BATCH_BUDGET, true));
+    }
 }
