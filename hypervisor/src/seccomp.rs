@@ -76,6 +76,8 @@ impl Role {
                 SYS_eventfd2,
                 SYS_fcntl,
                 SYS_clone,
+                // musl's fork() is the fork system call (glibc's is clone).
+                SYS_fork,
                 SYS_close_range,
                 SYS_pipe2,
                 SYS_set_robust_list,
