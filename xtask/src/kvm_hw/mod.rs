@@ -94,7 +94,10 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
     let mut extra_bins = Vec::new();
     if args.bench {
         extra_bins.push(ws.build_static(&["-p", "xtask", "--bin", "xtask"], "xtask")?);
-        extra_bins.push(ws.build_static(&["-p", "parapet-floor"], "parapet-floor")?);
+        extra_bins.push(ws.build_static(
+            &["-p", "bench-floor", "--bin", "parapet-floor"],
+            "parapet-floor",
+        )?);
         guests.insert("bench", ws.build_guest("bench", true)?);
         guests.insert("hello", ws.build_guest("hello", true)?);
     }
