@@ -228,18 +228,27 @@ fn auto_transport_is_the_default() {
 fn vmcall_transport_works_or_is_refused_cleanly() {
     // VT-x/AMD-V hosts with KVM's Xen intercept run it; kvm_pvm and hosts without the intercept
     // refuse it before the guest starts. Detected from the result, never assumed.
-    let out = run_guest("hello", &["--hypercall-transport", "vmcall"]);
-    match out.status {
-        Some(0) => {
-            let (_, transport) = greeting(&out);
-            assert!(
-                ["vmcall", "vmmcall"].contains(&transport.as_str()),
-                "wrong transport\n{out}"
-            );
-        }
-        _ => {
-            out.assert_one_line_error(&["vmcall"]);
-            assert!(out.stdout.is_empty(), "the guest must not start\n{out}");
+    for (choice, instruction) in [
+        ("vmcall", None),
+        ("intel-vmcall", Some("vmcall")),
+        ("amd-vmmcall", Some("vmmcall")),
+    ] {
+        let out = run_guest("hello", &["--hypercall-transport", choice]);
+        match out.status {
+            Some(0) => {
+                let (_, transport) = greeting(&out);
+                match instruction {
+                    Some(want) => assert_eq!(transport, want, "{choice}\n{out}"),
+                    None => assert!(
+                        ["vmcall", "vmmcall"].contains(&transport.as_str()),
+                        "wrong transport\n{out}"
+                    ),
+                }
+            }
+            _ => {
+                out.assert_one_line_error(&[choice]);
+                assert!(out.stdout.is_empty(), "the guest must not start\n{out}");
+            }
         }
     }
 }

@@ -586,3 +586,33 @@ fn tail(text: &str, n: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "noise\n@@BEGIN 0 hello / vmcall\n@@STATUS 0\n\
+        @@O Hello from Parapet! platform=kvm-hw transport=vmmcall\n@@END 0\n\
+        @@BEGIN 1 hello / pio\n@@STATUS 102\n@@E parapet: guest fault: #UD\n@@END 1\n\
+        @@BEGIN 2 hello / auto\n@@STATUS 0\n";
+
+    #[test]
+    fn a_run_passes_only_with_its_status_and_output() {
+        let runs = plan(&["hello".to_owned()]);
+        assert_eq!(runs[0].case.name, "hello");
+        let observed = parse(LOG);
+        assert_eq!(observed.len(), 2, "run 2 never ended: not reported");
+        assert!(check(&runs[0], &observed[&0], true).is_empty());
+        // The same output from an Intel CPU names the wrong instruction.
+        assert!(!check(&runs[0], &observed[&0], false).is_empty());
+        let problems = check(&runs[1], &observed[&1], true);
+        assert!(problems.iter().any(|p| p.contains("exit status 102")));
+        assert!(problems.iter().any(|p| p.contains("stdout lacks")));
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(sh("a b"), "'a b'");
+        assert_eq!(sh("it's"), r"'it'\''s'");
+    }
+}
