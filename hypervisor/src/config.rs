@@ -45,6 +45,46 @@ pub struct VmConfig {
     pub nets: Vec<NetSpec>,
     /// Run every VMM thread under its seccomp filter (`--no-seccomp` turns it off).
     pub seccomp: bool,
+    /// Wait for gdb here before the guest's first instruction, and serve it.
+    pub gdb: Option<GdbAddr>,
+    /// Write an ELF core dump here if the guest faults or panics.
+    pub core: Option<PathBuf>,
+}
+
+/// `--gdb ADDR`: where the gdb stub listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GdbAddr {
+    /// `HOST:PORT`, a TCP address (`localhost:1234`, `127.0.0.1:1234`, `[::1]:1234`).
+    Tcp(String),
+    /// A Unix socket path (anything with a `/`).
+    Unix(PathBuf),
+}
+
+impl FromStr for GdbAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains('/') {
+            return Ok(GdbAddr::Unix(PathBuf::from(s)));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(GdbAddr::Tcp(s.to_owned()))
+            }
+            _ => Err(format!(
+                "`{s}` is neither HOST:PORT nor a Unix socket path (a path needs a `/`, e.g. ./gdb.sock)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for GdbAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GdbAddr::Tcp(addr) => f.write_str(addr),
+            GdbAddr::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 /// `--net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`.
@@ -190,6 +230,23 @@ mod tests {
         assert!("".parse::<MemSize>().is_err());
         assert!("-1M".parse::<MemSize>().is_err());
         assert!("99999999999T".parse::<MemSize>().is_err());
+    }
+
+    #[test]
+    fn parses_gdb_addresses() {
+        use super::GdbAddr;
+        assert_eq!(
+            "localhost:1234".parse(),
+            Ok(GdbAddr::Tcp("localhost:1234".into()))
+        );
+        assert_eq!("[::1]:9".parse(), Ok(GdbAddr::Tcp("[::1]:9".into())));
+        assert_eq!(
+            "./gdb.sock".parse(),
+            Ok(GdbAddr::Unix(std::path::PathBuf::from("./gdb.sock")))
+        );
+        for bad in ["1234", "host:", ":1234", "host:99999", "gdb.sock"] {
+            assert!(bad.parse::<GdbAddr>().is_err(), "{bad}");
+        }
     }
 
     #[test]

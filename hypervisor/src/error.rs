@@ -67,6 +67,9 @@ pub enum Error {
     /// The host KVM lacks something Parapet needs.
     #[error("{0}")]
     HostUnsupported(String),
+    /// A debugging option (`--gdb`, `--core`) cannot be used as given.
+    #[error("{0}")]
+    Debug(String),
     /// Any other OS-level failure.
     #[error("{op}: {source}")]
     Io {

@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod builder;
 pub mod config;
+pub mod debug;
 pub mod devices;
 pub mod disk;
 pub mod domain;
@@ -20,6 +21,7 @@ pub mod kvm;
 pub mod loader;
 pub mod memory;
 pub mod outcome;
+pub mod page_walk;
 pub mod platform;
 pub mod seccomp;
 pub mod stats;
@@ -27,6 +29,7 @@ pub mod symbols;
 pub mod sys;
 pub mod tap;
 pub mod timer;
+pub mod vcpu_loop;
 pub mod vmm;
 
 pub use config::VmConfig;

@@ -1,7 +1,7 @@
 //! The `parapet` command.
 
 use clap::{ArgAction, Parser, Subcommand};
-use parapet::config::{DiskSpec, MemSize, NetSpec, TransportChoice, VmConfig};
+use parapet::config::{DiskSpec, GdbAddr, MemSize, NetSpec, TransportChoice, VmConfig};
 use parapet::outcome::status;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +23,7 @@ enum Command {
     /// Boot a guest kernel and run it until it powers off.
     ///
     /// Exit status: the guest's power-off code; 1 VMM error; 101 guest crash; 102 guest fault;
-    /// 103 reboot request; 104 guest watchdog; 124 timeout.
+    /// 103 reboot request; 104 guest watchdog; 124 timeout; 137 killed from gdb.
     Run(RunArgs),
 }
 
@@ -58,6 +58,13 @@ struct RunArgs {
     /// Do not confine the VMM's threads with seccomp filters (for debugging).
     #[arg(long)]
     no_seccomp: bool,
+    /// Serve gdb on ADDR (HOST:PORT, or a Unix socket path with a `/`); the guest waits for gdb
+    /// before its first instruction (docs/debugging.md).
+    #[arg(long, value_name = "ADDR")]
+    gdb: Option<GdbAddr>,
+    /// If the guest faults or panics, write an ELF core dump to FILE (`gdb GUEST FILE`).
+    #[arg(long, value_name = "FILE")]
+    core: Option<PathBuf>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -106,6 +113,8 @@ fn main() -> ExitCode {
         disks: args.disk,
         nets: args.net,
         seccomp: !args.no_seccomp,
+        gdb: args.gdb,
+        core: args.core,
     };
     match parapet::vmm::run(&config) {
         Ok(code) => ExitCode::from(code),

@@ -93,6 +93,15 @@ impl GuestRam {
             .map_err(|_| Errno::EFAULT)
     }
 
+    /// Copies `buf` into guest RAM at `gpa`, protected ranges included: for the debugger, which
+    /// writes breakpoints into the guest's (read-only) code. `EFAULT` if the range leaves RAM.
+    pub fn write_as_debugger(&self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.check_range(gpa, buf.len() as u64)?;
+        self.mem
+            .write_slice(buf, GuestAddress(gpa))
+            .map_err(|_| Errno::EFAULT)
+    }
+
     /// Checks that `[gpa, gpa + len)` lies inside RAM and touches no protected range: whether
     /// [`GuestRam::write`] would accept it.
     pub fn check_writable(&self, gpa: u64, len: u64) -> Result<(), Errno> {

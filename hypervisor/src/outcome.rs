@@ -19,6 +19,8 @@ pub mod status {
     pub const WATCHDOG: u8 = 104;
     /// `--timeout` expired.
     pub const TIMEOUT: u8 = 124;
+    /// gdb killed the guest (`kill`, or quitting gdb), as a shell reports SIGKILL.
+    pub const KILLED: u8 = 137;
 }
 
 /// Why the guest stopped.
@@ -36,6 +38,8 @@ pub enum GuestExit {
     Fault(FaultInfo),
     /// The VMM stopped the vCPU (timeout); carries the registers at that point.
     Stopped,
+    /// gdb killed the guest.
+    Killed,
 }
 
 /// The state of a guest that faulted, for the report.
@@ -47,6 +51,9 @@ pub struct FaultInfo {
     pub rip: u64,
     /// Registers worth showing, in display order.
     pub regs: Vec<(&'static str, u64)>,
+    /// The guest's own report, when its exception handler made one: the registers at the
+    /// faulting instruction, which the debugger and core dumps show.
+    pub report: Option<Box<FaultReport>>,
 }
 
 impl FaultInfo {
@@ -72,6 +79,7 @@ impl FaultInfo {
             what,
             rip: r.rip,
             regs,
+            report: Some(Box::new(*r)),
         }
     }
 
@@ -108,6 +116,7 @@ impl FaultInfo {
             what,
             rip: r.rip,
             regs,
+            report: None,
         }
     }
 

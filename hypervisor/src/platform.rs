@@ -6,6 +6,7 @@
 //! - **VT-x/AMD-V KVM**: hypercalls use VMCALL (Intel) or VMMCALL (AMD) when KVM's Xen intercept
 //!   is available, else port I/O.
 
+use crate::builder::layout;
 use crate::config::TransportChoice;
 use crate::error::{Error, Result};
 use crate::kvm::vcpu::Vcpu;
@@ -165,6 +166,23 @@ fn tsc_invariant() -> bool {
     use std::arch::x86_64::__cpuid;
     // Leaf 0x8000_0007 is read only when the maximum extended leaf says it exists.
     __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+/// Registers the VIF page, which makes a CPL0 guest eligible for native execution on kvm_pvm.
+pub fn register_vif(vcpu: &Vcpu) -> Result<()> {
+    let value = layout::VIF_PAGE | PVM_VIF_HOST_WRITE;
+    if !vcpu.write_msr(MSR_PVM_VIF, value)? {
+        return Err(Error::HostUnsupported(
+            "kvm_pvm refused the VIF page registration (MSR 0x4b564d10)".into(),
+        ));
+    }
+    let back = vcpu.read_msrs(&[MSR_PVM_VIF])?;
+    if back.first().map(|v| v & !0xfff) != Some(layout::VIF_PAGE) {
+        return Err(Error::HostUnsupported(format!(
+            "kvm_pvm did not keep the VIF page registration (reads back {back:x?})"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ use std::thread::JoinHandle;
 pub enum Role {
     /// The vCPU (the main thread once the guest runs).
     Vcpu,
+    /// The vCPU thread when it also serves gdb (`--gdb`): the vCPU's calls and the socket's.
+    DebuggedVcpu,
+    /// Watches gdb's connection for Ctrl-C while the guest runs.
+    GdbWatch,
+    /// Writes a core dump (`--core`).
+    CoreDump,
     /// The console backend.
     Console,
     /// A block backend.
@@ -48,8 +54,11 @@ pub enum Role {
 
 impl Role {
     #[cfg(test)]
-    const ALL: [Role; 8] = [
+    const ALL: [Role; 11] = [
         Role::Vcpu,
+        Role::DebuggedVcpu,
+        Role::GdbWatch,
+        Role::CoreDump,
         Role::Console,
         Role::Block,
         Role::Net,
@@ -82,6 +91,22 @@ impl Role {
                 SYS_pipe2,
                 SYS_set_robust_list,
                 SYS_sched_getaffinity,
+            ],
+            // The vCPU's calls (added in `allowed`) and the gdb connection's.
+            Role::DebuggedVcpu => &[SYS_recvfrom, SYS_sendto, SYS_setsockopt, SYS_shutdown],
+            Role::GdbWatch => &[],
+            // Creating the core file, writing it and making it durable.
+            Role::CoreDump => &[
+                SYS_openat,
+                SYS_pwrite64,
+                SYS_pwritev,
+                SYS_lseek,
+                SYS_fstat,
+                SYS_statx,
+                SYS_newfstatat,
+                SYS_ftruncate,
+                SYS_fsync,
+                SYS_fdatasync,
             ],
             Role::Console => &[SYS_fcntl, SYS_fstat, SYS_statx, SYS_newfstatat, SYS_ioctl],
             Role::Block => &[
@@ -118,6 +143,9 @@ impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::Vcpu => "vcpu",
+            Role::DebuggedVcpu => "vcpu",
+            Role::GdbWatch => "gdb-watch",
+            Role::CoreDump => "core-dump",
             Role::Console => "console",
             Role::Block => "block",
             Role::Net => "net",
@@ -205,6 +233,9 @@ pub fn allowed(role: Role) -> Vec<libc::c_long> {
                 .flat_map(|r| r.extra()),
         );
     }
+    if role == Role::DebuggedVcpu {
+        calls.extend(Role::Vcpu.extra());
+    }
     calls.sort_unstable();
     calls.dedup();
     calls
@@ -216,7 +247,7 @@ fn program(role: Role) -> Result<BpfProgram, seccompiler::Error> {
         .into_iter()
         .map(|nr| (nr, Vec::new()))
         .collect();
-    if role == Role::Vcpu {
+    if matches!(role, Role::Vcpu | Role::DebuggedVcpu) {
         // `fork` for the teardown child, never a thread: CLONE_THREAD must be clear.
         let no_thread = SeccompCondition::new(
             0,
@@ -356,6 +387,15 @@ mod tests {
             "the vCPU starts no threads"
         );
         assert!(!vcpu.contains(&libc::SYS_openat), "the vCPU opens no files");
+        let debugged = allowed(Role::DebuggedVcpu);
+        assert!(vcpu.iter().all(|nr| debugged.contains(nr)));
+        assert!(debugged.contains(&libc::SYS_recvfrom));
+        assert!(!debugged.contains(&libc::SYS_openat));
+        assert!(
+            !debugged.contains(&libc::SYS_accept4),
+            "gdb connects before the guest runs"
+        );
+        assert!(allowed(Role::CoreDump).contains(&libc::SYS_openat));
         let block = allowed(Role::Block);
         assert!(block.contains(&libc::SYS_fdatasync));
         assert!(!block.contains(&libc::SYS_ioctl));

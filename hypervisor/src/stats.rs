@@ -11,7 +11,7 @@ pub struct ExitCounters {
     by_hypercall: [u64; NR_STUBS + 1],
 }
 
-const REASONS: [&str; 9] = [
+const REASONS: [&str; 10] = [
     "io",
     "xen",
     "mmio",
@@ -21,6 +21,7 @@ const REASONS: [&str; 9] = [
     "internal_error",
     "fail_entry",
     "other",
+    "debug",
 ];
 
 impl Default for ExitCounters {
@@ -45,6 +46,7 @@ impl ExitCounters {
             Exit::InternalError { .. } => 6,
             Exit::FailEntry { .. } => 7,
             Exit::Other(_) => 8,
+            Exit::PortBreakpoint { .. } | Exit::Debug { .. } => 9,
         };
         self.by_reason[reason] += 1;
         if let Exit::Hypercall { nr, .. } = exit {

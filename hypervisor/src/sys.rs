@@ -59,6 +59,19 @@ pub fn read_stdin(buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Waits up to `timeout_ms` for `fd` to have something to read (or to hang up); returns whether
+/// it has.
+pub fn poll_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd, and the count says one.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    n > 0 && pfd.revents != 0
+}
+
 /// Sets the calling thread's timer slack: how late the kernel may wake it from a timed sleep
 /// (50 µs by default, which would make every guest timer late).
 pub fn set_timer_slack_ns(ns: u64) {

@@ -3,25 +3,27 @@
 use crate::backends::{self, BackendThread};
 use crate::builder::{self, BootParams, layout};
 use crate::config::VmConfig;
+use crate::debug::core_dump::{CoreDumper, CoreRegisters};
+use crate::debug::gdb::{self, SessionEnd};
+use crate::debug::listen::GdbListener;
 use crate::devices::{Device, Model};
 use crate::disk::FileDisk;
 use crate::domain::Domain;
-use crate::emulated::EmulatedDevices;
 use crate::error::{Error, Result};
-use crate::hypercall::{self, Action, Context, Control, Stdout};
-use crate::kvm::{self, irq, vcpu::Exit, vcpu::Vcpu};
+use crate::hypercall::Control;
+use crate::kvm::{self, irq, vcpu::Vcpu};
 use crate::loader::{self, LoadError};
 use crate::memory::GuestPage;
 use crate::memory::GuestRam;
 use crate::outcome::{FaultInfo, GuestExit, status};
-use crate::platform::{self, Host, MSR_PVM_VIF, PVM_VIF_HOST_WRITE};
+use crate::platform::{self, Host};
 use crate::stats::ExitCounters;
 use crate::symbols::SymbolTable;
 use crate::tap::Tap;
+use crate::vcpu_loop::{Stop, VcpuLoop, vcpu_fault};
 use crossbeam_channel::Sender;
 use kvm_ioctls::IoEventAddress;
 use kvm_ioctls::{Kvm, VmFd};
-use parapet_abi::Errno;
 use parapet_abi::hypercall::PIO_DOORBELL_PORT;
 use parapet_abi::start_info::{Platform, Transport};
 use std::os::fd::AsRawFd;
@@ -29,10 +31,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 use vmm_sys_util::eventfd::EventFd;
-
-/// On kvm_pvm, more emulated instructions than this before the first hypercall mean the guest
-/// is not running natively (a native guest shows about one per port-I/O exit).
-const EMULATION_WARN_THRESHOLD: u64 = 1000;
 
 /// Runs the guest `config` describes; returns the process exit status.
 pub fn run(config: &VmConfig) -> Result<u8> {
@@ -44,6 +42,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         })?;
     }
     let mem_size = check_memory(config.memory.bytes())?;
+    let gdb_listener = config.gdb.as_ref().map(GdbListener::bind).transpose()?;
     // The image is checked against the guest's memory before any segment byte is read.
     let image = loader::load(&config.kernel, |image| {
         builder::check_fit(image, mem_size, &config.cmdline)
@@ -143,7 +142,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     )?;
     vcpu.set_boot_state(&boot)?;
     if host.platform == Platform::KvmPvm {
-        register_vif(&vcpu)?;
+        platform::register_vif(&vcpu)?;
     }
     debug!("guest built in {:?}", started.elapsed());
 
@@ -160,6 +159,22 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     };
     // Kept open for a fault report's symbols: the vCPU thread opens no files once it is confined.
     let kernel_file = open_kernel_again(&config.kernel);
+    let core_dumper = config
+        .core
+        .as_ref()
+        .map(|path| CoreDumper::start(path, ram.clone()))
+        .transpose()?;
+    let gdb_connection = match gdb_listener {
+        Some(listener) => {
+            eprintln!(
+                "parapet: the guest waits for gdb; in gdb: file {} / {}",
+                config.kernel.display(),
+                listener.describe()
+            );
+            Some(listener.accept()?)
+        }
+        None => None,
+    };
     // Threads that start once the guest runs come from the spawner; then this thread, the vCPU,
     // takes its own filter. From here on every VMM thread is confined.
     let confine = |what: &'static str, r: std::io::Result<()>| {
@@ -169,9 +184,13 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         "cannot start the spawner thread",
         crate::seccomp::start_spawner(),
     )?;
+    let role = match gdb_connection {
+        Some(_) => crate::seccomp::Role::DebuggedVcpu,
+        None => crate::seccomp::Role::Vcpu,
+    };
     confine(
         "cannot install the vCPU thread's seccomp filter",
-        crate::seccomp::install(crate::seccomp::Role::Vcpu),
+        crate::seccomp::install(role),
     )?;
     let mut counters = ExitCounters::default();
     let mut run = VcpuLoop {
@@ -182,7 +201,10 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         check_native: host.platform == Platform::KvmPvm,
         xen_transport: transport != Transport::Pio,
     };
-    let exit = run.run();
+    let exit = match gdb_connection {
+        Some((conn, fd)) => debug_run(&mut run, conn, fd),
+        None => run_to_end(&mut run),
+    };
     if let Some((done, _)) = &watchdog {
         // The guest no longer runs: the watchdog now only bounds the rest of the run.
         let _ = done.try_send(());
@@ -209,11 +231,79 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         eprint!("{}", counters.render(&kvm_stats, &device_stats));
     }
     let exit = exit?;
+    let core = core_dumper.and_then(|dumper| {
+        let (cr3, regs) = core_registers(&exit, &vcpu)?;
+        Some(dumper.dump(cr3, regs, crate::debug::fatal_signal(&exit).into()))
+    });
     let status = report(exit, &vcpu, &ram, kernel_file.as_ref(), config.timeout);
+    match core {
+        Some(Ok(path)) => eprintln!("parapet: core dumped to {}", path.display()),
+        Some(Err(e)) => eprintln!("parapet: error: cannot write the core dump: {e}"),
+        None => {}
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     crate::sys::defer_vm_teardown(&[vm.as_raw_fd(), vcpu.fd().as_raw_fd()]);
     Ok(status)
+}
+
+/// Runs the guest without a debugger until its run is over.
+fn run_to_end(run: &mut VcpuLoop<'_>) -> Result<GuestExit> {
+    loop {
+        match run.run()? {
+            Stop::Exit(exit) => return Ok(exit),
+            // Only a stale request from a debugger that has left: go on.
+            Stop::Debug(stop) => debug!("debug stop {stop:?} without a debugger"),
+        }
+    }
+}
+
+/// Runs the guest under gdb; if gdb detaches, on without it.
+fn debug_run(
+    run: &mut VcpuLoop<'_>,
+    conn: gdb::GdbConnection,
+    fd: std::os::fd::RawFd,
+) -> Result<GuestExit> {
+    match gdb::serve(run, conn, fd)? {
+        SessionEnd::Exit(exit) => Ok(exit),
+        SessionEnd::Killed => Ok(GuestExit::Killed),
+        SessionEnd::Detached => {
+            eprintln!("parapet: gdb detached; the guest runs on");
+            run_to_end(run)
+        }
+    }
+}
+
+/// The page-table root and registers a core dump records for `exit`; `None` if the guest did
+/// not fault or panic.
+fn core_registers(exit: &GuestExit, vcpu: &Vcpu) -> Option<(u64, CoreRegisters)> {
+    let report = match exit {
+        GuestExit::Fault(info) => info.report.as_deref().copied(),
+        GuestExit::Crash => None,
+        _ => return None,
+    };
+    let r = vcpu.fd().get_regs().ok()?;
+    let s = vcpu.fd().get_sregs().ok()?;
+    let mut regs = CoreRegisters {
+        gprs: [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15,
+        ],
+        rip: r.rip,
+        rflags: r.rflags,
+        selectors: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|seg| u64::from(seg.selector)),
+        fs_base: s.fs.base,
+        gs_base: s.gs.base,
+    };
+    if let Some(f) = report {
+        let g = f.gprs;
+        regs.gprs = [
+            g[0], g[1], g[2], g[3], g[4], g[5], g[6], f.rsp, g[7], g[8], g[9], g[10], g[11], g[12],
+            g[13], g[14],
+        ];
+        (regs.rip, regs.rflags) = (f.rip, f.rflags);
+    }
+    Some((s.cr3, regs))
 }
 
 fn check_memory(bytes: u64) -> Result<u64> {
@@ -275,23 +365,6 @@ fn prepare_platform(
     })?;
     if transport != Transport::Pio {
         kvm::enable_xen_intercept(vm)?;
-    }
-    Ok(())
-}
-
-/// Registers the VIF page, which makes a CPL0 guest eligible for native execution on kvm_pvm.
-fn register_vif(vcpu: &Vcpu) -> Result<()> {
-    let value = layout::VIF_PAGE | PVM_VIF_HOST_WRITE;
-    if !vcpu.write_msr(MSR_PVM_VIF, value)? {
-        return Err(Error::HostUnsupported(
-            "kvm_pvm refused the VIF page registration (MSR 0x4b564d10)".into(),
-        ));
-    }
-    let back = vcpu.read_msrs(&[MSR_PVM_VIF])?;
-    if back.first().map(|v| v & !0xfff) != Some(layout::VIF_PAGE) {
-        return Err(Error::HostUnsupported(format!(
-            "kvm_pvm did not keep the VIF page registration (reads back {back:x?})"
-        )));
     }
     Ok(())
 }
@@ -387,156 +460,6 @@ fn start_watchdog(
     Ok((done_tx, handle))
 }
 
-/// The vCPU run loop and what it needs.
-struct VcpuLoop<'a> {
-    vcpu: &'a mut Vcpu,
-    dom: &'a Domain,
-    counters: &'a mut ExitCounters,
-    platform: Platform,
-    check_native: bool,
-    xen_transport: bool,
-}
-
-impl VcpuLoop<'_> {
-    fn run(&mut self) -> Result<GuestExit> {
-        let mut console = Stdout;
-        let mut bus_console = Stdout;
-        let mut bus = EmulatedDevices::new(&mut bus_console);
-        loop {
-            let exit = self.vcpu.run(&mut bus)?;
-            let was_blocked = self.dom.vcpu.set_blocked(false);
-            self.counters.count(&exit, self.xen_transport);
-            match exit {
-                Exit::Hypercall {
-                    nr,
-                    args,
-                    from_user,
-                } => {
-                    if self.check_native {
-                        self.check_native = false;
-                        self.warn_if_emulated();
-                    }
-                    let action = if from_user {
-                        Action::Return(Errno::EPERM.to_ret())
-                    } else {
-                        let mut ctx = Context {
-                            dom: self.dom,
-                            ram: &self.dom.ram,
-                            console: &mut console,
-                        };
-                        hypercall::dispatch(&mut ctx, nr, args)
-                    };
-                    match action {
-                        Action::Return(ret) => self.vcpu.complete_hypercall(ret),
-                        Action::Block => self.block()?,
-                        Action::Stop(exit) => return Ok(exit),
-                    }
-                }
-                Exit::Doorbell { port } => {
-                    let _ = self.dom.events.send(port);
-                }
-                Exit::Io { handled: true, .. } | Exit::Mmio { handled: true, .. } => {}
-                Exit::Io { port, write, .. } => {
-                    debug!("port I/O to unserved port {port:#x} (write: {write})");
-                }
-                Exit::Mmio { gpa, write, .. } => {
-                    debug!("MMIO to unbacked address {gpa:#x} (write: {write})");
-                }
-                Exit::Interrupted => {
-                    match self.dom.control().try_recv() {
-                        Ok(Control::Stop) => return Ok(GuestExit::Stopped),
-                        Ok(Control::Fault(what)) => return self.fault(what),
-                        Err(_) => {}
-                    }
-                    if was_blocked {
-                        // Woken without an interrupt (a timer with no VIRQ bound).
-                        self.vcpu.set_halted(false)?;
-                    }
-                }
-                Exit::Halt => {
-                    return self.fault(
-                        "the guest executed HLT; Parapet guests idle with sched_op(SCHEDOP_block)"
-                            .into(),
-                    );
-                }
-                Exit::Shutdown => return self.fault("triple fault (KVM_EXIT_SHUTDOWN)".into()),
-                Exit::InternalError { suberror, data } => {
-                    let what = match suberror {
-                        kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => {
-                            "KVM could not emulate an instruction"
-                        }
-                        _ => "KVM internal error",
-                    };
-                    return self.fault(format!(
-                        "{what} (KVM_EXIT_INTERNAL_ERROR suberror {suberror}, data {data:x?})"
-                    ));
-                }
-                Exit::FailEntry { reason } => {
-                    return self.fault(format!("VM entry failed (hardware reason {reason:#x})"));
-                }
-                Exit::Other(what) => return self.fault(format!("unexpected KVM exit: {what}")),
-            }
-        }
-    }
-
-    /// `SCHEDOP_block`: re-enable event delivery and halt in the kernel until an interrupt
-    /// (docs/abi.md §7.3). The timer thread checks `blocked` after it marks the timer fired, and
-    /// we check the timer after marking `blocked`, so one of us always sees the other.
-    fn block(&mut self) -> Result<()> {
-        let dom = self.dom;
-        self.vcpu.complete_hypercall(0);
-        dom.vcpu.set_blocked(true);
-        if dom.timer.take_fired() || dom.events.upcall().upcall_pending() {
-            dom.vcpu.set_blocked(false);
-            return Ok(());
-        }
-        dom.events.upcall().unmask_upcalls();
-        match self.platform {
-            Platform::KvmPvm => dom
-                .ram
-                .atomic_u8(layout::VIF_PAGE + parapet_abi::start_info::vif::IF as u64)
-                .expect("the VIF page lies inside guest RAM")
-                .store(1, std::sync::atomic::Ordering::SeqCst),
-            Platform::KvmHardware => self.vcpu.set_interrupt_flag_on_entry(),
-        }
-        self.vcpu.set_halted(true)
-    }
-
-    fn fault(&self, what: String) -> Result<GuestExit> {
-        Ok(GuestExit::Fault(vcpu_fault(self.vcpu, what)?))
-    }
-
-    fn warn_if_emulated(&self) {
-        let stats = kvm::stats::read(self.vcpu.fd()).unwrap_or_default();
-        let emulated = stats
-            .iter()
-            .find(|(name, _)| name == "insn_emulation")
-            .map_or(0, |s| s.1);
-        if emulated > EMULATION_WARN_THRESHOLD {
-            warn!(
-                "the guest is being instruction-emulated ({emulated} instructions before its \
-                 first hypercall), not running natively"
-            );
-        } else {
-            debug!(
-                "guest runs natively ({emulated} emulated instructions before its first hypercall)"
-            );
-        }
-    }
-}
-
-fn vcpu_fault(vcpu: &Vcpu, what: String) -> Result<FaultInfo> {
-    let regs = vcpu.fd().get_regs().map_err(|source| Error::Kvm {
-        op: "KVM_GET_REGS",
-        source,
-    })?;
-    let sregs = vcpu.fd().get_sregs().map_err(|source| Error::Kvm {
-        op: "KVM_GET_SREGS",
-        source,
-    })?;
-    Ok(FaultInfo::from_vcpu(what, &regs, &sregs))
-}
-
 /// The most kernel bytes read again for a fault report's symbols.
 const SYMBOLS_FILE_MAX: u64 = 256 << 20;
 
@@ -594,6 +517,10 @@ fn report(
         GuestExit::Fault(info) => {
             eprint!("parapet: guest fault: {}\n{}", info.what, render(&info));
             status::FAULT
+        }
+        GuestExit::Killed => {
+            eprintln!("parapet: gdb killed the guest");
+            status::KILLED
         }
         GuestExit::Stopped => {
             let secs = timeout.map_or(0.0, |t| t.as_secs_f64());

@@ -48,6 +48,8 @@ pub enum Control {
     Stop,
     /// A backend caught the guest breaking its protocol: stop it with this report.
     Fault(String),
+    /// The debugger wants the guest paused (gdb's Ctrl-C).
+    DebugInterrupt,
 }
 
 /// What a handler may touch.

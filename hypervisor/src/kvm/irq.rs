@@ -1,4 +1,4 @@
-//! Interrupts: the in-kernel irqchip, the vCPU's local APIC in x2APIC mode, and the upcall
+//! Interrupts: the in-kernel local APIC, the vCPU's local APIC in x2APIC mode, and the upcall
 //! irqfd, which KVM turns into an interrupt on the upcall vector without the VMM's vCPU thread.
 //!
 //! This is how event channels reach the guest (docs/abi.md §7.2): any thread raises a port by
@@ -28,9 +28,21 @@ const APIC_SVR: usize = 0xf0;
 /// SVR: APIC software-enabled, spurious vector 0xff.
 const SVR_ENABLED: u32 = 0x1ff;
 
-/// Creates the in-kernel irqchip. Must precede vCPU creation.
+/// IOAPIC pins KVM reserves for a split irqchip's userspace IOAPIC (none is ever raised).
+const SPLIT_IRQCHIP_PINS: u64 = 24;
+
+/// Creates the in-kernel local APIC, without KVM's emulated PIC, IOAPIC and ELCR (a "split"
+/// irqchip). Parapet needs only the local APIC, for the upcall MSI and the guest's timer; and
+/// with no device in the kernel behind any I/O port, every port write reaches the VMM, which
+/// the debugger's breakpoints rely on (`debug::breakpoint`). Must precede vCPU creation.
 pub fn create_irqchip(vm: &VmFd) -> Result<()> {
-    vm.create_irq_chip().kvm("KVM_CREATE_IRQCHIP")
+    let cap = kvm_bindings::kvm_enable_cap {
+        cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP,
+        args: [SPLIT_IRQCHIP_PINS, 0, 0, 0],
+        ..Default::default()
+    };
+    vm.enable_cap(&cap)
+        .kvm("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)")
 }
 
 /// Puts the vCPU's local APIC in x2APIC mode, software-enabled.

@@ -10,6 +10,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use parapet_abi::hypercall::{PIO_DOORBELL_PORT, PIO_HYPERCALL_PORT};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// `KVM_EXIT_XEN` subtype of a hypercall.
@@ -68,6 +69,19 @@ pub enum Exit {
     },
     /// `KVM_RUN` was interrupted by a signal (a kick).
     Interrupted,
+    /// The guest executed a port-write breakpoint ([`Vcpu::set_port_breakpoints`]); RIP has
+    /// been set back to it.
+    PortBreakpoint {
+        /// The breakpoint's address.
+        addr: u64,
+    },
+    /// `KVM_EXIT_DEBUG`: a single step or a KVM-handled breakpoint ([`Vcpu::set_guest_debug`]).
+    Debug {
+        /// The exception (1 = #DB after a step, 3 = #BP).
+        exception: u32,
+        /// The guest's RIP.
+        pc: u64,
+    },
     /// Anything else.
     Other(String),
 }
@@ -85,7 +99,13 @@ enum Pending {
 pub struct Vcpu {
     fd: VcpuFd,
     pending: Pending,
+    /// Addresses where a debugger replaced an instruction's first byte with [`OUT_DX_AL`].
+    port_breakpoints: BTreeSet<u64>,
 }
+
+/// `out %al, (%dx)`: one byte that makes a native kvm_pvm guest exit to the VMM (with RIP past
+/// it), whatever DX holds. The debugger's software breakpoint there (docs/debugging.md).
+pub const OUT_DX_AL: u8 = 0xee;
 
 /// The running vCPU's `kvm_run`, for the kick signal handler.
 static KICK_TARGET: AtomicPtr<kvm_bindings::kvm_run> = AtomicPtr::new(std::ptr::null_mut());
@@ -111,6 +131,7 @@ impl Vcpu {
         Vcpu {
             fd,
             pending: Pending::None,
+            port_breakpoints: BTreeSet::new(),
         }
     }
 
@@ -206,25 +227,18 @@ impl Vcpu {
     /// the hypercall and doorbell ports go to `bus`.
     pub fn run(&mut self, bus: &mut dyn IoBus) -> Result<Exit> {
         debug_assert_eq!(self.pending, Pending::None, "answer the hypercall first");
+        let mut byte_out = None;
         let exit = match self.fd.run() {
-            Ok(VcpuExit::IoOut(PIO_HYPERCALL_PORT, _)) => {
-                let r = &self.fd.sync_regs_mut().regs;
-                let exit = Exit::Hypercall {
-                    nr: r.rax,
-                    args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8],
-                    from_user: false,
-                };
-                self.pending = Pending::SyncRegs;
-                exit
+            // With breakpoints set, a one-byte write may be one: decided below, once the exit
+            // no longer borrows the vCPU.
+            Ok(VcpuExit::IoOut(port, data))
+                if data.len() == 1 && !self.port_breakpoints.is_empty() =>
+            {
+                byte_out = Some((port, data[0]));
+                Exit::Interrupted
             }
-            Ok(VcpuExit::IoOut(PIO_DOORBELL_PORT, data)) => {
-                let mut port = [0u8; 4];
-                let n = data.len().min(4);
-                port[..n].copy_from_slice(&data[..n]);
-                Exit::Doorbell {
-                    port: u32::from_le_bytes(port),
-                }
-            }
+            Ok(VcpuExit::IoOut(PIO_HYPERCALL_PORT, _)) => self.pio_hypercall(),
+            Ok(VcpuExit::IoOut(PIO_DOORBELL_PORT, data)) => doorbell(data),
             Ok(VcpuExit::IoOut(port, data)) => Exit::Io {
                 port,
                 write: true,
@@ -296,6 +310,10 @@ impl Vcpu {
                     }
                 }
             }
+            Ok(VcpuExit::Debug(arch)) => Exit::Debug {
+                exception: arch.exception,
+                pc: arch.pc,
+            },
             Ok(other) => Exit::Other(format!("{other:?}")),
             Err(e) if e.errno() == libc::EINTR => {
                 self.fd.set_kvm_immediate_exit(0);
@@ -304,7 +322,69 @@ impl Vcpu {
             Err(e) if e.errno() == libc::EAGAIN => Exit::Interrupted,
             Err(e) => return Err(e).kvm("KVM_RUN"),
         };
-        Ok(exit)
+        let Some((port, byte)) = byte_out else {
+            return Ok(exit);
+        };
+        let regs = self.fd.sync_regs().regs;
+        let hit = regs.rip.wrapping_sub(1);
+        Ok(if self.port_breakpoints.contains(&hit) {
+            // Through KVM_SET_REGS, not the synced copy, which KVM would only read at the next
+            // entry: the debugger reads the registers before that.
+            self.fd
+                .set_regs(&kvm_regs { rip: hit, ..regs })
+                .kvm("KVM_SET_REGS")?;
+            Exit::PortBreakpoint { addr: hit }
+        } else if port == PIO_HYPERCALL_PORT {
+            self.pio_hypercall()
+        } else if port == PIO_DOORBELL_PORT {
+            doorbell(&[byte])
+        } else {
+            Exit::Io {
+                port,
+                write: true,
+                handled: bus.pio_write(port, &[byte]),
+            }
+        })
+    }
+
+    /// A port-I/O hypercall: its number and arguments from the synced registers.
+    fn pio_hypercall(&mut self) -> Exit {
+        let r = &self.fd.sync_regs().regs;
+        let exit = Exit::Hypercall {
+            nr: r.rax,
+            args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8],
+            from_user: false,
+        };
+        self.pending = Pending::SyncRegs;
+        exit
+    }
+
+    /// Makes each address in `addrs` a port-write breakpoint: when the guest executes the
+    /// [`OUT_DX_AL`] the debugger wrote there, [`Vcpu::run`] returns [`Exit::PortBreakpoint`]
+    /// with RIP set back to it. Only on kvm_pvm, whose native mode reports that write with RIP
+    /// past it (and which has no in-kernel device on any port: `irq::create_irqchip`).
+    pub fn set_port_breakpoints(&mut self, addrs: impl IntoIterator<Item = u64>) {
+        self.port_breakpoints = addrs.into_iter().collect();
+    }
+
+    /// `KVM_SET_GUEST_DEBUG`: single-step (`KVM_EXIT_DEBUG` after one instruction) and/or let
+    /// `int3` exit to the VMM (software breakpoints on VT-x/AMD-V).
+    pub fn set_guest_debug(&self, single_step: bool, sw_breakpoints: bool) -> Result<()> {
+        let mut control = 0;
+        if single_step || sw_breakpoints {
+            control |= kvm_bindings::KVM_GUESTDBG_ENABLE;
+        }
+        if single_step {
+            control |= kvm_bindings::KVM_GUESTDBG_SINGLESTEP;
+        }
+        if sw_breakpoints {
+            control |= kvm_bindings::KVM_GUESTDBG_USE_SW_BP;
+        }
+        let debug = kvm_bindings::kvm_guest_debug {
+            control,
+            ..Default::default()
+        };
+        self.fd.set_guest_debug(&debug).kvm("KVM_SET_GUEST_DEBUG")
     }
 
     /// Halts the vCPU in the kernel until an interrupt (or makes it runnable again).
@@ -340,5 +420,15 @@ impl Vcpu {
             }
             Pending::None => debug_assert!(false, "no hypercall pending"),
         }
+    }
+}
+
+/// The doorbell write's event-channel port (the low bytes of the written value).
+fn doorbell(data: &[u8]) -> Exit {
+    let mut port = [0u8; 4];
+    let n = data.len().min(4);
+    port[..n].copy_from_slice(&data[..n]);
+    Exit::Doorbell {
+        port: u32::from_le_bytes(port),
     }
 }
