@@ -16,7 +16,12 @@ pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
         pending: Vec::new(),
         eof_sent: !input,
     };
-    let mut more = false;
+    // Start awake, as the protocol has it (pv_drivers::console): `out_event` starts at 0, which
+    // no guest write passes, so the guest rings the doorbell for output only once a drain has
+    // armed it (`prepare_to_sleep`). A backend that slept before its first drain would leave
+    // the guest's output in the ring until something else woke it: input, a full ring, or the
+    // guest's flush before it powers off.
+    let mut more = true;
     loop {
         let want_stdin = input.open && input.pending.is_empty();
         let stdin = want_stdin.then_some(0);
