@@ -108,7 +108,16 @@ impl Role {
                 SYS_fsync,
                 SYS_fdatasync,
             ],
-            Role::Console => &[SYS_fcntl, SYS_fstat, SYS_statx, SYS_newfstatat, SYS_ioctl],
+            // `ioctl` also for TIOCGPGRP and `getpgrp`: whether the VMM is in the foreground of
+            // the terminal that is its standard input.
+            Role::Console => &[
+                SYS_fcntl,
+                SYS_fstat,
+                SYS_statx,
+                SYS_newfstatat,
+                SYS_ioctl,
+                SYS_getpgrp,
+            ],
             Role::Block => &[
                 SYS_pread64,
                 SYS_pwrite64,

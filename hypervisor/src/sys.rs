@@ -1,10 +1,11 @@
 //! The few raw system calls the backends need that std does not offer: waiting on several file
-//! descriptors, and unbuffered reads of standard input (std's `Stdin` buffers, which would hide
-//! data from `poll`).
+//! descriptors, unbuffered reads of standard input (std's `Stdin` buffers, which would hide
+//! data from `poll`), and terminal job control.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
 
 /// Readiness of one descriptor after [`poll`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -13,9 +14,14 @@ pub struct Ready {
     pub readable: bool,
 }
 
-/// Waits until one of `fds` is readable (or, without `block`, only looks); `None` entries are
-/// ignored. Retries on `EINTR`.
-pub fn poll(fds: &[Option<RawFd>], block: bool) -> io::Result<Vec<Ready>> {
+/// Waits until one of `fds` is readable, for at most `timeout` (`None`: no limit; zero: only
+/// looks); `None` entries are ignored. Retries on `EINTR` (with the whole timeout again).
+pub fn poll(fds: &[Option<RawFd>], timeout: Option<Duration>) -> io::Result<Vec<Ready>> {
+    // Rounded up, so that a short timeout does not become a busy loop of zero-length polls.
+    let timeout = timeout.map_or(-1, |t| {
+        let ms = t.as_nanos().div_ceil(1_000_000);
+        libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+    });
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {
@@ -25,7 +31,6 @@ pub fn poll(fds: &[Option<RawFd>], block: bool) -> io::Result<Vec<Ready>> {
         })
         .collect();
     loop {
-        let timeout = if block { -1 } else { 0 };
         // SAFETY: `pollfds` is a valid, exclusively borrowed array of `pollfds.len()` entries.
         let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
         if n >= 0 {
@@ -59,17 +64,35 @@ pub fn read_stdin(buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Waits up to `timeout_ms` for `fd` to have something to read (or to hang up); returns whether
-/// it has.
-pub fn poll_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd, and the count says one.
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    n > 0 && pfd.revents != 0
+/// Keeps terminal job control from stopping the VMM (all its threads, and with them the
+/// guest): `SIGTTIN` and `SIGTTOU`, which the kernel sends to a background process group that
+/// reads its controlling terminal, or writes to it under `stty tostop`, are ignored. Then such
+/// a read fails with `EIO` instead (the console reads only in the foreground, see
+/// [`stdin_in_background`]) and such a write goes through.
+pub fn ignore_terminal_stops() -> io::Result<()> {
+    for signal in [libc::SIGTTIN, libc::SIGTTOU] {
+        // SAFETY: a zeroed `sigaction` with `SIG_IGN` installs no handler; `sigaction` only
+        // changes this process's disposition of `signal`.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_IGN;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether standard input is this process's controlling terminal and another process group is
+/// in the terminal's foreground (the VMM runs as a background job, `parapet run … &`): reading
+/// it then fails (`EIO`, [`ignore_terminal_stops`]) and the input belongs to the foreground job.
+/// `false` for anything else (not a terminal, not the controlling one, no foreground group),
+/// which reads normally. One `ioctl(TIOCGPGRP)` and one `getpgrp`.
+pub fn stdin_in_background() -> bool {
+    rustix::termios::tcgetpgrp(std::io::stdin())
+        .is_ok_and(|foreground| foreground != rustix::process::getpgrp())
 }
 
 /// Sets the calling thread's timer slack: how late the kernel may wake it from a timed sleep
@@ -397,5 +420,30 @@ pub fn forbidden_system_call() {
     // SAFETY: `personality(0xffffffff)` changes nothing; it returns the current persona.
     unsafe {
         libc::syscall(libc::SYS_personality, 0xffff_ffffu64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use vmm_sys_util::eventfd::EventFd;
+
+    #[test]
+    fn poll_waits_at_most_its_timeout() {
+        let quiet = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let fds = [Some(quiet.as_raw_fd()), None];
+        let limit = Duration::from_millis(20);
+        let start = std::time::Instant::now();
+        let ready = poll(&fds, Some(limit)).unwrap();
+        assert!(
+            start.elapsed() >= limit,
+            "returned early: {:?}",
+            start.elapsed()
+        );
+        assert_eq!(ready, [Ready::default(); 2]);
+        quiet.write(1).unwrap();
+        assert!(poll(&fds, Some(Duration::ZERO)).unwrap()[0].readable);
+        assert!(poll(&fds, None).unwrap()[0].readable);
     }
 }

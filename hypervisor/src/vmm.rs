@@ -35,6 +35,12 @@ use vmm_sys_util::eventfd::EventFd;
 /// Runs the guest `config` describes; returns the process exit status.
 pub fn run(config: &VmConfig) -> Result<u8> {
     let started = Instant::now();
+    // A background job (`parapet run … &`) must not be stopped by the terminal: that would stop
+    // the guest too. The console reads standard input only in the foreground.
+    crate::sys::ignore_terminal_stops().map_err(|source| Error::Io {
+        op: "cannot ignore SIGTTIN and SIGTTOU",
+        source,
+    })?;
     if config.seccomp {
         crate::seccomp::enable().map_err(|source| Error::Io {
             op: "cannot install the SIGSYS handler",

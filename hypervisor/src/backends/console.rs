@@ -1,11 +1,26 @@
 //! The PV console backend: guest output from the console page to the VMM's standard output,
 //! standard input to the guest (docs/abi.md §9.2).
+//!
+//! When standard input is the VMM's controlling terminal, the backend reads it only while the
+//! VMM is in the terminal's foreground process group: a background job (`parapet run … &`)
+//! leaves the terminal's input to the foreground job and looks again every
+//! [`BACKGROUND_RECHECK`] until it is brought to the foreground (`fg`). The VMM ignores
+//! `SIGTTIN` and `SIGTTOU` ([`crate::sys::ignore_terminal_stops`]), so job control never stops
+//! it, and a read that fails because the VMM was moved to the background meanwhile means "no
+//! input now", not the end of input.
 
 use super::{BackendIo, Wake};
 use crate::memory::GuestPage;
 use parapet_abi::console::CONSOLE_IN_SIZE;
 use pv_drivers::console::ConsoleBack;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// How often a backend whose standard input is a terminal it may not read (the VMM is a
+/// background job) looks whether the VMM has come to the foreground. Only the console thread
+/// wakes; the guest does not exit.
+const BACKGROUND_RECHECK: Duration = Duration::from_millis(250);
 
 /// Serves the console page until the VMM stops the backend; drains the output ring before it
 /// returns. `input` is whether to forward standard input.
@@ -15,16 +30,23 @@ pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
         open: input,
         pending: Vec::new(),
         eof_sent: !input,
+        terminal: input && std::io::stdin().is_terminal(),
     };
-    let mut more = false;
+    // Start awake, as the protocol has it (pv_drivers::console): `out_event` starts at 0, which
+    // no guest write passes, so the guest rings the doorbell for output only once a drain has
+    // armed it (`prepare_to_sleep`). A backend that slept before its first drain would leave
+    // the guest's output in the ring until something else woke it: input, a full ring, or the
+    // guest's flush before it powers off.
+    let mut more = true;
     loop {
-        let want_stdin = input.open && input.pending.is_empty();
-        let stdin = want_stdin.then_some(0);
+        let stdin = input.source();
         // Still busy after a bounded drain: only look for a stop or input, do not sleep.
         let wake = if more {
-            io.check(stdin)
+            io.check(stdin.fd())
+        } else if stdin == Source::Background {
+            io.wait_at_most(None, BACKGROUND_RECHECK)
         } else {
-            io.wait(stdin)
+            io.wait(stdin.fd())
         };
         more = match drain(&mut console, &io, &mut out, wake == Wake::Stop) {
             Ok(more) => more,
@@ -84,14 +106,60 @@ struct Input {
     open: bool,
     pending: Vec<u8>,
     eof_sent: bool,
+    /// Standard input is a terminal: read it only while the VMM is in its foreground.
+    terminal: bool,
+}
+
+/// Where the next input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Standard input: wait for it to be readable.
+    Stdin,
+    /// Nowhere now: standard input ended, or input that did not fit in the ring waits for the
+    /// guest to consume some.
+    Nothing,
+    /// Standard input is the terminal of a foreground job this VMM is not part of: do not read
+    /// it, look again later.
+    Background,
+}
+
+impl Source {
+    /// The descriptor to wait on.
+    fn fd(self) -> Option<RawFd> {
+        (self == Source::Stdin).then_some(0)
+    }
 }
 
 impl Input {
+    fn source(&self) -> Source {
+        if !self.open || !self.pending.is_empty() {
+            Source::Nothing
+        } else if self.terminal && crate::sys::stdin_in_background() {
+            Source::Background
+        } else {
+            Source::Stdin
+        }
+    }
+
+    /// Reads what standard input has (it polled readable).
     fn read(&mut self) {
+        // The VMM may have been moved to the background since the poll began (Ctrl-Z, `bg`):
+        // the input is the foreground job's.
+        if self.terminal && crate::sys::stdin_in_background() {
+            return;
+        }
         let mut buf = [0u8; CONSOLE_IN_SIZE];
         match crate::sys::read_stdin(&mut buf) {
-            Ok(0) | Err(_) => self.open = false,
+            Ok(0) => self.open = false,
             Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+            // Moved to the background between the check and the read: no input now. (A terminal
+            // that hung up may fail with EIO too, but then has no foreground group to be in the
+            // background of: its input ends, as below.)
+            Err(e)
+                if self.terminal
+                    && e.raw_os_error() == Some(libc::EIO)
+                    && crate::sys::stdin_in_background() => {}
+            Err(_) => self.open = false,
         }
     }
 

@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
 
 /// Why a backend woke up.
@@ -51,22 +52,29 @@ pub struct BackendIo {
 impl BackendIo {
     /// Waits for the doorbell, a stop request, or `extra` (e.g. standard input) to be readable.
     pub fn wait(&self, extra: Option<RawFd>) -> Wake {
-        self.poll(extra, true)
+        self.poll(extra, None)
+    }
+
+    /// Like [`wait`](Self::wait), for at most `limit`: then it returns
+    /// `Wake::Work { kicked: false, extra: false }`. For a backend that must look at something
+    /// no descriptor signals. Only the backend's thread wakes; the guest does not exit.
+    pub fn wait_at_most(&self, extra: Option<RawFd>, limit: Duration) -> Wake {
+        self.poll(extra, Some(limit))
     }
 
     /// Like [`wait`](Self::wait), without waiting: for a backend that still has work (its last
     /// batch stopped at its budget) but should notice a stop or new input.
     pub fn check(&self, extra: Option<RawFd>) -> Wake {
-        self.poll(extra, false)
+        self.poll(extra, Some(Duration::ZERO))
     }
 
-    fn poll(&self, extra: Option<RawFd>, block: bool) -> Wake {
+    fn poll(&self, extra: Option<RawFd>, timeout: Option<Duration>) -> Wake {
         let fds = [
             Some(self.stop.as_raw_fd()),
             Some(self.kick.as_raw_fd()),
             extra,
         ];
-        let ready = match crate::sys::poll(&fds, block) {
+        let ready = match crate::sys::poll(&fds, timeout) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("backend cannot wait for events: {e}");

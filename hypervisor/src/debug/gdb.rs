@@ -535,7 +535,7 @@ struct InterruptWatch {
 }
 
 /// How long the watcher's `poll` waits before it checks whether the guest still runs.
-const WATCH_POLL_MS: i32 = 50;
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl InterruptWatch {
     fn start(conn_fd: RawFd, run: &VcpuLoop<'_>) -> Result<InterruptWatch> {
@@ -546,8 +546,8 @@ impl InterruptWatch {
         let thread = crate::seccomp::spawn(crate::seccomp::Role::GdbWatch, move || {
             while woken.recv().is_ok() {
                 while flag.load(Ordering::Acquire) {
-                    if crate::sys::poll_readable(conn_fd, WATCH_POLL_MS)
-                        && flag.load(Ordering::Acquire)
+                    let ready = crate::sys::poll(&[Some(conn_fd)], Some(WATCH_POLL));
+                    if ready.is_ok_and(|r| r[0].readable) && flag.load(Ordering::Acquire)
                     {
                         debug!("gdb wrote while the guest runs: pausing it");
                         let _ = control.send(Control::DebugInterrupt);
