@@ -6,7 +6,7 @@
 
 use parapet_tests::{Output, TempDir, guest, parapet, run, vmm};
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::JoinHandle;
@@ -137,6 +137,85 @@ fn gdb_stops_at_a_guest_fault_then_sees_it_terminate() {
         .assert_stderr_contains("#PF page fault");
 }
 
+// `--gdb` on a serial line: here a pseudo-terminal, whose master end the test relays to a Unix
+// socket for gdb (which cannot open a master by name), as a terminal server would a real line.
+#[test]
+fn gdb_over_a_serial_line() {
+    use rustix::pty::OpenptFlags;
+    use rustix::termios::LocalModes;
+    let dir = TempDir::new("gdb-serial");
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let line = PathBuf::from(
+        rustix::pty::ptsname(&master, Vec::new())
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    );
+    let socket = dir.join("relay.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut cmd = Command::new(vmm());
+    cmd.arg("run")
+        .arg(guest("debuggee"))
+        .arg("--gdb")
+        .arg(&line)
+        .args(["--timeout", "50"]);
+    let vmm = std::thread::spawn(move || run(cmd));
+    // The VMM puts the line in raw mode before the guest waits (the master shares its modes).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rustix::termios::tcgetattr(&master)
+        .unwrap()
+        .local_modes
+        .contains(LocalModes::ICANON)
+    {
+        assert!(
+            !vmm.is_finished(),
+            "parapet ended before it opened the line: {}",
+            vmm.join().unwrap()
+        );
+        assert!(Instant::now() < deadline, "parapet never opened the line");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The relay threads end with the line (the VMM's exit) and with gdb.
+    let master = std::fs::File::from(master);
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let (mut from_line, mut to_gdb) = (master.try_clone().unwrap(), conn.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut from_line, &mut to_gdb));
+        let (mut from_gdb, mut to_line) = (conn, master);
+        let _ = std::io::copy(&mut from_gdb, &mut to_line);
+    });
+    let out = gdb(
+        &guest("debuggee"),
+        Some(&socket),
+        &[
+            "break debuggee::step",
+            "continue",
+            "print pair",
+            "stepi",
+            "delete",
+            "continue",
+        ],
+        &[],
+    );
+    let vmm = vmm.join().unwrap();
+    for expected in [
+        "Breakpoint 1, debuggee::step (pair=...) at examples/debuggee/src/main.rs:25",
+        "$1 = (0, 1)",
+        "exited with code 0217",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "gdb's output lacks {expected:?}:\n{out}\n{vmm}"
+        );
+    }
+    vmm.assert_status(143)
+        .assert_stderr_contains(&format!("gdb on the other end of {}", line.display()));
+}
+
 /// A remote-protocol packet.
 fn packet(body: &str) -> Vec<u8> {
     let sum = body.bytes().fold(0u8, u8::wrapping_add);
@@ -257,6 +336,7 @@ fn bad_debug_options_are_one_line_errors() {
     let dir = TempDir::new("gdb-bad");
     let file = dir.file("not-a-socket", b"x");
     parapet(["run", k, "--gdb", file.to_str().unwrap()]).assert_one_line_error(&["not a socket"]);
+    parapet(["run", k, "--gdb", "/dev/null"]).assert_one_line_error(&["not a serial line"]);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     parapet(["run", k, "--gdb", &addr]).assert_one_line_error(&["cannot listen for gdb"]);

@@ -56,8 +56,9 @@ pub struct VmConfig {
 pub enum GdbAddr {
     /// `HOST:PORT`, a TCP address (`localhost:1234`, `127.0.0.1:1234`, `[::1]:1234`).
     Tcp(String),
-    /// A Unix socket path (anything with a `/`).
-    Unix(PathBuf),
+    /// A path (anything with a `/`): a Unix socket to create, or a serial line (a character
+    /// device such as `/dev/ttyS1`) to speak the protocol on.
+    Path(PathBuf),
 }
 
 impl FromStr for GdbAddr {
@@ -65,14 +66,14 @@ impl FromStr for GdbAddr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.contains('/') {
-            return Ok(GdbAddr::Unix(PathBuf::from(s)));
+            return Ok(GdbAddr::Path(PathBuf::from(s)));
         }
         match s.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(GdbAddr::Tcp(s.to_owned()))
             }
             _ => Err(format!(
-                "`{s}` is neither HOST:PORT nor a Unix socket path (a path needs a `/`, e.g. ./gdb.sock)"
+                "`{s}` is neither HOST:PORT nor a path (a Unix socket path or a serial line; a path needs a `/`, e.g. ./gdb.sock or /dev/ttyS1)"
             )),
         }
     }
@@ -82,7 +83,7 @@ impl fmt::Display for GdbAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GdbAddr::Tcp(addr) => f.write_str(addr),
-            GdbAddr::Unix(path) => write!(f, "{}", path.display()),
+            GdbAddr::Path(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -242,7 +243,7 @@ mod tests {
         assert_eq!("[::1]:9".parse(), Ok(GdbAddr::Tcp("[::1]:9".into())));
         assert_eq!(
             "./gdb.sock".parse(),
-            Ok(GdbAddr::Unix(std::path::PathBuf::from("./gdb.sock")))
+            Ok(GdbAddr::Path(std::path::PathBuf::from("./gdb.sock")))
         );
         for bad in ["1234", "host:", ":1234", "host:99999", "gdb.sock"] {
             assert!(bad.parse::<GdbAddr>().is_err(), "{bad}");

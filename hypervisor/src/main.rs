@@ -58,8 +58,9 @@ struct RunArgs {
     /// Do not confine the VMM's threads with seccomp filters (for debugging).
     #[arg(long)]
     no_seccomp: bool,
-    /// Serve gdb on ADDR (HOST:PORT, or a Unix socket path with a `/`); the guest waits for gdb
-    /// before its first instruction (docs/debugging.md).
+    /// Serve gdb on ADDR: HOST:PORT (TCP), a Unix socket path (with a `/`), or a serial line
+    /// (a character device such as /dev/ttyS1, put in raw mode at the speed it has; gdb at its
+    /// other end). The guest waits for gdb before its first instruction (docs/debugging.md).
     #[arg(long, value_name = "ADDR")]
     gdb: Option<GdbAddr>,
     /// If the guest faults or panics, write an ELF core dump to FILE (`gdb GUEST FILE`).

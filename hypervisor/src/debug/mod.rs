@@ -5,6 +5,7 @@ pub mod arch;
 pub mod core_dump;
 pub mod gdb;
 pub mod listen;
+pub mod serial;
 
 use crate::outcome::GuestExit;
 
