@@ -16,7 +16,7 @@ use crate::error::{Error, KvmContext, Result};
 use crate::hypercall::Control;
 use crate::kvm::vcpu::OUT_DX_AL;
 use crate::memory::GuestRam;
-use crate::outcome::GuestExit;
+use crate::outcome::{FaultInfo, GuestExit};
 use crate::page_walk;
 use crate::platform::MSR_PVM_VIF;
 use crate::vcpu_loop::{DebugStop, Stop, VcpuLoop};
@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tracing::debug;
+use tracing::{debug, info};
 
 /// The connection to gdb.
 pub type GdbConnection = Box<dyn ConnectionExt<Error = std::io::Error>>;
@@ -211,7 +211,52 @@ impl GdbTarget<'_, '_> {
                 crate::platform::register_vif(self.run.vcpu)?;
             }
         }
-        stop
+        match stop? {
+            Stop::Exit(GuestExit::Fault(info)) if sw_bp => self.breakpoint_the_guest_took(info),
+            stop => Ok(stop),
+        }
+    }
+
+    /// A fault the guest reported, unless it is one of our `int3`s that reached the guest's own
+    /// #BP handler instead of KVM: then the stop at that breakpoint, with the guest put back as
+    /// it was before the `int3`.
+    ///
+    /// With `KVM_GUESTDBG_USE_SW_BP` KVM intercepts the #BP exception, which on VT-x and AMD-V
+    /// hardware includes `int3`. QEMU's emulated SVM (TCG, as in `cargo xtask test-kvm-hw`)
+    /// checks `int3` against the INTn intercept instead, which KVM does not set, so the guest's
+    /// IDT gets it: its handler reports vector 3 with RIP just past the breakpoint through
+    /// `SCHEDOP_fault`. That report holds every register the handler could have changed (the
+    /// interrupted RIP, RSP, RFLAGS and general registers; CS and SS must be the current ones,
+    /// as for a breakpoint in the guest kernel), so putting them back undoes the handler; its
+    /// only other effects are stack writes below the interrupted RSP (guests have no red zone)
+    /// and a console flush. The fault hypercall is abandoned: RIP no longer points at it.
+    fn breakpoint_the_guest_took(&mut self, info: FaultInfo) -> Result<Stop> {
+        let fd = self.run.vcpu.fd();
+        let ours = match &info.report {
+            Some(r) if r.vector == 3 && self.breakpoints.contains_key(&r.rip.wrapping_sub(1)) => {
+                let s = fd.get_sregs().kvm("KVM_GET_SREGS")?;
+                (r.cs, r.ss) == (s.cs.selector.into(), s.ss.selector.into())
+            }
+            _ => false,
+        };
+        let report = match info.report {
+            Some(report) if ours => report,
+            _ => return Ok(Stop::Exit(GuestExit::Fault(info))),
+        };
+        info!(
+            "gdb: the guest's own #BP handler took the breakpoint at {:#x}; undoing it",
+            report.rip.wrapping_sub(1)
+        );
+        let mut r = fd.get_regs().kvm("KVM_GET_REGS")?;
+        let g = report.gprs;
+        (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp) =
+            (g[0], g[1], g[2], g[3], g[4], g[5], g[6]);
+        (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
+            (g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14]);
+        (r.rip, r.rsp, r.rflags) = (report.rip.wrapping_sub(1), report.rsp, report.rflags);
+        fd.set_regs(&r).kvm("KVM_SET_REGS")?;
+        self.run.vcpu.abandon_hypercall();
+        Ok(Stop::Debug(DebugStop::Breakpoint))
     }
 
     /// Registers from KVM, or from the guest's fault report once it faulted.
@@ -547,8 +592,7 @@ impl InterruptWatch {
             while woken.recv().is_ok() {
                 while flag.load(Ordering::Acquire) {
                     let ready = crate::sys::poll(&[Some(conn_fd)], Some(WATCH_POLL));
-                    if ready.is_ok_and(|r| r[0].readable) && flag.load(Ordering::Acquire)
-                    {
+                    if ready.is_ok_and(|r| r[0].readable) && flag.load(Ordering::Acquire) {
                         debug!("gdb wrote while the guest runs: pausing it");
                         let _ = control.send(Control::DebugInterrupt);
                         vcpu.kick();

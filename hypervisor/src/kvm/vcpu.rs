@@ -406,6 +406,14 @@ impl Vcpu {
         self.fd.set_sync_dirty_reg(SyncReg::Register);
     }
 
+    /// Forgets the hypercall [`Vcpu::run`] last returned without answering it: for a debugger
+    /// that moved RIP away from the hypercall instruction. KVM then completes nothing at the next
+    /// entry (it skips the instruction and writes the result only if RIP is still there, for the
+    /// Xen intercept and port I/O alike), and no synced register is marked dirty.
+    pub fn abandon_hypercall(&mut self) {
+        self.pending = Pending::None;
+    }
+
     /// Delivers the result of the hypercall [`Vcpu::run`] last returned.
     pub fn complete_hypercall(&mut self, ret: u64) {
         match std::mem::replace(&mut self.pending, Pending::None) {
