@@ -1,5 +1,6 @@
 //! What the hardware-KVM lane runs: each test guest with the arguments and input the integration
 //! tests give it, and what a pass looks like. The lane runs every case under every transport.
+//! The gdb cases also run the host's gdb against the guest, over a serial line.
 
 /// A disk image a case needs, copied fresh for each run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,9 +59,17 @@ pub struct Case {
     /// [`TAP`] (the guest runs with `--net tap=TAP` and should take [`GUEST_IP`]); `None`: the
     /// guest has no network.
     pub client: Option<&'static str>,
-    /// Strings the client's output must contain.
+    /// Strings the client's output (or gdb's, with [`Case::gdb`]) must contain.
     pub client_out: &'static [&'static str],
+    /// gdb commands: if any, the guest runs with `--gdb` [`GDB_LINE`] and, once it waits for
+    /// gdb, the host runs `gdb -batch` on the guest's ELF with these commands after connecting
+    /// to the other end of that serial line; its output is the client's output.
+    pub gdb: &'static [&'static str],
 }
+
+/// The serial line the gdb cases serve gdb on: the VM's second UART, whose other end is a TCP
+/// port on the host's loopback.
+pub const GDB_LINE: &str = "/dev/ttyS1";
 
 /// The TAP device of the network cases, with the host side's address 10.77.0.1/24.
 pub const TAP: &str = "tap0";
@@ -81,6 +90,7 @@ const fn case(name: &'static str, guest: &'static str, status: i32) -> Case {
         stderr: &[],
         client: None,
         client_out: &[],
+        gdb: &[],
     }
 }
 
@@ -216,6 +226,67 @@ pub const CASES: &[Case] = &[
         stdout: &["net-echo: udp+tcp echo on 10.77.0.2 port 7"],
         ..case("net-echo", "net-echo", 143)
     },
+    // gdb, on the host, against the stub on kvm_amd: an int3 breakpoint, locals, `next` and
+    // `stepi` (single steps), the breakpoint hit again after gdb stepped over it, a memory
+    // write (5 rounds claimed done when 1 is: 14 in all, total 143), and the run to the exit;
+    // tests/debug.rs does the same on kvm_pvm, but for the second hit.
+    Case {
+        gdb: &[
+            "print $pc == &_start",
+            "break debuggee::step",
+            "continue",
+            "print pair",
+            "next",
+            "print next",
+            "bt 2",
+            "stepi",
+            "info registers rip fs_base gs_base",
+            "continue",
+            "print pair",
+            "set var ROUNDS_DONE.v.value = 5",
+            "delete",
+            "continue",
+        ],
+        client_out: &[
+            "$1 = 1",
+            "Breakpoint 1, debuggee::step (pair=...) at examples/debuggee/src/main.rs:25",
+            "$2 = (0, 1)",
+            "$3 = 1",
+            "#1  0x",
+            "in debuggee::main () at examples/debuggee/src/main.rs",
+            "fs_base",
+            "gs_base",
+            "$4 = (1, 1)",
+            // 143 as gdb prints exit codes, in octal.
+            "exited with code 0217",
+        ],
+        stdout: &["debuggee: 14 rounds, total 143"],
+        stderr: &["the guest waits for gdb"],
+        ..case("gdb", "debuggee", 143)
+    },
+    // A guest fault, with a breakpoint set (and hit) on the way, stops gdb at the faulting
+    // instruction; continuing ends the run.
+    Case {
+        cmdline: Some("fault"),
+        gdb: &[
+            "break debuggee::poke",
+            "continue",
+            "continue",
+            "bt",
+            "print/x $rdi",
+            "continue",
+        ],
+        client_out: &[
+            "Breakpoint 1, debuggee::poke (target=0x0, value=1) at examples/debuggee/src/main.rs",
+            "Program received signal SIGSEGV",
+            "debuggee::poke (target=0x0, value=1) at examples/debuggee/src/main.rs",
+            "debuggee::main () at examples/debuggee/src/main.rs",
+            "$1 = 0x0",
+            "Program terminated with signal SIGSEGV",
+        ],
+        stderr: &["#PF page fault"],
+        ..case("gdb fault", "debuggee", 102)
+    },
 ];
 
 /// A transport the lane runs every case under: the `--hypercall-transport` value.
@@ -245,6 +316,12 @@ pub fn reported_name(transport: Transport, amd: bool) -> &'static str {
         _ if amd => "vmmcall",
         _ => "vmcall",
     }
+}
+
+/// Whether the lane builds `guest` with the dev profile (debug information, no optimisation):
+/// those gdb debugs, whose locals and lines it must see; the others are release builds.
+pub fn dev_build(guest: &str) -> bool {
+    CASES.iter().any(|c| c.guest == guest && !c.gdb.is_empty())
 }
 
 /// The guests the cases use, each once.

@@ -10,7 +10,8 @@
 //!    `target/kvm-hw/`),
 //! 3. packs them with the disk images and a generated `/init` into an initramfs,
 //! 4. boots it, runs every case of [`cases`] under every transport inside, and reads the results
-//!    back from the serial console,
+//!    back from the serial console; for the gdb cases, runs the host's gdb against the guest
+//!    through the VM's second serial port (a TCP port on the host's loopback),
 //! 5. prints a case × transport table and exits non-zero if anything failed.
 //!
 //! `--bench` also runs `cargo xtask bench` (a static xtask) inside the VM: the hypercall-vs-trap
@@ -83,6 +84,13 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let dir = ws.target_dir.join("kvm-hw");
     std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("gdb-") && name.ends_with(".log") {
+            std::fs::remove_file(&path)?;
+        }
+    }
 
     let runs = plan(&args.only);
     if runs.is_empty() {
@@ -91,7 +99,7 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
     let vmm = ws.build_static(&["-p", "parapet", "--bin", "parapet"], "parapet")?;
     let mut guests = BTreeMap::new();
     for name in cases::guests() {
-        guests.insert(name, ws.build_guest(name, true)?);
+        guests.insert(name, ws.build_guest(name, !cases::dev_build(name))?);
     }
     let mut extra_bins = Vec::new();
     if args.bench {
@@ -115,7 +123,20 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
         runs.len(),
         log_path.display()
     );
-    let log = boot(&assets, &initramfs, &log_path, &args, runs.len())?;
+    let gdb = runs
+        .iter()
+        .any(|r| !r.case.gdb.is_empty())
+        .then(GdbLink::new)
+        .transpose()?;
+    let (log, gdb_outputs) = boot(
+        &assets,
+        &initramfs,
+        &log_path,
+        &args,
+        &runs,
+        &guests,
+        gdb.as_ref(),
+    )?;
 
     let amd = log
         .lines()
@@ -129,7 +150,14 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
     }
     let amd =
         amd.with_context(|| format!("the VM never reached /init (see {})", log_path.display()))?;
-    let observed = parse(&log);
+    let mut observed = parse(&log);
+    for (i, output) in gdb_outputs {
+        // The whole transcript, next to the serial log (the table shows only a failure's end).
+        std::fs::write(dir.join(format!("gdb-{i}.log")), &output)?;
+        if let Some(o) = observed.get_mut(&i) {
+            o.client = output;
+        }
+    }
     let mut failures = Vec::new();
     let mut table: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
     for (i, run) in runs.iter().enumerate() {
@@ -156,7 +184,12 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
             println!("  stdout (last lines):\n{}", tail(&o.stdout, 15));
             println!("  stderr (last lines):\n{}", tail(&o.stderr, 15));
             if !o.client.is_empty() {
-                println!("  client:\n{}", tail(&o.client, 15));
+                let (what, lines) = if run.case.gdb.is_empty() {
+                    ("client", 15)
+                } else {
+                    ("gdb", 40)
+                };
+                println!("  {what}:\n{}", tail(&o.client, lines));
             }
         }
     }
@@ -271,6 +304,10 @@ fn pack(
         if let Some(cmdline) = case.cmdline {
             write!(cmd, " --cmdline {}", sh(cmdline))?;
         }
+        if !case.gdb.is_empty() {
+            // -v: the log says how each breakpoint reached the VMM.
+            write!(cmd, " --gdb {} -v", cases::GDB_LINE)?;
+        }
         let stdin = match case.stdin {
             Some(text) => {
                 let path = format!("input/{i}");
@@ -280,6 +317,16 @@ fn pack(
             None => "/dev/null".to_owned(),
         };
         match case.client {
+            // The host runs gdb once it sees `@@GDB`: the VMM has opened the line by then and
+            // waits for gdb's first packet. A VMM that never gets there gets no gdb.
+            None if !case.gdb.is_empty() => writeln!(
+                init,
+                "timeout 600 {cmd} <{stdin} >/tmp/out 2>/tmp/err &\n\
+                 guest=$!\n\
+                 n=0; until grep -q 'waits for gdb' /tmp/err || ! kill -0 $guest 2>/dev/null || [ $n -ge 600 ]; do n=$((n+1)); sleep 0.1; done\n\
+                 grep -q 'waits for gdb' /tmp/err && echo '@@GDB {i}'\n\
+                 wait $guest; echo \"@@STATUS $?\""
+            )?,
             None => writeln!(
                 init,
                 "timeout 600 {cmd} <{stdin} >/tmp/out 2>/tmp/err\necho \"@@STATUS $?\""
@@ -344,6 +391,8 @@ for m in irqbypass kvm kvm-amd tun; do
     insmod /lib/modules/$m.ko || echo "@@FATAL insmod $m failed"
 done
 ip link set lo up
+# The gdb cases' serial line (its speed is what the VMM keeps; QEMU's end has none).
+stty -F /dev/ttyS1 115200 2>/dev/null
 
 [ -c /dev/kvm ] || echo "@@FATAL no /dev/kvm after loading kvm_amd"
 echo "@@VENDOR $(grep -m1 vendor_id /proc/cpuinfo)"
@@ -383,14 +432,72 @@ fn make_images(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Boots the VM, echoes each finished run as a progress line, and returns the serial log.
+/// The host's end of the VM's second serial port ([`cases::GDB_LINE`] inside): QEMU listens on
+/// this loopback TCP port, and gdb connects there.
+#[derive(Clone, Copy, Debug)]
+struct GdbLink {
+    port: u16,
+}
+
+impl GdbLink {
+    /// Picks a free port on the loopback.
+    fn new() -> Result<GdbLink> {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("cannot find a free TCP port for gdb's serial line")?;
+        Ok(GdbLink {
+            port: probe.local_addr()?.port(),
+        })
+    }
+
+    /// QEMU's arguments for the second serial port.
+    fn qemu_args(&self) -> [String; 4] {
+        [
+            "-chardev".into(),
+            format!(
+                "socket,id=gdb0,host=127.0.0.1,port={},server=on,wait=off",
+                self.port
+            ),
+            "-serial".into(),
+            "chardev:gdb0".into(),
+        ]
+    }
+
+    /// Runs `gdb -batch` on `elf` with `commands` after connecting: its output, errors included.
+    fn run_gdb(&self, elf: &Path, commands: &[&str]) -> String {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--signal=KILL", "300", "gdb", "-nx", "-batch"])
+            .args(["-ex", "set confirm off"])
+            // The stub answers from inside an emulated machine: slowly, now and then.
+            .args(["-ex", "set remotetimeout 30"])
+            .arg("-ex")
+            .arg(format!("target remote 127.0.0.1:{}", self.port));
+        for c in commands {
+            cmd.args(["-ex", c]);
+        }
+        cmd.arg(elf).stdin(Stdio::null());
+        match cmd.output() {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => format!("cannot run gdb (Debian's gdb): {e}"),
+        }
+    }
+}
+
+/// Boots the VM, echoes each finished run as a progress line, runs gdb for the gdb cases when
+/// the VM says the guest waits for it, and returns the serial log and gdb's output by run.
 fn boot(
     assets: &Assets,
     initramfs: &Path,
     log_path: &Path,
     args: &KvmHwArgs,
-    total: usize,
-) -> Result<String> {
+    runs: &[Run],
+    guests: &BTreeMap<&str, PathBuf>,
+    gdb: Option<&GdbLink>,
+) -> Result<(String, BTreeMap<usize, String>)> {
+    let total = runs.len();
     let accel = if args.smp > 1 {
         "tcg,thread=multi"
     } else {
@@ -407,6 +514,7 @@ fn boot(
             "stdio",
             "-no-reboot",
         ])
+        .args(gdb.map(GdbLink::qemu_args).into_iter().flatten())
         .arg("-kernel")
         .arg(&assets.kernel)
         .arg("-initrd")
@@ -432,6 +540,13 @@ fn boot(
     let mut file = std::fs::File::create(log_path)?;
     let mut log = String::new();
     let mut current = String::new();
+    let mut gdb_outputs = BTreeMap::new();
+    let mut gdb_running: Option<(usize, std::thread::JoinHandle<String>)> = None;
+    let mut gdb_finish = |running: &mut Option<(usize, std::thread::JoinHandle<String>)>| {
+        if let Some((i, handle)) = running.take() {
+            gdb_outputs.insert(i, handle.join().unwrap_or_default());
+        }
+    };
     for line in BufReader::new(stdout).split(b'\n') {
         let line = String::from_utf8_lossy(&line?)
             .trim_end_matches('\r')
@@ -446,6 +561,22 @@ fn boot(
                 n.parse::<usize>().map_or(0, |n| n + 1),
                 started.elapsed().as_secs_f64()
             );
+        } else if let Some(n) = line.strip_prefix("@@GDB ") {
+            let run = n
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| Some((n, runs.get(n)?)));
+            if let (Some((n, run)), Some(link)) = (run, gdb) {
+                // One gdb at a time on the line: the last one has seen its run end.
+                gdb_finish(&mut gdb_running);
+                let elf = guests
+                    .get(run.case.guest)
+                    .context("the gdb case's guest")?
+                    .clone();
+                let (commands, link) = (run.case.gdb, *link);
+                gdb_running = Some((n, std::thread::spawn(move || link.run_gdb(&elf, commands))));
+            }
         } else if line == "@@BENCH-BEGIN" {
             eprintln!("kvm-hw: running the benchmark inside the VM");
         }
@@ -459,7 +590,8 @@ fn boot(
             args.timeout
         );
     }
-    Ok(log)
+    gdb_finish(&mut gdb_running);
+    Ok((log, gdb_outputs))
 }
 
 /// The runs' results, by run index.
@@ -610,6 +742,25 @@ mod tests {
         let problems = check(&runs[1], &observed[&1], true);
         assert!(problems.iter().any(|p| p.contains("exit status 102")));
         assert!(problems.iter().any(|p| p.contains("stdout lacks")));
+    }
+
+    #[test]
+    fn gdb_cases_debug_a_dev_build_and_check_gdbs_output() {
+        let runs = plan(&["gdb".to_owned()]);
+        assert!(!runs.is_empty() && runs.iter().all(|r| !r.case.gdb.is_empty()));
+        assert!(cases::dev_build("debuggee"));
+        assert!(!cases::dev_build("hello"));
+        let mut o = Observed {
+            status: Some(143),
+            stdout: "debuggee: 14 rounds, total 143\n".into(),
+            stderr: "parapet: the guest waits for gdb; ...\n".into(),
+            ..Observed::default()
+        };
+        let problems = check(&runs[0], &o, true);
+        assert!(problems.iter().all(|p| p.contains("client's output")));
+        assert!(!problems.is_empty(), "no gdb transcript is a failure");
+        o.client = runs[0].case.client_out.join("\n");
+        assert!(check(&runs[0], &o, true).is_empty());
     }
 
     #[test]
