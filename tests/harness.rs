@@ -527,8 +527,9 @@ impl Drop for TempDir {
 }
 
 /// A builder for small, hand-made ELF images: a 64-byte ELF header, 56-byte program headers and
-/// the segment contents. [`Elf::minimal_kernel`] is a valid Parapet kernel; tests break one field
-/// at a time to check that the VMM rejects the image cleanly.
+/// the segment contents. [`Elf::minimal_kernel`](crate::elf::Elf::minimal_kernel) is a valid
+/// Parapet kernel; tests break one field at a time to check that the VMM rejects the image
+/// cleanly.
 pub mod elf {
     /// `ET_EXEC`.
     pub const ET_EXEC: u16 = 2;

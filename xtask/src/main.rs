@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Guests are the packages under `examples/`. They are built for `x86_64-unknown-none` (soft-float,
-//! no red zone, panic=abort); the VMM is built for the host. `bench` ([`bench`]) builds
+//! no red zone, panic=abort); the VMM is built for the host. `bench` ([`mod@bench`]) builds
 //! everything with the release profile and prints the hypercall-vs-trap table of
 //! docs/benchmarks.md; `bench blk` and `bench net` measure the PV block and network devices
 //! against the host doing the same I/O (docs/benchmarks.md, "PV block", "PV network").
