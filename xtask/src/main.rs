@@ -4,6 +4,7 @@
 //! cargo xtask run-guest NAME [--release] [-- VMM-ARGS...]
 //! cargo xtask build-guest NAME [--release]
 //! cargo xtask run-kernel ELF [VMM-ARGS...]      (the cargo runner for x86_64-unknown-none)
+//! cargo xtask new-guest PATH [--name NAME]      (a guest crate of its own, anywhere)
 //! cargo xtask bench [--iters N] [--rounds R] [--peer-solo5 PATH] [--only PATTERN]...
 //! cargo xtask bench blk [--size 256M] [--seconds N] [--rounds R] [--spin US]
 //! cargo xtask bench net [--mib N] [--udp N] [--rounds R]      (root: network namespaces)
@@ -13,14 +14,16 @@
 //! Guests are the packages under `examples/`. They are built for `x86_64-unknown-none` (soft-float,
 //! no red zone, panic=abort); the VMM is built for the host. `run-kernel` is what
 //! `cargo run --target x86_64-unknown-none -p GUEST` runs in this repository (the runner in
-//! .cargo/config.toml). `bench` ([`mod@bench`]) builds everything with the release profile and
-//! prints the hypercall-vs-trap table of docs/benchmarks.md; `bench blk` and `bench net` measure
-//! the PV block and network devices against the host doing the same I/O (docs/benchmarks.md,
-//! "PV block", "PV network"). `test-kvm-hw` ([`kvm_hw`]) is the
+//! .cargo/config.toml); `new-guest` ([`new_guest`]) writes a guest crate that builds and runs
+//! with plain `cargo` outside this repository. `bench` ([`mod@bench`]) builds everything with the
+//! release profile and prints the hypercall-vs-trap table of docs/benchmarks.md; `bench blk` and
+//! `bench net` measure the PV block and network devices against the host doing the same I/O
+//! (docs/benchmarks.md, "PV block", "PV network"). `test-kvm-hw` ([`kvm_hw`]) is the
 //! hardware-KVM lane (docs/platforms.md).
 
 mod bench;
 mod kvm_hw;
+mod new_guest;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -68,6 +71,16 @@ enum Task {
         /// Arguments for `parapet run` (e.g. `--memory 128M --cmdline "exit=3"`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         vmm_args: Vec<OsString>,
+    },
+    /// Create a guest crate of its own at PATH, outside this workspace: it depends on this
+    /// checkout's guest-sdk, and in it plain `cargo build` builds the guest and
+    /// `cargo run -- VMM-ARGS` boots it with `parapet run` (`parapet` on PATH).
+    NewGuest {
+        /// The new crate's directory: it must not exist, or be empty.
+        path: PathBuf,
+        /// The package name [default: the directory's name].
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Measure each paravirtual mechanism next to the trap it replaces, the bare-KVM floor and
     /// (with --peer-solo5) Solo5's hvt; print one table, write target/bench/results.json and
@@ -118,6 +131,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .is_some_and(|dir| dir == "release");
             let vmm = ws.build_vmm(release)?;
             run_vmm(&vmm, &kernel, &vmm_args)
+        }
+        Task::NewGuest { path, name } => {
+            let dir = new_guest::create(&ws, &path, name.as_deref())?;
+            eprintln!(
+                "xtask: created the guest crate {}; boot it with `cargo run` there \
+                 (`parapet` must be on PATH: `cargo install --path {}`)",
+                dir.display(),
+                ws.root.join("hypervisor").display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Task::Bench(args) => bench::run(&ws, args),
         Task::TestKvmHw(args) => kvm_hw::run(&ws, args),
