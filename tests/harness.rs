@@ -90,6 +90,16 @@ fn layout() -> &'static BuildLayout {
     LAYOUT.get_or_init(BuildLayout::of_current_exe)
 }
 
+/// The target directory this test binary was built in (and the harness builds into).
+pub fn target_dir() -> &'static Path {
+    &layout().target_dir
+}
+
+/// The cargo profile this test binary was built with (`dev`, `release`, or a custom one).
+pub fn profile() -> &'static str {
+    layout().profile()
+}
+
 /// Runs a nested cargo build; on failure returns its full output as the error.
 fn run_build(mut cmd: Command, what: &str) -> Result<(), String> {
     let out = cmd
@@ -223,15 +233,18 @@ pub struct Output {
     pub stdout: String,
     /// VMM messages.
     pub stderr: String,
-    /// The harness killed the process after [`WALL_CLOCK_LIMIT`].
+    /// The harness killed the process after its time limit ([`WALL_CLOCK_LIMIT`] unless
+    /// [`run_with_limit`] set another).
     pub killed: bool,
+    /// The time limit the process ran under.
+    pub limit: Duration,
 }
 
 impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "command: {}", self.command)?;
         match (self.killed, self.status) {
-            (true, _) => writeln!(f, "status: KILLED after {} s", WALL_CLOCK_LIMIT.as_secs())?,
+            (true, _) => writeln!(f, "status: KILLED after {} s", self.limit.as_secs())?,
             (false, Some(s)) => writeln!(f, "status: {s}")?,
             (false, None) => writeln!(f, "status: terminated by a signal")?,
         }
@@ -254,7 +267,7 @@ impl Output {
     pub fn assert_status(&self, expected: i32) -> &Self {
         assert!(
             !self.killed,
-            "parapet did not finish within the safety limit\n{self}"
+            "the process did not finish within its safety limit\n{self}"
         );
         assert_eq!(
             self.status,
@@ -410,18 +423,24 @@ pub fn run_guest(name: &str, args: &[&str]) -> Output {
 pub fn run_guest_with_input(name: &str, args: &[&str], input: &[u8]) -> Output {
     let mut cmd = Command::new(vmm());
     cmd.arg("run").arg(guest(name)).args(args);
-    run_with_input(cmd, Some(input))
+    run_with_input(cmd, Some(input), WALL_CLOCK_LIMIT)
 }
 
 /// Runs `cmd` with stdin closed, capturing stdout and stderr, and kills it after
 /// [`WALL_CLOCK_LIMIT`]. The log environment is cleared so a developer's settings cannot change
 /// what the VMM prints. With `PARAPET_TESTS_SHOW` set, every run is printed (use `--nocapture`).
 pub fn run(cmd: Command) -> Output {
-    run_with_input(cmd, None)
+    run_with_input(cmd, None, WALL_CLOCK_LIMIT)
 }
 
-/// [`run`], with `input` written to the child's standard input (then closed) if given.
-fn run_with_input(mut cmd: Command, input: Option<&[u8]>) -> Output {
+/// [`run`] with another safety limit, for commands that build (nested cargo runs).
+pub fn run_with_limit(cmd: Command, limit: Duration) -> Output {
+    run_with_input(cmd, None, limit)
+}
+
+/// [`run`], with `input` written to the child's standard input (then closed) if given, killed
+/// after `limit`.
+fn run_with_input(mut cmd: Command, input: Option<&[u8]>, limit: Duration) -> Output {
     cmd.env_remove("PARAPET_LOG")
         .env_remove("RUST_LOG")
         .stdin(if input.is_some() {
@@ -446,7 +465,7 @@ fn run_with_input(mut cmd: Command, input: Option<&[u8]>) -> Output {
     }
     let stdout = drain(&mut child, true);
     let stderr = drain(&mut child, false);
-    let deadline = Instant::now() + WALL_CLOCK_LIMIT;
+    let deadline = Instant::now() + limit;
     let mut killed = false;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for parapet") {
@@ -466,6 +485,7 @@ fn run_with_input(mut cmd: Command, input: Option<&[u8]>) -> Output {
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
         killed,
+        limit,
     };
     if std::env::var_os("PARAPET_TESTS_SHOW").is_some() {
         eprintln!("{out}");
@@ -527,8 +547,9 @@ impl Drop for TempDir {
 }
 
 /// A builder for small, hand-made ELF images: a 64-byte ELF header, 56-byte program headers and
-/// the segment contents. [`Elf::minimal_kernel`] is a valid Parapet kernel; tests break one field
-/// at a time to check that the VMM rejects the image cleanly.
+/// the segment contents. [`Elf::minimal_kernel`](crate::elf::Elf::minimal_kernel) is a valid
+/// Parapet kernel; tests break one field at a time to check that the VMM rejects the image
+/// cleanly.
 pub mod elf {
     /// `ET_EXEC`.
     pub const ET_EXEC: u16 = 2;

@@ -106,7 +106,7 @@ pub struct QuerySize {
     pub pad2: u16,
 }
 
-/// One side of a [`Copy`]: a grant reference or a local frame.
+/// One side of a [`Copy`](struct@Copy): a grant reference or a local frame.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct CopyPtr {

@@ -54,8 +54,9 @@
 //! [`BlockDevice::max_request_sectors`] and keep up to [`PIPELINE_BYTES`] (and
 //! [`PIPELINE_DEPTH`] requests) in flight.
 //!
-//! With the `embedded-sdmmc` feature, [`sdmmc::SdmmcDisk`] adapts a `BlockDevice` to
+//! With the `embedded-sdmmc` feature, `sdmmc::SdmmcDisk` adapts a `BlockDevice` to
 //! `embedded_sdmmc::BlockDevice`, so the `embedded-sdmmc` FAT16/FAT32 file system runs on it.
+// (Plain names, not links: they exist only with the feature, and these docs build without it.)
 
 use alloc::collections::VecDeque;
 use alloc::rc::{Rc, Weak};

@@ -59,7 +59,9 @@ macro_rules! entry {
             let _guest_main: fn() -> u32 = $main;
             let name = env!("CARGO_BIN_NAME");
             ::std::eprintln!(
-                "`{name}` is a Parapet guest kernel: run it with `cargo xtask run-guest {name}`"
+                "`{name}` is a Parapet guest kernel, not a host program: build it with \
+                 `--target x86_64-unknown-none` and boot it with `parapet run` (in the Parapet \
+                 repository: `cargo xtask run-guest {name}`)"
             );
             1
         }

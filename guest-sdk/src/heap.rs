@@ -73,9 +73,18 @@ unsafe impl GlobalAlloc for LockedHeap {
     }
 }
 
-/// The global allocator of guest kernels.
-#[cfg(target_os = "none")]
-#[global_allocator]
+/// The heap: in a guest kernel, the `#[global_allocator]`, given its memory at boot.
+///
+/// It exists on every target, so code that reports on it builds for the host too (where every
+/// guest crate also compiles, to a stub); there it is not the allocator and stays empty.
+///
+/// ```
+/// use guest_sdk::heap::HEAP;
+///
+/// let (used, size) = (HEAP.used(), HEAP.size());
+/// assert!(used <= size); // in a guest: `println!("heap: {used} of {size} bytes in use")`
+/// ```
+#[cfg_attr(target_os = "none", global_allocator)]
 pub static HEAP: LockedHeap = LockedHeap::empty();
 
 /// The heap's memory: the largest `USABLE` region of `memmap`, clipped to start at or above

@@ -22,6 +22,13 @@
 //! delivery, runs `main`, and powers the domain off with the value `main` returns. Built for any
 //! other target, [`entry!`] produces a host program that explains how to run the guest instead.
 //!
+//! A guest build needs three rustflags for `x86_64-unknown-none`, which select the SDK's linker
+//! script: `-C link-arg=-Tparapet-guest.ld -C link-arg=--no-pie -C relocation-model=static`,
+//! in the guest crate's `.cargo/config.toml` (the SDK's build script refuses a guest build
+//! without them). `cargo xtask new-guest PATH` in the Parapet repository makes a guest crate
+//! with that file, in which plain `cargo run` boots the guest with `parapet run` (README,
+//! "Writing your own guest").
+//!
 //! The rest of the SDK is a set of small modules with one job each:
 //!
 //! | module | what it does |

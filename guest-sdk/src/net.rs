@@ -1,8 +1,8 @@
 //! PV network interfaces (docs/abi.md §10.3; `parapet run --net tap=NAME[,mac=…]`): a
 //! [`pv_drivers::netif::NetifFront`] on two heap pages, granted and connected, with pools of
 //! granted packet pages, driven with the device's event channel; and, with the `smoltcp`
-//! feature, an implementation of smoltcp's [`phy::Device`](smoltcp::phy::Device), so a guest
-//! runs smoltcp's ARP, IPv4, ICMP, UDP and TCP over it.
+//! feature, an implementation of smoltcp's `phy::Device`, so a guest runs smoltcp's ARP, IPv4,
+//! ICMP, UDP and TCP over it.
 //!
 //! ```ignore
 //! let mut net = Net::connect()?;

@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use parapet_abi::start_info::{Platform, StartInfo, Transport};
+use parapet_abi::start_info::{Platform, START_INFO_MAGIC, StartInfo, Transport};
 
 /// The start-info page, or null before boot (and always on the host).
 static START_INFO: AtomicPtr<StartInfo> = AtomicPtr::new(core::ptr::null_mut());
@@ -20,7 +20,7 @@ static START_INFO: AtomicPtr<StartInfo> = AtomicPtr::new(core::ptr::null_mut());
 pub enum StartInfoError {
     /// The pointer in RSI was null or misaligned.
     BadPointer,
-    /// `magic` is not `parapet-abi-0.1`: a different ABI version or no Parapet VMM at all.
+    /// `magic` is not [`START_INFO_MAGIC`]: a different ABI version or no Parapet VMM at all.
     BadMagic,
     /// `platform` holds a value this SDK does not know.
     UnknownPlatform(u32),
@@ -36,7 +36,14 @@ impl core::fmt::Display for StartInfoError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             StartInfoError::BadPointer => f.write_str("start-info pointer is null or misaligned"),
-            StartInfoError::BadMagic => f.write_str("start-info magic is not parapet-abi-0.1"),
+            StartInfoError::BadMagic => {
+                let magic = START_INFO_MAGIC
+                    .split(|&b| b == 0)
+                    .next()
+                    .unwrap_or_default();
+                let magic = core::str::from_utf8(magic).unwrap_or("?");
+                write!(f, "start-info magic is not {magic}")
+            }
             StartInfoError::UnknownPlatform(p) => write!(f, "unknown platform {p}"),
             StartInfoError::UnknownTransport(t) => write!(f, "unknown hypercall transport {t}"),
             StartInfoError::MissingPage => f.write_str("hypercall or shared-info page missing"),
@@ -142,7 +149,7 @@ pub fn first_word(cmdline: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parapet_abi::start_info::START_INFO_MAGIC;
+    use std::string::ToString;
     use zerocopy::FromZeros;
 
     #[test]
@@ -190,5 +197,17 @@ mod tests {
         // SAFETY: `si` is a leaked, hence 'static, start-info page that is never changed.
         assert_eq!(unsafe { init(si) }.err(), Some(StartInfoError::BadMagic));
         assert!(try_start_info().is_none());
+    }
+
+    #[test]
+    fn bad_magic_names_the_abi_s_magic() {
+        let text = StartInfoError::BadMagic.to_string();
+        let magic = text
+            .strip_prefix("start-info magic is not ")
+            .unwrap_or_else(|| panic!("{text:?}"));
+        assert!(magic.starts_with("parapet-abi-"), "{text:?}");
+        // All of the magic up to its terminating NUL.
+        assert!(START_INFO_MAGIC.starts_with(magic.as_bytes()), "{text:?}");
+        assert_eq!(START_INFO_MAGIC[magic.len()], 0, "{text:?}");
     }
 }

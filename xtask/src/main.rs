@@ -3,19 +3,27 @@
 //! ```text
 //! cargo xtask run-guest NAME [--release] [-- VMM-ARGS...]
 //! cargo xtask build-guest NAME [--release]
+//! cargo xtask run-kernel ELF [VMM-ARGS...]      (the cargo runner for x86_64-unknown-none)
+//! cargo xtask new-guest PATH [--name NAME]      (a guest crate of its own, anywhere)
 //! cargo xtask bench [--iters N] [--rounds R] [--peer-solo5 PATH] [--only PATTERN]...
 //! cargo xtask bench blk [--size 256M] [--seconds N] [--rounds R] [--spin US]
 //! cargo xtask bench net [--mib N] [--udp N] [--rounds R]      (root: network namespaces)
+//! cargo xtask test-kvm-hw [--bench]
 //! ```
 //!
 //! Guests are the packages under `examples/`. They are built for `x86_64-unknown-none` (soft-float,
-//! no red zone, panic=abort); the VMM is built for the host. `bench` ([`bench`]) builds
-//! everything with the release profile and prints the hypercall-vs-trap table of
-//! docs/benchmarks.md; `bench blk` and `bench net` measure the PV block and network devices
-//! against the host doing the same I/O (docs/benchmarks.md, "PV block", "PV network").
+//! no red zone, panic=abort); the VMM is built for the host. `run-kernel` is what
+//! `cargo run --target x86_64-unknown-none -p GUEST` runs in this repository (the runner in
+//! .cargo/config.toml); `new-guest` ([`new_guest`]) writes a guest crate that builds and runs
+//! with plain `cargo` outside this repository. `bench` ([`mod@bench`]) builds everything with the
+//! release profile and prints the hypercall-vs-trap table of docs/benchmarks.md; `bench blk` and
+//! `bench net` measure the PV block and network devices against the host doing the same I/O
+//! (docs/benchmarks.md, "PV block", "PV network"). `test-kvm-hw` ([`kvm_hw`]) is the
+//! hardware-KVM lane (docs/platforms.md).
 
 mod bench;
 mod kvm_hw;
+mod new_guest;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -52,6 +60,27 @@ enum Task {
     BuildGuest {
         #[command(flatten)]
         guest: GuestArgs,
+    },
+    /// Build the VMM and boot a guest ELF image: `parapet run ELF VMM-ARGS`. The cargo runner
+    /// for x86_64-unknown-none in this repository, so that
+    /// `cargo run --target x86_64-unknown-none -p GUEST -- VMM-ARGS` boots the guest; the VMM
+    /// is built with the release profile if the ELF lies in a `release` directory.
+    RunKernel {
+        /// The guest's ELF image.
+        kernel: PathBuf,
+        /// Arguments for `parapet run` (e.g. `--memory 128M --cmdline "exit=3"`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        vmm_args: Vec<OsString>,
+    },
+    /// Create a guest crate of its own at PATH, outside this workspace: it depends on this
+    /// checkout's guest-sdk, and in it plain `cargo build` builds the guest and
+    /// `cargo run -- VMM-ARGS` boots it with `parapet run` (`parapet` on PATH).
+    NewGuest {
+        /// The new crate's directory: it must not exist, or be empty.
+        path: PathBuf,
+        /// The package name [default: the directory's name].
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Measure each paravirtual mechanism next to the trap it replaces, the bare-KVM floor and
     /// (with --peer-solo5) Solo5's hvt; print one table, write target/bench/results.json and
@@ -93,17 +122,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // The guest first: a wrong name or a missing target fails before the long VMM build.
             let elf = ws.build_guest(&guest.name, guest.release)?;
             let vmm = ws.build_vmm(guest.release)?;
-            let status = Command::new(&vmm)
-                .arg("run")
-                .arg(&elf)
-                .args(&vmm_args)
-                .status()
-                .with_context(|| format!("cannot start {}", vmm.display()))?;
-            Ok(exit_code(status))
+            run_vmm(&vmm, &elf, &vmm_args)
+        }
+        Task::RunKernel { kernel, vmm_args } => {
+            let release = kernel
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|dir| dir == "release");
+            let vmm = ws.build_vmm(release)?;
+            run_vmm(&vmm, &kernel, &vmm_args)
+        }
+        Task::NewGuest { path, name } => {
+            let dir = new_guest::create(&ws, &path, name.as_deref())?;
+            eprintln!(
+                "xtask: created the guest crate {}; boot it with `cargo run` there \
+                 (`parapet` must be on PATH: `cargo install --path {}`)",
+                dir.display(),
+                ws.root.join("hypervisor").display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Task::Bench(args) => bench::run(&ws, args),
         Task::TestKvmHw(args) => kvm_hw::run(&ws, args),
     }
+}
+
+/// Runs `vmm run ELF ARGS` and returns its exit status.
+fn run_vmm(vmm: &Path, elf: &Path, args: &[OsString]) -> Result<ExitCode> {
+    let status = Command::new(vmm)
+        .arg("run")
+        .arg(elf)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot start {}", vmm.display()))?;
+    Ok(exit_code(status))
 }
 
 /// The VMM's exit status, passed on unchanged; a signal becomes 128 + signal number, as in a shell.
@@ -162,7 +214,10 @@ impl Workspace {
         if release {
             cmd.arg("--release");
         }
-        run_cargo(cmd, &format!("`{bin}` ({package})"))?;
+        run_cargo(
+            cmd,
+            &format!("`{bin}` ({package}, {})", profile_dir(release)),
+        )?;
         Ok(self.target_dir.join(profile_dir(release)).join(bin))
     }
 
@@ -212,7 +267,10 @@ impl Workspace {
         // guest flags come from `[target.x86_64-unknown-none]` in .cargo/config.toml.
         cmd.env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS");
-        run_cargo(cmd, &format!("guest `{name}`"))?;
+        run_cargo(
+            cmd,
+            &format!("guest `{name}` ({GUEST_TARGET}, {})", profile_dir(release)),
+        )?;
         Ok(self
             .target_dir
             .join(GUEST_TARGET)
@@ -274,7 +332,9 @@ impl Workspace {
     }
 }
 
+/// Runs a cargo build, announcing it first: cargo's own progress follows on stderr.
 fn run_cargo(mut cmd: Command, what: &str) -> Result<()> {
+    eprintln!("xtask: building {what}");
     let status = cmd.status().context("cannot run cargo")?;
     if !status.success() {
         bail!("building {what} failed ({status})");

@@ -400,8 +400,14 @@ impl Vm {
         // SAFETY: the region is `ram`'s own mapping, which outlives the VM (`Vm` field order).
         unsafe { vm.set_user_memory_region(region) }
             .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
-        vm.create_irq_chip()
-            .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+        // Parapet's split irqchip: the local APIC in the kernel, no PIC, IOAPIC or PIT.
+        let split = kvm_bindings::kvm_enable_cap {
+            cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP,
+            args: [24, 0, 0, 0],
+            ..Default::default()
+        };
+        vm.enable_cap(&split)
+            .map_err(|e| format!("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): {e}"))?;
         let mut vcpu = vm
             .create_vcpu(0)
             .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;

@@ -763,7 +763,7 @@ struct NetReport {
     udp: u64,
     udp_size: u64,
     rounds: u32,
-    /// [test][way]
+    /// `[test][way]`
     cells: Vec<Vec<Cell>>,
 }
 
