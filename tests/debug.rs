@@ -79,6 +79,16 @@ fn gdb_breaks_inspects_steps_and_continues_to_the_exit() {
             "bt 2",
             "stepi",
             "info registers rip fs_base gs_base",
+            // Register writes reach KVM: read back past gdb's cache, then put back.
+            "set $saved_r12 = $r12",
+            "set $saved_gs = $gs_base",
+            "set $r12 = 0x1234abcd",
+            "set $gs_base = 0x7777000",
+            "maintenance flush register-cache",
+            "print/x $r12",
+            "print/x $gs_base",
+            "set $r12 = $saved_r12",
+            "set $gs_base = $saved_gs",
             "set var ROUNDS_DONE.v.value = 5",
             "delete",
             "continue",
@@ -96,6 +106,8 @@ fn gdb_breaks_inspects_steps_and_continues_to_the_exit() {
         "in debuggee::main () at examples/debuggee/src/main.rs",
         "fs_base",
         "gs_base",
+        "= 0x1234abcd",
+        "= 0x7777000",
         // 143 as gdb prints exit codes, in octal.
         "exited with code 0217",
     ] {
