@@ -3,7 +3,7 @@
 use crate::backends::{self, BackendThread};
 use crate::builder::{self, BootParams, layout};
 use crate::config::VmConfig;
-use crate::debug::core_dump::{CoreDumper, CoreRegisters};
+use crate::debug::core_dump::CoreDumper;
 use crate::debug::gdb::{self, SessionEnd};
 use crate::debug::listen::GdbListener;
 use crate::devices::{Device, Model};
@@ -238,7 +238,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     }
     let exit = exit?;
     let core = core_dumper.and_then(|dumper| {
-        let (cr3, regs) = core_registers(&exit, &vcpu)?;
+        let (cr3, regs) = crate::debug::core_dump::registers(&exit, &vcpu)?;
         Some(dumper.dump(cr3, regs, crate::debug::fatal_signal(&exit).into()))
     });
     let status = report(exit, &vcpu, &ram, kernel_file.as_ref(), config.timeout);
@@ -278,38 +278,6 @@ fn debug_run(
             run_to_end(run)
         }
     }
-}
-
-/// The page-table root and registers a core dump records for `exit`; `None` if the guest did
-/// not fault or panic.
-fn core_registers(exit: &GuestExit, vcpu: &Vcpu) -> Option<(u64, CoreRegisters)> {
-    let report = match exit {
-        GuestExit::Fault(info) => info.report.as_deref().copied(),
-        GuestExit::Crash => None,
-        _ => return None,
-    };
-    let r = vcpu.fd().get_regs().ok()?;
-    let s = vcpu.fd().get_sregs().ok()?;
-    let mut regs = CoreRegisters {
-        gprs: [
-            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
-            r.r12, r.r13, r.r14, r.r15,
-        ],
-        rip: r.rip,
-        rflags: r.rflags,
-        selectors: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|seg| u64::from(seg.selector)),
-        fs_base: s.fs.base,
-        gs_base: s.gs.base,
-    };
-    if let Some(f) = report {
-        let g = f.gprs;
-        regs.gprs = [
-            g[0], g[1], g[2], g[3], g[4], g[5], g[6], f.rsp, g[7], g[8], g[9], g[10], g[11], g[12],
-            g[13], g[14],
-        ];
-        (regs.rip, regs.rflags) = (f.rip, f.rflags);
-    }
-    Some((s.cr3, regs))
 }
 
 fn check_memory(bytes: u64) -> Result<u64> {

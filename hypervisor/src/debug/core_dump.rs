@@ -8,7 +8,9 @@
 //! the guest runs: the vCPU thread may not create files.
 
 use crate::error::{Error, Result};
+use crate::kvm::vcpu::Vcpu;
 use crate::memory::GuestRam;
+use crate::outcome::GuestExit;
 use crate::page_walk::{self, Mapping};
 use object::LittleEndian as LE;
 use object::elf;
@@ -35,6 +37,31 @@ pub struct CoreRegisters {
     pub fs_base: u64,
     /// GS base.
     pub gs_base: u64,
+}
+
+/// The page-table root and registers a core dump records for `exit`; `None` if the guest did
+/// not fault or panic.
+pub fn registers(exit: &GuestExit, vcpu: &Vcpu) -> Option<(u64, CoreRegisters)> {
+    let report = match exit {
+        GuestExit::Fault(info) => info.report.as_deref().copied(),
+        GuestExit::Crash => None,
+        _ => return None,
+    };
+    let r = vcpu.fd().get_regs().ok()?;
+    let s = vcpu.fd().get_sregs().ok()?;
+    let mut regs = CoreRegisters {
+        gprs: super::gprs_from_kvm(&r),
+        rip: r.rip,
+        rflags: r.rflags,
+        selectors: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|seg| u64::from(seg.selector)),
+        fs_base: s.fs.base,
+        gs_base: s.gs.base,
+    };
+    if let Some(f) = report {
+        regs.gprs = super::gprs_from_report(&f);
+        (regs.rip, regs.rflags) = (f.rip, f.rflags);
+    }
+    Some((s.cr3, regs))
 }
 
 /// Size of Linux's x86-64 `struct elf_prstatus`.

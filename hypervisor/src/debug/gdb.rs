@@ -267,10 +267,7 @@ impl GdbTarget<'_, '_> {
         let fpu = fd.get_fpu().kvm("KVM_GET_FPU")?;
         let mut regs = GuestRegs::default();
         let c = &mut regs.core;
-        c.regs = [
-            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
-            r.r12, r.r13, r.r14, r.r15,
-        ];
+        c.regs = super::gprs_from_kvm(&r);
         c.rip = r.rip;
         c.eflags = r.rflags as u32;
         c.segments.cs = s.cs.selector.into();
@@ -297,12 +294,7 @@ impl GdbTarget<'_, '_> {
         if let Some((GuestExit::Fault(info), _)) = &self.ended
             && let Some(report) = &info.report
         {
-            let g = report.gprs;
-            // FaultReport order: RAX RBX RCX RDX RSI RDI RBP R8–R15; gdb's puts RSP after RBP.
-            c.regs = [
-                g[0], g[1], g[2], g[3], g[4], g[5], g[6], report.rsp, g[7], g[8], g[9], g[10],
-                g[11], g[12], g[13], g[14],
-            ];
+            c.regs = super::gprs_from_report(report);
             c.rip = report.rip;
             c.eflags = report.rflags as u32;
         }
