@@ -4,7 +4,7 @@
 //! When standard input is the VMM's controlling terminal, the backend reads it only while the
 //! VMM is in the terminal's foreground process group: a background job (`parapet run … &`)
 //! leaves the terminal's input to the foreground job and looks again every
-//! [`BACKGROUND_RECHECK`] until it is brought to the foreground (`fg`). The VMM ignores
+//! `BACKGROUND_RECHECK` until it is brought to the foreground (`fg`). The VMM ignores
 //! `SIGTTIN` and `SIGTTOU` ([`crate::sys::ignore_terminal_stops`]), so job control never stops
 //! it, and a read that fails because the VMM was moved to the background meanwhile means "no
 //! input now", not the end of input.

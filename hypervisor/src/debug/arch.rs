@@ -12,7 +12,7 @@ pub enum GuestArch {}
 /// Length of the core and SSE registers in gdb's `g` packet.
 const CORE_LEN: usize = 0x218;
 
-/// Every register gdb can see, in the order of [`TARGET_XML`].
+/// Every register gdb can see, in the order of the target description.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestRegs {
     /// General, SSE and x87 registers, as `gdbstub_arch` lays them out.
