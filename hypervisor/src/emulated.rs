@@ -2,23 +2,10 @@
 //! not need them — the paravirtual interfaces replace them — but they are the baseline those
 //! interfaces are measured against, and a last-resort console (docs/abi.md §9.3).
 
-use crate::hypercall::ConsoleSink;
+use crate::guest_console::ConsoleSink;
+use crate::kvm::vcpu::IoBus;
 
-pub use parapet_abi::emulated::{
-    DEBUG_CONSOLE_PORT, SCRATCH_MMIO, SCRATCH_MMIO_SIZE, SCRATCH_PORT,
-};
-
-/// The trapped-and-emulated devices on the vCPU's I/O and MMIO buses.
-pub trait IoBus {
-    /// A port read; returns whether a device answered (else the guest reads all ones).
-    fn pio_read(&mut self, port: u16, data: &mut [u8]) -> bool;
-    /// A port write; returns whether a device took it.
-    fn pio_write(&mut self, port: u16, data: &[u8]) -> bool;
-    /// An MMIO read; returns whether a device answered (else the guest reads all ones).
-    fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) -> bool;
-    /// An MMIO write; returns whether a device took it.
-    fn mmio_write(&mut self, gpa: u64, data: &[u8]) -> bool;
-}
+pub use parapet_abi::emulated::{DEBUG_CONSOLE_PORT, SCRATCH_MMIO, SCRATCH_PORT};
 
 /// Parapet's emulated devices: the debug console and the scratch registers.
 #[derive(Debug)]

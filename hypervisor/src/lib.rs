@@ -4,32 +4,32 @@
 //! ([`builder`]), runs its vCPU ([`kvm`]) and serves its hypercalls ([`hypercall`]). See
 //! `docs/architecture.md` for the big picture and `docs/abi.md` for the guest ABI.
 
-pub mod backends;
-pub mod builder;
+pub(crate) mod builder;
 pub mod config;
-pub mod debug;
-pub mod devices;
-pub mod disk;
-pub mod domain;
-pub mod emulated;
+pub(crate) mod control;
+pub(crate) mod debug;
+pub(crate) mod devices;
+pub(crate) mod domain;
+pub(crate) mod emulated;
 pub mod error;
-pub mod events;
+pub(crate) mod events;
 pub mod fuzzing;
-pub mod grants;
-pub mod hypercall;
-pub mod kvm;
-pub mod loader;
-pub mod memory;
+pub(crate) mod grants;
+pub(crate) mod guest_console;
+pub(crate) mod hypercall;
+pub(crate) mod kvm;
+pub(crate) mod layout;
+pub(crate) mod loader;
+pub(crate) mod memory;
 pub mod outcome;
-pub mod page_walk;
-pub mod platform;
-pub mod seccomp;
-pub mod stats;
-pub mod symbols;
-pub mod sys;
-pub mod tap;
-pub mod timer;
-pub mod vcpu_loop;
+pub(crate) mod page_walk;
+pub(crate) mod platform;
+pub(crate) mod seccomp;
+pub(crate) mod stats;
+pub(crate) mod symbols;
+pub(crate) mod sys;
+pub(crate) mod timer;
+pub(crate) mod vcpu_loop;
 pub mod vmm;
 
 pub use config::VmConfig;

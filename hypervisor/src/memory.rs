@@ -209,11 +209,6 @@ impl GuestPage {
         Ok(GuestPage { ram, gpa, writable })
     }
 
-    /// Whether the VMM may write the page (the guest's page tables let the guest write it).
-    pub fn writable(&self) -> bool {
-        self.writable
-    }
-
     /// The page's GPA.
     pub fn gpa(&self) -> u64 {
         self.gpa

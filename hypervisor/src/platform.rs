@@ -6,10 +6,10 @@
 //! - **VT-x/AMD-V KVM**: hypercalls use VMCALL (Intel) or VMMCALL (AMD) when KVM's Xen intercept
 //!   is available, else port I/O.
 
-use crate::builder::layout;
 use crate::config::TransportChoice;
 use crate::error::{Error, Result};
 use crate::kvm::vcpu::Vcpu;
+use crate::layout;
 use parapet_abi::start_info::{Platform, Transport};
 
 /// kvm_pvm: VIF page GPA and PV flags (read/write).

@@ -1,12 +1,14 @@
 //! The vCPU run loop: runs the guest, serves its hypercalls and exits, and returns when the
 //! guest's run is over or a debugger must look at it.
 
-use crate::builder::layout;
+use crate::control::Control;
 use crate::domain::Domain;
 use crate::emulated::EmulatedDevices;
 use crate::error::{Error, Result};
-use crate::hypercall::{self, Action, Context, Control, Stdout};
+use crate::guest_console::Stdout;
+use crate::hypercall::{self, Action, Context};
 use crate::kvm::{self, vcpu::Exit, vcpu::Vcpu};
+use crate::layout;
 use crate::outcome::{FaultInfo, GuestExit};
 use crate::stats::ExitCounters;
 use parapet_abi::Errno;
@@ -100,7 +102,10 @@ impl VcpuLoop<'_> {
                 Exit::Mmio { gpa, write, .. } => {
                     debug!("MMIO to unbacked address {gpa:#x} (write: {write})");
                 }
-                Exit::PortBreakpoint { .. } => return Ok(Stop::Debug(DebugStop::Breakpoint)),
+                Exit::PortBreakpoint { addr } => {
+                    debug!("breakpoint at {addr:#x}");
+                    return Ok(Stop::Debug(DebugStop::Breakpoint));
+                }
                 Exit::Debug { exception: 1, .. } => return Ok(Stop::Debug(DebugStop::Step)),
                 Exit::Debug { exception: 3, .. } => {
                     return Ok(Stop::Debug(DebugStop::Breakpoint));

@@ -1,17 +1,19 @@
 //! One guest run, start to finish: validate, build, run the vCPU, report.
 
-use crate::backends::{self, BackendThread};
-use crate::builder::{self, BootParams, layout};
+use crate::builder::{self, BootParams};
 use crate::config::VmConfig;
+use crate::control::Control;
 use crate::debug::core_dump::CoreDumper;
 use crate::debug::gdb::{self, SessionEnd};
 use crate::debug::listen::GdbListener;
-use crate::devices::{Device, Model};
-use crate::disk::FileDisk;
+use crate::devices::block::{BlockDevice, DiskImage};
+use crate::devices::loopback::Loopback;
+use crate::devices::net::{NetDevice, Tap};
+use crate::devices::{BackendThread, Device};
 use crate::domain::Domain;
 use crate::error::{Error, Result};
-use crate::hypercall::Control;
 use crate::kvm::{self, irq, vcpu::Vcpu};
+use crate::layout;
 use crate::loader::{self, LoadError};
 use crate::memory::GuestPage;
 use crate::memory::GuestRam;
@@ -19,7 +21,6 @@ use crate::outcome::{FaultInfo, GuestExit, status};
 use crate::platform::{self, Host};
 use crate::stats::ExitCounters;
 use crate::symbols::SymbolTable;
-use crate::tap::Tap;
 use crate::vcpu_loop::{Stop, VcpuLoop, vcpu_fault};
 use crossbeam_channel::Sender;
 use kvm_ioctls::IoEventAddress;
@@ -67,12 +68,12 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     let disks = config
         .disks
         .iter()
-        .map(|spec| FileDisk::open(spec).map(Arc::new))
+        .map(DiskImage::open)
         .collect::<Result<Vec<_>>>()?;
     let taps = config
         .nets
         .iter()
-        .map(|spec| Tap::open(spec).map(Arc::new))
+        .map(Tap::open)
         .collect::<Result<Vec<_>>>()?;
     if disks.len() + taps.len() + usize::from(config.loopback) > parapet_abi::device::MAX_DEVICES {
         return Err(Error::HostUnsupported(format!(
@@ -104,15 +105,15 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     let mut devices = Vec::new();
     for disk in disks {
         let (port, kick) = backend_port(&vm, &dom)?;
-        devices.push(Device::new(Model::Block(disk), port, kick));
+        devices.push(Device::new(Arc::new(BlockDevice::new(disk)), port, kick));
     }
     for tap in taps {
         let (port, kick) = backend_port(&vm, &dom)?;
-        devices.push(Device::new(Model::Net(tap, Default::default()), port, kick));
+        devices.push(Device::new(Arc::new(NetDevice::new(tap)), port, kick));
     }
     if config.loopback {
         let (port, kick) = backend_port(&vm, &dom)?;
-        devices.push(Device::new(Model::Loopback, port, kick));
+        devices.push(Device::new(Arc::new(Loopback), port, kick));
     }
     let device_infos: Vec<_> = devices.iter().map(Device::info).collect();
     let mut masked_ports: Vec<u32> = device_infos.iter().map(|d| d.evtchn).collect();
@@ -367,18 +368,11 @@ fn backend_port(vm: &VmFd, dom: &Domain) -> Result<(u32, Arc<EventFd>)> {
 fn start_console(dom: &Domain, (port, kick): (u32, Arc<EventFd>)) -> Result<BackendThread> {
     let page = GuestPage::new(dom.ram.clone(), layout::CONSOLE_PAGE)
         .expect("the console page lies inside guest RAM");
-    BackendThread::spawn(
-        crate::seccomp::Role::Console,
-        kick,
-        dom.events.clone(),
-        port,
-        dom.control_sender(),
-        dom.vcpu.clone(),
-        move |io| backends::console::serve(io, page, std::io::stdout(), true),
-    )
-    .map_err(|source| Error::Io {
-        op: "cannot start the console backend",
-        source,
+    crate::devices::console::start(&dom.backend_link(), page, port, kick).map_err(|source| {
+        Error::Io {
+            op: "cannot start the console backend",
+            source,
+        }
     })
 }
 

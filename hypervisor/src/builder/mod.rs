@@ -4,10 +4,11 @@
 //! through its start-info page: shared info with the PV clock, the hypercall page, GDT and TSS,
 //! and the initial page tables.
 
-pub mod layout;
 mod paging;
 
 use crate::error::{Error, Result};
+use crate::kvm::vcpu::BootState;
+use crate::layout;
 use crate::loader::KernelImage;
 use crate::memory::GuestRam;
 use parapet_abi::device::{DeviceInfo, MAX_DEVICES};
@@ -52,17 +53,6 @@ pub struct BootParams<'a> {
     pub devices: &'a [DeviceInfo],
     /// Ports that start masked (those connected to backends).
     pub masked_ports: &'a [u32],
-}
-
-/// The guest's entry state, for the vCPU.
-#[derive(Clone, Copy, Debug)]
-pub struct BootState {
-    /// RIP.
-    pub entry: u64,
-    /// RSI: GPA of the start-info page.
-    pub start_info: u64,
-    /// CR3.
-    pub cr3: u64,
 }
 
 /// Checks that the image and command line fit a guest of `ram_size` bytes.

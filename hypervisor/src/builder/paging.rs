@@ -9,7 +9,7 @@
 //! read/execute, rodata read-only, data read/write). All other RAM is read/write and never
 //! executable, in 2 MiB pages.
 
-use super::layout::{self, PAGE};
+use crate::layout::{self, PAGE};
 use crate::loader::KernelImage;
 use crate::memory::GuestRam;
 use parapet_abi::Errno;
@@ -179,7 +179,7 @@ pub fn build(
 /// Maps the emulated scratch register's MMIO page (no memory slot backs it: every access exits
 /// to the VMM), read/write, never executable, reusing the tables that already map RAM.
 fn map_scratch_mmio(ram: &GuestRam, pml4: u64, tables: &mut TableAllocator) -> Result<(), Errno> {
-    use crate::emulated::SCRATCH_MMIO as VA;
+    use parapet_abi::emulated::SCRATCH_MMIO as VA;
     const _: () = assert!(VA >> 39 != 256, "never PML4 slot 256");
     let mut table = pml4;
     for level in [3u32, 2, 1] {
@@ -258,10 +258,10 @@ mod tests {
             2 + 3 + 1 + 2,
             "PML4, PDPT, 3 PDs, the low PT, the MMIO page's PD and PT"
         );
-        let mmio = walk(&ram, cr3, crate::emulated::SCRATCH_MMIO);
+        let mmio = walk(&ram, cr3, parapet_abi::emulated::SCRATCH_MMIO);
         assert_eq!(
-            target(mmio, crate::emulated::SCRATCH_MMIO),
-            crate::emulated::SCRATCH_MMIO
+            target(mmio, parapet_abi::emulated::SCRATCH_MMIO),
+            parapet_abi::emulated::SCRATCH_MMIO
         );
         assert_eq!(
             mmio.0 & (PRESENT | WRITABLE | NO_EXECUTE),

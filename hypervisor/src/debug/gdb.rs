@@ -12,8 +12,8 @@
 //!   faulting instruction, with the registers the guest reported; continuing ends the run.
 
 use super::arch::{GuestArch, GuestRegs};
+use crate::control::Control;
 use crate::error::{Error, KvmContext, Result};
-use crate::hypercall::Control;
 use crate::kvm::vcpu::OUT_DX_AL;
 use crate::memory::GuestRam;
 use crate::outcome::{FaultInfo, GuestExit};

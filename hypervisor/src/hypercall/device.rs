@@ -9,7 +9,7 @@ pub(super) fn device_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Acti
     let result = match cmd {
         DEVOP_CONNECT => ctx.ram.read_obj::<Connect>(arg).and_then(|req| {
             let device = devices.get(req.device as usize).ok_or(Errno::ENOENT)?;
-            device.connect(ctx.dom, &req)
+            device.connect(&ctx.dom.backend_link(), &req)
         }),
         DEVOP_DISCONNECT => usize::try_from(arg)
             .ok()

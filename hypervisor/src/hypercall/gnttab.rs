@@ -137,7 +137,7 @@ fn copy_one(ctx: &Context<'_>, op: &Copy) -> Result<(), i16> {
 mod tests {
     use super::super::testing::{ret, with_context};
     use super::*;
-    use crate::builder::layout;
+    use crate::layout;
     use parapet_abi::event_channel::DOMID_BACKEND;
     use parapet_abi::grant_table::{GrantEntry, gtf};
 

@@ -14,11 +14,11 @@ mod timer;
 mod version;
 
 use crate::domain::Domain;
+use crate::guest_console::ConsoleSink;
 use crate::memory::GuestRam;
 use crate::outcome::GuestExit;
 use parapet_abi::Errno;
 use parapet_abi::hypercall::{Hypercall, NR_STUBS};
-use std::io::Write;
 
 /// What the vCPU loop does after a hypercall.
 #[derive(Debug)]
@@ -41,17 +41,6 @@ impl From<Result<u64, Errno>> for Action {
     }
 }
 
-/// Messages to a running vCPU thread (it is kicked out of `KVM_RUN` to read them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// Stop now (timeout, or the VMM is shutting down).
-    Stop,
-    /// A backend caught the guest breaking its protocol: stop it with this report.
-    Fault(String),
-    /// The debugger wants the guest paused (gdb's Ctrl-C).
-    DebugInterrupt,
-}
-
 /// What a handler may touch.
 #[derive(Debug)]
 pub struct Context<'a> {
@@ -61,24 +50,6 @@ pub struct Context<'a> {
     pub ram: &'a GuestRam,
     /// Where console output goes.
     pub console: &'a mut dyn ConsoleSink,
-}
-
-/// The console's output side.
-pub trait ConsoleSink: std::fmt::Debug {
-    /// Writes guest console bytes.
-    fn write_console(&mut self, bytes: &[u8]) -> std::io::Result<()>;
-}
-
-/// Console output to the VMM's stdout, flushed per write so it interleaves with logs correctly.
-#[derive(Debug, Default)]
-pub struct Stdout;
-
-impl ConsoleSink for Stdout {
-    fn write_console(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()
-    }
 }
 
 type Handler = fn(&mut Context<'_>, [u64; 5]) -> Action;

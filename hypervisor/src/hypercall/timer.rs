@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 impl Context<'_> {
     /// System time now, in ns.
+    #[cfg(test)]
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.dom.boot.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }

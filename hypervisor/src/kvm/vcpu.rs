@@ -1,9 +1,7 @@
 //! One vCPU: boot state, MSRs, and the run loop's view of KVM exits.
 
-use crate::builder::BootState;
-use crate::builder::layout::{self, selector};
-use crate::emulated::IoBus;
 use crate::error::{KvmContext, Result};
+use crate::layout::{self, selector};
 use kvm_bindings::{
     KVM_EXIT_XEN, KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE, Msrs, kvm_mp_state, kvm_msr_entry,
     kvm_regs, kvm_segment,
@@ -15,6 +13,29 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// `KVM_EXIT_XEN` subtype of a hypercall.
 const KVM_EXIT_XEN_HCALL: u32 = 1;
+
+/// The guest's entry state, for the vCPU.
+#[derive(Clone, Copy, Debug)]
+pub struct BootState {
+    /// RIP.
+    pub entry: u64,
+    /// RSI: GPA of the start-info page.
+    pub start_info: u64,
+    /// CR3.
+    pub cr3: u64,
+}
+
+/// The trapped-and-emulated devices on the vCPU's I/O and MMIO buses.
+pub trait IoBus {
+    /// A port read; returns whether a device answered (else the guest reads all ones).
+    fn pio_read(&mut self, port: u16, data: &mut [u8]) -> bool;
+    /// A port write; returns whether a device took it.
+    fn pio_write(&mut self, port: u16, data: &[u8]) -> bool;
+    /// An MMIO read; returns whether a device answered (else the guest reads all ones).
+    fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) -> bool;
+    /// An MMIO write; returns whether a device took it.
+    fn mmio_write(&mut self, gpa: u64, data: &[u8]) -> bool;
+}
 
 /// Why `KVM_RUN` returned, reduced to what the VMM acts on.
 #[derive(Debug)]
@@ -120,11 +141,6 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
     }
 }
 
-/// The signal that kicks a vCPU out of `KVM_RUN`.
-pub fn kick_signal() -> libc::c_int {
-    vmm_sys_util::signal::SIGRTMIN()
-}
-
 impl Vcpu {
     /// Wraps a created vCPU.
     pub fn new(fd: VcpuFd) -> Vcpu {
@@ -216,10 +232,10 @@ impl Vcpu {
         Ok(())
     }
 
-    /// Lets [`kick_signal`] interrupt this vCPU's `KVM_RUN`. Call on the thread that runs it.
+    /// Lets [`crate::control::kick_signal`] interrupt this vCPU's `KVM_RUN`. Call on the thread that runs it.
     pub fn arm_kick(&mut self) -> std::io::Result<()> {
         KICK_TARGET.store(self.fd.get_kvm_run(), Ordering::Release);
-        vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
+        vmm_sys_util::signal::register_signal_handler(crate::control::kick_signal(), on_kick)
             .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
     }
 

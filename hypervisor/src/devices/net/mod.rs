@@ -1,15 +1,87 @@
 //! The PV network backend (docs/abi.md §10.3): frames between the guest's rings and a host TAP
 //! device, in batches, one notification per batch.
 
-use super::{BackendIo, Wake};
+mod tap;
+
+pub use tap::Tap;
+
+use super::{Backend, BackendIo, Wake};
 use crate::grants::{GrantMapping, GrantTable};
-use crate::tap::Tap;
+use crate::seccomp::Role;
+use parapet_abi::device::{DeviceInfo, kind};
 use pv_drivers::netif::{
     NetCounters, NetifRxBackRing, NetifTxBackRing, PacketError, PacketIo, serve_rx, serve_tx,
 };
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
+
+/// A PV network interface on a host TAP device (`--net`).
+#[derive(Debug)]
+pub struct NetDevice {
+    tap: Arc<Tap>,
+    counters: SharedCounters,
+}
+
+impl NetDevice {
+    /// The interface on `tap`.
+    pub fn new(tap: Tap) -> NetDevice {
+        NetDevice {
+            tap: Arc::new(tap),
+            counters: SharedCounters::default(),
+        }
+    }
+}
+
+impl Backend for NetDevice {
+    fn kind(&self) -> u32 {
+        kind::NET
+    }
+
+    /// Transmit, then receive.
+    fn nr_rings(&self) -> u32 {
+        2
+    }
+
+    fn role(&self) -> Role {
+        Role::Net
+    }
+
+    fn describe(&self, info: &mut DeviceInfo) {
+        use parapet_abi::netif::{CONFIG_MAC, CONFIG_MTU};
+        let mut mac = [0u8; 8];
+        mac[..6].copy_from_slice(&self.tap.mac());
+        info.config[CONFIG_MAC] = u64::from_le_bytes(mac);
+        info.config[CONFIG_MTU] = 1500;
+    }
+
+    fn stats(&self, index: usize) -> Vec<(String, u64)> {
+        let c = *self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        [
+            ("tx_packets", c.tx_packets),
+            ("tx_bytes", c.tx_bytes),
+            ("tx_dropped", c.tx_dropped),
+            ("tx_errors", c.tx_errors),
+            ("rx_packets", c.rx_packets),
+            ("rx_bytes", c.rx_bytes),
+            ("rx_dropped", c.rx_dropped),
+            ("rx_errors", c.rx_errors),
+        ]
+        .into_iter()
+        .map(|(name, v)| (format!("net{index}.{name}"), v))
+        .collect()
+    }
+
+    fn serve(
+        &self,
+        rings: Vec<GrantMapping>,
+        grants: GrantTable,
+    ) -> Box<dyn FnOnce(BackendIo) + Send> {
+        let [tx, rx] = <[GrantMapping; 2]>::try_from(rings).expect("two rings");
+        let (tap, counters) = (self.tap.clone(), self.counters.clone());
+        Box::new(move |io| serve(io, tx, rx, grants, &tap, &counters))
+    }
+}
 
 /// The TAP device as the protocol logic sees it: non-blocking frame I/O.
 struct TapIo<'a>(&'a Tap);
@@ -31,7 +103,7 @@ impl PacketIo for TapIo<'_> {
 }
 
 /// Serves both rings until the VMM stops the backend.
-pub fn serve(
+fn serve(
     io: BackendIo,
     tx_ring: GrantMapping,
     rx_ring: GrantMapping,
@@ -75,4 +147,4 @@ pub fn serve(
 }
 
 /// Counters shared between a net backend thread and `--stats`.
-pub type SharedCounters = Arc<Mutex<NetCounters>>;
+type SharedCounters = Arc<Mutex<NetCounters>>;

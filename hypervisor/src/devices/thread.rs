@@ -1,18 +1,13 @@
-//! Split-driver backends: each runs on its own thread, woken by its doorbell eventfd (which KVM
+//! A backend's thread: each backend runs on its own thread, woken by its doorbell eventfd (which KVM
 //! signals directly when the guest rings the doorbell: no exit to the VMM), and answers by
 //! raising the guest's port (an irqfd write, again without the vCPU thread).
 //!
 //! A backend that catches the guest breaking its protocol (a ring index past the ring) reports
 //! it with [`BackendIo::guest_fault`]; the vCPU loop then stops the guest with that message.
 
-pub mod block;
-pub mod console;
-pub mod loopback;
-pub mod net;
-
-use crate::domain::VcpuWake;
+use crate::control::Control;
+use crate::control::VcpuWake;
 use crate::events::EventChannels;
-use crate::hypercall::Control;
 use crossbeam_channel::Sender;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -121,14 +116,13 @@ pub struct BackendThread {
 }
 
 impl BackendThread {
-    /// Starts `serve` on a thread with `role`'s name and seccomp filter.
+    /// Starts `serve` on a thread with `role`'s name and seccomp filter, woken by `kick` and
+    /// answering the guest on `port`.
     pub fn spawn(
         role: crate::seccomp::Role,
         kick: Arc<EventFd>,
-        events: Arc<EventChannels>,
         port: u32,
-        control: Sender<Control>,
-        vcpu: Arc<VcpuWake>,
+        link: &super::BackendLink,
         serve: impl FnOnce(BackendIo) + Send + 'static,
     ) -> std::io::Result<BackendThread> {
         let stop = EventFd::new(libc::EFD_NONBLOCK)?;
@@ -137,10 +131,10 @@ impl BackendThread {
             kick,
             stop: stop.try_clone()?,
             stopping: stopping.clone(),
-            events,
+            events: link.events.clone(),
             port,
-            control,
-            vcpu,
+            control: link.control.clone(),
+            vcpu: link.vcpu.clone(),
         };
         let handle = crate::seccomp::spawn(role, move || serve(io))?;
         Ok(BackendThread {

@@ -17,16 +17,16 @@ use std::path::{Path, PathBuf};
 
 /// An open disk image.
 #[derive(Debug)]
-pub struct FileDisk {
+pub struct DiskImage {
     file: File,
     path: PathBuf,
     sectors: u64,
     read_only: bool,
 }
 
-impl FileDisk {
+impl DiskImage {
     /// Opens and checks the image `spec` names.
-    pub fn open(spec: &DiskSpec) -> Result<FileDisk> {
+    pub fn open(spec: &DiskSpec) -> Result<DiskImage> {
         let err = |reason: String| Error::Disk {
             path: spec.path.clone(),
             reason,
@@ -63,7 +63,7 @@ impl FileDisk {
             Ok(false) => return Err(err("is in use by another process".into())),
             Err(e) => return Err(err(format!("cannot be locked: {e}"))),
         }
-        Ok(FileDisk {
+        Ok(DiskImage {
             file,
             path: spec.path.clone(),
             sectors,
@@ -85,14 +85,9 @@ impl FileDisk {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// The open file.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
 }
 
-impl FileDisk {
+impl DiskImage {
     /// Moves the disk's bytes at `offset` into (`Read`) or out of (`Write`) the guest memory
     /// `segments` name, in one `preadv`/`pwritev` (repeated only for short transfers): no copy
     /// through VMM memory. Every segment is checked to lie inside `ram` (and, when guest
@@ -123,12 +118,12 @@ impl FileDisk {
     }
 }
 
-/// A [`FileDisk`] serving one guest: a [`BlockStore`] whose vectored reads and writes go
-/// straight between the image and the granted pages of `ram` ([`FileDisk::transfer_guest`]).
+/// A [`DiskImage`] serving one guest: a [`BlockStore`] whose vectored reads and writes go
+/// straight between the image and the granted pages of `ram` ([`DiskImage::transfer_guest`]).
 #[derive(Clone, Copy, Debug)]
 pub struct GuestDisk<'a> {
     /// The image.
-    pub disk: &'a FileDisk,
+    pub disk: &'a DiskImage,
     /// The guest's RAM, which every host address is checked against.
     pub ram: &'a GuestRam,
 }
@@ -192,7 +187,7 @@ fn io_error(e: io::Error) -> BlockIoError {
 
 /// [`serve_batch`](pv_drivers::blkif::serve_batch) has validated every offset and length against
 /// `sectors()` before these are called.
-impl BlockStore for FileDisk {
+impl BlockStore for DiskImage {
     fn sectors(&self) -> u64 {
         self.sectors
     }
@@ -263,17 +258,19 @@ mod tests {
     #[test]
     fn opens_images_and_refuses_bad_ones() {
         let ok = temp("ok", 4096 + 100);
-        let d = FileDisk::open(&spec(&ok, false)).unwrap();
+        let d = DiskImage::open(&spec(&ok, false)).unwrap();
         assert_eq!((d.sectors(), d.read_only()), (8, false));
-        let busy = FileDisk::open(&spec(&ok, false)).unwrap_err().to_string();
+        let busy = DiskImage::open(&spec(&ok, false)).unwrap_err().to_string();
         assert!(busy.contains("in use"), "{busy}");
         drop(d);
-        let missing = FileDisk::open(&spec(Path::new("/nonexistent/x.img"), false));
+        let missing = DiskImage::open(&spec(Path::new("/nonexistent/x.img"), false));
         assert!(missing.unwrap_err().to_string().contains("does not exist"));
         let empty = temp("empty", 100);
-        let e = FileDisk::open(&spec(&empty, true)).unwrap_err().to_string();
+        let e = DiskImage::open(&spec(&empty, true))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("smaller than one"), "{e}");
-        let dir = FileDisk::open(&spec(&std::env::temp_dir(), true))
+        let dir = DiskImage::open(&spec(&std::env::temp_dir(), true))
             .unwrap_err()
             .to_string();
         assert!(dir.contains("not a regular file"), "{dir}");
@@ -285,7 +282,7 @@ mod tests {
     #[test]
     fn stores_reads_flushes_and_discards() {
         let path = temp("store", 1 << 20);
-        let d = FileDisk::open(&spec(&path, false)).unwrap();
+        let d = DiskImage::open(&spec(&path, false)).unwrap();
         d.write_at(4096, &[0xab; 1024]).unwrap();
         d.flush().unwrap();
         let mut b = [0u8; 1024];
@@ -305,7 +302,7 @@ mod tests {
         use pv_drivers::shared::SharedPage;
         use std::sync::Arc;
         let path = temp("vectored", 1 << 20);
-        let d = FileDisk::open(&spec(&path, false)).unwrap();
+        let d = DiskImage::open(&spec(&path, false)).unwrap();
         let pattern: Vec<u8> = (0..8192u32).map(|i| (i * 7 + i / 256) as u8).collect();
         d.write_at(0x4000, &pattern).unwrap();
         let ram = Arc::new(GuestRam::new(1 << 20).unwrap());

@@ -9,7 +9,7 @@
 //! it, and a read that fails because the VMM was moved to the background meanwhile means "no
 //! input now", not the end of input.
 
-use super::{BackendIo, Wake};
+use super::{BackendIo, BackendLink, BackendThread, Wake};
 use crate::memory::GuestPage;
 use parapet_abi::console::CONSOLE_IN_SIZE;
 use pv_drivers::console::ConsoleBack;
@@ -21,6 +21,19 @@ use std::time::Duration;
 /// background job) looks whether the VMM has come to the foreground. Only the console thread
 /// wakes; the guest does not exit.
 const BACKGROUND_RECHECK: Duration = Duration::from_millis(250);
+
+/// Starts the console backend on the console `page`, woken by `kick`, answering on `port`;
+/// the guest's output goes to standard output and standard input to the guest.
+pub fn start(
+    link: &BackendLink,
+    page: GuestPage,
+    port: u32,
+    kick: std::sync::Arc<vmm_sys_util::eventfd::EventFd>,
+) -> std::io::Result<BackendThread> {
+    BackendThread::spawn(crate::seccomp::Role::Console, kick, port, link, move |io| {
+        serve(io, page, std::io::stdout(), true)
+    })
+}
 
 /// Serves the console page until the VMM stops the backend; drains the output ring before it
 /// returns. `input` is whether to forward standard input.

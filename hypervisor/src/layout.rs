@@ -39,7 +39,7 @@ pub const MIN_MEMORY: u64 = 2 << 20;
 /// Largest kernel image extent: its 4 KiB page tables must fit the page-table area.
 pub const MAX_KERNEL_SPAN: u64 = 256 << 20;
 /// Largest guest RAM: everything below the scratch MMIO page (docs/abi.md §9.3).
-pub const MAX_MEMORY: u64 = crate::emulated::SCRATCH_MMIO;
+pub const MAX_MEMORY: u64 = parapet_abi::emulated::SCRATCH_MMIO;
 /// Guest RAM must be a whole number of these (the identity map uses 2 MiB pages).
 pub const MEMORY_GRANULE: u64 = 2 << 20;
 

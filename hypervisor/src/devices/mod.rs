@@ -1,0 +1,156 @@
+//! The guest's split-driver devices (docs/abi.md §10), one module each: the host resource, the
+//! backend loop and the counters of the console ([`console`]), the loopback test device
+//! ([`loopback`]), block devices over disk images ([`block`]) and network interfaces on TAP
+//! devices ([`net`]). [`thread`] runs a backend on its own thread; this module holds what all
+//! devices share: the [`Backend`] trait, and [`Device`], which lists a backend in start-info and
+//! connects it when the guest's frontend asks (`device_op`).
+
+pub mod block;
+pub mod console;
+pub mod loopback;
+pub mod net;
+pub mod thread;
+
+pub use thread::{BackendIo, BackendThread, Wake};
+
+use crate::control::{Control, VcpuWake};
+use crate::events::EventChannels;
+use crate::grants::{GrantMapping, GrantTable};
+use crate::seccomp::Role;
+use crossbeam_channel::Sender;
+use parapet_abi::Errno;
+use parapet_abi::device::{Connect, DeviceInfo, MAX_RINGS};
+use std::sync::{Arc, Mutex};
+use vmm_sys_util::eventfd::EventFd;
+
+/// One kind of split-driver device, as the VMM serves it. Each implementation owns its host
+/// resource (a disk image, a TAP device) and its counters; the per-device state that snapshots
+/// must save and restore, and what an OCI spec creates a device from, belong here too.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The device kind (`parapet_abi::device::kind`).
+    fn kind(&self) -> u32;
+
+    /// How many rings the frontend grants when it connects.
+    fn nr_rings(&self) -> u32 {
+        1
+    }
+
+    /// The seccomp role of the backend's thread.
+    fn role(&self) -> Role;
+
+    /// Fills in the kind-specific parts of the device's start-info entry (config words, flags).
+    fn describe(&self, _info: &mut DeviceInfo) {}
+
+    /// Counters for `--stats`; `index` is the device's position in start-info.
+    fn stats(&self, _index: usize) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
+    /// The backend loop over the connected `rings` (exactly [`Backend::nr_rings`], in order),
+    /// to run on the device's thread until [`BackendIo`] says stop.
+    fn serve(
+        &self,
+        rings: Vec<GrantMapping>,
+        grants: GrantTable,
+    ) -> Box<dyn FnOnce(BackendIo) + Send>;
+}
+
+/// What a backend thread needs from the domain: the grant table its rings come from, the event
+/// channels it raises, and the vCPU thread it reports a misbehaving guest to.
+#[derive(Clone, Debug)]
+pub struct BackendLink {
+    /// The guest's grant table.
+    pub grants: GrantTable,
+    /// The guest's event channels.
+    pub events: Arc<EventChannels>,
+    /// Messages to the vCPU thread.
+    pub control: Sender<Control>,
+    /// Wakes the vCPU thread to read them.
+    pub vcpu: Arc<VcpuWake>,
+}
+
+/// One device: its backend, the guest port bound to the backend's doorbell, and the backend's
+/// thread while the frontend is connected.
+#[derive(Debug)]
+pub struct Device {
+    backend: Arc<dyn Backend>,
+    port: u32,
+    kick: Arc<EventFd>,
+    running: Mutex<Option<BackendThread>>,
+}
+
+impl Device {
+    /// A device whose guest port `port` is connected to the doorbell `kick`.
+    pub fn new(backend: Arc<dyn Backend>, port: u32, kick: Arc<EventFd>) -> Device {
+        Device {
+            backend,
+            port,
+            kick,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Its start-info entry.
+    pub fn info(&self) -> DeviceInfo {
+        let mut info = DeviceInfo {
+            kind: self.backend.kind(),
+            nr_rings: self.backend.nr_rings(),
+            evtchn: self.port,
+            ..Default::default()
+        };
+        self.backend.describe(&mut info);
+        info
+    }
+
+    /// Counters for `--stats`, named after the device's index.
+    pub fn stats(&self, index: usize) -> Vec<(String, u64)> {
+        self.backend.stats(index)
+    }
+
+    /// `DEVOP_connect`: maps the rings and starts the backend.
+    pub fn connect(&self, link: &BackendLink, request: &Connect) -> Result<(), Errno> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_some() {
+            return Err(Errno::EBUSY);
+        }
+        let nr_rings = self.backend.nr_rings();
+        if request.nr_rings != nr_rings || nr_rings as usize > MAX_RINGS {
+            return Err(Errno::EINVAL);
+        }
+        let rings: Vec<GrantMapping> = request.rings[..nr_rings as usize]
+            .iter()
+            .map(|&gref| link.grants.map_ring(gref))
+            .collect::<Result<_, _>>()
+            .map_err(|_| Errno::EPERM)?;
+        let serve = self.backend.serve(rings, link.grants.clone());
+        let thread = BackendThread::spawn(
+            self.backend.role(),
+            self.kick.clone(),
+            self.port,
+            link,
+            serve,
+        )
+        .map_err(|e| {
+            tracing::error!("cannot start a backend thread: {e}");
+            Errno::ENOMEM
+        })?;
+        *running = Some(thread);
+        Ok(())
+    }
+
+    /// `DEVOP_disconnect`: stops the backend, which releases the ring grants.
+    pub fn disconnect(&self) -> Result<(), Errno> {
+        let thread = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        thread.ok_or(Errno::EINVAL)?.stop();
+        Ok(())
+    }
+
+    /// Stops the backend if it runs.
+    pub fn stop(&self) {
+        let _ = self.disconnect();
+    }
+}
