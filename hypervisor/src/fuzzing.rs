@@ -172,7 +172,7 @@ pub fn hypercalls(data: &[u8]) {
 #[derive(Debug)]
 struct MemDisk(std::cell::RefCell<Vec<u8>>);
 
-impl BlockStore for MemDisk {
+impl<P> BlockStore<P> for MemDisk {
     fn sectors(&self) -> u64 {
         (self.0.borrow().len() / 512) as u64
     }

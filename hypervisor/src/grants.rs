@@ -257,6 +257,21 @@ impl GrantMapping {
     pub fn writable(&self) -> bool {
         self.writable
     }
+
+    /// The guest-physical address of bytes `range` of the page, if they lie inside it and the
+    /// mapping allows the access (`write`: the VMM writes into the page).
+    pub fn guest_range(
+        &self,
+        range: std::ops::Range<usize>,
+        write: bool,
+    ) -> Option<vm_memory::GuestAddress> {
+        if (write && !self.writable) || range.start > range.end || range.end > PAGE_SIZE as usize {
+            return None;
+        }
+        Some(vm_memory::GuestAddress(
+            self.page.gpa() + range.start as u64,
+        ))
+    }
 }
 
 // Writes through a read-only mapping are dropped: the drivers never make them, and the grant
@@ -283,14 +298,6 @@ impl SharedPage for GrantMapping {
         if self.writable {
             self.page.write(offset, buf);
         }
-    }
-
-    /// Writable addresses only through a writable mapping.
-    fn host_range(&self, offset: usize, len: usize, writable: bool) -> Option<u64> {
-        if writable && !self.writable {
-            return None;
-        }
-        self.page.host_range(offset, len, writable)
     }
 }
 

@@ -126,13 +126,6 @@ impl GuestRam {
         Ok(self.host_base() + gpa)
     }
 
-    /// Checks a host range [`GuestRam::host_range`] returned: `[addr, addr + len)` must lie
-    /// inside RAM (and, if `writable`, outside protected ranges). Returns its GPA.
-    pub fn check_host_range(&self, addr: u64, len: u64, writable: bool) -> Result<u64, Errno> {
-        let gpa = addr.checked_sub(self.host_base()).ok_or(Errno::EFAULT)?;
-        self.host_range(gpa, len, writable).map(|_| gpa)
-    }
-
     /// The host address of `[gpa, gpa + len)`, checked to lie inside RAM and to be aligned to
     /// `align`.
     fn host_ptr(&self, gpa: u64, len: u64, align: u64) -> Result<*mut u8, Errno> {
@@ -272,11 +265,6 @@ impl SharedPage for GuestPage {
             // Grants refuse writable mappings of such pages, so this is a VMM bug.
             tracing::error!("a write into guest page {:#x} failed: {e:?}", self.gpa);
         }
-    }
-
-    fn host_range(&self, offset: usize, len: usize, writable: bool) -> Option<u64> {
-        let gpa = self.range(offset, len)?;
-        self.ram.host_range(gpa, len as u64, writable).ok()
     }
 }
 

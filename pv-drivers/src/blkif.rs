@@ -455,7 +455,11 @@ impl core::error::Error for BlockIoError {}
 /// vectored transfers at most [`MAX_INDIRECT_SEGMENTS`] segments, and `write_at`/`discard` are never called when
 /// [`read_only`](Self::read_only) is `true`. Calls come from the one backend thread serving the
 /// ring, in ring order.
-pub trait BlockStore {
+///
+/// `P` is the type of the granted pages the backend maps ([`GrantMapper::Mapping`]): a store
+/// that can move bytes straight between the disk and those pages implements the vectored calls
+/// for it; any other store implements `BlockStore<P>` for every `P` and keeps their defaults.
+pub trait BlockStore<P = ()> {
     /// The disk's size in 512-byte sectors (constant while the device is connected).
     fn sectors(&self) -> u64;
 
@@ -479,51 +483,47 @@ pub trait BlockStore {
     /// Durability follows the same rule as writes.
     fn discard(&self, offset: u64, len: u64) -> Result<(), BlockIoError>;
 
-    /// Reads the bytes at `offset` straight into the host memory `segments` name, in order
-    /// (their lengths add up to the request's, as for [`read_at`](Self::read_at)), or returns
-    /// `None` if the store cannot: [`serve_batch`] then reads into a bounce buffer with
-    /// `read_at` and copies it into the pages. The default returns `None`.
+    /// Reads the bytes at `offset` straight into the pages `segments` name, in order (their
+    /// lengths add up to the request's, as for [`read_at`](Self::read_at)), or returns `None` if
+    /// the store cannot: [`serve_batch`] then reads into a bounce buffer with `read_at` and
+    /// copies it into the pages. The default returns `None`.
     ///
-    /// [`serve_batch`] calls it only when every page of the request gave an address with
-    /// [`SharedPage::host_range`] (writable), after the same validation as `read_at`. The
-    /// addresses come from the backend's own [`SharedPage`] implementation; the store must
-    /// still check them against the memory they belong to and fail (never panic) if they are
-    /// not inside it. A failure may leave the pages partly written, like a failed `read_at`.
+    /// [`serve_batch`] calls it after the same validation as `read_at`, with pages mapped
+    /// writable. A failure may leave the pages partly written, like a failed `read_at`.
     fn read_vectored(
         &self,
         offset: u64,
-        segments: &[HostSegment],
+        segments: &[PageSegment<'_, P>],
     ) -> Option<Result<(), BlockIoError>> {
         let _ = (offset, segments);
         None
     }
 
-    /// Writes the host memory `segments` name, in order, at `offset`, like
+    /// Writes the pages `segments` name, in order, at `offset`, like
     /// [`write_at`](Self::write_at), or returns `None` if the store cannot (then
     /// [`serve_batch`] copies the pages into a bounce buffer and calls `write_at`). The same
-    /// rules as [`read_vectored`](Self::read_vectored) apply, with readable addresses.
+    /// rules as [`read_vectored`](Self::read_vectored) apply, with pages mapped read-only.
     fn write_vectored(
         &self,
         offset: u64,
-        segments: &[HostSegment],
+        segments: &[PageSegment<'_, P>],
     ) -> Option<Result<(), BlockIoError>> {
         let _ = (offset, segments);
         None
     }
 }
 
-/// `len` bytes of a granted page at host virtual address `addr`, as
-/// [`SharedPage::host_range`] returned them, for [`BlockStore::read_vectored`] and
-/// [`BlockStore::write_vectored`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostSegment {
-    /// The host virtual address.
-    pub addr: u64,
-    /// The length in bytes (a multiple of 512, at most a page).
-    pub len: usize,
+/// The bytes `range` of one granted `page`, for [`BlockStore::read_vectored`] and
+/// [`BlockStore::write_vectored`]: the store, which knows what the page is, finds its memory.
+#[derive(Debug)]
+pub struct PageSegment<'a, P> {
+    /// The mapped page.
+    pub page: &'a P,
+    /// Bytes within the page (a multiple of 512 long, inside the page).
+    pub range: core::ops::Range<usize>,
 }
 
-impl<S: BlockStore + ?Sized> BlockStore for &S {
+impl<P, S: BlockStore<P> + ?Sized> BlockStore<P> for &S {
     fn sectors(&self) -> u64 {
         (**self).sectors()
     }
@@ -551,7 +551,7 @@ impl<S: BlockStore + ?Sized> BlockStore for &S {
     fn read_vectored(
         &self,
         offset: u64,
-        segments: &[HostSegment],
+        segments: &[PageSegment<'_, P>],
     ) -> Option<Result<(), BlockIoError>> {
         (**self).read_vectored(offset, segments)
     }
@@ -559,7 +559,7 @@ impl<S: BlockStore + ?Sized> BlockStore for &S {
     fn write_vectored(
         &self,
         offset: u64,
-        segments: &[HostSegment],
+        segments: &[PageSegment<'_, P>],
     ) -> Option<Result<(), BlockIoError>> {
         (**self).write_vectored(offset, segments)
     }
@@ -597,7 +597,7 @@ pub const BATCH_BUDGET: usize = 2 * BLKIF_RING_SIZE as usize;
 /// none is lost.
 /// Returns [`RingError`] if the frontend's `req_prod` is corrupt (the responses pushed so far
 /// are already published, and notified if asked): the VMM then stops the guest.
-pub fn serve_batch<P: SharedPage, G: GrantMapper, S: BlockStore>(
+pub fn serve_batch<P: SharedPage, G: GrantMapper, S: BlockStore<G::Mapping>>(
     ring: &mut BlkifBackRing<P>,
     grants: &G,
     store: &S,
@@ -619,7 +619,7 @@ pub fn serve_batch<P: SharedPage, G: GrantMapper, S: BlockStore>(
 }
 
 /// Answers the requests available now, publishing each response at once.
-fn serve_available<P: SharedPage, G: GrantMapper, S: BlockStore>(
+fn serve_available<P: SharedPage, G: GrantMapper, S: BlockStore<G::Mapping>>(
     ring: &mut BlkifBackRing<P>,
     grants: &G,
     store: &S,
@@ -648,7 +648,7 @@ fn serve_available<P: SharedPage, G: GrantMapper, S: BlockStore>(
 
 /// Validates and performs one request (already copied out of the ring) and returns its
 /// response.
-pub fn answer<G: GrantMapper, S: BlockStore>(
+pub fn answer<G: GrantMapper, S: BlockStore<G::Mapping>>(
     request: &BlkifRequest,
     grants: &G,
     store: &S,
@@ -656,7 +656,7 @@ pub fn answer<G: GrantMapper, S: BlockStore>(
     answer_with(request, grants, store, &mut [0; MAX_BYTES_PER_REQUEST])
 }
 
-fn answer_with<G: GrantMapper, S: BlockStore>(
+fn answer_with<G: GrantMapper, S: BlockStore<G::Mapping>>(
     request: &BlkifRequest,
     grants: &G,
     store: &S,
@@ -698,7 +698,11 @@ enum Direction {
 }
 
 /// The byte offset of `sectors` sectors from `sector`, if they lie inside the disk.
-fn disk_range<S: BlockStore>(store: &S, sector: u64, sectors: u64) -> Result<(u64, u64), Status> {
+fn disk_range<P, S: BlockStore<P>>(
+    store: &S,
+    sector: u64,
+    sectors: u64,
+) -> Result<(u64, u64), Status> {
     let end = sector.checked_add(sectors).ok_or(BLKIF_RSP_ERROR)?;
     if end > store.sectors() {
         return Err(BLKIF_RSP_ERROR);
@@ -713,7 +717,7 @@ fn disk_range<S: BlockStore>(store: &S, sector: u64, sectors: u64) -> Result<(u6
 }
 
 /// Reads or writes the request's segments (1–11 of them).
-fn transfer<G: GrantMapper, S: BlockStore>(
+fn transfer<G: GrantMapper, S: BlockStore<G::Mapping>>(
     request: &BlkifRequest,
     direction: Direction,
     grants: &G,
@@ -736,7 +740,7 @@ fn transfer<G: GrantMapper, S: BlockStore>(
 
 /// `BLKIF_OP_INDIRECT`: copies the segments out of the indirect pages (once; the pages are
 /// released before anything else happens), then reads or writes them.
-fn indirect<G: GrantMapper, S: BlockStore>(
+fn indirect<G: GrantMapper, S: BlockStore<G::Mapping>>(
     request: &BlkifRequestIndirect,
     grants: &G,
     store: &S,
@@ -773,7 +777,7 @@ fn indirect<G: GrantMapper, S: BlockStore>(
 /// first, then one vectored transfer straight between the store and the pages if both can, else
 /// through `buf`, 11 pages at a time. `N` sizes the per-request arrays: 11 for direct requests,
 /// so that a 4 KiB request does not set up a 1 MiB request's worth of them.
-fn transfer_segments<const N: usize, G: GrantMapper, S: BlockStore>(
+fn transfer_segments<const N: usize, G: GrantMapper, S: BlockStore<G::Mapping>>(
     sector_number: u64,
     segments: &[BlkifSegment],
     direction: Direction,
@@ -806,28 +810,24 @@ fn transfer_segments<const N: usize, G: GrantMapper, S: BlockStore>(
     let in_page = |seg: &BlkifSegment| {
         usize::from(seg.first_sect) * SECTOR_SIZE..(usize::from(seg.last_sect) + 1) * SECTOR_SIZE
     };
-    // Zero copy if every page has a host address and the store can use them.
-    let mut host = [HostSegment::default(); N];
-    let all_host = segments
-        .iter()
-        .zip(pages.iter().flatten())
-        .zip(&mut host)
-        .all(|((seg, page), slot)| {
-            let range = in_page(seg);
-            page.host_range(range.start, range.len(), to_pages)
-                .map(|addr| {
-                    *slot = HostSegment {
-                        addr,
-                        len: range.len(),
-                    }
-                })
-                .is_some()
+    // Zero copy if the store can move the bytes straight into or out of the pages.
+    if let Some(first) = pages.first().and_then(Option::as_ref) {
+        let pieces: [PageSegment<'_, G::Mapping>; N] = core::array::from_fn(|i| {
+            match (segments.get(i), pages.get(i).and_then(Option::as_ref)) {
+                (Some(seg), Some(page)) => PageSegment {
+                    page,
+                    range: in_page(seg),
+                },
+                // Past the request's segments: never passed on.
+                _ => PageSegment {
+                    page: first,
+                    range: 0..0,
+                },
+            }
         });
-    if all_host {
-        let host = &host[..n];
         let done = match direction {
-            Direction::Write => store.write_vectored(offset, host),
-            Direction::Read => store.read_vectored(offset, host),
+            Direction::Write => store.write_vectored(offset, &pieces[..n]),
+            Direction::Read => store.read_vectored(offset, &pieces[..n]),
         };
         if let Some(result) = done {
             return result.map_err(io_status);
@@ -871,7 +871,7 @@ fn transfer_segments<const N: usize, G: GrantMapper, S: BlockStore>(
 }
 
 /// `FLUSH_DISKCACHE` / `WRITE_BARRIER`: the segments' write (if any), then a flush.
-fn flush<G: GrantMapper, S: BlockStore>(
+fn flush<G: GrantMapper, S: BlockStore<G::Mapping>>(
     request: &BlkifRequest,
     grants: &G,
     store: &S,
@@ -894,7 +894,7 @@ fn flush<G: GrantMapper, S: BlockStore>(
     store.flush().map_err(io_status)
 }
 
-fn discard<S: BlockStore>(request: &BlkifRequestDiscard, store: &S) -> Result<(), Status> {
+fn discard<P, S: BlockStore<P>>(request: &BlkifRequestDiscard, store: &S) -> Result<(), Status> {
     let (offset, len) = disk_range(store, request.sector_number, request.nr_sectors)?;
     if store.read_only() {
         return Err(BLKIF_RSP_ERROR);

@@ -56,21 +56,6 @@ pub trait SharedPage {
     fn fence(&self) {
         fence(Ordering::SeqCst)
     }
-
-    /// The host virtual address of bytes `[offset, offset + len)` of the page, if the
-    /// implementation lets a backend's store move them with the kernel (`preadv`/`pwritev`)
-    /// instead of [`read`](Self::read)/[`write`](Self::write); `writable` asks for an address the
-    /// store may write the guest's data to (a disk read). `None` (the default) means "copy":
-    /// the caller then falls back to `read`/`write`, which must behave the same.
-    ///
-    /// An implementation returns `Some` only for a range inside the page that the mapping
-    /// allows (writable only if it may be written). The address is only a number here: the
-    /// store that uses it must check it against the memory it knows (the VMM checks guest RAM)
-    /// and never turn it into a Rust reference.
-    fn host_range(&self, offset: usize, len: usize, writable: bool) -> Option<u64> {
-        let _ = (offset, len, writable);
-        None
-    }
 }
 
 impl<P: SharedPage + ?Sized> SharedPage for &P {
@@ -92,10 +77,6 @@ impl<P: SharedPage + ?Sized> SharedPage for &P {
 
     fn fence(&self) {
         (**self).fence()
-    }
-
-    fn host_range(&self, offset: usize, len: usize, writable: bool) -> Option<u64> {
-        (**self).host_range(offset, len, writable)
     }
 }
 

@@ -78,7 +78,7 @@ impl MemDisk {
     }
 }
 
-impl BlockStore for MemDisk {
+impl<P> BlockStore<P> for MemDisk {
     fn sectors(&self) -> u64 {
         (self.data.lock().unwrap().len() / SECTOR_SIZE) as u64
     }

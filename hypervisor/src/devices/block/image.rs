@@ -6,14 +6,16 @@
 
 use crate::config::DiskSpec;
 use crate::error::{Error, Result};
+use crate::grants::GrantMapping;
 use crate::memory::GuestRam;
 use crate::sys::VectoredDir;
 use parapet_abi::blkif::BLKIF_SECTOR_SIZE;
-use pv_drivers::blkif::{BlockIoError, BlockStore, HostSegment};
+use pv_drivers::blkif::{BlockIoError, BlockStore, PageSegment};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use vm_memory::GuestAddress;
 
 /// An open disk image.
 #[derive(Debug)]
@@ -89,25 +91,26 @@ impl DiskImage {
 
 impl DiskImage {
     /// Moves the disk's bytes at `offset` into (`Read`) or out of (`Write`) the guest memory
-    /// `segments` name, in one `preadv`/`pwritev` (repeated only for short transfers): no copy
-    /// through VMM memory. Every segment is checked to lie inside `ram` (and, when guest
-    /// memory is written, outside its protected ranges) first; a segment that is not fails the
-    /// whole transfer with `EFAULT` before any I/O.
+    /// `segments` name (guest-physical address, length), in one `preadv`/`pwritev` (repeated
+    /// only for short transfers): no copy through VMM memory. Every segment is checked to lie
+    /// inside `ram` (and, when guest memory is written, outside its protected ranges) first; a
+    /// segment that is not fails the whole transfer with `EFAULT` before any I/O.
     pub fn transfer_guest(
         &self,
         ram: &GuestRam,
         dir: VectoredDir,
         offset: u64,
-        segments: &[HostSegment],
+        segments: &[(GuestAddress, usize)],
     ) -> std::result::Result<(), BlockIoError> {
         let efault = BlockIoError::Io {
             errno: libc::EFAULT,
         };
         let mut iov = Vec::with_capacity(segments.len());
-        for seg in segments {
-            ram.check_host_range(seg.addr, seg.len as u64, dir == VectoredDir::Read)
+        for &(gpa, len) in segments {
+            let addr = ram
+                .host_range(gpa.0, len as u64, dir == VectoredDir::Read)
                 .map_err(|_| efault)?;
-            iov.push((seg.addr, seg.len));
+            iov.push((addr, len));
         }
         // SAFETY: every range was just checked to lie inside guest RAM, one anonymous mapping
         // that lives as long as `ram` (borrowed for the call); the VMM never forms Rust
@@ -116,6 +119,21 @@ impl DiskImage {
         // outside the protected (read-only to the guest) ranges, and the mapping is writable.
         unsafe { crate::sys::rw_vectored(&self.file, dir, offset, &iov) }.map_err(io_error)
     }
+}
+
+/// The guest memory of `segments`, for [`DiskImage::transfer_guest`]; `None` if a mapping does
+/// not allow the access (a disk read writes into the pages).
+fn guest_segments(
+    segments: &[PageSegment<'_, GrantMapping>],
+    write_to_guest: bool,
+) -> Option<Vec<(GuestAddress, usize)>> {
+    segments
+        .iter()
+        .map(|s| {
+            let len = s.range.len();
+            Some((s.page.guest_range(s.range.clone(), write_to_guest)?, len))
+        })
+        .collect()
 }
 
 /// A [`DiskImage`] serving one guest: a [`BlockStore`] whose vectored reads and writes go
@@ -128,7 +146,7 @@ pub struct GuestDisk<'a> {
     pub ram: &'a GuestRam,
 }
 
-impl BlockStore for GuestDisk<'_> {
+impl BlockStore<GrantMapping> for GuestDisk<'_> {
     fn sectors(&self) -> u64 {
         self.disk.sectors
     }
@@ -156,25 +174,31 @@ impl BlockStore for GuestDisk<'_> {
     fn read_vectored(
         &self,
         offset: u64,
-        segments: &[HostSegment],
+        segments: &[PageSegment<'_, GrantMapping>],
     ) -> Option<std::result::Result<(), BlockIoError>> {
+        let Some(guest) = guest_segments(segments, true) else {
+            return Some(Err(BlockIoError::Io {
+                errno: libc::EFAULT,
+            }));
+        };
         Some(
             self.disk
-                .transfer_guest(self.ram, VectoredDir::Read, offset, segments),
+                .transfer_guest(self.ram, VectoredDir::Read, offset, &guest),
         )
     }
 
     fn write_vectored(
         &self,
         offset: u64,
-        segments: &[HostSegment],
+        segments: &[PageSegment<'_, GrantMapping>],
     ) -> Option<std::result::Result<(), BlockIoError>> {
         if self.disk.read_only {
             return Some(Err(BlockIoError::Io { errno: libc::EROFS }));
         }
+        let guest = guest_segments(segments, false)?;
         Some(
             self.disk
-                .transfer_guest(self.ram, VectoredDir::Write, offset, segments),
+                .transfer_guest(self.ram, VectoredDir::Write, offset, &guest),
         )
     }
 }
@@ -310,22 +334,13 @@ mod tests {
             GuestPage::new(ram.clone(), 0x3000).unwrap(),
             GuestPage::new(ram.clone(), 0x8000).unwrap(),
         );
-        let store = GuestDisk {
-            disk: &d,
-            ram: &ram,
-        };
+        let (read, write) = (VectoredDir::Read, VectoredDir::Write);
         // Disk 0x4000.. into a's sectors 2..8 (3 KiB at 0x400), then b's whole page.
         let segs = [
-            HostSegment {
-                addr: a.host_range(0x400, 0xc00, true).unwrap(),
-                len: 0xc00,
-            },
-            HostSegment {
-                addr: b.host_range(0, 0x1000, true).unwrap(),
-                len: 0x1000,
-            },
+            (GuestAddress(0x3400), 0xc00),
+            (GuestAddress(0x8000), 0x1000),
         ];
-        store.read_vectored(0x4000, &segs).unwrap().unwrap();
+        d.transfer_guest(&ram, read, 0x4000, &segs).unwrap();
         let mut got = vec![0u8; 0x1000];
         a.read(0, &mut got);
         assert_eq!(
@@ -338,41 +353,27 @@ mod tests {
         assert_eq!(&got[..], &pattern[0xc00..0x1c00]);
         // And back out, to another place on the disk, in the other order.
         let back = [segs[1], segs[0]];
-        store.write_vectored(0x10000, &back).unwrap().unwrap();
+        d.transfer_guest(&ram, write, 0x10000, &back).unwrap();
         let mut disk = vec![0u8; 0x1c00];
         d.read_at(0x10000, &mut disk).unwrap();
         assert_eq!(&disk[..0x1000], &pattern[0xc00..0x1c00]);
         assert_eq!(&disk[0x1000..], &pattern[..0xc00]);
         // Reading past the end of the image is an error, not a short success.
-        let tail = [HostSegment {
-            addr: segs[1].addr,
-            len: 0x1000,
-        }];
+        let tail = [(GuestAddress(0x8000), 0x1000)];
         assert!(
-            store
-                .read_vectored((1 << 20) - 0x800, &tail)
-                .unwrap()
+            d.transfer_guest(&ram, read, (1 << 20) - 0x800, &tail)
                 .is_err()
         );
-        // Addresses outside guest RAM (or protected, when writing to the guest) fail first.
-        let outside = [HostSegment {
-            addr: ram.host_base() + (1 << 20) - 0x200,
-            len: 0x400,
-        }];
+        // Ranges outside guest RAM (or protected, when writing to the guest) fail first.
+        let outside = [(GuestAddress((1 << 20) - 0x200), 0x400)];
         let efault = Err(BlockIoError::Io {
             errno: libc::EFAULT,
         });
-        assert_eq!(store.read_vectored(0, &outside).unwrap(), efault);
-        assert_eq!(store.write_vectored(0, &outside).unwrap(), efault);
-        let below = [HostSegment {
-            addr: 0x1000,
-            len: 0x200,
-        }];
-        assert_eq!(store.read_vectored(0, &below).unwrap(), efault);
+        assert_eq!(d.transfer_guest(&ram, read, 0, &outside), efault);
+        assert_eq!(d.transfer_guest(&ram, write, 0, &outside), efault);
         ram.protect(vec![0x8000..0x9000, 0xf000..0x10000]);
-        assert_eq!(b.host_range(0, 0x200, true), None);
-        assert_eq!(store.read_vectored(0, &segs).unwrap(), efault);
-        assert_eq!(store.write_vectored(0, &segs[1..]).unwrap(), Ok(()));
+        assert_eq!(d.transfer_guest(&ram, read, 0, &segs), efault);
+        assert_eq!(d.transfer_guest(&ram, write, 0, &segs[1..]), Ok(()));
         drop(d);
         let _ = std::fs::remove_file(path);
     }
