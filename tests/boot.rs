@@ -93,7 +93,7 @@ fn log_has_no_terminal_escapes_when_piped() {
 
 #[test]
 fn hello_runs_natively_with_few_exits() {
-    let out = run_guest("hello", &["--stats"]);
+    let out = run_guest("hello", &["--stats=json"]);
     out.assert_status(0).assert_no_panic();
     greeting(&out);
     let stats = out.stats();

@@ -352,37 +352,30 @@ impl Output {
         }
     }
 
-    /// The `--stats` block: `(name, value)` for each `  <group>.<name> <integer>` line after
-    /// the `parapet stats:` line.
+    /// The counters of a `--stats=json` run: `(name, value)` for each `"<group>.<name>": count`
+    /// of the one JSON object on stderr.
     #[track_caller]
     pub fn stats(&self) -> Vec<(String, u64)> {
-        let mut lines = self
+        let line = self
             .stderr
             .lines()
-            .skip_while(|l| l.trim_end() != "parapet stats:");
-        assert!(
-            lines.next().is_some(),
-            "no `parapet stats:` block on stderr\n{self}"
-        );
-        let mut stats = Vec::new();
-        for line in lines {
-            let Some(rest) = line.strip_prefix("  ") else {
-                break;
-            };
-            let mut words = rest.split_whitespace();
-            let (Some(name), Some(value), None) = (words.next(), words.next(), words.next()) else {
-                panic!("malformed stats line {line:?}\n{self}");
-            };
-            let value = value
-                .parse()
-                .unwrap_or_else(|_| panic!("stats value is not an integer: {line:?}\n{self}"));
-            assert!(
-                name.contains('.'),
-                "stats name is not <group>.<name>: {line:?}\n{self}"
-            );
-            stats.push((name.to_owned(), value));
-        }
-        stats
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no `--stats=json` object on stderr\n{self}"));
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("the stats line is not a JSON object ({e})\n{self}"));
+        object
+            .into_iter()
+            .map(|(name, value)| {
+                assert!(
+                    name.contains('.'),
+                    "stats name is not <group>.<name>: {name}"
+                );
+                let value = value
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("stats value of {name} is not a count\n{self}"));
+                (name, value)
+            })
+            .collect()
     }
 }
 

@@ -5,7 +5,7 @@ use parapet_tests::{run_guest, run_guest_with_input, stat};
 
 #[test]
 fn echo_echoes_piped_lines_and_stops_at_end_of_input() {
-    let out = run_guest_with_input("echo", &["--stats"], b"hello\nworld\n");
+    let out = run_guest_with_input("echo", &["--stats=json"], b"hello\nworld\n");
     out.assert_status(0).assert_no_panic();
     assert!(
         out.stdout.contains("echo: hello\necho: world\n"),
@@ -195,7 +195,12 @@ fn a_forbidden_system_call_from_any_vmm_thread_ends_the_process_with_a_clear_mes
 fn seccomp_filters_are_installed_per_thread_and_can_be_turned_off() {
     let out = run_guest(
         "hostile",
-        &["--loopback", "--stats", "--cmdline", "readonly timer-huge"],
+        &[
+            "--loopback",
+            "--stats=json",
+            "--cmdline",
+            "readonly timer-huge",
+        ],
     );
     out.assert_status(0).assert_no_panic();
     let stats = out.stats();
@@ -207,7 +212,7 @@ fn seccomp_filters_are_installed_per_thread_and_can_be_turned_off() {
         );
     }
     // --no-seccomp: no filters, so the forbidden call is harmless.
-    let out = run_with_forbidden_call("vcpu", "hello", &["--no-seccomp", "--stats"]);
+    let out = run_with_forbidden_call("vcpu", "hello", &["--no-seccomp", "--stats=json"]);
     out.assert_status(0).assert_no_panic();
     assert!(stat(&out.stats(), "seccomp.vcpu").is_none(), "{out}");
 }

@@ -1,4 +1,5 @@
-//! What the user asked for: the VM configuration, independent of the CLI that produced it.
+//! What the user asked for: the VM configuration. The CLI (`main.rs`) parses into it; the
+//! option values that are plain choices derive clap's `ValueEnum` here so both name them once.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,6 +23,15 @@ pub enum TransportChoice {
     Pio,
 }
 
+/// How `--stats` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsFormat {
+    /// `parapet stats:` and one `  group.name value` line per counter.
+    Text,
+    /// One JSON object on one line, `{"group.name": value, …}`, for programs.
+    Json,
+}
+
 /// A configuration for one guest run.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
@@ -33,8 +43,8 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Stop the guest after this long.
     pub timeout: Option<Duration>,
-    /// Print statistics at exit.
-    pub stats: bool,
+    /// Print statistics at exit, in this format.
+    pub stats: Option<StatsFormat>,
     /// Hypercall transport.
     pub transport: TransportChoice,
     /// Give the guest a loopback test device.

@@ -1,7 +1,9 @@
 //! The `parapet` command.
 
 use clap::{ArgAction, Parser, Subcommand};
-use parapet::config::{DiskSpec, GdbAddr, MemSize, NetSpec, TransportChoice, VmConfig};
+use parapet::config::{
+    DiskSpec, GdbAddr, MemSize, NetSpec, StatsFormat, TransportChoice, VmConfig,
+};
 use parapet::outcome::status;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,9 +42,11 @@ struct RunArgs {
     /// Stop the guest after SECS seconds (exit status 124).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<Duration>,
-    /// Print exit, hypercall and KVM statistics to stderr at exit.
-    #[arg(long)]
-    stats: bool,
+    /// Print exit, hypercall, device and KVM statistics to stderr at exit: `text` (the default)
+    /// or `json` (one object on one line).
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "text")]
+    stats: Option<StatsFormat>,
     /// How hypercalls reach the VMM.
     #[arg(long, value_enum, value_name = "TRANSPORT", default_value_t = TransportChoice::Auto)]
     hypercall_transport: TransportChoice,

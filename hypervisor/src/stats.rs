@@ -1,5 +1,6 @@
 //! Counters the vCPU loop keeps, and the `--stats` report.
 
+use crate::config::StatsFormat;
 use crate::kvm::vcpu::Exit;
 use parapet_abi::hypercall::{Hypercall, NR_STUBS};
 use std::fmt::Write;
@@ -60,41 +61,55 @@ impl ExitCounters {
         self.by_reason.iter().sum()
     }
 
-    /// The `--stats` report: VMM counters, device counters, then the vCPU's KVM statistics.
-    pub fn render(&self, kvm: &[(String, u64)], devices: &[(String, u64)]) -> String {
-        let mut out = String::from("parapet stats:\n");
-        let _ = writeln!(out, "  exit.total {}", self.total());
+    /// Every counter `--stats` reports, named `group.name`, in report order: VMM exits,
+    /// hypercalls, device counters, then the vCPU's KVM statistics.
+    pub fn all(&self, kvm: &[(String, u64)], devices: &[(String, u64)]) -> Vec<(String, u64)> {
+        let mut out = vec![("exit.total".to_owned(), self.total())];
         for (name, n) in REASONS.iter().zip(self.by_reason) {
             if n > 0 {
-                let _ = writeln!(out, "  exit.{name} {n}");
+                out.push((format!("exit.{name}"), n));
             }
         }
-        for (nr, n) in self
+        for (nr, &n) in self
             .by_hypercall
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0)
         {
             let name = match Hypercall(nr as u32).name() {
+                _ if nr == NR_STUBS => "out_of_range".to_owned(),
                 "unknown" => format!("unknown_{nr}"),
                 known => known.to_owned(),
             };
-            let name = if nr == NR_STUBS {
-                "out_of_range".to_owned()
-            } else {
-                name
-            };
-            let _ = writeln!(out, "  hypercall.{name} {n}");
+            out.push((format!("hypercall.{name}"), n));
         }
-        for (name, value) in devices {
-            let _ = writeln!(out, "  {name} {value}");
-        }
+        out.extend(devices.iter().cloned());
         for (name, value) in kvm {
             if *value > 0 || name == "exits" || name == "insn_emulation" {
-                let _ = writeln!(out, "  kvm.{name} {value}");
+                out.push((format!("kvm.{name}"), *value));
             }
         }
         out
+    }
+}
+
+/// The `--stats` report of `counters` ([`ExitCounters::all`]) in `format`.
+pub fn render(counters: &[(String, u64)], format: StatsFormat) -> String {
+    match format {
+        StatsFormat::Text => {
+            let mut out = String::from("parapet stats:\n");
+            for (name, value) in counters {
+                let _ = writeln!(out, "  {name} {value}");
+            }
+            out
+        }
+        StatsFormat::Json => {
+            let object: serde_json::Map<String, serde_json::Value> = counters
+                .iter()
+                .map(|(name, value)| (name.clone(), (*value).into()))
+                .collect();
+            format!("{}\n", serde_json::Value::Object(object))
+        }
     }
 }
 
@@ -114,7 +129,7 @@ mod tests {
         c.count(&hc(18), false);
         c.count(&hc(500), false);
         c.count(&Exit::Shutdown, false);
-        let text = c.render(
+        let all = c.all(
             &[
                 ("exits".into(), 0),
                 ("halt_exits".into(), 0),
@@ -122,6 +137,12 @@ mod tests {
             ],
             &[("net0.rx_packets".into(), 5)],
         );
+        let text = render(&all, StatsFormat::Text);
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&all, StatsFormat::Json)).unwrap();
+        assert_eq!(json["exit.total"], 4);
+        assert_eq!(json["hypercall.out_of_range"], 1);
+        assert_eq!(json.as_object().unwrap().len(), all.len());
         assert!(text.contains("  net0.rx_packets 5\n"));
         assert!(text.contains("  exit.total 4\n"));
         assert!(text.contains("  exit.io 3\n"));

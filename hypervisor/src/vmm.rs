@@ -223,7 +223,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
     console.stop();
     debug!("guest ran for {:?}", started.elapsed());
 
-    if config.stats {
+    if let Some(format) = config.stats {
         let kvm_stats = kvm::stats::read(vcpu.fd()).unwrap_or_else(|e| {
             warn!("cannot read the vCPU's KVM statistics: {e}");
             Vec::new()
@@ -235,7 +235,8 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             .flat_map(|(i, d)| d.stats(i))
             .chain(crate::seccomp::stats())
             .collect();
-        eprint!("{}", counters.render(&kvm_stats, &device_stats));
+        let all = counters.all(&kvm_stats, &device_stats);
+        eprint!("{}", crate::stats::render(&all, format));
     }
     let exit = exit?;
     let core = core_dumper.and_then(|dumper| {
