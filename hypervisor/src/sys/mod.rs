@@ -1,0 +1,18 @@
+//! The system calls std does not offer, one module per concern, through `rustix` and
+//! `vmm-sys-util` where they have them. The VMM's `unsafe` system calls live here and in `kvm/`.
+
+mod file;
+mod poll;
+mod process;
+mod sigsys;
+mod tap;
+mod terminal;
+mod thread;
+
+pub use file::{VectoredDir, punch_hole, rw_vectored, try_lock};
+pub use poll::poll;
+pub use process::{defer_vm_teardown, exit_now};
+pub use sigsys::{forbidden_system_call, install_sigsys_reporter, set_sigsys_label};
+pub use tap::open_tap;
+pub use terminal::{ignore_terminal_stops, read_stdin, stdin_in_background};
+pub use thread::{current_thread, set_timer_slack_ns, signal_thread};
