@@ -52,8 +52,6 @@
 //! returned, every write answered before the flush's response is then durable. A discard of
 //! zero sectors (at a sector inside the disk, or at its end) succeeds and does nothing.
 
-use core::fmt;
-
 use parapet_abi::blkif::{
     BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
     BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
@@ -193,14 +191,16 @@ pub const fn indirect_pages(nr_segments: usize) -> usize {
 }
 
 /// Why [`BlkifFront`] did not queue a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {
     /// Every slot holds a request in flight: consume responses first.
+    #[error("block ring full")]
     RingFull,
     /// Wrong number of segments for the operation (reads and writes need 1–11, flushes 0–11,
     /// indirect requests 1 to 8 × 512 with one page per 512), an indirect operation other than
     /// read or write, or a segment with `first_sect > last_sect` or `last_sect > 7`. (To send
     /// such a request on purpose, use [`BlkifFront::push_raw`].)
+    #[error("bad segments for a block request")]
     BadSegments,
 }
 
@@ -209,17 +209,6 @@ impl From<RingFull> for PushError {
         PushError::RingFull
     }
 }
-
-impl fmt::Display for PushError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PushError::RingFull => "block ring full",
-            PushError::BadSegments => "bad segments for a block request",
-        })
-    }
-}
-
-impl core::error::Error for PushError {}
 
 /// The guest's block driver: a [`FrontRing`] with helpers that build well-formed requests.
 ///
@@ -422,29 +411,20 @@ impl<P: SharedPage> BlkifFront<P> {
 }
 
 /// Why a [`BlockStore`] operation failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BlockIoError {
     /// The I/O failed (`errno` from the OS, or 0 if there is none). The request gets
     /// `BLKIF_RSP_ERROR`.
+    #[error("I/O error (errno {errno})")]
     Io {
         /// The OS error number, or 0.
         errno: i32,
     },
     /// The store cannot perform this kind of operation at all (e.g. discard on a file system
     /// without hole punching). The request gets `BLKIF_RSP_EOPNOTSUPP`.
+    #[error("operation not supported by the store")]
     Unsupported,
 }
-
-impl fmt::Display for BlockIoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BlockIoError::Io { errno } => write!(f, "I/O error (errno {errno})"),
-            BlockIoError::Unsupported => f.write_str("operation not supported by the store"),
-        }
-    }
-}
-
-impl core::error::Error for BlockIoError {}
 
 /// The disk behind a block backend: the VMM implements it over a raw image file (`pread`,
 /// `pwrite`, `fdatasync`, `fallocate(PUNCH_HOLE)`), tests over memory.

@@ -42,8 +42,6 @@
 //! ([`ConsoleError::Overflow`]); it copies output bytes out of the page before passing them on.
 //! The frontend clamps a backend's nonsensical indices instead of trusting them.
 
-use core::fmt;
-
 use parapet_abi::console::{
     CONSOLE_EOF, CONSOLE_IN_SIZE, CONSOLE_OUT_SIZE, ConsoleInterface, console_offset,
 };
@@ -65,12 +63,36 @@ pub enum ConsoleRing {
     Output,
 }
 
+impl ConsoleRing {
+    /// `input` or `output`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsoleRing::Input => "input",
+            ConsoleRing::Output => "output",
+        }
+    }
+
+    /// The index a guest that overflows this ring got wrong: `in_cons` or `out_prod`.
+    pub fn producer_index_name(self) -> &'static str {
+        match self {
+            ConsoleRing::Input => "in_cons",
+            ConsoleRing::Output => "out_prod",
+        }
+    }
+}
+
 /// The guest broke the console protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConsoleError {
     /// The guest's index claims `unconsumed` bytes (producer − consumer, wrapping) in a ring of
     /// `size` bytes: `out_prod` for [`ConsoleRing::Output`], `in_cons` for
     /// [`ConsoleRing::Input`].
+    #[error(
+        "console {name} ring: guest's {index} claims {unconsumed} unconsumed bytes in a ring of \
+         {size}",
+        name = .ring.name(),
+        index = .ring.producer_index_name()
+    )]
     Overflow {
         /// The ring whose indices are inconsistent.
         ring: ConsoleRing,
@@ -80,30 +102,6 @@ pub enum ConsoleError {
         size: u32,
     },
 }
-
-impl fmt::Display for ConsoleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ConsoleError::Overflow {
-                ring,
-                unconsumed,
-                size,
-            } => {
-                let (name, index) = match ring {
-                    ConsoleRing::Output => ("output", "out_prod"),
-                    ConsoleRing::Input => ("input", "in_cons"),
-                };
-                write!(
-                    f,
-                    "console {name} ring: guest's {index} claims {unconsumed} unconsumed bytes \
-                     in a ring of {size}"
-                )
-            }
-        }
-    }
-}
-
-impl core::error::Error for ConsoleError {}
 
 /// Copies `buf.len()` bytes out of the ring at `ring` (of `size` bytes) starting at free-running
 /// index `index`, in at most two pieces.

@@ -4,24 +4,26 @@
 //! [`GrantMapper`] over the guest's grant table; the backends in this crate use it without
 //! knowing how mappings are made, which keeps them testable without a VM.
 
-use core::fmt;
-
 use parapet_abi::grant_table::{GrantRef, gntst};
 
 use crate::shared::SharedPage;
 
 /// Why a grant could not be mapped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
     /// The reference is outside the table, or its entry does not grant access to the backend
     /// (`GNTST_bad_gntref`).
+    #[error("bad grant reference")]
     BadRef,
     /// The entry is read-only and a writable mapping was asked for (`GNTST_permission_denied`).
+    #[error("grant does not permit writing")]
     PermissionDenied,
     /// The granted frame is outside guest RAM or may not be granted (`GNTST_bad_page`).
+    #[error("granted frame may not be mapped")]
     BadPage,
     /// The guest kept changing the entry's flags while the VMM tried to mark it in use
     /// (`GNTST_general_error`).
+    #[error("grant entry changed while it was being mapped")]
     Contended,
 }
 
@@ -36,19 +38,6 @@ impl GrantError {
         }
     }
 }
-
-impl fmt::Display for GrantError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GrantError::BadRef => "bad grant reference",
-            GrantError::PermissionDenied => "grant does not permit writing",
-            GrantError::BadPage => "granted frame may not be mapped",
-            GrantError::Contended => "grant entry changed while it was being mapped",
-        })
-    }
-}
-
-impl core::error::Error for GrantError {}
 
 /// Maps pages the guest granted to the backend (`DOMID_BACKEND`).
 pub trait GrantMapper {

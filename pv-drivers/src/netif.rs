@@ -60,8 +60,6 @@
 //! response whose length and offset leave the page, comes from a broken backend and is
 //! refused (counted in [`NetifFront::bad_responses`]) instead of being trusted.
 
-use core::fmt;
-
 use parapet_abi::grant_table::GrantRef;
 use parapet_abi::netif::{
     NETIF_MAX_PACKET, NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETTXF_EXTRA_INFO,
@@ -95,25 +93,16 @@ pub type NetifRxBackRing<P> = BackRing<NetifRxRequest, NetifRxResponse, P>;
 
 /// Why the host did not take a frame. Either way the request is answered `NETIF_RSP_DROPPED`
 /// and counted in `tx_dropped`; the variants only let the implementation say why (for logs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
     /// The host's queue is full (e.g. `EAGAIN`/`ENOBUFS` from a non-blocking TAP fd).
+    #[error("host queue full")]
     Busy,
     /// The host refused the frame (the link is down, the frame is malformed for it, an I/O
     /// error).
+    #[error("host refused the frame")]
     Refused,
 }
-
-impl fmt::Display for PacketError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PacketError::Busy => "host queue full",
-            PacketError::Refused => "host refused the frame",
-        })
-    }
-}
-
-impl core::error::Error for PacketError {}
 
 /// The host side of an interface: where transmitted frames go and received frames come from.
 /// The VMM implements it over a non-blocking TAP fd (one `write` per frame, one `read` per
@@ -402,13 +391,16 @@ fn receive_available<P: SharedPage, G: GrantMapper, N: PacketIo>(
 // Frontend.
 
 /// Why [`NetifFront`] refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrontError {
     /// The ring has no free slot.
+    #[error("ring full")]
     RingFull,
     /// The id is not below [`MAX_IDS`].
+    #[error("request id out of range")]
     BadId,
     /// A request with this id is still in flight on this ring.
+    #[error("request id already in flight")]
     IdInUse,
 }
 
@@ -417,18 +409,6 @@ impl From<RingFull> for FrontError {
         FrontError::RingFull
     }
 }
-
-impl fmt::Display for FrontError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FrontError::RingFull => "ring full",
-            FrontError::BadId => "request id out of range",
-            FrontError::IdInUse => "request id already in flight",
-        })
-    }
-}
-
-impl core::error::Error for FrontError {}
 
 /// A set of request ids `0..MAX_IDS`.
 #[derive(Clone, Copy, Debug, Default)]

@@ -59,24 +59,20 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout + Copy> RingMessage for 
 
 /// No slot is free: the frontend has [`FrontRing::SIZE`] requests outstanding, or the backend
 /// tried to respond with no consumed request left to answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ring full")]
 pub struct RingFull;
 
-impl fmt::Display for RingFull {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ring full")
-    }
-}
-
-impl core::error::Error for RingFull {}
-
 /// The frontend broke the ring protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
     /// `req_prod` claims more requests than the ring can hold: `unconsumed` new requests
     /// (`req_prod - req_cons`, wrapping: a `req_prod` that moved backwards shows as a huge
     /// number) while `in_flight` consumed requests still await their responses, and the two
     /// together exceed the `size` slots.
+    #[error(
+        "frontend's req_prod claims {unconsumed} unconsumed requests with {in_flight} in flight on a ring of {size} slots"
+    )]
     Overflow {
         /// `req_prod - req_cons`, wrapping.
         unconsumed: u32,
@@ -86,24 +82,6 @@ pub enum RingError {
         size: u32,
     },
 }
-
-impl fmt::Display for RingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            RingError::Overflow {
-                unconsumed,
-                in_flight,
-                size,
-            } => write!(
-                f,
-                "frontend's req_prod claims {unconsumed} unconsumed requests with {in_flight} \
-                 in flight on a ring of {size} slots"
-            ),
-        }
-    }
-}
-
-impl core::error::Error for RingError {}
 
 /// Xen's notify test: did the producer index moving from `old` to `new` pass `event`?
 /// (`event` in `(old, new]`, modulo 2^32.)
