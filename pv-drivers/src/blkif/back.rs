@@ -26,7 +26,7 @@ pub const BATCH_BUDGET: usize = 2 * BLKIF_RING_SIZE as usize;
 /// Answers every request the frontend has published, until the final check finds the ring empty
 /// (with `req_event` armed) or [`BATCH_BUDGET`] requests have been answered
 /// ([`ServeOutcome::more`]: call again before sleeping). Each request is copied out of the ring once, validated and
-/// performed (see the [module documentation](self)); its response is published as soon as it
+/// performed (see the [module documentation](super)); its response is published as soon as it
 /// is pushed, and `notify` is called right away if that crossed the frontend's `rsp_event`, so
 /// the frontend can consume and refill while the backend goes on with the rest of the burst.
 /// `notify` is called only when the frontend asked (armed `rsp_event`), so typically once per
