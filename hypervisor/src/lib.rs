@@ -1,7 +1,7 @@
 //! Parapet: a Xen-style paravirtualization hypervisor on Linux KVM.
 //!
 //! The VMM loads a guest ELF, builds its initial state the way Xen's domain builder does
-//! ([`builder`]), runs its vCPU ([`kvm`]) and serves its hypercalls ([`hypercall`]). See
+//! (`builder`), runs its vCPU (`kvm`) and serves its hypercalls (`hypercall`). See
 //! `docs/architecture.md` for the big picture and `docs/abi.md` for the guest ABI.
 
 pub(crate) mod builder;
