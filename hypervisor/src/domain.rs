@@ -3,8 +3,8 @@
 
 use crate::control::{Control, VcpuWake};
 use crate::devices::{BackendLink, Device};
-use crate::events::{EventChannels, Upcall};
-use crate::grants::GrantTable;
+use crate::event_channel::{EventChannels, Upcall};
+use crate::grant_table::GrantTable;
 use crate::memory::GuestRam;
 use crate::timer::TimerService;
 use crossbeam_channel::{Receiver, Sender};
@@ -19,11 +19,11 @@ pub struct Domain {
     /// Guest RAM.
     pub ram: Arc<GuestRam>,
     /// Event channels.
-    pub events: Arc<EventChannels>,
+    pub event_channels: Arc<EventChannels>,
     /// The one-shot timer.
     pub timer: TimerService,
     /// The grant table.
-    pub grants: GrantTable,
+    pub grant_table: GrantTable,
     /// Waking the vCPU.
     pub vcpu: Arc<VcpuWake>,
     /// System time 0.
@@ -59,9 +59,9 @@ impl Domain {
         };
         Domain {
             ram,
-            events,
+            event_channels: events,
             timer,
-            grants,
+            grant_table: grants,
             vcpu,
             boot,
             devices: OnceLock::new(),
@@ -77,8 +77,8 @@ impl Domain {
     /// What the devices' backend threads need from the domain.
     pub fn backend_link(&self) -> BackendLink {
         BackendLink {
-            grants: self.grants.clone(),
-            events: self.events.clone(),
+            grant_table: self.grant_table.clone(),
+            event_channels: self.event_channels.clone(),
             control: self.control_sender(),
             vcpu: self.vcpu.clone(),
         }

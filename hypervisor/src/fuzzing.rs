@@ -9,7 +9,7 @@
 use crate::builder;
 use crate::config::{DiskSpec, MemSize, NetSpec};
 use crate::domain::Domain;
-use crate::grants::GrantTable;
+use crate::grant_table::GrantTable;
 use crate::guest_console::ConsoleSink;
 use crate::hypercall::{self, Action, Context};
 use crate::loader;

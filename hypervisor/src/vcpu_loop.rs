@@ -93,7 +93,7 @@ impl VcpuLoop<'_> {
                     }
                 }
                 Exit::Doorbell { port } => {
-                    let _ = self.dom.events.send(port);
+                    let _ = self.dom.event_channels.send(port);
                 }
                 Exit::Io { handled: true, .. } | Exit::Mmio { handled: true, .. } => {}
                 Exit::Io { port, write, .. } => {
@@ -166,11 +166,11 @@ impl VcpuLoop<'_> {
         let dom = self.dom;
         self.vcpu.complete_hypercall(0);
         dom.vcpu.set_blocked(true);
-        if dom.timer.take_fired() || dom.events.upcall().upcall_pending() {
+        if dom.timer.take_fired() || dom.event_channels.upcall().upcall_pending() {
             dom.vcpu.set_blocked(false);
             return Ok(());
         }
-        dom.events.upcall().unmask_upcalls();
+        dom.event_channels.upcall().unmask_upcalls();
         match self.platform {
             Platform::KvmPvm => dom
                 .ram

@@ -354,7 +354,7 @@ fn backend_port(vm: &VmFd, dom: &Domain) -> Result<(u32, Arc<EventFd>)> {
             source,
         })?,
     );
-    let port = dom.events.bind_backend(kick.clone()).map_err(|e| {
+    let port = dom.event_channels.bind_backend(kick.clone()).map_err(|e| {
         Error::HostUnsupported(format!("cannot allocate a backend event channel: {e}"))
     })?;
     vm.register_ioevent(&kick, &IoEventAddress::Pio(PIO_DOORBELL_PORT.into()), port)

@@ -2,7 +2,7 @@
 //! pages, a batch per doorbell, one notification per batch.
 
 use super::{Backend, BackendIo, Wake};
-use crate::grants::{GrantMapping, GrantTable};
+use crate::grant_table::{GrantMapping, GrantTable};
 use crate::seccomp::Role;
 use parapet_abi::device::kind;
 use pv_drivers::loopback::{LoopbackBackRing, serve_batch};

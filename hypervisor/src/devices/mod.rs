@@ -14,8 +14,8 @@ pub mod thread;
 pub use thread::{BackendIo, BackendThread, Wake};
 
 use crate::control::{Control, VcpuWake};
-use crate::events::EventChannels;
-use crate::grants::{GrantMapping, GrantTable};
+use crate::event_channel::EventChannels;
+use crate::grant_table::{GrantMapping, GrantTable};
 use crate::seccomp::Role;
 use crossbeam_channel::Sender;
 use parapet_abi::Errno;
@@ -60,9 +60,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 #[derive(Clone, Debug)]
 pub struct BackendLink {
     /// The guest's grant table.
-    pub grants: GrantTable,
+    pub grant_table: GrantTable,
     /// The guest's event channels.
-    pub events: Arc<EventChannels>,
+    pub event_channels: Arc<EventChannels>,
     /// Messages to the vCPU thread.
     pub control: Sender<Control>,
     /// Wakes the vCPU thread to read them.
@@ -119,10 +119,10 @@ impl Device {
         }
         let rings: Vec<GrantMapping> = request.rings[..nr_rings as usize]
             .iter()
-            .map(|&gref| link.grants.map_ring(gref))
+            .map(|&gref| link.grant_table.map_ring(gref))
             .collect::<Result<_, _>>()
             .map_err(|_| Errno::EPERM)?;
-        let serve = self.backend.serve(rings, link.grants.clone());
+        let serve = self.backend.serve(rings, link.grant_table.clone());
         let thread = BackendThread::spawn(
             self.backend.role(),
             self.kick.clone(),

@@ -7,7 +7,7 @@
 
 use crate::control::Control;
 use crate::control::VcpuWake;
-use crate::events::EventChannels;
+use crate::event_channel::EventChannels;
 use crossbeam_channel::Sender;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub struct BackendIo {
     pub kick: Arc<EventFd>,
     stop: EventFd,
     stopping: Arc<AtomicBool>,
-    events: Arc<EventChannels>,
+    event_channels: Arc<EventChannels>,
     /// The guest's port connected to this backend.
     pub port: u32,
     control: Sender<Control>,
@@ -97,7 +97,7 @@ impl BackendIo {
 
     /// Raises the guest's port.
     pub fn notify_guest(&self) {
-        self.events.upcall().raise(self.port);
+        self.event_channels.upcall().raise(self.port);
     }
 
     /// Stops the guest: it broke the protocol.
@@ -131,7 +131,7 @@ impl BackendThread {
             kick,
             stop: stop.try_clone()?,
             stopping: stopping.clone(),
-            events: link.events.clone(),
+            event_channels: link.event_channels.clone(),
             port,
             control: link.control.clone(),
             vcpu: link.vcpu.clone(),

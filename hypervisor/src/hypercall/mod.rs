@@ -6,8 +6,8 @@
 
 mod console;
 mod device;
-mod evtchn;
-mod gnttab;
+mod event_channel;
+mod grant_table;
 mod multicall;
 mod sched;
 mod timer;
@@ -62,10 +62,10 @@ const TABLE: [Option<Handler>; NR_STUBS] = {
     t[Hypercall::XEN_VERSION.0 as usize] = Some(version::xen_version);
     t[Hypercall::CONSOLE_IO.0 as usize] = Some(console::console_io);
     t[Hypercall::SCHED_OP.0 as usize] = Some(sched::sched_op);
-    t[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(evtchn::event_channel_op);
-    t[Hypercall::GRANT_TABLE_OP.0 as usize] = Some(gnttab::grant_table_op);
+    t[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(event_channel::event_channel_op);
+    t[Hypercall::GRANT_TABLE_OP.0 as usize] = Some(grant_table::grant_table_op);
     t[Hypercall::DEVICE_OP.0 as usize] = Some(device::device_op);
-    t[Hypercall::EVTCHN_NOTIFY.0 as usize] = Some(evtchn::evtchn_notify);
+    t[Hypercall::EVTCHN_NOTIFY.0 as usize] = Some(event_channel::evtchn_notify);
     t
 };
 

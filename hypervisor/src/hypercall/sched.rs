@@ -25,10 +25,10 @@ pub(super) fn sched_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Actio
 /// come; otherwise the vCPU loop halts the vCPU with event delivery enabled.
 fn block(ctx: &mut Context<'_>) -> Action {
     let dom = ctx.dom;
-    if dom.events.upcall().upcall_pending() || dom.timer.take_fired() {
+    if dom.event_channels.upcall().upcall_pending() || dom.timer.take_fired() {
         return Action::Return(0);
     }
-    if !dom.timer.armed() && !dom.events.can_wake() {
+    if !dom.timer.armed() && !dom.event_channels.can_wake() {
         return Action::Return(0);
     }
     Action::Block

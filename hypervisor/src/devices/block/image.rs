@@ -6,7 +6,7 @@
 
 use crate::config::DiskSpec;
 use crate::error::{Error, Result};
-use crate::grants::GrantMapping;
+use crate::grant_table::GrantMapping;
 use crate::memory::GuestRam;
 use crate::sys::VectoredDir;
 use parapet_abi::blkif::BLKIF_SECTOR_SIZE;

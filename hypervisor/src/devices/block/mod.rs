@@ -7,7 +7,7 @@ mod image;
 pub use image::DiskImage;
 
 use super::{Backend, BackendIo, Wake};
-use crate::grants::{GrantMapping, GrantTable};
+use crate::grant_table::{GrantMapping, GrantTable};
 use crate::seccomp::Role;
 use image::GuestDisk;
 use parapet_abi::device::{DeviceInfo, kind};

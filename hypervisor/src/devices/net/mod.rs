@@ -6,7 +6,7 @@ mod tap;
 pub use tap::Tap;
 
 use super::{Backend, BackendIo, Wake};
-use crate::grants::{GrantMapping, GrantTable};
+use crate::grant_table::{GrantMapping, GrantTable};
 use crate::seccomp::Role;
 use parapet_abi::device::{DeviceInfo, kind};
 use pv_drivers::netif::{

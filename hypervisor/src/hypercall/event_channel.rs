@@ -10,7 +10,7 @@ use parapet_abi::event_channel::{
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 pub(super) fn event_channel_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
-    let ev = &*ctx.dom.events;
+    let ev = &*ctx.dom.event_channels;
     match cmd {
         EVTCHNOP_ALLOC_UNBOUND => update(ctx, arg, |a: &mut AllocUnbound| {
             if !is_guest(a.dom) || !is_guest(a.remote_dom) {
@@ -51,7 +51,7 @@ pub(super) fn event_channel_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) 
 /// The doorbell's slow path: a notification on a port no backend thread serves directly.
 pub(super) fn evtchn_notify(ctx: &mut Context<'_>, [port, ..]: [u64; 5]) -> Action {
     if let Ok(port) = u32::try_from(port) {
-        let _ = ctx.dom.events.send(port);
+        let _ = ctx.dom.event_channels.send(port);
     }
     Action::Return(0)
 }
@@ -130,7 +130,7 @@ mod tests {
                 ret(event_channel_op(ctx, [EVTCHNOP_SEND, 0x1200, 0, 0, 0])),
                 0
             );
-            assert!(ctx.dom.events.upcall().is_pending(a));
+            assert!(ctx.dom.event_channels.upcall().is_pending(a));
             let st = Status {
                 dom: DOMID_SELF,
                 port: b,

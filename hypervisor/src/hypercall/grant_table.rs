@@ -30,7 +30,7 @@ fn is_self(dom: DomId) -> bool {
 
 fn setup_table(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
     let mut req: SetupTable = ctx.ram.read_obj(arg)?;
-    let (base, frames) = ctx.dom.grants.frames();
+    let (base, frames) = ctx.dom.grant_table.frames();
     req.status = if !is_self(req.dom) {
         gntst::BAD_DOMAIN
     } else if req.nr_frames > frames {
@@ -49,7 +49,7 @@ fn setup_table(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
 fn query_size(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
     let mut req: QuerySize = ctx.ram.read_obj(arg)?;
     if is_self(req.dom) {
-        let (_, frames) = ctx.dom.grants.frames();
+        let (_, frames) = ctx.dom.grant_table.frames();
         (req.nr_frames, req.max_nr_frames, req.status) = (frames, frames, gntst::OKAY);
     } else {
         req.status = gntst::BAD_DOMAIN;
@@ -78,7 +78,7 @@ fn copy(ctx: &mut Context<'_>, arg: u64, count: u64) -> Result<u64, Errno> {
 
 /// One side of a copy, resolved: a grant mapping or a frame of guest RAM.
 enum Side {
-    Grant(crate::grants::GrantMapping),
+    Grant(crate::grant_table::GrantMapping),
     Frame(u64),
 }
 
@@ -90,7 +90,7 @@ fn resolve(ctx: &Context<'_>, ptr: &CopyPtr, is_gref: bool, write: bool) -> Resu
         let gref = u32::try_from(ptr.u).map_err(|_| gntst::BAD_GNTREF)?;
         return ctx
             .dom
-            .grants
+            .grant_table
             .map(gref, write)
             .map(Side::Grant)
             .map_err(|e| e.gntst());
