@@ -22,6 +22,7 @@ use pv_drivers::loopback::LoopbackBackRing;
 use pv_drivers::netif::{NetCounters, NetifRxBackRing, NetifTxBackRing, PacketError, PacketIo};
 use std::str::FromStr;
 use std::sync::Arc;
+use vm_memory::GuestAddress;
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -88,13 +89,13 @@ fn ram_from(mut data: &[u8]) -> (Arc<GuestRam>, GrantTable) {
             domid,
             frame,
         };
-        ram.write_obj(GRANT_TABLE + 8 * i as u64, &entry)
+        ram.write_obj(GuestAddress(GRANT_TABLE + 8 * i as u64), &entry)
             .expect("inside RAM");
     }
     let ring = take(&mut data, 4096);
-    ram.write(RING, ring).expect("inside RAM");
+    ram.write(GuestAddress(RING), ring).expect("inside RAM");
     let rest = take(&mut data, 8 * 4096);
-    ram.write(DATA, rest).expect("inside RAM");
+    ram.write(GuestAddress(DATA), rest).expect("inside RAM");
     ram.protect(vec![0..0x1000, READ_ONLY]);
     let grants = GrantTable::new(ram.clone(), GRANT_TABLE, 1);
     (ram, grants)
@@ -104,7 +105,9 @@ fn ram_from(mut data: &[u8]) -> (Arc<GuestRam>, GrantTable) {
 /// released) and the read-only pages unchanged (zero: the targets never fill them).
 fn check_after(ram: &GuestRam) {
     for i in 0..ENTRIES as u64 {
-        let e: GrantEntry = ram.read_obj(GRANT_TABLE + 8 * i).expect("inside RAM");
+        let e: GrantEntry = ram
+            .read_obj(GuestAddress(GRANT_TABLE + 8 * i))
+            .expect("inside RAM");
         assert_eq!(
             e.flags & (gtf::READING | gtf::WRITING),
             0,
@@ -112,7 +115,8 @@ fn check_after(ram: &GuestRam) {
         );
     }
     let mut page = vec![0u8; (READ_ONLY.end - READ_ONLY.start) as usize];
-    ram.read(READ_ONLY.start, &mut page).expect("inside RAM");
+    ram.read(GuestAddress(READ_ONLY.start), &mut page)
+        .expect("inside RAM");
     assert!(page.iter().all(|&b| b == 0), "a read-only page was written");
 }
 
@@ -260,7 +264,7 @@ pub fn netif(data: &[u8]) {
         domid: DOMID_BACKEND,
         frame: (DATA >> 12) as u32,
     };
-    ram.write_obj(GRANT_TABLE + 8, &rx_entry)
+    ram.write_obj(GuestAddress(GRANT_TABLE + 8), &rx_entry)
         .expect("inside RAM");
     let sizes = data.get(data.len().saturating_sub(8)..).unwrap_or(&[]);
     let mut host = Host {
@@ -286,7 +290,7 @@ pub fn netif(data: &[u8]) {
 /// The console backend: the console page from the input, output drained, input pushed.
 pub fn console(data: &[u8]) {
     let ram = Arc::new(GuestRam::new(RAM).expect("fuzz RAM"));
-    ram.write(RING, data.get(..4096).unwrap_or(data))
+    ram.write(GuestAddress(RING), data.get(..4096).unwrap_or(data))
         .expect("inside RAM");
     let page = crate::memory::GuestPage::new(ram, RING).expect("inside RAM");
     let mut console = ConsoleBack::attach(page);
@@ -318,7 +322,7 @@ pub fn grants(data: &[u8]) {
                 if let Ok(m) = grants.map(gref, op & 0x20 != 0) {
                     if m.writable() {
                         assert!(
-                            ram.check_writable(m.gpa(), 4096).is_ok(),
+                            ram.check_writable(GuestAddress(m.gpa()), 4096).is_ok(),
                             "a writable mapping of a page the guest may not write"
                         );
                     }

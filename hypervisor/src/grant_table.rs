@@ -14,6 +14,7 @@ use pv_drivers::grant::{GrantError, GrantMapper};
 use pv_drivers::shared::SharedPage;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex, MutexGuard};
+use vm_memory::GuestAddress;
 
 /// How often the VMM retries marking an entry in use against a guest that keeps changing it
 /// (QEMU's Xen grant emulation gives up after 5).
@@ -154,11 +155,17 @@ impl Table {
             self.mark(entry, writable, mark)?;
             // The frame is read once, after the mark: from here on the guest may not change
             // the entry, and the VMM only ever uses this copy.
-            let frame = self.ram.read_obj::<u32>(entry + 4).unwrap_or(0);
+            let frame = self
+                .ram
+                .read_obj::<u32>(GuestAddress(entry + 4))
+                .unwrap_or(0);
             let frame_gpa = u64::from(frame) * PAGE_SIZE;
             let other_kind_mapped = u.readers + u.writers > 0;
             let valid = frame_gpa >= KERNEL_MIN_ADDR
-                && self.ram.check_range(frame_gpa, PAGE_SIZE).is_ok()
+                && self
+                    .ram
+                    .check_range(GuestAddress(frame_gpa), PAGE_SIZE)
+                    .is_ok()
                 && (!other_kind_mapped || u.frame_gpa == frame_gpa);
             if !valid {
                 self.unmark(entry, mark);
@@ -166,7 +173,12 @@ impl Table {
             }
             // The guest's page tables map it read-only (kernel text or read-only data): the
             // VMM does not write it for the guest either (W^X, docs/abi.md §1).
-            if writable && self.ram.check_writable(frame_gpa, PAGE_SIZE).is_err() {
+            if writable
+                && self
+                    .ram
+                    .check_writable(GuestAddress(frame_gpa), PAGE_SIZE)
+                    .is_err()
+            {
                 self.unmark(entry, mark);
                 return Err(GrantError::PermissionDenied);
             }
@@ -183,7 +195,10 @@ impl Table {
     /// Sets `mark` in the entry's flags if the entry grants the access, atomically with the check.
     fn mark(&self, entry: u64, writable: bool, mark: u16) -> Result<(), GrantError> {
         // Flags (low half) and grantee (high half) are checked and updated as one word.
-        let word = self.ram.atomic_u32(entry).map_err(|_| GrantError::BadRef)?;
+        let word = self
+            .ram
+            .atomic_u32(GuestAddress(entry))
+            .map_err(|_| GrantError::BadRef)?;
         for _ in 0..MAX_MARK_ATTEMPTS {
             let current = word.load(SeqCst);
             let (flags, domid) = (current as u16, (current >> 16) as u16);
@@ -202,7 +217,7 @@ impl Table {
     }
 
     fn unmark(&self, entry: u64, mark: u16) {
-        if let Ok(flags) = self.ram.atomic_u16(entry) {
+        if let Ok(flags) = self.ram.atomic_u16(GuestAddress(entry)) {
             flags.fetch_and(!mark, SeqCst);
         }
     }
@@ -330,11 +345,12 @@ mod tests {
             domid,
             frame,
         };
-        ram.write_obj(TABLE + u64::from(gref) * 8, &e).unwrap();
+        ram.write_obj(GuestAddress(TABLE + u64::from(gref) * 8), &e)
+            .unwrap();
     }
 
     fn flags(ram: &GuestRam, gref: u32) -> u16 {
-        ram.read_obj::<GrantEntry>(TABLE + u64::from(gref) * 8)
+        ram.read_obj::<GrantEntry>(GuestAddress(TABLE + u64::from(gref) * 8))
             .unwrap()
             .flags
     }
@@ -461,6 +477,10 @@ mod tests {
         let mut b = [0u8; 6];
         m.read(4090, &mut b);
         assert_eq!(b, [1, 2, 3, 4, 5, 6]);
-        assert_eq!(ram.read_obj::<u8>((0x201 << 12) as u64).unwrap(), 0);
+        assert_eq!(
+            ram.read_obj::<u8>(GuestAddress((0x201 << 12) as u64))
+                .unwrap(),
+            0
+        );
     }
 }

@@ -61,7 +61,8 @@ impl GuestRam {
     }
 
     /// Checks that `[gpa, gpa + len)` lies inside RAM.
-    pub fn check_range(&self, gpa: u64, len: u64) -> Result<(), Errno> {
+    pub fn check_range(&self, gpa: GuestAddress, len: u64) -> Result<(), Errno> {
+        let gpa = gpa.0;
         match gpa.checked_add(len) {
             Some(end) if end <= self.size => Ok(()),
             _ => Err(Errno::EFAULT),
@@ -69,11 +70,9 @@ impl GuestRam {
     }
 
     /// Copies `buf.len()` bytes from guest RAM at `gpa`.
-    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    pub fn read(&self, gpa: GuestAddress, buf: &mut [u8]) -> Result<(), Errno> {
         self.check_range(gpa, buf.len() as u64)?;
-        self.mem
-            .read_slice(buf, GuestAddress(gpa))
-            .map_err(|_| Errno::EFAULT)
+        self.mem.read_slice(buf, gpa).map_err(|_| Errno::EFAULT)
     }
 
     /// Marks ranges the guest cannot write itself (the domain builder's read-only pages); from
@@ -86,26 +85,23 @@ impl GuestRam {
 
     /// Copies `buf` into guest RAM at `gpa`; `EFAULT` if the range leaves RAM or touches a
     /// protected range.
-    pub fn write(&self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+    pub fn write(&self, gpa: GuestAddress, buf: &[u8]) -> Result<(), Errno> {
         self.check_writable(gpa, buf.len() as u64)?;
-        self.mem
-            .write_slice(buf, GuestAddress(gpa))
-            .map_err(|_| Errno::EFAULT)
+        self.mem.write_slice(buf, gpa).map_err(|_| Errno::EFAULT)
     }
 
     /// Copies `buf` into guest RAM at `gpa`, protected ranges included: for the debugger, which
     /// writes breakpoints into the guest's (read-only) code. `EFAULT` if the range leaves RAM.
-    pub fn write_as_debugger(&self, gpa: u64, buf: &[u8]) -> Result<(), Errno> {
+    pub fn write_as_debugger(&self, gpa: GuestAddress, buf: &[u8]) -> Result<(), Errno> {
         self.check_range(gpa, buf.len() as u64)?;
-        self.mem
-            .write_slice(buf, GuestAddress(gpa))
-            .map_err(|_| Errno::EFAULT)
+        self.mem.write_slice(buf, gpa).map_err(|_| Errno::EFAULT)
     }
 
     /// Checks that `[gpa, gpa + len)` lies inside RAM and touches no protected range: whether
     /// [`GuestRam::write`] would accept it.
-    pub fn check_writable(&self, gpa: u64, len: u64) -> Result<(), Errno> {
-        self.check_range(gpa, len)?;
+    pub fn check_writable(&self, gpa: GuestAddress, len: u64) -> Result<(), Errno> {
+        let gpa = gpa.0;
+        self.check_range(GuestAddress(gpa), len)?;
         let end = gpa + len;
         let protected = self.read_only.get().map_or(&[][..], Vec::as_slice);
         if len > 0 && protected.iter().any(|r| r.start < end && gpa < r.end) {
@@ -117,11 +113,12 @@ impl GuestRam {
     /// The host address of `[gpa, gpa + len)`, checked to lie inside RAM and, if `writable`,
     /// to touch no protected range: what [`GuestRam::write`] would accept. For handing guest
     /// memory to the kernel (vectored disk I/O); never made into a Rust reference.
-    pub fn host_range(&self, gpa: u64, len: u64, writable: bool) -> Result<u64, Errno> {
+    pub fn host_range(&self, gpa: GuestAddress, len: u64, writable: bool) -> Result<u64, Errno> {
+        let gpa = gpa.0;
         if writable {
-            self.check_writable(gpa, len)?;
+            self.check_writable(GuestAddress(gpa), len)?;
         } else {
-            self.check_range(gpa, len)?;
+            self.check_range(GuestAddress(gpa), len)?;
         }
         Ok(self.host_base() + gpa)
     }
@@ -129,7 +126,7 @@ impl GuestRam {
     /// The host address of `[gpa, gpa + len)`, checked to lie inside RAM and to be aligned to
     /// `align`.
     fn host_ptr(&self, gpa: u64, len: u64, align: u64) -> Result<*mut u8, Errno> {
-        self.check_range(gpa, len)?;
+        self.check_range(GuestAddress(gpa), len)?;
         if !gpa.is_multiple_of(align) {
             return Err(Errno::EINVAL);
         }
@@ -137,7 +134,8 @@ impl GuestRam {
     }
 
     /// The `u64` at `gpa` as an atomic, for state shared with a running guest (event bitmaps).
-    pub fn atomic_u64(&self, gpa: u64) -> Result<&AtomicU64, Errno> {
+    pub fn atomic_u64(&self, gpa: GuestAddress) -> Result<&AtomicU64, Errno> {
+        let gpa = gpa.0;
         let ptr = self.host_ptr(gpa, 8, 8)?;
         // SAFETY: `ptr` is 8-aligned and its 8 bytes lie inside the RAM mapping, which lives as
         // long as `self`. Any bit pattern is a valid `AtomicU64`, and the guest and the VMM only
@@ -147,35 +145,42 @@ impl GuestRam {
     }
 
     /// The `u32` at `gpa` as an atomic (ring and console indices).
-    pub fn atomic_u32(&self, gpa: u64) -> Result<&AtomicU32, Errno> {
+    pub fn atomic_u32(&self, gpa: GuestAddress) -> Result<&AtomicU32, Errno> {
+        let gpa = gpa.0;
         let ptr = self.host_ptr(gpa, 4, 4)?;
         // SAFETY: as for `atomic_u64`, with 4 bytes and 4-byte alignment.
         Ok(unsafe { AtomicU32::from_ptr(ptr.cast()) })
     }
 
     /// The `u16` at `gpa` as an atomic (grant entry flags).
-    pub fn atomic_u16(&self, gpa: u64) -> Result<&AtomicU16, Errno> {
+    pub fn atomic_u16(&self, gpa: GuestAddress) -> Result<&AtomicU16, Errno> {
+        let gpa = gpa.0;
         let ptr = self.host_ptr(gpa, 2, 2)?;
         // SAFETY: as for `atomic_u64`, with 2 bytes and 2-byte alignment.
         Ok(unsafe { AtomicU16::from_ptr(ptr.cast()) })
     }
 
     /// The byte at `gpa` as an atomic (upcall flags, the VIF byte).
-    pub fn atomic_u8(&self, gpa: u64) -> Result<&AtomicU8, Errno> {
+    pub fn atomic_u8(&self, gpa: GuestAddress) -> Result<&AtomicU8, Errno> {
+        let gpa = gpa.0;
         let ptr = self.host_ptr(gpa, 1, 1)?;
         // SAFETY: as for `atomic_u64`, with one byte.
         Ok(unsafe { AtomicU8::from_ptr(ptr) })
     }
 
     /// Copies a `T` out of guest RAM.
-    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gpa: u64) -> Result<T, Errno> {
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gpa: GuestAddress) -> Result<T, Errno> {
         let mut value = T::new_zeroed();
         self.read(gpa, value.as_mut_bytes())?;
         Ok(value)
     }
 
     /// Copies a `T` into guest RAM.
-    pub fn write_obj<T: IntoBytes + Immutable>(&self, gpa: u64, value: &T) -> Result<(), Errno> {
+    pub fn write_obj<T: IntoBytes + Immutable>(
+        &self,
+        gpa: GuestAddress,
+        value: &T,
+    ) -> Result<(), Errno> {
         self.write(gpa, value.as_bytes())
     }
 }
@@ -194,11 +199,11 @@ pub struct GuestPage {
 impl GuestPage {
     /// The page at `gpa`, which must be page-aligned and inside RAM.
     pub fn new(ram: Arc<GuestRam>, gpa: u64) -> Result<GuestPage, Errno> {
-        ram.check_range(gpa, PAGE_SIZE)?;
+        ram.check_range(GuestAddress(gpa), PAGE_SIZE)?;
         if !gpa.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
-        let writable = ram.check_writable(gpa, PAGE_SIZE).is_ok();
+        let writable = ram.check_writable(GuestAddress(gpa), PAGE_SIZE).is_ok();
         Ok(GuestPage { ram, gpa, writable })
     }
 
@@ -222,7 +227,7 @@ impl SharedPage for GuestPage {
     fn load_u32(&self, offset: usize) -> u32 {
         let gpa = self.range(offset, 4);
         debug_assert!(gpa.is_some(), "load_u32 outside the page: {offset}");
-        gpa.and_then(|g| self.ram.atomic_u32(g).ok())
+        gpa.and_then(|g| self.ram.atomic_u32(GuestAddress(g)).ok())
             .map_or(0, |a| a.load(Acquire))
     }
 
@@ -234,7 +239,7 @@ impl SharedPage for GuestPage {
             tracing::error!("refused a store into the read-only page {:#x}", self.gpa);
             return;
         }
-        if let Some(a) = gpa.and_then(|g| self.ram.atomic_u32(g).ok()) {
+        if let Some(a) = gpa.and_then(|g| self.ram.atomic_u32(GuestAddress(g)).ok()) {
             a.store(value, Release);
         }
     }
@@ -246,7 +251,10 @@ impl SharedPage for GuestPage {
             "read outside the page: {offset}+{}",
             buf.len()
         );
-        if gpa.and_then(|g| self.ram.read(g, buf).ok()).is_none() {
+        if gpa
+            .and_then(|g| self.ram.read(GuestAddress(g), buf).ok())
+            .is_none()
+        {
             buf.fill(0);
         }
     }
@@ -260,7 +268,7 @@ impl SharedPage for GuestPage {
         );
         debug_assert!(self.writable, "write into a read-only page");
         if let Some(g) = gpa
-            && let Err(e) = self.ram.write(g, buf)
+            && let Err(e) = self.ram.write(GuestAddress(g), buf)
         {
             // Grants refuse writable mappings of such pages, so this is a VMM bug.
             tracing::error!("a write into guest page {:#x} failed: {e:?}", self.gpa);
@@ -276,43 +284,68 @@ mod tests {
     fn refuses_ranges_outside_ram() {
         let ram = GuestRam::new(1 << 20).unwrap();
         let mut buf = [0u8; 16];
-        assert_eq!(ram.read((1 << 20) - 16, &mut buf), Ok(()));
-        assert_eq!(ram.read((1 << 20) - 15, &mut buf), Err(Errno::EFAULT));
-        assert_eq!(ram.read(u64::MAX - 4, &mut buf), Err(Errno::EFAULT));
-        assert_eq!(ram.write(1 << 20, &[1]), Err(Errno::EFAULT));
-        assert_eq!(ram.read(0, &mut []), Ok(()));
+        assert_eq!(ram.read(GuestAddress((1 << 20) - 16), &mut buf), Ok(()));
+        assert_eq!(
+            ram.read(GuestAddress((1 << 20) - 15), &mut buf),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            ram.read(GuestAddress(u64::MAX - 4), &mut buf),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(ram.write(GuestAddress(1 << 20), &[1]), Err(Errno::EFAULT));
+        assert_eq!(ram.read(GuestAddress(0), &mut []), Ok(()));
     }
 
     #[test]
     fn atomics_are_checked_for_range_and_alignment() {
         use std::sync::atomic::Ordering::SeqCst;
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.atomic_u64(0x100).unwrap().fetch_or(0b101, SeqCst);
-        assert_eq!(ram.read_obj::<u64>(0x100), Ok(0b101));
-        assert_eq!(ram.atomic_u64(0x104).err(), Some(Errno::EINVAL));
-        assert_eq!(ram.atomic_u64((1 << 20) - 4).err(), Some(Errno::EFAULT));
-        assert_eq!(ram.atomic_u32(u64::MAX - 3).err(), Some(Errno::EFAULT));
-        assert_eq!(ram.atomic_u16(0x101).err(), Some(Errno::EINVAL));
-        assert_eq!(ram.atomic_u16(0x102).unwrap().load(SeqCst), 0);
+        ram.atomic_u64(GuestAddress(0x100))
+            .unwrap()
+            .fetch_or(0b101, SeqCst);
+        assert_eq!(ram.read_obj::<u64>(GuestAddress(0x100)), Ok(0b101));
+        assert_eq!(
+            ram.atomic_u64(GuestAddress(0x104)).err(),
+            Some(Errno::EINVAL)
+        );
+        assert_eq!(
+            ram.atomic_u64(GuestAddress((1 << 20) - 4)).err(),
+            Some(Errno::EFAULT)
+        );
+        assert_eq!(
+            ram.atomic_u32(GuestAddress(u64::MAX - 3)).err(),
+            Some(Errno::EFAULT)
+        );
+        assert_eq!(
+            ram.atomic_u16(GuestAddress(0x101)).err(),
+            Some(Errno::EINVAL)
+        );
+        assert_eq!(ram.atomic_u16(GuestAddress(0x102)).unwrap().load(SeqCst), 0);
     }
 
     #[test]
     fn protected_ranges_refuse_writes_but_not_reads() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.write(0x1000, &[7]).unwrap();
+        ram.write(GuestAddress(0x1000), &[7]).unwrap();
         ram.protect(vec![0x1000..0x2000, 0..0x1000]);
-        assert_eq!(ram.write(0x1000, &[1]), Err(Errno::EFAULT));
-        assert_eq!(ram.write(0xfff, &[1, 2]), Err(Errno::EFAULT), "straddling");
-        assert_eq!(ram.write(0x0, &[1]), Err(Errno::EFAULT));
-        assert_eq!(ram.write(0x2000, &[1]), Ok(()));
-        assert_eq!(ram.write(0x1000, &[]), Ok(()));
-        assert_eq!(ram.read_obj::<u8>(0x1000), Ok(7));
+        assert_eq!(ram.write(GuestAddress(0x1000), &[1]), Err(Errno::EFAULT));
+        assert_eq!(
+            ram.write(GuestAddress(0xfff), &[1, 2]),
+            Err(Errno::EFAULT),
+            "straddling"
+        );
+        assert_eq!(ram.write(GuestAddress(0x0), &[1]), Err(Errno::EFAULT));
+        assert_eq!(ram.write(GuestAddress(0x2000), &[1]), Ok(()));
+        assert_eq!(ram.write(GuestAddress(0x1000), &[]), Ok(()));
+        assert_eq!(ram.read_obj::<u8>(GuestAddress(0x1000)), Ok(7));
     }
 
     #[test]
     fn round_trips_objects() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.write_obj(0x1000, &0xdead_beef_u64).unwrap();
-        assert_eq!(ram.read_obj::<u64>(0x1000), Ok(0xdead_beef));
+        ram.write_obj(GuestAddress(0x1000), &0xdead_beef_u64)
+            .unwrap();
+        assert_eq!(ram.read_obj::<u64>(GuestAddress(0x1000)), Ok(0xdead_beef));
     }
 }

@@ -4,6 +4,7 @@ use crate::memory::GuestRam;
 use crate::symbols::SymbolTable;
 use parapet_abi::sched::{FAULT_GPR_NAMES, FaultReport, exception_name};
 use std::fmt::Write;
+use vm_memory::GuestAddress;
 
 /// VMM exit statuses (docs/abi.md §6).
 pub mod status {
@@ -132,7 +133,7 @@ impl FaultInfo {
         }
         // The guest's RAM is identity-mapped, so its RIP is also a GPA.
         let mut code = [0u8; 16];
-        if ram.read(self.rip, &mut code).is_ok() {
+        if ram.read(GuestAddress(self.rip), &mut code).is_ok() {
             out.push_str("  code:");
             for b in code {
                 let _ = write!(out, " {b:02x}");

@@ -6,6 +6,7 @@
 //! stops after [`MAX_MAPPINGS`] runs or [`MAX_ENTRIES`] entries read.
 
 use crate::memory::GuestRam;
+use vm_memory::GuestAddress;
 
 const PRESENT: u64 = 1 << 0;
 const HUGE: u64 = 1 << 7;
@@ -46,7 +47,7 @@ pub fn translate(ram: &GuestRam, cr3: u64, va: u64) -> Option<(u64, u64)> {
     for level in (0..4).rev() {
         let shift = 12 + 9 * level;
         let index = (va >> shift) & 511;
-        let entry: u64 = ram.read_obj(table + index * 8).ok()?;
+        let entry: u64 = ram.read_obj(GuestAddress(table + index * 8)).ok()?;
         if entry & PRESENT == 0 {
             return None;
         }
@@ -85,7 +86,7 @@ fn walk(
             return;
         }
         *budget -= 1;
-        let Ok(entry) = ram.read_obj::<u64>(table + index * 8) else {
+        let Ok(entry) = ram.read_obj::<u64>(GuestAddress(table + index * 8)) else {
             return;
         };
         if entry & PRESENT == 0 {
@@ -121,17 +122,20 @@ mod tests {
     fn ram() -> GuestRam {
         let ram = GuestRam::new(4 << 20).unwrap();
         let t = PRESENT | 2;
-        ram.write_obj(0x1000, &(0x2000 | t)).unwrap();
-        ram.write_obj(0x1000 + 256 * 8, &(0x5000 | t)).unwrap();
-        ram.write_obj(0x2000, &(0x3000 | t)).unwrap();
-        ram.write_obj(0x3000, &(0x4000 | t)).unwrap();
-        ram.write_obj(0x3000 + 2 * 8, &(0x20_0000 | t | HUGE))
+        ram.write_obj(GuestAddress(0x1000), &(0x2000 | t)).unwrap();
+        ram.write_obj(GuestAddress(0x1000 + 256 * 8), &(0x5000 | t))
             .unwrap();
-        ram.write_obj(0x4000 + 8, &(0x8000 | t)).unwrap();
-        ram.write_obj(0x4000 + 2 * 8, &(0x9000 | t)).unwrap();
-        ram.write_obj(0x5000, &(0x6000 | t)).unwrap();
-        ram.write_obj(0x6000, &(0x7000 | t)).unwrap();
-        ram.write_obj(0x7000, &(0xa000 | t)).unwrap();
+        ram.write_obj(GuestAddress(0x2000), &(0x3000 | t)).unwrap();
+        ram.write_obj(GuestAddress(0x3000), &(0x4000 | t)).unwrap();
+        ram.write_obj(GuestAddress(0x3000 + 2 * 8), &(0x20_0000 | t | HUGE))
+            .unwrap();
+        ram.write_obj(GuestAddress(0x4000 + 8), &(0x8000 | t))
+            .unwrap();
+        ram.write_obj(GuestAddress(0x4000 + 2 * 8), &(0x9000 | t))
+            .unwrap();
+        ram.write_obj(GuestAddress(0x5000), &(0x6000 | t)).unwrap();
+        ram.write_obj(GuestAddress(0x6000), &(0x7000 | t)).unwrap();
+        ram.write_obj(GuestAddress(0x7000), &(0xa000 | t)).unwrap();
         ram
     }
 
@@ -184,16 +188,18 @@ mod tests {
         // 512^4 pages if nothing stopped the walk.
         let ram = GuestRam::new(2 << 20).unwrap();
         for i in 0..512u64 {
-            ram.write_obj(0x1000 + i * 8, &(0x1000 | PRESENT)).unwrap();
+            ram.write_obj(GuestAddress(0x1000 + i * 8), &(0x1000 | PRESENT))
+                .unwrap();
         }
         let m = mappings(&ram, 0x1000);
         assert!(m.len() <= MAX_MAPPINGS);
         // Four full levels whose pages all lie outside RAM: 512^4 entries without a budget.
         for i in 0..512u64 {
             for (table, next) in [(0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x4000)] {
-                ram.write_obj(table + i * 8, &(next | PRESENT)).unwrap();
+                ram.write_obj(GuestAddress(table + i * 8), &(next | PRESENT))
+                    .unwrap();
             }
-            ram.write_obj(0x4000 + i * 8, &(0x10_0000_0000u64 | PRESENT))
+            ram.write_obj(GuestAddress(0x4000 + i * 8), &(0x10_0000_0000u64 | PRESENT))
                 .unwrap();
         }
         assert!(mappings(&ram, 0x1000).is_empty());

@@ -14,6 +14,7 @@ use crate::stats::ExitCounters;
 use parapet_abi::Errno;
 use parapet_abi::start_info::Platform;
 use tracing::{debug, warn};
+use vm_memory::GuestAddress;
 
 /// On kvm_pvm, more emulated instructions than this before the first hypercall mean the guest
 /// is not running natively (a native guest shows about one per port-I/O exit).
@@ -174,7 +175,9 @@ impl VcpuLoop<'_> {
         match self.platform {
             Platform::KvmPvm => dom
                 .ram
-                .atomic_u8(layout::VIF_PAGE + parapet_abi::start_info::vif::IF as u64)
+                .atomic_u8(GuestAddress(
+                    layout::VIF_PAGE + parapet_abi::start_info::vif::IF as u64,
+                ))
                 .expect("the VIF page lies inside guest RAM")
                 .store(1, std::sync::atomic::Ordering::SeqCst),
             Platform::KvmHardware => self.vcpu.set_interrupt_flag_on_entry(),

@@ -20,6 +20,7 @@ use parapet_abi::start_info::{
     self, MAX_CMDLINE, MAX_MEMMAP, MemMapEntry, Platform, StartInfo, Transport, mem_kind,
 };
 use parapet_abi::time::{PVCLOCK_TSC_STABLE, TscScale, VcpuTimeInfo};
+use vm_memory::GuestAddress;
 use zerocopy::FromZeros;
 
 /// What the builder needs to know about the host and the guest.
@@ -95,18 +96,21 @@ pub fn build(ram: &GuestRam, p: &BootParams<'_>) -> Result<BootState> {
     check_fit(p.image, ram.size(), p.cmdline)?;
     for seg in &p.image.segments {
         // RAM is fresh and zeroed, so the bss tail needs no clearing.
-        ram.write(seg.gpa, &seg.data)
+        ram.write(GuestAddress(seg.gpa), &seg.data)
             .map_err(internal("kernel image"))?;
     }
     let (cr3, nr_pt_frames) =
         paging::build(ram, p.image, p.patchable_hypercall_page).map_err(internal("page tables"))?;
     write_gdt_and_tss(ram).map_err(internal("GDT"))?;
-    ram.write(layout::HYPERCALL_PAGE, &hypercall_page(p.transport))
-        .map_err(internal("hypercall page"))?;
-    ram.write_obj(layout::SHARED_INFO, &shared_info(ram, p))
+    ram.write(
+        GuestAddress(layout::HYPERCALL_PAGE),
+        &hypercall_page(p.transport),
+    )
+    .map_err(internal("hypercall page"))?;
+    ram.write_obj(GuestAddress(layout::SHARED_INFO), &shared_info(ram, p))
         .map_err(internal("shared-info page"))?;
     let si = start_info(ram, p, cr3, nr_pt_frames);
-    ram.write_obj(layout::START_INFO, &si)
+    ram.write_obj(GuestAddress(layout::START_INFO), &si)
         .map_err(internal("start-info page"))?;
     ram.protect(paging::read_only_ranges(
         p.image,
@@ -164,13 +168,16 @@ fn write_gdt_and_tss(ram: &GuestRam) -> std::result::Result<(), parapet_abi::Err
         tss_limit | (tss & 0xff_ffff) << 16 | 0x8b << 40 | ((tss >> 24) & 0xff) << 56,
         tss >> 32,
     ];
-    ram.write(layout::GDT, zerocopy::IntoBytes::as_bytes(&gdt[..]))?;
+    ram.write(
+        GuestAddress(layout::GDT),
+        zerocopy::IntoBytes::as_bytes(&gdt[..]),
+    )?;
     // TSS: RSP0 at 4, IST1 at 0x24, I/O bitmap base (none) at 0x66.
     let mut t = [0u8; 0x68];
     t[4..12].copy_from_slice(&layout::EMERGENCY_STACK.end.to_le_bytes());
     t[0x24..0x2c].copy_from_slice(&layout::EMERGENCY_STACK.end.to_le_bytes());
     t[0x66..0x68].copy_from_slice(&0x68u16.to_le_bytes());
-    ram.write(tss, &t)
+    ram.write(GuestAddress(tss), &t)
 }
 
 fn shared_info(ram: &GuestRam, p: &BootParams<'_>) -> SharedInfo {

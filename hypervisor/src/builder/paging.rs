@@ -14,6 +14,7 @@ use crate::loader::KernelImage;
 use crate::memory::GuestRam;
 use parapet_abi::Errno;
 use std::ops::Range;
+use vm_memory::GuestAddress;
 use zerocopy::IntoBytes;
 
 const PRESENT: u64 = 1 << 0;
@@ -144,10 +145,10 @@ pub fn build(
 
     let pml4 = tables.alloc()?;
     let pdpt = tables.alloc()?;
-    ram.write_obj(pml4, &(pdpt | TABLE))?;
+    ram.write_obj(GuestAddress(pml4), &(pdpt | TABLE))?;
     for gib in 0..ram.size().div_ceil(1 << 30) {
         let pd = tables.alloc()?;
-        ram.write_obj(pdpt + gib * 8, &(pd | TABLE))?;
+        ram.write_obj(GuestAddress(pdpt + gib * 8), &(pd | TABLE))?;
         let mut pd_entries = [0u64; 512];
         for (i, pde) in pd_entries.iter_mut().enumerate() {
             let base = (gib << 30) + i as u64 * HUGE_PAGE;
@@ -168,9 +169,9 @@ pub fn build(
                         | page_access(gpa, image, &kernel, patchable_hypercall_page).pte_flags();
                 }
             }
-            ram.write(pt, pt_entries.as_bytes())?;
+            ram.write(GuestAddress(pt), pt_entries.as_bytes())?;
         }
-        ram.write(pd, pd_entries.as_bytes())?;
+        ram.write(GuestAddress(pd), pd_entries.as_bytes())?;
     }
     map_scratch_mmio(ram, pml4, &mut tables)?;
     Ok((pml4, (tables.next - layout::PAGE_TABLES.start) / PAGE))
@@ -184,7 +185,7 @@ fn map_scratch_mmio(ram: &GuestRam, pml4: u64, tables: &mut TableAllocator) -> R
     let mut table = pml4;
     for level in [3u32, 2, 1] {
         let slot = table + ((VA >> (12 + 9 * level)) & 511) * 8;
-        let entry: u64 = ram.read_obj(slot)?;
+        let entry: u64 = ram.read_obj(GuestAddress(slot))?;
         table = if entry & PRESENT != 0 {
             debug_assert_eq!(
                 entry & HUGE,
@@ -194,12 +195,12 @@ fn map_scratch_mmio(ram: &GuestRam, pml4: u64, tables: &mut TableAllocator) -> R
             entry & 0x000f_ffff_ffff_f000
         } else {
             let next = tables.alloc()?;
-            ram.write_obj(slot, &(next | TABLE))?;
+            ram.write_obj(GuestAddress(slot), &(next | TABLE))?;
             next
         };
     }
     ram.write_obj(
-        table + ((VA >> 12) & 511) * 8,
+        GuestAddress(table + ((VA >> 12) & 511) * 8),
         &(VA | Access::ReadWrite.pte_flags()),
     )
 }
@@ -230,7 +231,9 @@ mod tests {
     fn walk(ram: &GuestRam, cr3: u64, va: u64) -> (u64, bool) {
         let mut table = cr3;
         for shift in [39, 30, 21, 12] {
-            let e: u64 = ram.read_obj(table + ((va >> shift) & 511) * 8).unwrap();
+            let e: u64 = ram
+                .read_obj(GuestAddress(table + ((va >> shift) & 511) * 8))
+                .unwrap();
             if e & PRESENT != 0 {
                 assert_eq!(e & USER, USER, "U/S at level {shift} for {va:#x}");
             }
@@ -330,6 +333,6 @@ mod tests {
         );
         // Nothing maps past the end of RAM.
         let pd = layout::PAGE_TABLES.start + 2 * PAGE;
-        assert_eq!(ram.read_obj::<u64>(pd + 32 * 8).unwrap(), 0);
+        assert_eq!(ram.read_obj::<u64>(GuestAddress(pd + 32 * 8)).unwrap(), 0);
     }
 }

@@ -21,6 +21,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vm_memory::GuestAddress;
 
 /// The registers a core records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -216,7 +217,7 @@ fn write_core(
         let mut done = 0;
         while done < m.len {
             let n = (m.len - done).min(buf.len() as u64) as usize;
-            ram.read(m.gpa + done, &mut buf[..n])
+            ram.read(GuestAddress(m.gpa + done), &mut buf[..n])
                 .map_err(|_| io::Error::other("a mapping left guest RAM"))?;
             file.write_all_at(&buf[..n], at + done)?;
             done += n as u64;
@@ -329,7 +330,7 @@ mod tests {
     #[test]
     fn core_is_an_elf_core_with_the_mappings_at_their_virtual_addresses() {
         let ram = GuestRam::new(2 << 20).unwrap();
-        ram.write(0x3000, b"guest bytes").unwrap();
+        ram.write(GuestAddress(0x3000), b"guest bytes").unwrap();
         let mappings = [Mapping {
             va: 0xffff_8000_0000_0000,
             gpa: 0x3000,
@@ -340,7 +341,7 @@ mod tests {
         let (at, m) = layout.segments[0];
         file.resize(at as usize, 0);
         let mut page = vec![0u8; m.len as usize];
-        ram.read(m.gpa, &mut page).unwrap();
+        ram.read(GuestAddress(m.gpa), &mut page).unwrap();
         file.extend_from_slice(&page);
 
         let elf = ElfFile64::<LE>::parse(&file[..]).unwrap();

@@ -39,6 +39,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::{debug, info};
+use vm_memory::GuestAddress;
 
 /// The connection to gdb.
 pub type GdbConnection = Box<dyn ConnectionExt<Error = std::io::Error>>;
@@ -181,7 +182,9 @@ impl GdbTarget<'_, '_> {
 
     fn remove_all_breakpoints(&mut self) -> Result<()> {
         for (_, patch) in std::mem::take(&mut self.breakpoints) {
-            let _ = self.ram.write_as_debugger(patch.gpa, &[patch.original]);
+            let _ = self
+                .ram
+                .write_as_debugger(GuestAddress(patch.gpa), &[patch.original]);
         }
         self.sync_breakpoints()
     }
@@ -414,7 +417,11 @@ impl SingleThreadBase for GdbTarget<'_, '_> {
                 break;
             };
             let n = (data.len() - done).min(in_page as usize);
-            if self.ram.read(gpa, &mut data[done..done + n]).is_err() {
+            if self
+                .ram
+                .read(GuestAddress(gpa), &mut data[done..done + n])
+                .is_err()
+            {
                 break;
             }
             done += n;
@@ -444,7 +451,7 @@ impl SingleThreadBase for GdbTarget<'_, '_> {
                 None => byte,
             };
             self.ram
-                .write_as_debugger(gpa, &[byte])
+                .write_as_debugger(GuestAddress(gpa), &[byte])
                 .map_err(|_| TargetError::Errno(14))?;
         }
         Ok(())
@@ -490,14 +497,18 @@ impl SwBreakpoint for GdbTarget<'_, '_> {
             return Ok(false);
         };
         let mut original = [0u8];
-        if self.ram.read(gpa, &mut original).is_err() {
+        if self.ram.read(GuestAddress(gpa), &mut original).is_err() {
             return Ok(false);
         }
         let byte = match self.style {
             BreakpointStyle::Int3 => INT3,
             BreakpointStyle::PortWrite => OUT_DX_AL,
         };
-        if self.ram.write_as_debugger(gpa, &[byte]).is_err() {
+        if self
+            .ram
+            .write_as_debugger(GuestAddress(gpa), &[byte])
+            .is_err()
+        {
             return Ok(false);
         }
         self.breakpoints.insert(
@@ -515,7 +526,9 @@ impl SwBreakpoint for GdbTarget<'_, '_> {
         let Some(patch) = self.breakpoints.remove(&addr) else {
             return Ok(false);
         };
-        let _ = self.ram.write_as_debugger(patch.gpa, &[patch.original]);
+        let _ = self
+            .ram
+            .write_as_debugger(GuestAddress(patch.gpa), &[patch.original]);
         self.sync_breakpoints().map_err(TargetError::Fatal)?;
         Ok(true)
     }

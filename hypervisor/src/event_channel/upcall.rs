@@ -9,6 +9,7 @@ use parapet_abi::shared_info::{SharedInfo, VcpuInfo};
 use std::mem::offset_of;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
+use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 /// The guest's shared-info page as the event machinery sees it.
@@ -39,13 +40,13 @@ impl Upcall {
     fn word(&self, base: u64, port: u32) -> &std::sync::atomic::AtomicU64 {
         let gpa = self.shared_info + base + u64::from(port / 64) * 8;
         self.ram
-            .atomic_u64(gpa)
+            .atomic_u64(GuestAddress(gpa))
             .expect("the shared-info page lies inside guest RAM")
     }
 
     fn byte(&self, offset: u64) -> &std::sync::atomic::AtomicU8 {
         self.ram
-            .atomic_u8(self.shared_info + offset)
+            .atomic_u8(GuestAddress(self.shared_info + offset))
             .expect("the shared-info page lies inside guest RAM")
     }
 
@@ -100,7 +101,7 @@ impl Upcall {
     fn notify_word(&self, word: u32) -> bool {
         let sel = self
             .ram
-            .atomic_u64(self.shared_info + PENDING_SEL)
+            .atomic_u64(GuestAddress(self.shared_info + PENDING_SEL))
             .expect("the shared-info page lies inside guest RAM");
         sel.fetch_or(1u64 << word, SeqCst);
         self.byte(UPCALL_PENDING).store(1, SeqCst);
@@ -151,8 +152,14 @@ mod tests {
     fn raising_sets_bits_and_interrupts_once() {
         let (ram, up, fd) = upcall();
         up.raise(70);
-        assert_eq!(ram.read_obj::<u64>(0x2000 + PENDING + 8), Ok(1 << 6));
-        assert_eq!(ram.read_obj::<u64>(0x2000 + PENDING_SEL), Ok(1 << 1));
+        assert_eq!(
+            ram.read_obj::<u64>(GuestAddress(0x2000 + PENDING + 8)),
+            Ok(1 << 6)
+        );
+        assert_eq!(
+            ram.read_obj::<u64>(GuestAddress(0x2000 + PENDING_SEL)),
+            Ok(1 << 1)
+        );
         assert!(up.upcall_pending());
         assert_eq!(fd.read().unwrap(), 1);
         up.raise(70); // still pending: coalesced
@@ -175,7 +182,8 @@ mod tests {
     #[test]
     fn the_upcall_mask_suppresses_the_interrupt_not_the_event() {
         let (ram, up, fd) = upcall();
-        ram.write_obj(0x2000 + UPCALL_MASK, &1u8).unwrap();
+        ram.write_obj(GuestAddress(0x2000 + UPCALL_MASK), &1u8)
+            .unwrap();
         up.raise(3);
         assert!(up.upcall_pending());
         assert!(fd.read().is_err());

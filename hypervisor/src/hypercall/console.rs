@@ -3,20 +3,25 @@
 use super::{Action, Context};
 use parapet_abi::Errno;
 use parapet_abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+use vm_memory::GuestAddress;
 
 pub(super) fn console_io(ctx: &mut Context<'_>, [cmd, count, buf, ..]: [u64; 5]) -> Action {
     match cmd {
         CONSOLEIO_WRITE => write(ctx, count.min(CONSOLEIO_WRITE_MAX), buf).into(),
         // Console input arrives through the console ring; the buffer is still validated so a
         // guest learns about a bad pointer.
-        CONSOLEIO_READ => ctx.ram.check_range(buf, count).map(|()| 0).into(),
+        CONSOLEIO_READ => ctx
+            .ram
+            .check_range(GuestAddress(buf), count)
+            .map(|()| 0)
+            .into(),
         _ => Action::Return(Errno::ENOSYS.to_ret()),
     }
 }
 
 fn write(ctx: &mut Context<'_>, count: u64, buf: u64) -> Result<u64, Errno> {
     let mut bytes = vec![0u8; count as usize];
-    ctx.ram.read(buf, &mut bytes)?;
+    ctx.ram.read(GuestAddress(buf), &mut bytes)?;
     if let Err(e) = ctx.console.write_console(&bytes) {
         // The user closed our stdout: the output is lost, but that is no reason to stop the guest.
         tracing::debug!("console output dropped: {e}");
@@ -32,7 +37,7 @@ mod tests {
     #[test]
     fn writes_what_the_guest_names_and_refuses_bad_buffers() {
         let ((), out) = with_context(|ctx| {
-            ctx.ram.write(0x1000, b"hello").unwrap();
+            ctx.ram.write(GuestAddress(0x1000), b"hello").unwrap();
             assert_eq!(ret(console_io(ctx, [CONSOLEIO_WRITE, 5, 0x1000, 0, 0])), 5);
             assert_eq!(ret(console_io(ctx, [CONSOLEIO_WRITE, 0, 0x1000, 0, 0])), 0);
             let efault = Errno::EFAULT.to_ret();

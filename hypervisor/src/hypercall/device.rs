@@ -3,14 +3,18 @@
 use super::{Action, Context};
 use parapet_abi::Errno;
 use parapet_abi::device::{Connect, DEVOP_CONNECT, DEVOP_DISCONNECT};
+use vm_memory::GuestAddress;
 
 pub(super) fn device_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
     let devices = ctx.dom.devices();
     let result = match cmd {
-        DEVOP_CONNECT => ctx.ram.read_obj::<Connect>(arg).and_then(|req| {
-            let device = devices.get(req.device as usize).ok_or(Errno::ENOENT)?;
-            device.connect(&ctx.dom.backend_link(), &req)
-        }),
+        DEVOP_CONNECT => ctx
+            .ram
+            .read_obj::<Connect>(GuestAddress(arg))
+            .and_then(|req| {
+                let device = devices.get(req.device as usize).ok_or(Errno::ENOENT)?;
+                device.connect(&ctx.dom.backend_link(), &req)
+            }),
         DEVOP_DISCONNECT => usize::try_from(arg)
             .ok()
             .and_then(|i| devices.get(i))

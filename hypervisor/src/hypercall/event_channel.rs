@@ -7,6 +7,7 @@ use parapet_abi::event_channel::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE,
     EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, PortArg, Status,
 };
+use vm_memory::GuestAddress;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 pub(super) fn event_channel_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
@@ -67,9 +68,9 @@ fn update<T: FromBytes + IntoBytes + Immutable>(
     f: impl FnOnce(&mut T) -> Result<(), Errno>,
 ) -> Action {
     let run = || {
-        let mut value: T = ctx.ram.read_obj(gpa)?;
+        let mut value: T = ctx.ram.read_obj(GuestAddress(gpa))?;
         f(&mut value)?;
-        ctx.ram.write_obj(gpa, &value)?;
+        ctx.ram.write_obj(GuestAddress(gpa), &value)?;
         Ok(0)
     };
     run().into()
@@ -77,7 +78,7 @@ fn update<T: FromBytes + IntoBytes + Immutable>(
 
 fn port_op(ctx: &mut Context<'_>, gpa: u64, f: impl FnOnce(u32) -> Result<(), Errno>) -> Action {
     let run = || {
-        let arg: PortArg = ctx.ram.read_obj(gpa)?;
+        let arg: PortArg = ctx.ram.read_obj(GuestAddress(gpa))?;
         f(arg.port).map(|()| 0)
     };
     run().into()
@@ -97,7 +98,7 @@ mod tests {
                 remote_dom: DOMID_SELF,
                 port: 0,
             };
-            ctx.ram.write_obj(0x1000, &alloc).unwrap();
+            ctx.ram.write_obj(GuestAddress(0x1000), &alloc).unwrap();
             assert_eq!(
                 ret(event_channel_op(
                     ctx,
@@ -105,14 +106,18 @@ mod tests {
                 )),
                 0
             );
-            let a = ctx.ram.read_obj::<AllocUnbound>(0x1000).unwrap().port;
+            let a = ctx
+                .ram
+                .read_obj::<AllocUnbound>(GuestAddress(0x1000))
+                .unwrap()
+                .port;
             assert_ne!(a, 0);
             let bind = BindInterdomain {
                 remote_dom: DOMID_SELF,
                 remote_port: a,
                 ..Default::default()
             };
-            ctx.ram.write_obj(0x1100, &bind).unwrap();
+            ctx.ram.write_obj(GuestAddress(0x1100), &bind).unwrap();
             assert_eq!(
                 ret(event_channel_op(
                     ctx,
@@ -122,10 +127,12 @@ mod tests {
             );
             let b = ctx
                 .ram
-                .read_obj::<BindInterdomain>(0x1100)
+                .read_obj::<BindInterdomain>(GuestAddress(0x1100))
                 .unwrap()
                 .local_port;
-            ctx.ram.write_obj(0x1200, &PortArg { port: b }).unwrap();
+            ctx.ram
+                .write_obj(GuestAddress(0x1200), &PortArg { port: b })
+                .unwrap();
             assert_eq!(
                 ret(event_channel_op(ctx, [EVTCHNOP_SEND, 0x1200, 0, 0, 0])),
                 0
@@ -136,13 +143,16 @@ mod tests {
                 port: b,
                 ..Default::default()
             };
-            ctx.ram.write_obj(0x1300, &st).unwrap();
+            ctx.ram.write_obj(GuestAddress(0x1300), &st).unwrap();
             assert_eq!(
                 ret(event_channel_op(ctx, [EVTCHNOP_STATUS, 0x1300, 0, 0, 0])),
                 0
             );
             assert_eq!(
-                ctx.ram.read_obj::<Status>(0x1300).unwrap().status,
+                ctx.ram
+                    .read_obj::<Status>(GuestAddress(0x1300))
+                    .unwrap()
+                    .status,
                 status::INTERDOMAIN
             );
         });
@@ -169,7 +179,7 @@ mod tests {
                 remote_dom: DOMID_SELF,
                 port: 0,
             };
-            ctx.ram.write_obj(0x1000, &foreign).unwrap();
+            ctx.ram.write_obj(GuestAddress(0x1000), &foreign).unwrap();
             assert_eq!(
                 ret(event_channel_op(
                     ctx,
@@ -177,7 +187,9 @@ mod tests {
                 )),
                 einval
             );
-            ctx.ram.write_obj(0x1000, &PortArg { port: 4095 }).unwrap();
+            ctx.ram
+                .write_obj(GuestAddress(0x1000), &PortArg { port: 4095 })
+                .unwrap();
             assert_eq!(
                 ret(event_channel_op(ctx, [EVTCHNOP_SEND, 0x1000, 0, 0, 0])),
                 einval

@@ -9,6 +9,7 @@ use parapet_abi::grant_table::{
 };
 use parapet_abi::start_info::{KERNEL_MIN_ADDR, PAGE_SIZE};
 use pv_drivers::shared::SharedPage;
+use vm_memory::GuestAddress;
 use zerocopy::{FromZeros, IntoBytes};
 
 pub(super) fn grant_table_op(ctx: &mut Context<'_>, [cmd, arg, count, ..]: [u64; 5]) -> Action {
@@ -29,7 +30,7 @@ fn is_self(dom: DomId) -> bool {
 }
 
 fn setup_table(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
-    let mut req: SetupTable = ctx.ram.read_obj(arg)?;
+    let mut req: SetupTable = ctx.ram.read_obj(GuestAddress(arg))?;
     let (base, frames) = ctx.dom.grant_table.frames();
     req.status = if !is_self(req.dom) {
         gntst::BAD_DOMAIN
@@ -39,22 +40,23 @@ fn setup_table(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
         let list: Vec<u64> = (0..u64::from(req.nr_frames))
             .map(|i| base / PAGE_SIZE + i)
             .collect();
-        ctx.ram.write(req.frame_list, list.as_bytes())?;
+        ctx.ram
+            .write(GuestAddress(req.frame_list), list.as_bytes())?;
         gntst::OKAY
     };
-    ctx.ram.write_obj(arg, &req)?;
+    ctx.ram.write_obj(GuestAddress(arg), &req)?;
     Ok(0)
 }
 
 fn query_size(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
-    let mut req: QuerySize = ctx.ram.read_obj(arg)?;
+    let mut req: QuerySize = ctx.ram.read_obj(GuestAddress(arg))?;
     if is_self(req.dom) {
         let (_, frames) = ctx.dom.grant_table.frames();
         (req.nr_frames, req.max_nr_frames, req.status) = (frames, frames, gntst::OKAY);
     } else {
         req.status = gntst::BAD_DOMAIN;
     }
-    ctx.ram.write_obj(arg, &req)?;
+    ctx.ram.write_obj(GuestAddress(arg), &req)?;
     Ok(0)
 }
 
@@ -67,11 +69,14 @@ fn copy(ctx: &mut Context<'_>, arg: u64, count: u64) -> Result<u64, Errno> {
         return Err(Errno::E2BIG);
     }
     let mut ops = vec![Copy::new_zeroed(); count as usize];
-    ctx.ram.read(arg, ops.as_mut_slice().as_mut_bytes())?;
+    ctx.ram
+        .read(GuestAddress(arg), ops.as_mut_slice().as_mut_bytes())?;
     for (i, op) in ops.iter().enumerate() {
         let status = copy_one(ctx, op).err().unwrap_or(gntst::OKAY);
-        ctx.ram
-            .write_obj(arg + i as u64 * COPY_SIZE + STATUS_OFFSET, &status)?;
+        ctx.ram.write_obj(
+            GuestAddress(arg + i as u64 * COPY_SIZE + STATUS_OFFSET),
+            &status,
+        )?;
     }
     Ok(0)
 }
@@ -96,11 +101,16 @@ fn resolve(ctx: &Context<'_>, ptr: &CopyPtr, is_gref: bool, write: bool) -> Resu
             .map_err(|e| e.gntst());
     }
     let gpa = ptr.u.checked_mul(PAGE_SIZE).ok_or(gntst::BAD_PAGE)?;
-    if gpa < KERNEL_MIN_ADDR || ctx.ram.check_range(gpa, PAGE_SIZE).is_err() {
+    if gpa < KERNEL_MIN_ADDR || ctx.ram.check_range(GuestAddress(gpa), PAGE_SIZE).is_err() {
         return Err(gntst::BAD_PAGE);
     }
     // W^X: the VMM does not write a page the guest's page tables map read-only.
-    if write && ctx.ram.check_writable(gpa, PAGE_SIZE).is_err() {
+    if write
+        && ctx
+            .ram
+            .check_writable(GuestAddress(gpa), PAGE_SIZE)
+            .is_err()
+    {
         return Err(gntst::PERMISSION_DENIED);
     }
     Ok(Side::Frame(gpa))
@@ -120,14 +130,14 @@ fn copy_one(ctx: &Context<'_>, op: &Copy) -> Result<(), i16> {
         Side::Grant(m) => m.read(src_off, &mut buf),
         Side::Frame(gpa) => ctx
             .ram
-            .read(gpa + src_off as u64, &mut buf)
+            .read(GuestAddress(gpa + src_off as u64), &mut buf)
             .map_err(|_| gntst::BAD_PAGE)?,
     }
     match &dest {
         Side::Grant(m) => m.write(dst_off, &buf),
         Side::Frame(gpa) => ctx
             .ram
-            .write(gpa + dst_off as u64, &buf)
+            .write(GuestAddress(gpa + dst_off as u64), &buf)
             .map_err(|_| gntst::BAD_PAGE)?,
     }
     Ok(())
@@ -147,7 +157,9 @@ mod tests {
             domid: DOMID_BACKEND,
             frame,
         };
-        ctx.ram.write_obj(0xc000 + gref * 8, &e).unwrap();
+        ctx.ram
+            .write_obj(GuestAddress(0xc000 + gref * 8), &e)
+            .unwrap();
     }
 
     fn ptr(u: u64, offset: u16) -> CopyPtr {
@@ -160,12 +172,15 @@ mod tests {
     }
 
     fn run(ctx: &mut Context<'_>, op: Copy) -> i16 {
-        ctx.ram.write_obj(0x1000, &op).unwrap();
+        ctx.ram.write_obj(GuestAddress(0x1000), &op).unwrap();
         assert_eq!(
             ret(grant_table_op(ctx, [GNTTABOP_COPY, 0x1000, 1, 0, 0])),
             0
         );
-        ctx.ram.read_obj::<Copy>(0x1000).unwrap().status
+        ctx.ram
+            .read_obj::<Copy>(GuestAddress(0x1000))
+            .unwrap()
+            .status
     }
 
     #[test]
@@ -173,7 +188,7 @@ mod tests {
         with_context(|ctx| {
             grant(ctx, 1, gtf::PERMIT_ACCESS, 0x200);
             grant(ctx, 2, gtf::PERMIT_ACCESS | gtf::READONLY, 0x201);
-            ctx.ram.write(0x200_010, b"granted!").unwrap();
+            ctx.ram.write(GuestAddress(0x200_010), b"granted!").unwrap();
             let from_grant = Copy {
                 source: ptr(1, 0x10),
                 dest: ptr(0x300, 0x20),
@@ -183,10 +198,13 @@ mod tests {
             };
             assert_eq!(run(ctx, from_grant), gntst::OKAY);
             let mut b = [0u8; 8];
-            ctx.ram.read(0x300_020, &mut b).unwrap();
+            ctx.ram.read(GuestAddress(0x300_020), &mut b).unwrap();
             assert_eq!(&b, b"granted!");
             assert_eq!(
-                ctx.ram.read_obj::<GrantEntry>(0xc008).unwrap().flags,
+                ctx.ram
+                    .read_obj::<GrantEntry>(GuestAddress(0xc008))
+                    .unwrap()
+                    .flags,
                 gtf::PERMIT_ACCESS,
                 "the mark is released after the copy"
             );
@@ -240,30 +258,38 @@ mod tests {
                 frame_list: 0x2_0000,
                 ..Default::default()
             };
-            ctx.ram.write_obj(0x1000, &req).unwrap();
+            ctx.ram.write_obj(GuestAddress(0x1000), &req).unwrap();
             assert_eq!(
                 ret(grant_table_op(ctx, [GNTTABOP_SETUP_TABLE, 0x1000, 1, 0, 0])),
                 0
             );
             assert_eq!(
-                ctx.ram.read_obj::<SetupTable>(0x1000).unwrap().status,
+                ctx.ram
+                    .read_obj::<SetupTable>(GuestAddress(0x1000))
+                    .unwrap()
+                    .status,
                 gntst::OKAY
             );
             assert_eq!(
-                ctx.ram.read_obj::<[u64; 4]>(0x2_0000).unwrap(),
+                ctx.ram
+                    .read_obj::<[u64; 4]>(GuestAddress(0x2_0000))
+                    .unwrap(),
                 [0xc, 0xd, 0xe, 0xf]
             );
             let q = QuerySize {
                 dom: DOMID_SELF,
                 ..Default::default()
             };
-            ctx.ram.write_obj(0x1100, &q).unwrap();
+            ctx.ram.write_obj(GuestAddress(0x1100), &q).unwrap();
             assert_eq!(
                 ret(grant_table_op(ctx, [GNTTABOP_QUERY_SIZE, 0x1100, 1, 0, 0])),
                 0
             );
             assert_eq!(
-                ctx.ram.read_obj::<QuerySize>(0x1100).unwrap().nr_frames,
+                ctx.ram
+                    .read_obj::<QuerySize>(GuestAddress(0x1100))
+                    .unwrap()
+                    .nr_frames,
                 ((layout::GRANT_TABLE.end - layout::GRANT_TABLE.start) / layout::PAGE) as u32
             );
             assert_eq!(

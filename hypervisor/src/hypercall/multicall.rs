@@ -4,6 +4,7 @@ use super::{Action, Context, dispatch};
 use parapet_abi::Errno;
 use parapet_abi::hypercall::Hypercall;
 use parapet_abi::multicall::{MULTICALL_MAX_ENTRIES, MulticallEntry};
+use vm_memory::GuestAddress;
 use zerocopy::FromZeros;
 
 /// Offset of `result` inside an entry.
@@ -17,7 +18,7 @@ pub(super) fn multicall(ctx: &mut Context<'_>, [list, count, ..]: [u64; 5]) -> A
     // Copy the whole batch once; the guest may rewrite its copy while we run the calls.
     let mut entries = vec![MulticallEntry::new_zeroed(); count as usize];
     if let Err(e) = ctx.ram.read(
-        list,
+        GuestAddress(list),
         zerocopy::IntoBytes::as_mut_bytes(entries.as_mut_slice()),
     ) {
         return Action::Return(e.to_ret());
@@ -27,7 +28,7 @@ pub(super) fn multicall(ctx: &mut Context<'_>, [list, count, ..]: [u64; 5]) -> A
     for i in 0..count {
         if let Err(e) = ctx
             .ram
-            .check_writable(list + i * ENTRY_SIZE + RESULT_OFFSET, 8)
+            .check_writable(GuestAddress(list + i * ENTRY_SIZE + RESULT_OFFSET), 8)
         {
             return Action::Return(e.to_ret());
         }
@@ -43,7 +44,7 @@ pub(super) fn multicall(ctx: &mut Context<'_>, [list, count, ..]: [u64; 5]) -> A
             Action::Return(result) => {
                 let at = list + i as u64 * ENTRY_SIZE + RESULT_OFFSET;
                 // The array was inside RAM when copied and RAM does not shrink.
-                if let Err(e) = ctx.ram.write_obj(at, &result) {
+                if let Err(e) = ctx.ram.write_obj(GuestAddress(at), &result) {
                     return Action::Return(e.to_ret());
                 }
             }
@@ -51,7 +52,7 @@ pub(super) fn multicall(ctx: &mut Context<'_>, [list, count, ..]: [u64; 5]) -> A
             // Halting in the middle of a batch has no sensible meaning.
             Action::Block => {
                 let at = list + i as u64 * ENTRY_SIZE + RESULT_OFFSET;
-                if let Err(e) = ctx.ram.write_obj(at, &Errno::EINVAL.to_ret()) {
+                if let Err(e) = ctx.ram.write_obj(GuestAddress(at), &Errno::EINVAL.to_ret()) {
                     return Action::Return(e.to_ret());
                 }
             }
@@ -84,11 +85,14 @@ mod tests {
                 entry(Hypercall::MULTICALL, [0x1000, 1, 0, 0, 0, 0]),
             ];
             ctx.ram
-                .write(0x1000, zerocopy::IntoBytes::as_bytes(&batch[..]))
+                .write(
+                    GuestAddress(0x1000),
+                    zerocopy::IntoBytes::as_bytes(&batch[..]),
+                )
                 .unwrap();
             assert_eq!(ret(multicall(ctx, [0x1000, 3, 0, 0, 0])), 0);
             let mut back = [0u8; 192];
-            ctx.ram.read(0x1000, &mut back).unwrap();
+            ctx.ram.read(GuestAddress(0x1000), &mut back).unwrap();
             let back = <[MulticallEntry]>::ref_from_bytes(&back[..]).unwrap();
             assert_eq!(back[0].result, 2);
             assert_eq!(back[1].result, Errno::ENOSYS.to_ret());
@@ -121,13 +125,16 @@ mod tests {
         let ((), printed) = with_context(|ctx| {
             // The second entry's result slot lies in a page the guest may not write.
             let base = 0x10_0000 - 64;
-            ctx.ram.write(0x2000, b"MARK").unwrap();
+            ctx.ram.write(GuestAddress(0x2000), b"MARK").unwrap();
             let batch = [
                 entry(Hypercall::CONSOLE_IO, [0, 4, 0x2000, 0, 0, 0]),
                 entry(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0, 0]),
             ];
             ctx.ram
-                .write(base, zerocopy::IntoBytes::as_bytes(&batch[..]))
+                .write(
+                    GuestAddress(base),
+                    zerocopy::IntoBytes::as_bytes(&batch[..]),
+                )
                 .unwrap();
             ctx.ram.protect(vec![0x10_0000..0x10_1000, 0..0x1000]);
             assert_eq!(
@@ -135,7 +142,10 @@ mod tests {
                 Errno::EFAULT.to_ret()
             );
             assert_eq!(
-                ctx.ram.read_obj::<MulticallEntry>(base).unwrap().result,
+                ctx.ram
+                    .read_obj::<MulticallEntry>(GuestAddress(base))
+                    .unwrap()
+                    .result,
                 0xdead,
                 "the first entry's result is untouched"
             );

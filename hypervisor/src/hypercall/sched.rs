@@ -7,13 +7,14 @@ use parapet_abi::sched::{
     FaultReport, SCHEDOP_BLOCK, SCHEDOP_FAULT, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedShutdown,
     reason,
 };
+use vm_memory::GuestAddress;
 
 pub(super) fn sched_op(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
     match cmd {
         SCHEDOP_YIELD => Action::Return(0),
         SCHEDOP_BLOCK => block(ctx),
         SCHEDOP_SHUTDOWN => shutdown(ctx, arg),
-        SCHEDOP_FAULT => match ctx.ram.read_obj::<FaultReport>(arg) {
+        SCHEDOP_FAULT => match ctx.ram.read_obj::<FaultReport>(GuestAddress(arg)) {
             Ok(report) => Action::Stop(GuestExit::Fault(FaultInfo::from_guest_report(&report))),
             Err(e) => Err(e).into(),
         },
@@ -35,7 +36,7 @@ fn block(ctx: &mut Context<'_>) -> Action {
 }
 
 fn shutdown(ctx: &mut Context<'_>, arg: u64) -> Action {
-    let request: SchedShutdown = match ctx.ram.read_obj(arg) {
+    let request: SchedShutdown = match ctx.ram.read_obj(GuestAddress(arg)) {
         Ok(r) => r,
         Err(e) => return Err(e).into(),
     };
@@ -59,7 +60,7 @@ mod tests {
                 reason,
                 exit_code: code,
             };
-            ctx.ram.write_obj(0x100, &req).unwrap();
+            ctx.ram.write_obj(GuestAddress(0x100), &req).unwrap();
             sched_op(ctx, [SCHEDOP_SHUTDOWN, 0x100, 0, 0, 0])
         })
         .0

@@ -6,6 +6,7 @@ use parapet_abi::version::{
     ABI_VERSION_MAJOR, ABI_VERSION_MINOR, EXTRAVERSION_LEN, FeatureInfo, XENVER_EXTRAVERSION,
     XENVER_GET_FEATURES, XENVER_VERSION, features,
 };
+use vm_memory::GuestAddress;
 
 const EXTRAVERSION: &[u8] = b"-parapet";
 
@@ -15,7 +16,7 @@ pub(super) fn xen_version(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Ac
         XENVER_EXTRAVERSION => {
             let mut s = [0u8; EXTRAVERSION_LEN];
             s[..EXTRAVERSION.len()].copy_from_slice(EXTRAVERSION);
-            ctx.ram.write(arg, &s).map(|()| 0).into()
+            ctx.ram.write(GuestAddress(arg), &s).map(|()| 0).into()
         }
         XENVER_GET_FEATURES => get_features(ctx, arg).into(),
         _ => Action::Return(Errno::ENOSYS.to_ret()),
@@ -23,7 +24,7 @@ pub(super) fn xen_version(ctx: &mut Context<'_>, [cmd, arg, ..]: [u64; 5]) -> Ac
 }
 
 fn get_features(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
-    let mut info: FeatureInfo = ctx.ram.read_obj(arg)?;
+    let mut info: FeatureInfo = ctx.ram.read_obj(GuestAddress(arg))?;
     info.submap = match info.submap_idx {
         0 => {
             features::WRITABLE_PAGE_TABLES
@@ -32,7 +33,7 @@ fn get_features(ctx: &mut Context<'_>, arg: u64) -> Result<u64, Errno> {
         }
         _ => 0,
     };
-    ctx.ram.write_obj(arg, &info)?;
+    ctx.ram.write_obj(GuestAddress(arg), &info)?;
     Ok(0)
 }
 
@@ -50,11 +51,11 @@ mod tests {
                 0
             );
             let mut s = [0u8; 16];
-            ctx.ram.read(0x100, &mut s).unwrap();
+            ctx.ram.read(GuestAddress(0x100), &mut s).unwrap();
             assert_eq!(&s[..9], b"-parapet\0");
             ctx.ram
                 .write_obj(
-                    0x200,
+                    GuestAddress(0x200),
                     &FeatureInfo {
                         submap_idx: 0,
                         submap: 0,
@@ -66,7 +67,10 @@ mod tests {
                 0
             );
             assert_eq!(
-                ctx.ram.read_obj::<FeatureInfo>(0x200).unwrap().submap,
+                ctx.ram
+                    .read_obj::<FeatureInfo>(GuestAddress(0x200))
+                    .unwrap()
+                    .submap,
                 0b1101
             );
             let efault = Errno::EFAULT.to_ret();

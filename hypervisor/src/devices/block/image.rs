@@ -108,7 +108,7 @@ impl DiskImage {
         let mut iov = Vec::with_capacity(segments.len());
         for &(gpa, len) in segments {
             let addr = ram
-                .host_range(gpa.0, len as u64, dir == VectoredDir::Read)
+                .host_range(GuestAddress(gpa.0), len as u64, dir == VectoredDir::Read)
                 .map_err(|_| efault)?;
             iov.push((addr, len));
         }
