@@ -1,13 +1,13 @@
 //! `cargo xtask bench blk`: the PV block device against the host doing the same I/O on the same
 //! image file, in the same run (docs/benchmarks.md, "PV block").
 //!
-//! - The guest side is `examples/blk-bench`, one `parapet run --stats --disk IMAGE` process per
-//!   test; the host side is [`host`] (`cargo xtask bench blk-host`, built with the release
+//! - The guest side is `bench/guests/blk-bench`, one `parapet run --stats --disk IMAGE` process
+//!   per test; the host side is [`host`] (`cargo xtask bench blk-host`, built with the release
 //!   profile), one process per test: `pread`/`pwrite` for the queue-depth-1 and sequential
 //!   tests, `io_uring` with 32 requests in flight for the QD32 tests. Both replay the same
-//!   requests: the random offsets come from the same SplitMix64 sequence and seed, the
-//!   sequential ones walk the file from offset 0 in 1 MiB steps; both stop after `--seconds`
-//!   (or `--ops`).
+//!   requests: the random offsets come from the same SplitMix64 sequence and seed
+//!   ([`bench_protocol::splitmix64`]), the sequential ones walk the file from offset 0 in 1 MiB
+//!   steps; both stop after `--seconds` (or `--ops`). Both print `bench-protocol`'s lines.
 //! - Both sides do buffered I/O (the VMM's backend `pread`s/`pwrite`s the image without
 //!   `O_DIRECT`) with the image warm in the page cache and clean: before every run of either
 //!   side the bench `fdatasync`s the image and reads it through.
@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+
+use bench_protocol::{self as protocol, BlkResult, splitmix64};
 
 use super::cpu::Cpu;
 use super::report::{HostInfo, fmt_ns, median};
@@ -189,32 +191,9 @@ fn test(id: &str) -> Option<&'static BlkTest> {
     TESTS.iter().find(|t| t.id == id)
 }
 
-/// The `i`th output (from 0) of SplitMix64 seeded with `seed`: the guest's random offsets are
-/// block `splitmix64(seed, i) % blocks` (examples/blk-bench), and so are the host's.
-pub fn splitmix64(seed: u64, i: u64) -> u64 {
-    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// A `blk-bench <name> …` line (the guest's, or the host harness's with `tsc_khz=1000000`, so
 /// that its cycles are nanoseconds).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Line {
-    pub name: String,
-    pub requests: u64,
-    pub bytes: u64,
-    pub cycles: u64,
-    pub tsc_khz: u64,
-    pub qd: u64,
-    pub warmup_requests: u64,
-    pub lat: [u64; 3],
-    pub notifies: u64,
-    pub waits: u64,
-    /// The guest's split of the measured time: submitting, blocked, taking completions.
-    pub split: Option<[u64; 3]>,
-}
+pub type Line = BlkResult<'static>;
 
 /// What a run printed: result lines, and `(name, why)` of tests that skipped or failed.
 #[derive(Debug, Default)]
@@ -228,67 +207,21 @@ pub struct Lines {
 pub fn parse_lines(stdout: &str) -> Result<Lines, String> {
     let mut out = Lines::default();
     for line in stdout.lines().map(str::trim_end) {
-        if let Some(rest) = line.strip_prefix("blk-bench-info ") {
-            for word in rest.split_whitespace() {
-                let (k, v) = word
-                    .split_once('=')
-                    .ok_or_else(|| format!("`{word}` is not key=value in {line:?}"))?;
-                out.info.insert(k.into(), v.into());
+        match BlkResult::parse_line(line).map_err(|e| format!("{e} in {line:?}"))? {
+            None => {}
+            Some(protocol::Line::Info(fields)) => out.info.extend(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            ),
+            Some(protocol::Line::Result(l)) => out.results.push(l.into_owned()),
+            Some(protocol::Line::Skipped { name, why }) => {
+                out.problems.push((name.into(), format!("skipped: {why}")))
             }
-            continue;
+            Some(protocol::Line::Failed { name, why }) => {
+                out.problems.push((name.into(), format!("failed: {why}")))
+            }
         }
-        let Some(rest) = line.strip_prefix("blk-bench ") else {
-            continue;
-        };
-        let (name, fields) = rest.split_once(' ').unwrap_or((rest, ""));
-        if fields.starts_with("skipped: ") || fields.starts_with("failed: ") {
-            out.problems.push((name.into(), fields.into()));
-            continue;
-        }
-        let mut kv = BTreeMap::new();
-        for word in fields.split_whitespace() {
-            let (k, v) = word
-                .split_once('=')
-                .ok_or_else(|| format!("`{word}` is not key=value in {line:?}"))?;
-            let v: u64 = v
-                .parse()
-                .map_err(|_| format!("{k}= is not an integer in {line:?}"))?;
-            kv.insert(k, v);
-        }
-        let get = |k: &str| {
-            kv.get(k)
-                .copied()
-                .ok_or_else(|| format!("no {k}= in {line:?}"))
-        };
-        let l = Line {
-            name: name.into(),
-            requests: get("requests")?,
-            bytes: get("bytes")?,
-            cycles: get("cycles")?,
-            tsc_khz: get("tsc_khz")?,
-            qd: get("qd")?,
-            warmup_requests: get("warmup_requests")?,
-            lat: [get("lat_median")?, get("lat_p99")?, get("lat_min")?],
-            notifies: get("notifies")?,
-            waits: get("waits")?,
-            split: match (
-                kv.get("submit_cycles"),
-                kv.get("wait_cycles"),
-                kv.get("complete_cycles"),
-            ) {
-                (Some(&a), Some(&b), Some(&c)) => Some([a, b, c]),
-                _ => None,
-            },
-        };
-        if l.requests == 0 || l.cycles == 0 || l.tsc_khz == 0 {
-            return Err(format!(
-                "requests, cycles and tsc_khz must be positive: {line:?}"
-            ));
-        }
-        if !(l.lat[2] <= l.lat[0] && l.lat[0] <= l.lat[1]) {
-            return Err(format!("min <= median <= p99 does not hold: {line:?}"));
-        }
-        out.results.push(l);
     }
     Ok(out)
 }
@@ -675,18 +608,20 @@ pub fn host(args: HostArgs) -> Result<ExitCode> {
     let mut lat = m.latencies;
     lat.sort_unstable();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
-    println!(
-        "blk-bench {} requests={} bytes={} cycles={} tsc_khz=1000000 qd={} warmup_requests={w} \
-         lat_median={} lat_p99={} lat_min={} notifies=0 waits=0",
-        t.id,
-        m.requests,
-        m.bytes,
-        m.ns.max(1),
-        t.qd,
-        pct(50),
-        pct(99),
-        lat[0],
-    );
+    let line = BlkResult {
+        name: t.id.into(),
+        requests: m.requests,
+        bytes: m.bytes,
+        cycles: m.ns.max(1),
+        tsc_khz: 1_000_000,
+        qd: t.qd as u64,
+        warmup_requests: w,
+        lat: [pct(50), pct(99), lat[0]],
+        notifies: 0,
+        waits: 0,
+        split: None,
+    };
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1103,7 +1038,7 @@ impl BlkReport {
                 "image_bytes": self.size,
                 "page_cache": "warm and clean before every run: fdatasync, then read through",
                 "io": "buffered on both sides (the VMM's backend preads/pwrites the image)",
-                "guest": "examples/blk-bench: SDK BlockDevice submit/wait, 32 requests in flight for QD32, 4 indirect 1 MiB requests in flight for sequential, one process per test",
+                "guest": "bench/guests/blk-bench: SDK BlockDevice submit/wait, 32 requests in flight for QD32, 4 indirect 1 MiB requests in flight for sequential, one process per test",
                 "host": "xtask bench blk-host (release): pread/pwrite for QD1 and 1 MiB sequential, io_uring with 32 in flight for QD32, one process per test",
                 "pattern": "random: 4 KiB block splitmix64(seed, i) % blocks; sequential: 1 MiB steps from offset 0",
                 "seed": self.seed,
@@ -1145,13 +1080,6 @@ impl BlkReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix_matches_the_reference_sequence() {
-        // SplitMix64 seeded with 1234567: the first outputs of the reference implementation.
-        assert_eq!(splitmix64(1_234_567, 0), 6_457_827_717_110_365_317);
-        assert_eq!(splitmix64(1_234_567, 1), 3_203_168_211_198_807_973);
-    }
 
     #[test]
     fn sizes() {

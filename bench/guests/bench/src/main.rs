@@ -2,7 +2,8 @@
 //! with the TSC.
 //!
 //! The guest first prints `bench-info platform=<p> transport=<t> tsc_khz=<khz> kvm_msr=<msr>`,
-//! then one line per benchmark:
+//! then one line per benchmark (the format is `bench-protocol`'s, which `cargo xtask bench`
+//! reads with the same crate):
 //! `bench <name> iters=<n> batch=<k> median=<cycles> p99=<cycles> min=<cycles> total=<cycles>
 //! tsc_khz=<khz> warmup=<w>`, where median, p99 and min are per operation (a sample times `batch`
 //! operations), total is all samples together, and `warmup` samples ran (unmeasured) before them:
@@ -574,11 +575,16 @@ fn main() -> u32 {
         return 3;
     };
     guest_sdk::println!(
-        "bench-info platform={} transport={} tsc_khz={} kvm_msr={:#x}",
-        start_info::platform().name(),
-        start_info::transport().name(),
-        tsc_khz(),
-        ctx.kvm_msr
+        "{}",
+        bench_protocol::info(
+            bench_protocol::BENCH_INFO,
+            &[
+                ("platform", &start_info::platform().name()),
+                ("transport", &start_info::transport().name()),
+                ("tsc_khz", &tsc_khz()),
+                ("kvm_msr", &format_args!("{:#x}", ctx.kvm_msr)),
+            ]
+        )
     );
     let warmup = iters.min(50);
     let mut samples = Vec::with_capacity(iters);
@@ -588,7 +594,10 @@ fn main() -> u32 {
             continue;
         }
         if bench.loopback && ctx.loopback.is_none() {
-            guest_sdk::println!("bench {} skipped: run with --loopback", bench.name);
+            guest_sdk::println!(
+                "{}",
+                bench_protocol::skipped(bench_protocol::BENCH, bench.name, "run with --loopback")
+            );
             continue;
         }
         // Warm up caches and the VMM's first-call paths.
@@ -606,18 +615,20 @@ fn main() -> u32 {
         }
         samples.sort_unstable();
         let per_op = |c: u64| c / bench.batch;
-        guest_sdk::println!(
-            "bench {} iters={} batch={} median={} p99={} min={} total={} tsc_khz={} warmup={}",
-            bench.name,
-            iters,
-            bench.batch,
-            per_op(samples[iters / 2]),
-            per_op(samples[(iters * 99 / 100).min(iters - 1)]),
-            per_op(samples[0]),
-            samples.iter().sum::<u64>(),
-            tsc_khz(),
-            warmup
-        );
+        let result = bench_protocol::BenchResult {
+            name: bench.name.into(),
+            iters: iters as u64,
+            batch: bench.batch,
+            median: per_op(samples[iters / 2]),
+            p99: per_op(samples[(iters * 99 / 100).min(iters - 1)]),
+            min: per_op(samples[0]),
+            total: samples.iter().sum::<u64>(),
+            tsc_khz: tsc_khz(),
+            warmup: warmup as u64,
+            exits_per_op: None,
+            kvm_exits_per_op: None,
+        };
+        guest_sdk::println!("{result}");
     }
     0
 }

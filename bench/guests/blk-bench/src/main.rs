@@ -27,7 +27,8 @@
 //! The random offsets are block `splitmix64(seed, i) % blocks` (4 KiB blocks, `i` = 0, 1, … over
 //! the warm-up and then the measured requests), the sequence `cargo xtask bench blk`'s host
 //! side replays: `splitmix64(seed, i)` is the `i`th output (from 0) of SplitMix64 seeded with
-//! `seed`. Sequential tests start at offset 0.
+//! `seed` (`bench_protocol::splitmix64`, which both sides use). Sequential tests start at
+//! offset 0.
 //!
 //! # Command line
 //!
@@ -43,6 +44,8 @@
 //! | `seq_qd=N` | requests in flight in the sequential tests (1–32) | 4 MiB's worth |
 //!
 //! # Output
+//!
+//! The lines are `bench-protocol`'s (`cargo xtask bench blk` reads them with the same crate):
 //!
 //! ```text
 //! blk-bench-info sectors=<n> tsc_khz=<khz> read_only=<0|1> spin_us=<us>
@@ -69,6 +72,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
+use bench_protocol::{BLK, BLK_INFO, BlkResult, splitmix64};
 use guest_sdk::block::{BlockDevice, BlockError, Completion, RequestId};
 use guest_sdk::println;
 use guest_sdk::start_info::{cmdline, find_param};
@@ -123,14 +127,6 @@ impl Test {
             qd,
         }
     }
-}
-
-/// The `i`th output (from 0) of SplitMix64 seeded with `seed`.
-fn splitmix64(seed: u64, i: u64) -> u64 {
-    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The command line's settings.
@@ -332,13 +328,20 @@ fn run_test(dev: &mut BlockDevice, test: &Test, s: &Settings, data: &[u8]) -> Re
     };
     if units == 0 {
         println!(
-            "blk-bench {} skipped: the disk is smaller than {unit_name}",
-            test.name
+            "{}",
+            bench_protocol::skipped(
+                BLK,
+                test.name,
+                format_args!("the disk is smaller than {unit_name}")
+            )
         );
         return Ok(());
     }
     if test.write && dev.read_only() {
-        println!("blk-bench {} skipped: read-only disk", test.name);
+        println!(
+            "{}",
+            bench_protocol::skipped(BLK, test.name, "read-only disk")
+        );
         return Ok(());
     }
     let seq_sectors = dev.max_request_sectors().min(MIB_SECTORS);
@@ -377,32 +380,34 @@ fn run_test(dev: &mut BlockDevice, test: &Test, s: &Settings, data: &[u8]) -> Re
     let (warmup, mut phase) = match result {
         Ok(r) => r,
         Err(e) => {
-            println!("blk-bench {} failed: {e}", test.name);
+            println!("{}", bench_protocol::failed(BLK, test.name, e));
             return Err(());
         }
     };
     phase.latencies.sort_unstable();
     let lat = &phase.latencies;
-    println!(
-        "blk-bench {} requests={} bytes={} cycles={} tsc_khz={} qd={} warmup_requests={} \
-         lat_median={} lat_p99={} lat_min={} notifies={} waits={} submit_cycles={} \
-         wait_cycles={} complete_cycles={}",
-        test.name,
-        phase.requests,
-        phase.bytes,
-        phase.cycles.max(1),
-        tsc_khz(),
-        qd,
-        warmup,
-        percentile(lat, 50),
-        percentile(lat, 99),
-        lat.first().copied().unwrap_or(0),
-        run.dev.notifies() - notifies,
-        run.dev.waits() - waits,
-        phase.submit_cycles,
-        phase.wait_cycles,
-        phase.complete_cycles,
-    );
+    let result = BlkResult {
+        name: test.name.into(),
+        requests: phase.requests,
+        bytes: phase.bytes,
+        cycles: phase.cycles.max(1),
+        tsc_khz: tsc_khz(),
+        qd: qd as u64,
+        warmup_requests: warmup,
+        lat: [
+            percentile(lat, 50),
+            percentile(lat, 99),
+            lat.first().copied().unwrap_or(0),
+        ],
+        notifies: run.dev.notifies() - notifies,
+        waits: run.dev.waits() - waits,
+        split: Some([
+            phase.submit_cycles,
+            phase.wait_cycles,
+            phase.complete_cycles,
+        ]),
+    };
+    println!("{result}");
     Ok(())
 }
 
@@ -436,11 +441,16 @@ fn main() -> u32 {
         }
     };
     println!(
-        "blk-bench-info sectors={} tsc_khz={} read_only={} spin_us={}",
-        dev.sectors(),
-        tsc_khz(),
-        u8::from(dev.read_only()),
-        s.spin_cycles * 1000 / tsc_khz().max(1),
+        "{}",
+        bench_protocol::info(
+            BLK_INFO,
+            &[
+                ("sectors", &dev.sectors()),
+                ("tsc_khz", &tsc_khz()),
+                ("read_only", &u8::from(dev.read_only())),
+                ("spin_us", &(s.spin_cycles * 1000 / tsc_khz().max(1))),
+            ]
+        )
     );
     // The write pattern: every byte differs from its neighbours, nothing is zero.
     let data: Vec<u8> = (0..MIB_SECTORS * SECTOR)
