@@ -1152,10 +1152,15 @@ fn rings(c: &mut Checks, verbose: bool) {
     let response_events = DEV_EVENTS.load(Ordering::SeqCst) - events_before;
     c.that(
         "loopback notifications suppressed",
-        doorbells <= batches && u64::from(response_events) < TOTAL,
-        format_args!(
-            "{doorbells} doorbells for {batches} batches, {response_events} response events"
-        ),
+        doorbells <= batches,
+        format_args!("{doorbells} doorbells for {batches} batches"),
+    );
+    // How many responses raised an event depends on how the backend's pace and the guest's
+    // interleave (a loaded host can answer each request before the next is pushed): an
+    // observation for benchmarks, not a property to check.
+    c.note(
+        "loopback response events",
+        format_args!("{response_events} for {TOTAL} responses"),
     );
     println!(
         "  loopback: {TOTAL} requests in {batches} batches (ring {LOOPBACK_RING_SIZE}), \
