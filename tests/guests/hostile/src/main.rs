@@ -170,14 +170,13 @@ fn main() -> u32 {
     }
     // Bind VIRQ_TIMER now, before `ports` exhausts the port space.
     guest_sdk::timer::init();
-    let mut r = Report { ok: 0, failed: 0 };
+    let mut r = Report::new();
     for (name, f) in CASES {
         if words.contains(&"all") || words.contains(name) {
             f(&mut r);
         }
     }
-    println!("hostile: {} ok, {} failed", r.ok, r.failed);
-    u32::from(r.failed != 0)
+    r.summary("hostile")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,28 +218,22 @@ impl fmt::Debug for Ret {
     }
 }
 
-struct Report {
-    ok: u32,
-    failed: u32,
+/// The shared harness: `check` prints `ok <case>: <what>` or `FAIL <case>: <what>`.
+type Report = guest_harness::Checks;
+
+/// This guest's checks of hypercall results and grant-copy statuses.
+trait Expect {
+    /// `got` must be `want`.
+    fn ret(&mut self, case: &str, got: Ret, want: Ret);
+    /// A grant-copy status.
+    fn status(&mut self, case: &str, got: Result<i16, Errno>, want: i16);
 }
 
-impl Report {
-    fn check(&mut self, case: &str, ok: bool, what: fmt::Arguments<'_>) {
-        if ok {
-            self.ok += 1;
-            println!("ok {case}: {what}");
-        } else {
-            self.failed += 1;
-            println!("FAIL {case}: {what}");
-        }
-    }
-
-    /// `got` must be `want`.
+impl Expect for Report {
     fn ret(&mut self, case: &str, got: Ret, want: Ret) {
         self.check(case, got == want, format_args!("got {got}, want {want}"));
     }
 
-    /// A grant-copy status.
     fn status(&mut self, case: &str, got: Result<i16, Errno>, want: i16) {
         let ok = got == Ok(want);
         self.check(

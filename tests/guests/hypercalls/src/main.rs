@@ -22,6 +22,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
+use guest_harness::got_want;
 use guest_sdk::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE};
 use guest_sdk::abi::event_channel::DOMID_SELF;
 use guest_sdk::abi::multicall::{MULTICALL_MAX_ENTRIES, MulticallEntry};
@@ -34,7 +35,6 @@ use guest_sdk::abi::version::{
 use guest_sdk::abi::{Errno, Hypercall};
 use guest_sdk::evtchn::{self, Port};
 use guest_sdk::hypercall::{self, hypercall5};
-use guest_sdk::println;
 use guest_sdk::pvops::{self, IrqMode};
 use guest_sdk::start_info::start_info;
 use guest_sdk::time::{self, Instant};
@@ -77,39 +77,26 @@ impl fmt::Display for Ret {
     }
 }
 
-/// Counts and prints check results.
-struct Checks {
-    ok: u32,
-    failed: u32,
-}
+/// The shared harness, with this guest's way of describing a failure: `got <X> want <Y>`.
+struct Checks(guest_harness::Checks);
 
 impl Checks {
     fn pass(&mut self, name: &str) {
-        self.ok += 1;
-        println!("ok {name}");
+        self.0.pass(name, "");
     }
 
     fn fail(&mut self, name: &str, got: impl fmt::Display, want: impl fmt::Display) {
-        self.failed += 1;
-        println!("FAIL {name}: got {got} want {want}");
+        self.0.fail(name, got_want(got, want));
     }
 
     /// Checks that `got == want`.
     fn eq<T: PartialEq + fmt::Display>(&mut self, name: &str, got: T, want: T) {
-        if got == want {
-            self.pass(name);
-        } else {
-            self.fail(name, got, want);
-        }
+        self.0.eq_display(name, got, want);
     }
 
     /// Checks a condition; `got`/`want` describe it if it does not hold.
     fn that(&mut self, name: &str, ok: bool, got: impl fmt::Display, want: impl fmt::Display) {
-        if ok {
-            self.pass(name);
-        } else {
-            self.fail(name, got, want);
-        }
+        self.0.that(name, ok, got_want(got, want));
     }
 }
 
@@ -125,7 +112,7 @@ unsafe fn raw(nr: Hypercall, a1: u64, a2: u64, a3: u64) -> Ret {
 }
 
 fn main() -> u32 {
-    let mut c = Checks { ok: 0, failed: 0 };
+    let mut c = Checks(guest_harness::Checks::new());
     let ram_end = start_info().nr_pages * PAGE_SIZE;
     console_io(&mut c, ram_end);
     xen_version(&mut c, ram_end);
@@ -136,8 +123,7 @@ fn main() -> u32 {
     pv_ops(&mut c);
     clock(&mut c);
     heap(&mut c);
-    println!("hypercall checks: {} ok, {} failed", c.ok, c.failed);
-    u32::from(c.failed != 0)
+    c.0.summary("hypercall checks")
 }
 
 fn console_io(c: &mut Checks, ram_end: u64) {

@@ -18,6 +18,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 
+use guest_harness::Checks;
 use guest_sdk::abi::Errno;
 use guest_sdk::abi::event_channel::{DOMID_BACKEND, DOMID_GUEST, DOMID_SELF, virq};
 use guest_sdk::abi::grant_table::{GNTTABOP_COPY_MAX, GrantRef, gntst, gtf};
@@ -39,48 +40,6 @@ use pv_drivers::shared::SharedPage;
 
 guest_sdk::entry!(main);
 
-/// Counts and prints check results.
-struct Checks {
-    ok: u32,
-    failed: u32,
-}
-
-impl Checks {
-    fn pass(&mut self, name: &str, detail: fmt::Arguments<'_>) {
-        self.ok += 1;
-        println!("ok {name}{detail}");
-    }
-
-    fn fail(&mut self, name: &str, detail: fmt::Arguments<'_>) {
-        self.failed += 1;
-        println!("FAIL {name}: {detail}");
-    }
-
-    /// Checks that `got == want`.
-    fn eq<T: PartialEq + fmt::Debug>(&mut self, name: &str, got: T, want: T) {
-        if got == want {
-            self.pass(name, format_args!(""));
-        } else {
-            self.fail(name, format_args!("got {got:?} want {want:?}"));
-        }
-    }
-
-    /// Reports an observation that is not a pass/fail check (e.g. how late a timer was: timing
-    /// goals belong in benchmarks, not in tests).
-    fn note(&mut self, name: &str, detail: fmt::Arguments<'_>) {
-        println!("note {name}: {detail}");
-    }
-
-    /// Checks a condition; `detail` describes what was seen.
-    fn that(&mut self, name: &str, ok: bool, detail: fmt::Arguments<'_>) {
-        if ok {
-            self.pass(name, format_args!(""));
-        } else {
-            self.fail(name, detail);
-        }
-    }
-}
-
 fn main() -> u32 {
     let words: Vec<&str> = cmdline().split_whitespace().collect();
     let verbose = words.contains(&"verbose");
@@ -91,7 +50,7 @@ fn main() -> u32 {
         .filter(|w| groups.contains(w))
         .collect();
     let run = |g: &str| chosen.is_empty() || chosen.contains(&g);
-    let mut c = Checks { ok: 0, failed: 0 };
+    let mut c = Checks::new();
     if run("events") {
         events(&mut c, verbose);
     }
@@ -110,8 +69,7 @@ fn main() -> u32 {
     if run("console") {
         console_flood(&mut c);
     }
-    println!("pv-selftest: {} ok, {} failed", c.ok, c.failed);
-    u32::from(c.failed != 0)
+    c.summary("pv-selftest")
 }
 
 // ---------------------------------------------------------------------------------------------
