@@ -1,8 +1,9 @@
 //! A guest for crash tests of the PV block device: it writes numbered blocks and, after each
 //! flush the backend acknowledged, reports how many blocks are durable.
 //!
-//! A test runs it on a scratch image, kills the VMM with `SIGKILL` at a random moment, and
-//! checks that every block covered by the last `acked` line on standard output is in the image.
+//! A test runs it on a scratch image, kills the VMM with `SIGKILL` right after an `acked` line
+//! chosen at random (while later writes are in flight), and checks that every block covered by
+//! the last `acked` line on standard output is in the image.
 //!
 //! # Blocks
 //!
