@@ -1,5 +1,5 @@
-//! `cargo xtask bench`, the core suite: runs the bench guest, the floor and (if given) the Solo5 peer, and
-//! prints one table; writes `results.json` and `chart.svg` under `target/bench/`.
+//! `cargo xtask bench`, the core suite: runs the bench guest, the floor and (if given) the Solo5
+//! peer, and prints one table; writes `results.json` and `chart.svg` under `target/bench/`.
 //!
 //! Method (docs/benchmarks.md has the long version):
 //!

@@ -3,20 +3,8 @@
 //! hypercall-vs-trap table, writing `results.json` and `chart.svg` under `target/bench/`;
 //! `bench blk` ([`blk`]) and `bench net` ([`net`]) measure the PV block and network devices
 //! against the host. Each runs its rounds, adds them up into a report, and the driver prints
-//! its table and writes its JSON and SVG chart.
-//!
-//! Method of the core suite (docs/benchmarks.md has the long version):
-//!
-//! - Every row runs in its own process: `parapet run --stats bench --cmdline "<name> iters=N"`
-//!   for the guest's rows, `parapet-floor <op> iters=N` for the floor's. A row's exits per
-//!   operation are the difference between its `--stats` counters and those of a run of the same
-//!   guest with the same options that measures nothing, divided by the operations run (warm-up
-//!   included): userspace exits (`exit.total`) and every exit KVM counts (`kvm.exits`).
-//! - `--rounds` rounds run every row once each, in table order, so that slow drifts of this
-//!   kind of host hit all rows alike; the table shows the median of the round medians, the
-//!   median of the round p99s, and the smallest minimum. The floor ratios pair each Parapet row
-//!   with its floor row within a round.
-//! - Boot rows (spawn to exit, host wall clock) alternate their programs run by run.
+//! its table and writes its JSON and SVG chart. Each suite's module describes its method;
+//! docs/benchmarks.md has the long version.
 
 pub mod blk;
 pub mod chart;
