@@ -5,7 +5,6 @@ use parapet_tests::{TempDir, guest, run_guest, vmm};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Runs a host tool, failing the test with its output if it fails.
@@ -103,7 +102,7 @@ fn block(i: u64) -> Vec<u8> {
         .collect()
 }
 
-/// A small, seedable generator for kill times (no dependency needed for this).
+/// A small, seedable generator for kill points (no dependency needed for this).
 fn next_random(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -111,14 +110,41 @@ fn next_random(state: &mut u64) -> u64 {
     *state
 }
 
+/// The environment variable that replays a durability run: the seed it prints.
+const SEED_VAR: &str = "PARAPET_BLK_SEED";
+
+/// The seed of the kill points: `$PARAPET_BLK_SEED`, or the clock's nanoseconds and the process
+/// id (printed, so that a failure can be replayed).
+fn durability_seed() -> u64 {
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={v:?} is not an unsigned integer")),
+        Err(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("the clock is past 1970");
+            (now.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
+        }
+    };
+    println!("blk durability seed {seed} (replay with {SEED_VAR}={seed})");
+    seed
+}
+
 #[test]
 fn acknowledged_flushes_survive_sigkill() {
     let dir = TempDir::new("blk-durability");
-    let mut seed = Instant::now().elapsed().as_nanos() as u64 | 1;
-    seed ^= u64::from(std::process::id()) << 20;
+    let seed = durability_seed();
+    // xorshift never leaves 0.
+    let mut state = seed | 1;
     let mut total_acked = 0;
     for cycle in 0..6 {
         let img = image(&dir, &format!("durable-{cycle}.img"), 32);
+        // The kill point: right after the guest reports this many blocks durable (3 per flush,
+        // up to 600 of the image's 8192), whatever the host's speed; the writes in flight then
+        // are cut off wherever they are.
+        let kill_after = 3 * (1 + next_random(&mut state) % 200);
         let mut child = Command::new(vmm())
             .arg("run")
             .arg(guest("blk-durability"))
@@ -128,31 +154,48 @@ fn acknowledged_flushes_survive_sigkill() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start parapet");
-        let acked = Arc::new(Mutex::new(0u64));
+        let (acks_tx, acks) = std::sync::mpsc::channel();
         let reader = {
-            let acked = acked.clone();
             let stdout = child.stdout.take().expect("stdout");
             std::thread::spawn(move || {
+                let mut last = 0u64;
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     if let Some(n) = line.strip_prefix("acked ").and_then(|n| n.parse().ok()) {
-                        *acked.lock().unwrap() = n;
+                        last = n;
+                        let _ = acks_tx.send(n);
                     }
                 }
+                last
             })
         };
-        // Kill at a random moment between 30 and 400 ms after start.
-        std::thread::sleep(Duration::from_millis(30 + next_random(&mut seed) % 370));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let reached = loop {
+            match acks.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(n) if n >= kill_after => break true,
+                Ok(_) => {}
+                // The guest ended (or went quiet for the whole safety limit) first.
+                Err(_) => break false,
+            }
+        };
         child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        reader.join().expect("reader");
-        let acked = *acked.lock().unwrap();
+        let status = child.wait().expect("reap");
+        let acked = reader.join().expect("reader");
+        assert!(
+            reached,
+            "cycle {cycle} (seed {seed}): the guest never reported {kill_after} blocks durable \
+             (last `acked {acked}`, {status})"
+        );
+        println!(
+            "cycle {cycle}: killed after `acked {kill_after}`; the last line: `acked {acked}`"
+        );
         total_acked += acked;
         let data = std::fs::read(&img).expect("read image");
         for i in 0..acked {
             let at = (i * 4096) as usize;
             assert!(
                 data.get(at..at + 4096) == Some(&block(i)[..]),
-                "cycle {cycle}: block {i} of {acked} acknowledged blocks is not on disk"
+                "cycle {cycle} (seed {seed}, killed after `acked {kill_after}`): block {i} of \
+                 {acked} acknowledged blocks is not on disk"
             );
         }
     }

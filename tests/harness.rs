@@ -154,10 +154,19 @@ pub fn host_binary(package: &str, bin: &str) -> PathBuf {
     dir.join(&l.profile_dir).join(bin)
 }
 
-/// The guest names: the directories under examples/ with a Cargo.toml (package name = directory).
+/// The directories that hold guests, one package per subdirectory: the demos users copy, the
+/// test suite's guests and the benchmarks' guests.
+pub const GUEST_DIRS: [&str; 3] = ["examples", "tests/guests", "bench/guests"];
+
+/// The guest names: the directories under [`GUEST_DIRS`] with a Cargo.toml (package name =
+/// directory).
 pub fn guest_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(workspace_root().join("examples"))
-        .expect("read examples/")
+    let mut names: Vec<String> = GUEST_DIRS
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(workspace_root().join(dir))
+                .unwrap_or_else(|e| panic!("read {dir}/: {e}"))
+        })
         .filter_map(|e| {
             let path = e.ok()?.path();
             path.join("Cargo.toml")
@@ -191,7 +200,8 @@ pub fn guest(name: &str) -> PathBuf {
         Ok(dir) => {
             assert!(
                 guest_names().iter().any(|g| g == name),
-                "no guest {name} under examples/"
+                "no guest {name} under {}",
+                GUEST_DIRS.join(", ")
             );
             dir.join(name)
         }

@@ -11,7 +11,8 @@
 //! cargo xtask test-kvm-hw [--bench]
 //! ```
 //!
-//! Guests are the packages under `examples/`. They are built for `x86_64-unknown-none` (soft-float,
+//! Guests are the packages under `examples/` (demos), `tests/guests/` (the test suite's guests)
+//! and `bench/guests/` (the benchmarks' guests). They are built for `x86_64-unknown-none` (soft-float,
 //! no red zone, panic=abort); the VMM is built for the host. `run-kernel` is what
 //! `cargo run --target x86_64-unknown-none -p GUEST` runs in this repository (the runner in
 //! .cargo/config.toml); `new-guest` ([`new_guest`]) writes a guest crate that builds and runs
@@ -34,6 +35,10 @@ use clap::{Args, Parser, Subcommand};
 
 /// The target every guest kernel is built for.
 const GUEST_TARGET: &str = "x86_64-unknown-none";
+
+/// The directories that hold guests, one package per subdirectory (package name = directory):
+/// the demos users copy, the test suite's guests, the benchmarks' guests.
+const GUEST_DIRS: [&str; 3] = ["examples", "tests/guests", "bench/guests"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,7 +98,7 @@ enum Task {
 
 #[derive(Debug, Args)]
 struct GuestArgs {
-    /// The guest: a directory under examples/.
+    /// The guest: a directory under examples/, tests/guests/ or bench/guests/.
     name: String,
     /// Build with the release profile (the VMM too, for run-guest).
     #[arg(long)]
@@ -278,18 +283,20 @@ impl Workspace {
             .join(name))
     }
 
-    /// The guest names: the directories under examples/ that hold a Cargo.toml.
+    /// The guest names: the directories under [`GUEST_DIRS`] that hold a Cargo.toml.
     fn guests(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("examples");
         let mut names = Vec::new();
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
-        {
-            let path = entry?.path();
-            if path.join("Cargo.toml").is_file()
-                && let Some(name) = path.file_name().and_then(|n| n.to_str())
+        for dir in GUEST_DIRS {
+            let dir = self.root.join(dir);
+            for entry in
+                std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
             {
-                names.push(name.to_owned());
+                let path = entry?.path();
+                if path.join("Cargo.toml").is_file()
+                    && let Some(name) = path.file_name().and_then(|n| n.to_str())
+                {
+                    names.push(name.to_owned());
+                }
             }
         }
         names.sort();

@@ -13,7 +13,8 @@
 //! parapet-floor OP... [iters=N]
 //! ```
 //!
-//! Prints, per OP, the line format of the bench guest plus the exits the floor counted:
+//! Prints, per OP, the line format of the bench guest (`bench-protocol`) plus the exits the floor
+//! counted:
 //! `bench floor_<op> iters=<n> batch=1 median=<c> p99=<c> min=<c> total=<c> tsc_khz=<khz>
 //! warmup=<w> exits_per_op=<x> kvm_exits_per_op=<y>`; exits are the userspace exits (returns
 //! from `KVM_RUN`) and KVM's own `exits` statistic, each less those of the same loop around an
@@ -718,7 +719,14 @@ fn run() -> Result<()> {
     let warmup = iters.min(50);
     for (name, op, mode) in ops {
         if mode == Mode::Emulated && !host.pvm {
-            println!("bench floor_{name} skipped: instruction emulation is kvm_pvm's");
+            println!(
+                "{}",
+                bench_protocol::skipped(
+                    bench_protocol::BENCH,
+                    &format!("floor_{name}"),
+                    "instruction emulation is kvm_pvm's"
+                )
+            );
             continue;
         }
         let measured = measure(&kvm, &host, op, mode, warmup, iters)?;
@@ -727,17 +735,20 @@ fn run() -> Result<()> {
         let mut s = measured.samples;
         s.sort_unstable();
         let n = s.len();
-        println!(
-            "bench floor_{name} iters={iters} batch=1 median={} p99={} min={} total={} \
-             tsc_khz={} warmup={warmup} exits_per_op={:.3} kvm_exits_per_op={:.3}",
-            s[n / 2],
-            s[(n * 99 / 100).min(n - 1)],
-            s[0],
-            s.iter().sum::<u64>(),
-            host.tsc_khz,
-            per_op(measured.exits, base.exits).max(0.0),
-            per_op(measured.kvm_exits, base.kvm_exits).max(0.0),
-        );
+        let result = bench_protocol::BenchResult {
+            name: format!("floor_{name}").into(),
+            iters,
+            batch: 1,
+            median: s[n / 2],
+            p99: s[(n * 99 / 100).min(n - 1)],
+            min: s[0],
+            total: s.iter().sum::<u64>(),
+            tsc_khz: host.tsc_khz,
+            warmup,
+            exits_per_op: Some(per_op(measured.exits, base.exits).max(0.0)),
+            kvm_exits_per_op: Some(per_op(measured.kvm_exits, base.kvm_exits).max(0.0)),
+        };
+        println!("{result}");
     }
     Ok(())
 }

@@ -1,13 +1,13 @@
 //! `cargo xtask bench blk`: the PV block device against the host doing the same I/O on the same
 //! image file, in the same run (docs/benchmarks.md, "PV block").
 //!
-//! - The guest side is `examples/blk-bench`, one `parapet run --stats --disk IMAGE` process per
-//!   test; the host side is [`host`] (`cargo xtask bench blk-host`, built with the release
+//! - The guest side is `bench/guests/blk-bench`, one `parapet run --stats --disk IMAGE` process
+//!   per test; the host side is [`host`] (`cargo xtask bench blk-host`, built with the release
 //!   profile), one process per test: `pread`/`pwrite` for the queue-depth-1 and sequential
 //!   tests, `io_uring` with 32 requests in flight for the QD32 tests. Both replay the same
-//!   requests: the random offsets come from the same SplitMix64 sequence and seed, the
-//!   sequential ones walk the file from offset 0 in 1 MiB steps; both stop after `--seconds`
-//!   (or `--ops`).
+//!   requests: the random offsets come from the same SplitMix64 sequence and seed
+//!   ([`bench_protocol::splitmix64`]), the sequential ones walk the file from offset 0 in 1 MiB
+//!   steps; both stop after `--seconds` (or `--ops`). Both print `bench-protocol`'s lines.
 //! - Both sides do buffered I/O (the VMM's backend `pread`s/`pwrite`s the image without
 //!   `O_DIRECT`) with the image warm in the page cache and clean: before every run of either
 //!   side the bench `fdatasync`s the image and reads it through.
@@ -27,11 +27,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::{Value, json};
+use serde::Serialize;
 
+use bench_protocol::{self as protocol, BlkResult, splitmix64};
+
+use super::chart::{self, Bar};
 use super::cpu::Cpu;
+use super::parse;
+use super::process::{PROCESS_LIMIT, capture};
 use super::report::{HostInfo, fmt_ns, median};
-use super::{capture, parse};
+use super::suite::{self, Cells};
+use super::table::{Align, Column, Table};
 use crate::Workspace;
 
 /// Sectors per 4 KiB block, and bytes per sector.
@@ -68,7 +74,7 @@ pub struct BlkArgs {
     image: Option<PathBuf>,
     /// Where blk.json goes (default: target/bench).
     #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    pub(super) out: Option<PathBuf>,
     /// Use this `parapet` binary instead of building it (release).
     #[arg(long, value_name = "PATH")]
     vmm: Option<PathBuf>,
@@ -189,32 +195,9 @@ fn test(id: &str) -> Option<&'static BlkTest> {
     TESTS.iter().find(|t| t.id == id)
 }
 
-/// The `i`th output (from 0) of SplitMix64 seeded with `seed`: the guest's random offsets are
-/// block `splitmix64(seed, i) % blocks` (examples/blk-bench), and so are the host's.
-pub fn splitmix64(seed: u64, i: u64) -> u64 {
-    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// A `blk-bench <name> …` line (the guest's, or the host harness's with `tsc_khz=1000000`, so
 /// that its cycles are nanoseconds).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Line {
-    pub name: String,
-    pub requests: u64,
-    pub bytes: u64,
-    pub cycles: u64,
-    pub tsc_khz: u64,
-    pub qd: u64,
-    pub warmup_requests: u64,
-    pub lat: [u64; 3],
-    pub notifies: u64,
-    pub waits: u64,
-    /// The guest's split of the measured time: submitting, blocked, taking completions.
-    pub split: Option<[u64; 3]>,
-}
+pub type Line = BlkResult<'static>;
 
 /// What a run printed: result lines, and `(name, why)` of tests that skipped or failed.
 #[derive(Debug, Default)]
@@ -228,67 +211,21 @@ pub struct Lines {
 pub fn parse_lines(stdout: &str) -> Result<Lines, String> {
     let mut out = Lines::default();
     for line in stdout.lines().map(str::trim_end) {
-        if let Some(rest) = line.strip_prefix("blk-bench-info ") {
-            for word in rest.split_whitespace() {
-                let (k, v) = word
-                    .split_once('=')
-                    .ok_or_else(|| format!("`{word}` is not key=value in {line:?}"))?;
-                out.info.insert(k.into(), v.into());
+        match BlkResult::parse_line(line).map_err(|e| format!("{e} in {line:?}"))? {
+            None => {}
+            Some(protocol::Line::Info(fields)) => out.info.extend(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            ),
+            Some(protocol::Line::Result(l)) => out.results.push(l.into_owned()),
+            Some(protocol::Line::Skipped { name, why }) => {
+                out.problems.push((name.into(), format!("skipped: {why}")))
             }
-            continue;
+            Some(protocol::Line::Failed { name, why }) => {
+                out.problems.push((name.into(), format!("failed: {why}")))
+            }
         }
-        let Some(rest) = line.strip_prefix("blk-bench ") else {
-            continue;
-        };
-        let (name, fields) = rest.split_once(' ').unwrap_or((rest, ""));
-        if fields.starts_with("skipped: ") || fields.starts_with("failed: ") {
-            out.problems.push((name.into(), fields.into()));
-            continue;
-        }
-        let mut kv = BTreeMap::new();
-        for word in fields.split_whitespace() {
-            let (k, v) = word
-                .split_once('=')
-                .ok_or_else(|| format!("`{word}` is not key=value in {line:?}"))?;
-            let v: u64 = v
-                .parse()
-                .map_err(|_| format!("{k}= is not an integer in {line:?}"))?;
-            kv.insert(k, v);
-        }
-        let get = |k: &str| {
-            kv.get(k)
-                .copied()
-                .ok_or_else(|| format!("no {k}= in {line:?}"))
-        };
-        let l = Line {
-            name: name.into(),
-            requests: get("requests")?,
-            bytes: get("bytes")?,
-            cycles: get("cycles")?,
-            tsc_khz: get("tsc_khz")?,
-            qd: get("qd")?,
-            warmup_requests: get("warmup_requests")?,
-            lat: [get("lat_median")?, get("lat_p99")?, get("lat_min")?],
-            notifies: get("notifies")?,
-            waits: get("waits")?,
-            split: match (
-                kv.get("submit_cycles"),
-                kv.get("wait_cycles"),
-                kv.get("complete_cycles"),
-            ) {
-                (Some(&a), Some(&b), Some(&c)) => Some([a, b, c]),
-                _ => None,
-            },
-        };
-        if l.requests == 0 || l.cycles == 0 || l.tsc_khz == 0 {
-            return Err(format!(
-                "requests, cycles and tsc_khz must be positive: {line:?}"
-            ));
-        }
-        if !(l.lat[2] <= l.lat[0] && l.lat[0] <= l.lat[1]) {
-            return Err(format!("min <= median <= p99 does not hold: {line:?}"));
-        }
-        out.results.push(l);
     }
     Ok(out)
 }
@@ -347,70 +284,96 @@ struct Bins {
     harness: PathBuf,
 }
 
-pub fn run(ws: &Workspace, args: BlkArgs) -> Result<ExitCode> {
-    if !(args.seconds > 0.0 && args.seconds <= 600.0) {
-        bail!("--seconds must be in (0, 600]");
-    }
-    let selected: Vec<&'static BlkTest> = TESTS
-        .iter()
-        .filter(|t| args.only.is_empty() || args.only.iter().any(|p| t.id.contains(p.as_str())))
-        .collect();
-    if selected.is_empty() {
-        bail!("no test matches --only {:?}", args.only);
-    }
-    let bins = Bins {
-        guest: match &args.guest {
-            Some(p) => p.clone(),
-            None => ws.build_guest("blk-bench", true)?,
-        },
-        vmm: match &args.vmm {
-            Some(p) => p.clone(),
-            None => ws.build_vmm(true)?,
-        },
-        harness: match &args.harness {
-            Some(p) => p.clone(),
-            None => ws.build_host_bin("xtask", "xtask", true)?,
-        },
-    };
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| ws.target_dir.join("bench"));
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let image = args
-        .image
-        .clone()
-        .unwrap_or_else(|| ws.target_dir.join("bench/blk.img"));
-    make_image(&image, args.size)?;
-    let ms = (args.seconds * 1000.0).round().max(1.0) as u64;
+/// One run of a test, on one side.
+#[derive(Clone, Debug)]
+enum Side {
+    Guest(Run),
+    Host(Run),
+}
 
-    let mut guest: Vec<Vec<Run>> = vec![Vec::new(); selected.len()];
-    let mut host: Vec<Vec<Run>> = vec![Vec::new(); selected.len()];
-    let mut failures: Vec<Option<String>> = vec![None; selected.len()];
-    let mut info = BTreeMap::new();
-    let started = Instant::now();
-    for round in 1..=args.rounds {
-        eprintln!(
-            "xtask bench blk: round {round}/{} ({:.0} s so far)",
-            args.rounds,
-            started.elapsed().as_secs_f64()
-        );
-        warm(&image)?;
-        let base = guest_run(&bins, &image, "none", &args, ms)
+/// The `bench blk` suite: every selected test on both sides, once per round.
+pub struct Blk {
+    args: BlkArgs,
+    bins: Bins,
+    image: PathBuf,
+    /// `--seconds` in ms.
+    ms: u64,
+    selected: Vec<&'static BlkTest>,
+    /// Per test (its index in `selected`): its runs on both sides; a failure on either side
+    /// ends the test.
+    cells: Cells<usize, Side>,
+    /// The guest's `blk-bench-info`.
+    info: BTreeMap<String, String>,
+}
+
+impl Blk {
+    /// Builds (or takes) the programs and makes the image.
+    pub fn new(ws: &Workspace, args: BlkArgs) -> Result<Blk> {
+        if !(args.seconds > 0.0 && args.seconds <= 600.0) {
+            bail!("--seconds must be in (0, 600]");
+        }
+        let selected: Vec<&'static BlkTest> = TESTS
+            .iter()
+            .filter(|t| args.only.is_empty() || args.only.iter().any(|p| t.id.contains(p.as_str())))
+            .collect();
+        if selected.is_empty() {
+            bail!("no test matches --only {:?}", args.only);
+        }
+        let bins = Bins {
+            guest: suite::prebuilt_or(args.guest.as_deref(), || ws.build_guest("blk-bench", true))?,
+            vmm: suite::prebuilt_or(args.vmm.as_deref(), || ws.build_vmm(true))?,
+            harness: suite::prebuilt_or(args.harness.as_deref(), || {
+                ws.build_host_bin("xtask", "xtask", true)
+            })?,
+        };
+        let out_dir = suite::out_dir(ws, args.out.as_deref());
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        let image = args
+            .image
+            .clone()
+            .unwrap_or_else(|| ws.target_dir.join("bench/blk.img"));
+        make_image(&image, args.size)?;
+        let ms = (args.seconds * 1000.0).round().max(1.0) as u64;
+        Ok(Blk {
+            args,
+            bins,
+            image,
+            ms,
+            selected,
+            cells: Cells::default(),
+            info: BTreeMap::new(),
+        })
+    }
+}
+
+impl suite::Suite for Blk {
+    const NAME: &'static str = "bench blk";
+    type Report = BlkReport;
+
+    fn rounds(&self) -> u32 {
+        self.args.rounds
+    }
+
+    /// The baseline guest run, then each test on both sides back to back, the side that goes
+    /// first alternating from round to round.
+    fn round(&mut self, round: u32) -> Result<()> {
+        let (bins, image, args, ms) = (&self.bins, &self.image, &self.args, self.ms);
+        warm(image)?;
+        let base = guest_run(bins, image, "none", args, ms)
             .context("the baseline guest run (blk-bench none)")?;
-        info.extend(base.info);
+        self.info.extend(base.info);
         let base = base.stats;
-        for (i, t) in selected.iter().enumerate() {
-            if failures[i].is_some() {
+        for (i, t) in self.selected.iter().enumerate() {
+            if self.cells.is_over(i) {
                 continue;
             }
             let guest_first = round % 2 == 1;
             for side in 0..2 {
                 let on_guest = (side == 0) == guest_first;
-                warm(&image)?;
+                warm(image)?;
                 let result = if on_guest {
-                    guest_run(&bins, &image, t.id, &args, ms).and_then(|r| {
+                    guest_run(bins, image, t.id, args, ms).and_then(|r| {
                         let line = one_line(r.lines, t.id)?;
                         let stats = r
                             .stats
@@ -422,65 +385,61 @@ pub fn run(ws: &Workspace, args: BlkArgs) -> Result<ExitCode> {
                                 )
                             })
                             .collect();
-                        Ok(Run {
+                        Ok(Side::Guest(Run {
                             line,
                             stats: Some(stats),
                             cpu: r.cpu,
-                        })
+                        }))
                     })
                 } else {
-                    host_run(&bins, &image, t, &args, ms)
+                    host_run(bins, image, t, args, ms).map(Side::Host)
                 };
-                match result {
-                    Ok(r) if on_guest => guest[i].push(r),
-                    Ok(r) => host[i].push(r),
-                    Err(e) => {
-                        failures[i] = Some(format!(
-                            "{}: {e:#}",
-                            if on_guest { "guest" } else { "host" }
-                        ));
-                        break;
-                    }
+                let result = result
+                    .map_err(|e| format!("{}: {e:#}", if on_guest { "guest" } else { "host" }));
+                if !self.cells.record(i, result) {
+                    break;
                 }
             }
         }
+        Ok(())
     }
-    // The image stays (it is reused); its dirty pages need not.
-    warm(&image)?;
 
-    let report = BlkReport {
-        host: HostInfo::read_proc(),
-        info,
-        image: image.clone(),
-        size: args.size,
-        seconds: args.seconds,
-        rounds: args.rounds,
-        seed: args.seed,
-        spin: args.spin,
-        rows: selected
+    fn report(mut self) -> Result<BlkReport> {
+        // The image stays (it is reused); its dirty pages need not.
+        warm(&self.image)?;
+        let rows = self
+            .selected
             .iter()
             .enumerate()
-            .map(|(i, t)| BlkRow {
-                test: t,
-                guest: std::mem::take(&mut guest[i]),
-                host: std::mem::take(&mut host[i]),
-                failure: failures[i].take(),
+            .map(|(i, t)| {
+                let (runs, failure) = self.cells.take(i);
+                let (mut guest, mut host) = (Vec::new(), Vec::new());
+                for r in runs {
+                    match r {
+                        Side::Guest(r) => guest.push(r),
+                        Side::Host(r) => host.push(r),
+                    }
+                }
+                BlkRow {
+                    test: t,
+                    guest,
+                    host,
+                    failure,
+                }
             })
-            .collect(),
-    };
-    print!("{}", report.table());
-    let json_path = out_dir.join("blk.json");
-    let text = serde_json::to_string_pretty(&report.json()).context("encoding the results")?;
-    std::fs::write(&json_path, text + "\n")
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    let svg_path = out_dir.join("blk.svg");
-    super::ratio_chart::draw(&svg_path, &report.chart_title(), &report.bars())?;
-    println!(
-        "results: {}\nchart:   {}",
-        json_path.display(),
-        svg_path.display()
-    );
-    Ok(ExitCode::SUCCESS)
+            .collect();
+        Ok(BlkReport {
+            host: HostInfo::read_proc(),
+            info: self.info,
+            image: self.image,
+            size: self.args.size,
+            seconds: self.args.seconds,
+            rounds: self.args.rounds,
+            seed: self.args.seed,
+            spin: self.args.spin,
+            rows,
+        })
+    }
 }
 
 /// Makes `path` a `size`-byte file of pseudo-random data (rewritten when its size differs).
@@ -566,7 +525,7 @@ fn guest_run(
             ops_words(sequential, args, ms),
             args.spin
         ));
-    let (run, cpu) = super::cpu::capture_sampled(&mut cmd, super::PROCESS_LIMIT)?;
+    let (run, cpu) = super::cpu::capture_sampled(&mut cmd, PROCESS_LIMIT)?;
     if run.status != Some(0) {
         bail!("{}", run.failure());
     }
@@ -675,18 +634,20 @@ pub fn host(args: HostArgs) -> Result<ExitCode> {
     let mut lat = m.latencies;
     lat.sort_unstable();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
-    println!(
-        "blk-bench {} requests={} bytes={} cycles={} tsc_khz=1000000 qd={} warmup_requests={w} \
-         lat_median={} lat_p99={} lat_min={} notifies=0 waits=0",
-        t.id,
-        m.requests,
-        m.bytes,
-        m.ns.max(1),
-        t.qd,
-        pct(50),
-        pct(99),
-        lat[0],
-    );
+    let line = BlkResult {
+        name: t.id.into(),
+        requests: m.requests,
+        bytes: m.bytes,
+        cycles: m.ns.max(1),
+        tsc_khz: 1_000_000,
+        qd: t.qd as u64,
+        warmup_requests: w,
+        lat: [pct(50), pct(99), lat[0]],
+        notifies: 0,
+        waits: 0,
+        split: None,
+    };
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -857,7 +818,7 @@ impl BlkRow {
     }
 }
 
-struct BlkReport {
+pub struct BlkReport {
     host: HostInfo,
     info: BTreeMap<String, String>,
     image: PathBuf,
@@ -877,18 +838,142 @@ fn fmt_x(x: Option<f64>) -> String {
     }
 }
 
-impl BlkReport {
+/// The table's columns: test, guest and host rates, their ratio and goal, exits per request
+/// (VMM, KVM), latencies (guest, host: median, p99).
+const COLUMNS: [Column; 11] = [
+    (26, Align::Left),
+    (12, Align::Right),
+    (12, Align::Right),
+    (7, Align::Right),
+    (6, Align::Right),
+    (7, Align::Right),
+    (7, Align::Right),
+    (9, Align::Right),
+    (9, Align::Right),
+    (9, Align::Right),
+    (9, Align::Right),
+];
+
+/// `blk.json`.
+#[derive(Serialize)]
+struct Json<'a> {
+    schema: &'static str,
+    host: JsonHost<'a>,
+    method: JsonMethod,
+    rows: Vec<JsonRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonHost<'a> {
+    kernel: &'a str,
+    cpu: &'a str,
+    cpus: usize,
+    guest_info: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct JsonMethod {
+    image: String,
+    image_bytes: u64,
+    page_cache: &'static str,
+    io: &'static str,
+    guest: &'static str,
+    host: &'static str,
+    pattern: &'static str,
+    seed: u64,
+    seconds_per_test: f64,
+    rounds: u32,
+    guest_spin_us: u64,
+    rate: &'static str,
+    exits_per_request: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    id: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    status: &'static str,
+    failure: Option<&'a str>,
+    guest_rate: Option<f64>,
+    host_rate: Option<f64>,
+    ratio: Option<f64>,
+    goal: Option<f64>,
+    vmm_exits_per_request: Option<f64>,
+    kvm_exits_per_request: Option<f64>,
+    blocks_per_request: Option<f64>,
+    guest_lat_median_ns: Option<f64>,
+    guest_lat_p99_ns: Option<f64>,
+    host_lat_median_ns: Option<f64>,
+    host_lat_p99_ns: Option<f64>,
+    guest_rounds: Vec<JsonRun<'a>>,
+    host_rounds: Vec<JsonRun<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRun<'a> {
+    requests: u64,
+    bytes: u64,
+    seconds: f64,
+    rate: f64,
+    warmup_requests: u64,
+    lat_median_ns: f64,
+    lat_p99_ns: f64,
+    lat_min_ns: f64,
+    notifies: u64,
+    waits: u64,
+    stats_less_baseline: Option<&'a BTreeMap<String, i64>>,
+    guest_split_cycles: Option<JsonSplit>,
+    cpu_threads: Option<&'a BTreeMap<String, f64>>,
+    cpu_system: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct JsonSplit {
+    submit: u64,
+    blocked: u64,
+    complete: u64,
+    tsc_khz: u64,
+}
+
+impl<'a> JsonRun<'a> {
+    fn of(r: &'a Run, unit: Unit) -> JsonRun<'a> {
+        JsonRun {
+            requests: r.line.requests,
+            bytes: r.line.bytes,
+            seconds: r.seconds(),
+            rate: r.rate(unit),
+            warmup_requests: r.line.warmup_requests,
+            lat_median_ns: r.lat_ns(0),
+            lat_p99_ns: r.lat_ns(1),
+            lat_min_ns: r.lat_ns(2),
+            notifies: r.line.notifies,
+            waits: r.line.waits,
+            stats_less_baseline: r.stats.as_ref(),
+            guest_split_cycles: r.line.split.map(|[submit, blocked, complete]| JsonSplit {
+                submit,
+                blocked,
+                complete,
+                tsc_khz: r.line.tsc_khz,
+            }),
+            cpu_threads: r.cpu.as_ref().map(|c| &c.threads),
+            cpu_system: r.cpu.as_ref().map(|c| c.system),
+        }
+    }
+}
+
+impl suite::Report for BlkReport {
+    const JSON: &'static str = "blk.json";
+    const SVG: &'static str = "blk.svg";
+
     fn table(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
         let h = &self.host;
-        let _ = writeln!(
-            out,
+        let mut t = Table::new(&COLUMNS);
+        t.line(
             "Parapet bench blk: the PV block device (blk-bench guest, `parapet run --disk`) vs the \
-             host on the same image, same requests"
+             host on the same image, same requests",
         );
-        let _ = writeln!(
-            out,
+        t.line(format_args!(
             "host: Linux {}, {}, {} CPUs; image {} ({} MiB), buffered I/O, fdatasync'd and read \
              through before every run (warm, clean page cache)",
             h.kernel,
@@ -896,9 +981,8 @@ impl BlkReport {
             h.cpus,
             self.image.display(),
             self.size >> 20
-        );
-        let _ = writeln!(
-            out,
+        ));
+        t.line(format_args!(
             "guest: SDK submit/wait, 32 requests in flight (QD32) or 4 indirect 1 MiB requests \
              (sequential), {}; host: pread/pwrite (QD1, sequential 1 MiB), io_uring (QD32)",
             if self.spin > 0 {
@@ -908,17 +992,14 @@ impl BlkReport {
                  before blocking"
                     .into()
             }
-        );
-        let _ = writeln!(
-            out,
+        ));
+        t.line(format_args!(
             "{} rounds, guest and host alternating, {} s per test and side; medians of the \
              rounds; exits per request = (run - baseline run) / requests incl. warm-up",
             self.rounds, self.seconds
-        );
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<26} {:>12} {:>12} {:>7} {:>6} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        ));
+        t.line("");
+        t.row([
             "test",
             "guest",
             "host",
@@ -930,23 +1011,23 @@ impl BlkReport {
             "g lat p99",
             "h lat p50",
             "h lat p99",
-        );
+        ]);
         for r in &self.rows {
-            let _ = write!(out, "{:<26} ", r.test.label);
             if r.guest.is_empty() || r.host.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "failed: {}",
-                    r.failure.as_deref().unwrap_or("no measurement")
+                t.row_then(
+                    [r.test.label],
+                    format_args!(
+                        "failed: {}",
+                        r.failure.as_deref().unwrap_or("no measurement")
+                    ),
                 );
                 continue;
             }
-            let _ = writeln!(
-                out,
-                "{:>12} {:>12} {:>7.3} {:>6} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            t.row([
+                r.test.label.to_owned(),
                 fmt_rate(r.guest_rate(), r.test.unit),
                 fmt_rate(r.host_rate(), r.test.unit),
-                r.ratio(),
+                format!("{:.3}", r.ratio()),
                 r.test.goal.map_or("-".into(), |g| format!(">={g}")),
                 fmt_x(r.per_request("exit.total")),
                 fmt_x(r.per_request("kvm.exits")),
@@ -954,17 +1035,16 @@ impl BlkReport {
                 fmt_ns(BlkRow::lat(&r.guest, 1)),
                 fmt_ns(BlkRow::lat(&r.host, 0)),
                 fmt_ns(BlkRow::lat(&r.host, 1)),
-            );
+            ]);
             if let Some(f) = &r.failure {
-                let _ = writeln!(out, "{:<26} (a later round failed: {f})", "");
+                t.row_then([""], format_args!("(a later round failed: {f})"));
             }
         }
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
+        t.line("");
+        t.line(
             "guest, per request (medians): blocks (sched_op) / doorbells / halt wake-ups; the \
              guest's time: submitting / blocked / taking completions; CPU during the run \
-             (1.0 = one core): the VMM's threads, whole host"
+             (1.0 = one core): the VMM's threads, whole host",
         );
         for r in self.rows.iter().filter(|r| !r.guest.is_empty()) {
             let med = |f: &dyn Fn(&Run) -> Option<f64>| {
@@ -993,8 +1073,7 @@ impl BlkReport {
                     (v >= 0.01).then(|| format!("{n} {v:.2}"))
                 })
                 .collect();
-            let _ = writeln!(
-                out,
+            t.line(format_args!(
                 "  {:<15} {}/{}/{}; {} / {} / {}; CPU {}, host {}",
                 r.test.id,
                 fmt_x(r.per_request("hypercall.sched_op")),
@@ -1011,7 +1090,7 @@ impl BlkReport {
                     cpu.join(", ")
                 },
                 fmt_x(med(&|x: &Run| Some(x.cpu.as_ref()?.system))),
-            );
+            ));
         }
         let mut goals = Vec::new();
         for r in &self.rows {
@@ -1036,99 +1115,77 @@ impl BlkReport {
                 if worst <= EXIT_GOAL { "met" } else { "NOT met" }
             ));
         }
-        let _ = writeln!(out, "goals (issue 4): {}", goals.join("; "));
-        out
+        t.line(format_args!("goals (issue 4): {}", goals.join("; ")));
+        t.into_string()
     }
 
-    fn json(&self) -> Value {
+    fn json(&self) -> impl Serialize + '_ {
         let h = &self.host;
-        let run_json = |r: &Run, unit: Unit| {
-            json!({
-                "requests": r.line.requests,
-                "bytes": r.line.bytes,
-                "seconds": r.seconds(),
-                "rate": r.rate(unit),
-                "warmup_requests": r.line.warmup_requests,
-                "lat_median_ns": r.lat_ns(0),
-                "lat_p99_ns": r.lat_ns(1),
-                "lat_min_ns": r.lat_ns(2),
-                "notifies": r.line.notifies,
-                "waits": r.line.waits,
-                "stats_less_baseline": r.stats,
-                "guest_split_cycles": r.line.split.map(|[a, b, c]| json!({
-                    "submit": a, "blocked": b, "complete": c, "tsc_khz": r.line.tsc_khz,
-                })),
-                "cpu_threads": r.cpu.as_ref().map(|c| &c.threads),
-                "cpu_system": r.cpu.as_ref().map(|c| c.system),
-            })
-        };
-        let rows: Vec<Value> = self
+        let rows = self
             .rows
             .iter()
             .map(|r| {
                 let unit = r.test.unit;
                 let measured = !r.guest.is_empty() && !r.host.is_empty();
-                json!({
-                    "id": r.test.id,
-                    "label": r.test.label,
-                    "unit": match unit { Unit::Iops => "requests/s", Unit::Throughput => "bytes/s" },
-                    "status": if measured { "measured" } else { "failed" },
-                    "failure": r.failure,
-                    "guest_rate": measured.then(|| r.guest_rate()),
-                    "host_rate": measured.then(|| r.host_rate()),
-                    "ratio": measured.then(|| r.ratio()),
-                    "goal": r.test.goal,
-                    "vmm_exits_per_request": r.per_request("exit.total"),
-                    "kvm_exits_per_request": r.per_request("kvm.exits"),
-                    "blocks_per_request": r.per_request("hypercall.sched_op"),
-                    "guest_lat_median_ns": (!r.guest.is_empty()).then(|| BlkRow::lat(&r.guest, 0)),
-                    "guest_lat_p99_ns": (!r.guest.is_empty()).then(|| BlkRow::lat(&r.guest, 1)),
-                    "host_lat_median_ns": (!r.host.is_empty()).then(|| BlkRow::lat(&r.host, 0)),
-                    "host_lat_p99_ns": (!r.host.is_empty()).then(|| BlkRow::lat(&r.host, 1)),
-                    "guest_rounds": r.guest.iter().map(|x| run_json(x, unit)).collect::<Vec<_>>(),
-                    "host_rounds": r.host.iter().map(|x| run_json(x, unit)).collect::<Vec<_>>(),
-                })
+                let lat = |runs: &[Run], k| (!runs.is_empty()).then(|| BlkRow::lat(runs, k));
+                JsonRow {
+                    id: r.test.id,
+                    label: r.test.label,
+                    unit: match unit {
+                        Unit::Iops => "requests/s",
+                        Unit::Throughput => "bytes/s",
+                    },
+                    status: if measured { "measured" } else { "failed" },
+                    failure: r.failure.as_deref(),
+                    guest_rate: measured.then(|| r.guest_rate()),
+                    host_rate: measured.then(|| r.host_rate()),
+                    ratio: measured.then(|| r.ratio()),
+                    goal: r.test.goal,
+                    vmm_exits_per_request: r.per_request("exit.total"),
+                    kvm_exits_per_request: r.per_request("kvm.exits"),
+                    blocks_per_request: r.per_request("hypercall.sched_op"),
+                    guest_lat_median_ns: lat(&r.guest, 0),
+                    guest_lat_p99_ns: lat(&r.guest, 1),
+                    host_lat_median_ns: lat(&r.host, 0),
+                    host_lat_p99_ns: lat(&r.host, 1),
+                    guest_rounds: r.guest.iter().map(|x| JsonRun::of(x, unit)).collect(),
+                    host_rounds: r.host.iter().map(|x| JsonRun::of(x, unit)).collect(),
+                }
             })
             .collect();
-        json!({
-            "schema": "parapet-bench-blk/1",
-            "host": {
-                "kernel": h.kernel,
-                "cpu": h.cpu,
-                "cpus": h.cpus,
-                "guest_info": self.info,
+        Json {
+            schema: "parapet-bench-blk/1",
+            host: JsonHost {
+                kernel: &h.kernel,
+                cpu: &h.cpu,
+                cpus: h.cpus,
+                guest_info: &self.info,
             },
-            "method": {
-                "image": self.image.display().to_string(),
-                "image_bytes": self.size,
-                "page_cache": "warm and clean before every run: fdatasync, then read through",
-                "io": "buffered on both sides (the VMM's backend preads/pwrites the image)",
-                "guest": "examples/blk-bench: SDK BlockDevice submit/wait, 32 requests in flight for QD32, 4 indirect 1 MiB requests in flight for sequential, one process per test",
-                "host": "xtask bench blk-host (release): pread/pwrite for QD1 and 1 MiB sequential, io_uring with 32 in flight for QD32, one process per test",
-                "pattern": "random: 4 KiB block splitmix64(seed, i) % blocks; sequential: 1 MiB steps from offset 0",
-                "seed": self.seed,
-                "seconds_per_test": self.seconds,
-                "rounds": self.rounds,
-                "guest_spin_us": self.spin,
-                "rate": "median over rounds",
-                "exits_per_request": "(counter of the run - counter of a run that only connects the disk) / requests incl. warm-up",
+            method: JsonMethod {
+                image: self.image.display().to_string(),
+                image_bytes: self.size,
+                page_cache: "warm and clean before every run: fdatasync, then read through",
+                io: "buffered on both sides (the VMM's backend preads/pwrites the image)",
+                guest: "bench/guests/blk-bench: SDK BlockDevice submit/wait, 32 requests in flight for QD32, 4 indirect 1 MiB requests in flight for sequential, one process per test",
+                host: "xtask bench blk-host (release): pread/pwrite for QD1 and 1 MiB sequential, io_uring with 32 in flight for QD32, one process per test",
+                pattern: "random: 4 KiB block splitmix64(seed, i) % blocks; sequential: 1 MiB steps from offset 0",
+                seed: self.seed,
+                seconds_per_test: self.seconds,
+                rounds: self.rounds,
+                guest_spin_us: self.spin,
+                rate: "median over rounds",
+                exits_per_request: "(counter of the run - counter of a run that only connects the disk) / requests incl. warm-up",
             },
-            "rows": rows,
-        })
+            rows,
+        }
     }
 
-    fn chart_title(&self) -> String {
-        format!(
-            "PV block: guest through Parapet / host on the same file ({} rounds, medians)",
-            self.rounds
-        )
-    }
-
-    fn bars(&self) -> Vec<super::ratio_chart::Bar> {
-        self.rows
+    fn chart(&self, path: &Path) -> Result<()> {
+        let bars: Vec<Bar> = self
+            .rows
             .iter()
             .filter(|r| !r.guest.is_empty() && !r.host.is_empty())
-            .map(|r| super::ratio_chart::Bar {
+            .map(|r| Bar {
                 label: format!(
                     "{} ({} vs {})",
                     r.test.label,
@@ -1138,20 +1195,21 @@ impl BlkReport {
                 ratio: r.ratio(),
                 goal: r.test.goal,
             })
-            .collect()
+            .collect();
+        chart::ratios(
+            path,
+            &format!(
+                "PV block: guest through Parapet / host on the same file ({} rounds, medians)",
+                self.rounds
+            ),
+            &bars,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix_matches_the_reference_sequence() {
-        // SplitMix64 seeded with 1234567: the first outputs of the reference implementation.
-        assert_eq!(splitmix64(1_234_567, 0), 6_457_827_717_110_365_317);
-        assert_eq!(splitmix64(1_234_567, 1), 3_203_168_211_198_807_973);
-    }
 
     #[test]
     fn sizes() {

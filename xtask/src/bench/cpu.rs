@@ -90,13 +90,13 @@ fn system_busy() -> f64 {
     (total - idle) / ticks()
 }
 
-/// Runs `cmd` to completion like [`super::capture`] (standard output and error piped), killing
+/// Runs `cmd` to completion like [`super::process::capture`] (standard output and error piped), killing
 /// it after `limit`, and samples its threads' CPU time every 10 ms: returns its output and the
 /// CPU use between the first and the last sample (nearly its whole life).
 pub fn capture_sampled(
     cmd: &mut std::process::Command,
     limit: std::time::Duration,
-) -> anyhow::Result<(super::Captured, Option<Cpu>)> {
+) -> anyhow::Result<(super::process::Captured, Option<Cpu>)> {
     use anyhow::Context;
     use std::io::Read;
     use std::process::Stdio;
@@ -159,7 +159,7 @@ pub fn capture_sampled(
         stderr.insert_str(0, "killed after the safety limit\n");
     }
     Ok((
-        super::Captured {
+        super::process::Captured {
             status: status.code(),
             stdout: out.join().unwrap_or_default(),
             stderr,

@@ -26,7 +26,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::thread::JoinHandle;
@@ -34,12 +34,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::{Value, json};
+use serde::Serialize;
 
+use super::chart::{self, Bar};
 use super::cpu::{Cpu, CpuSnapshot};
 use super::netns::{self, Netns};
 use super::parse;
 use super::report::{HostInfo, fmt_ns, median};
+use super::suite::{self, Cells};
+use super::table::{Align, Column, Table};
 use crate::Workspace;
 
 const TAP_HOST: &str = "10.77.0.1";
@@ -72,7 +75,7 @@ pub struct NetArgs {
     rounds: u32,
     /// Where net.json, net.svg and the guests' output (raw/) go (default: target/bench).
     #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    pub(super) out: Option<PathBuf>,
     /// Use this `parapet` binary instead of building it (release).
     #[arg(long, value_name = "PATH")]
     vmm: Option<PathBuf>,
@@ -188,40 +191,56 @@ impl Drop for Lab {
     }
 }
 
-pub fn run(ws: &Workspace, args: NetArgs) -> Result<ExitCode> {
-    let bins = Bins {
-        guest: match &args.guest {
-            Some(p) => p.clone(),
-            None => ws.build_guest("net-echo", true)?,
-        },
-        vmm: match &args.vmm {
-            Some(p) => p.clone(),
-            None => ws.build_vmm(true)?,
-        },
-    };
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| ws.target_dir.join("bench"));
-    let raw = out_dir.join("raw");
-    std::fs::create_dir_all(&raw).with_context(|| format!("cannot create {}", raw.display()))?;
+/// The `bench net` suite: every test on every way, once per round.
+pub struct Net {
+    args: NetArgs,
+    bins: Bins,
+    /// Where the guests' output goes.
+    raw: PathBuf,
+    lab: Lab,
+    /// Per (test, way): a sample per round, or why the cell ended.
+    cells: Cells<(usize, usize), Sample>,
+}
 
-    netns::remove_stale();
-    let lab = make_lab()?;
-    let bytes = args.mib << 20;
-    let mut samples: BTreeMap<(usize, usize), Vec<Sample>> = BTreeMap::new();
-    let mut failures: BTreeMap<(usize, usize), String> = BTreeMap::new();
-    let started = Instant::now();
-    for round in 1..=args.rounds {
-        eprintln!(
-            "xtask bench net: round {round}/{} ({:.0} s so far)",
-            args.rounds,
-            started.elapsed().as_secs_f64()
-        );
+impl Net {
+    /// Builds (or takes) the programs and makes the namespaces, devices and ceiling servers.
+    pub fn new(ws: &Workspace, args: NetArgs, out_dir: &Path) -> Result<Net> {
+        let bins = Bins {
+            guest: suite::prebuilt_or(args.guest.as_deref(), || ws.build_guest("net-echo", true))?,
+            vmm: suite::prebuilt_or(args.vmm.as_deref(), || ws.build_vmm(true))?,
+        };
+        let raw = out_dir.join("raw");
+        std::fs::create_dir_all(&raw)
+            .with_context(|| format!("cannot create {}", raw.display()))?;
+        netns::remove_stale();
+        let lab = make_lab()?;
+        Ok(Net {
+            args,
+            bins,
+            raw,
+            lab,
+            cells: Cells::default(),
+        })
+    }
+}
+
+impl suite::Suite for Net {
+    const NAME: &'static str = "bench net";
+    type Report = NetReport;
+
+    fn rounds(&self) -> u32 {
+        self.args.rounds
+    }
+
+    /// The baseline guest run, then each test on every way, the way that goes first rotating
+    /// from round to round.
+    fn round(&mut self, round: u32) -> Result<()> {
+        let (args, lab) = (&self.args, &self.lab);
+        let bytes = args.mib << 20;
         let guest = GuestRunner {
-            bins: &bins,
+            bins: &self.bins,
             ns: &lab.tap,
-            raw: &raw,
+            raw: &self.raw,
         };
         let base = guest
             .session("baseline", 1, |_| Ok(Sample::default()))
@@ -230,7 +249,7 @@ pub fn run(ws: &Workspace, args: NetArgs) -> Result<ExitCode> {
         for (ti, &test) in TESTS.iter().enumerate() {
             for k in 0..WAYS.len() {
                 let wi = (k + round as usize - 1) % WAYS.len();
-                if failures.contains_key(&(ti, wi)) {
+                if self.cells.is_over((ti, wi)) {
                     continue;
                 }
                 let result = match WAYS[wi] {
@@ -242,7 +261,7 @@ pub fn run(ws: &Workspace, args: NetArgs) -> Result<ExitCode> {
                         let addr = addr(GUEST_IP, test);
                         guest
                             .session(test.id(), count, |pid| {
-                                lab.tap.run(|| measure(test, addr, bytes, &args, Some(pid)))
+                                lab.tap.run(|| measure(test, addr, bytes, args, Some(pid)))
                             })
                             .map(|(mut s, stats)| {
                                 s.stats = Some(
@@ -265,13 +284,13 @@ pub fn run(ws: &Workspace, args: NetArgs) -> Result<ExitCode> {
                             _ => (&lab.b, "127.0.0.1"),
                         };
                         let to = addr(ip, test);
-                        ns.run(|| measure(test, to, bytes, &args, None))
+                        ns.run(|| measure(test, to, bytes, args, None))
                             .and_then(|mut s| {
                                 if test == Test::UdpRtt {
                                     let echo = lab.servers.as_ref().map_or(0, |x| x.echo_tid());
                                     let pinned = ns.run(|| {
                                         let _pin = OneCpu::pin(&[0, echo])?;
-                                        measure(test, to, bytes, &args, None)
+                                        measure(test, to, bytes, args, None)
                                     })?;
                                     s.one_cpu = Some((pinned.value, pinned.p99.unwrap_or(0.0)));
                                 }
@@ -279,57 +298,34 @@ pub fn run(ws: &Workspace, args: NetArgs) -> Result<ExitCode> {
                             })
                     }
                 };
-                match result {
-                    Ok(s) => samples.entry((ti, wi)).or_default().push(s),
-                    Err(e) => {
-                        failures.insert((ti, wi), format!("{e:#}"));
-                    }
-                }
+                self.cells
+                    .record((ti, wi), result.map_err(|e| format!("{e:#}")));
             }
         }
+        Ok(())
     }
-    drop(lab);
 
-    let report = NetReport {
-        host: HostInfo::read_proc(),
-        mib: args.mib,
-        udp: args.udp,
-        udp_size: args.udp_size,
-        rounds: args.rounds,
-        cells: TESTS
-            .iter()
-            .enumerate()
-            .map(|(ti, _)| {
-                WAYS.iter()
-                    .enumerate()
-                    .map(|(wi, _)| Cell {
-                        samples: samples.remove(&(ti, wi)).unwrap_or_default(),
-                        failure: failures.remove(&(ti, wi)),
-                    })
-                    .collect()
-            })
-            .collect(),
-    };
-    print!("{}", report.table());
-    let json_path = out_dir.join("net.json");
-    let text = serde_json::to_string_pretty(&report.json()).context("encoding the results")?;
-    std::fs::write(&json_path, text + "\n")
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    let svg_path = out_dir.join("net.svg");
-    super::ratio_chart::draw(
-        &svg_path,
-        &format!(
-            "PV network: guest on a TAP device / veth pair ({} rounds, medians)",
-            args.rounds
-        ),
-        &report.bars(),
-    )?;
-    println!(
-        "results: {}\nchart:   {}",
-        json_path.display(),
-        svg_path.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    fn report(mut self) -> Result<NetReport> {
+        // The namespaces and servers go first.
+        drop(self.lab);
+        Ok(NetReport {
+            host: HostInfo::read_proc(),
+            mib: self.args.mib,
+            udp: self.args.udp,
+            udp_size: self.args.udp_size,
+            rounds: self.args.rounds,
+            cells: (0..TESTS.len())
+                .map(|ti| {
+                    (0..WAYS.len())
+                        .map(|wi| {
+                            let (samples, failure) = self.cells.take((ti, wi));
+                            Cell { samples, failure }
+                        })
+                        .collect()
+                })
+                .collect(),
+        })
+    }
 }
 
 fn addr(ip: &str, test: Test) -> SocketAddr {
@@ -757,7 +753,7 @@ impl Cell {
     }
 }
 
-struct NetReport {
+pub struct NetReport {
     host: HostInfo,
     mib: u64,
     udp: u64,
@@ -796,39 +792,152 @@ impl NetReport {
             _ => g / c,
         })
     }
+}
+
+/// The table's columns: test, the three ways, the guest over the ceilings, exits per frame
+/// (VMM, KVM).
+const COLUMNS: [Column; 8] = [
+    (30, Align::Left),
+    (13, Align::Right),
+    (13, Align::Right),
+    (13, Align::Right),
+    (7, Align::Right),
+    (7, Align::Right),
+    (7, Align::Right),
+    (7, Align::Right),
+];
+
+/// `net.json`.
+#[derive(Serialize)]
+struct Json<'a> {
+    schema: &'static str,
+    host: JsonHost<'a>,
+    method: JsonMethod,
+    tests: Vec<JsonTest<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonHost<'a> {
+    kernel: &'a str,
+    cpu: &'a str,
+    cpus: usize,
+}
+
+#[derive(Serialize)]
+struct JsonMethod {
+    guest: &'static str,
+    veth: &'static str,
+    loopback: &'static str,
+    tcp: &'static str,
+    tcp_mib: u64,
+    udp_round_trips: u64,
+    udp_warmup: u64,
+    udp_bytes: u64,
+    udp_timeout_ms: u64,
+    rounds: u32,
+    exits_per_packet: &'static str,
+    ratios: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonTest<'a> {
+    id: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    guest_over_veth: Option<f64>,
+    guest_over_loopback: Option<f64>,
+    ways: BTreeMap<&'static str, JsonWay<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonWay<'a> {
+    status: &'static str,
+    failure: Option<&'a str>,
+    median: Option<f64>,
+    p99_ns: Option<f64>,
+    vmm_exits_per_packet: Option<f64>,
+    kvm_exits_per_packet: Option<f64>,
+    rounds: Vec<JsonSample<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonSample<'a> {
+    value: f64,
+    p99_ns: Option<f64>,
+    min_ns: Option<f64>,
+    one_cpu_median_ns: Option<f64>,
+    one_cpu_p99_ns: Option<f64>,
+    lost: u64,
+    bytes: u64,
+    seconds: f64,
+    packets: Option<i64>,
+    vmm_exits_per_packet: Option<f64>,
+    kvm_exits_per_packet: Option<f64>,
+    stats_less_baseline: Option<&'a BTreeMap<String, i64>>,
+    cpu_threads: Option<&'a BTreeMap<String, f64>>,
+    cpu_system: Option<f64>,
+    guest_says: Option<&'a str>,
+}
+
+impl<'a> JsonSample<'a> {
+    fn of(s: &'a Sample) -> JsonSample<'a> {
+        JsonSample {
+            value: s.value,
+            p99_ns: s.p99,
+            min_ns: s.min,
+            one_cpu_median_ns: s.one_cpu.map(|x| x.0),
+            one_cpu_p99_ns: s.one_cpu.map(|x| x.1),
+            lost: s.lost,
+            bytes: s.bytes,
+            seconds: s.seconds,
+            packets: s.packets(),
+            vmm_exits_per_packet: s.per_packet("exit.total"),
+            kvm_exits_per_packet: s.per_packet("kvm.exits"),
+            stats_less_baseline: s.stats.as_ref(),
+            cpu_threads: s.cpu.as_ref().map(|c| &c.threads),
+            cpu_system: s.cpu.as_ref().map(|c| c.system),
+            guest_says: s.guest_says.as_deref(),
+        }
+    }
+}
+
+impl suite::Report for NetReport {
+    const JSON: &'static str = "net.json";
+    const SVG: &'static str = "net.svg";
 
     fn table(&self) -> String {
-        use std::fmt::Write as _;
         let h = &self.host;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
+        let mut t = Table::new(&COLUMNS);
+        t.line(
             "Parapet bench net: the PV network interface (net-echo on a TAP device, `parapet run \
-             --net`) vs the same traffic over a veth pair and over loopback"
+             --net`) vs the same traffic over a veth pair and over loopback",
         );
-        let _ = writeln!(
-            out,
+        t.line(format_args!(
             "host: Linux {}, {}, {} CPUs; TCP: {} MiB per transfer, one connection, timed by the \
              host side from connected to the last byte; UDP: {} round trips of {} B, one at a \
              time",
             h.kernel, h.cpu, h.cpus, self.mib, self.udp, self.udp_size
-        );
-        let _ = writeln!(
-            out,
+        ));
+        t.line(format_args!(
             "{} rounds, ways interleaved, medians of the rounds; g/veth, g/lo: the guest's speed \
              over the ceiling's (round trips: the ceiling's time over the guest's); VMM x, KVM x: \
              exits per frame the backend moved, (run - baseline run) / (rx + tx frames); \
              \"on 1 CPU\": the ceiling's client and server pinned to CPU 0",
             self.rounds
-        );
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<30} {:>13} {:>13} {:>13} {:>7} {:>7} {:>7} {:>7}",
-            "test", "guest (TAP)", "veth", "loopback", "g/veth", "g/lo", "VMM x", "KVM x"
-        );
-        for (t, &test) in TESTS.iter().enumerate() {
-            let g = self.cell(t, Way::Guest);
+        ));
+        t.line("");
+        t.row([
+            "test",
+            "guest (TAP)",
+            "veth",
+            "loopback",
+            "g/veth",
+            "g/lo",
+            "VMM x",
+            "KVM x",
+        ]);
+        for (ti, &test) in TESTS.iter().enumerate() {
+            let g = self.cell(ti, Way::Guest);
             let fmt = |c: &Cell, f: &dyn Fn(&Cell) -> Option<f64>| -> String {
                 if c.samples.is_empty() {
                     return "failed".into();
@@ -856,43 +965,43 @@ impl NetReport {
                 _ => vec![(test.label().to_owned(), Box::new(|c: &Cell| c.value()))],
             };
             for (k, (label, f)) in rows.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{:<30} {:>13} {:>13} {:>13} {:>7} {:>7} {:>7} {:>7}",
-                    label,
+                let exits = |counter| {
+                    if k == 0 {
+                        fmt_x(g.per_packet(counter))
+                    } else {
+                        String::new()
+                    }
+                };
+                t.row([
+                    label.clone(),
                     fmt(g, f.as_ref()),
-                    fmt(self.cell(t, Way::Veth), f.as_ref()),
-                    fmt(self.cell(t, Way::Loopback), f.as_ref()),
-                    fmt_x(self.ratio(t, Way::Veth, f.as_ref())),
-                    fmt_x(self.ratio(t, Way::Loopback, f.as_ref())),
-                    if k == 0 {
-                        fmt_x(g.per_packet("exit.total"))
-                    } else {
-                        String::new()
-                    },
-                    if k == 0 {
-                        fmt_x(g.per_packet("kvm.exits"))
-                    } else {
-                        String::new()
-                    },
-                );
+                    fmt(self.cell(ti, Way::Veth), f.as_ref()),
+                    fmt(self.cell(ti, Way::Loopback), f.as_ref()),
+                    fmt_x(self.ratio(ti, Way::Veth, f.as_ref())),
+                    fmt_x(self.ratio(ti, Way::Loopback, f.as_ref())),
+                    exits("exit.total"),
+                    exits("kvm.exits"),
+                ]);
             }
         }
-        for (t, &test) in TESTS.iter().enumerate() {
+        for (ti, &test) in TESTS.iter().enumerate() {
             for &w in &WAYS {
-                if let Some(f) = &self.cell(t, w).failure {
-                    let _ = writeln!(out, "  {} over {}: failed: {f}", test.id(), w.name());
+                if let Some(f) = &self.cell(ti, w).failure {
+                    t.line(format_args!(
+                        "  {} over {}: failed: {f}",
+                        test.id(),
+                        w.name()
+                    ));
                 }
             }
         }
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
+        t.line("");
+        t.line(
             "guest, per frame: blocks (sched_op) / halt wake-ups / injected interrupts; CPU \
-             during the test (1.0 = one core): VMM threads, whole host"
+             during the test (1.0 = one core): VMM threads, whole host",
         );
-        for (t, &test) in TESTS.iter().enumerate() {
-            let g = self.cell(t, Way::Guest);
+        for (ti, &test) in TESTS.iter().enumerate() {
+            let g = self.cell(ti, Way::Guest);
             let mut threads: Vec<String> = g
                 .samples
                 .iter()
@@ -908,8 +1017,7 @@ impl NetReport {
                     (v >= 0.01).then(|| format!("{n} {v:.2}"))
                 })
                 .collect();
-            let _ = writeln!(
-                out,
+            t.line(format_args!(
                 "  {:<18} {}/{}/{} per frame; CPU {}, host {} (veth: host {}){}",
                 test.id(),
                 fmt_x(g.per_packet("hypercall.sched_op")),
@@ -922,14 +1030,14 @@ impl NetReport {
                 },
                 fmt_x(g.med(|s| Some(s.cpu.as_ref()?.system))),
                 fmt_x(
-                    self.cell(t, Way::Veth)
+                    self.cell(ti, Way::Veth)
                         .med(|s| Some(s.cpu.as_ref()?.system))
                 ),
                 g.samples
                     .last()
                     .and_then(|s| s.guest_says.as_deref())
                     .map_or(String::new(), |l| format!("; guest: \"{l}\"")),
-            );
+            ));
         }
         let lost: u64 = self.cells[2]
             .iter()
@@ -937,11 +1045,11 @@ impl NetReport {
             .map(|s| s.lost)
             .sum();
         let mut goals = Vec::new();
-        for (t, &test) in TESTS.iter().enumerate() {
+        for (ti, &test) in TESTS.iter().enumerate() {
             if test == Test::UdpRtt {
                 continue;
             }
-            if let Some(v) = self.cell(t, Way::Guest).value() {
+            if let Some(v) = self.cell(ti, Way::Guest).value() {
                 goals.push(format!(
                     "{} {} ({})",
                     test.id(),
@@ -950,89 +1058,94 @@ impl NetReport {
                 ));
             }
         }
-        let _ = writeln!(
-            out,
+        t.line(format_args!(
             "goal (issue 5): >= 1 Gbit/s TCP: {}; UDP requests lost (all ways, all rounds): {lost}",
             goals.join(", ")
-        );
-        out
+        ));
+        t.into_string()
     }
 
-    fn json(&self) -> Value {
+    fn json(&self) -> impl Serialize + '_ {
         let h = &self.host;
-        let sample = |s: &Sample| {
-            json!({
-                "value": s.value,
-                "p99_ns": s.p99,
-                "min_ns": s.min,
-                "one_cpu_median_ns": s.one_cpu.map(|x| x.0),
-                "one_cpu_p99_ns": s.one_cpu.map(|x| x.1),
-                "lost": s.lost,
-                "bytes": s.bytes,
-                "seconds": s.seconds,
-                "packets": s.packets(),
-                "vmm_exits_per_packet": s.per_packet("exit.total"),
-                "kvm_exits_per_packet": s.per_packet("kvm.exits"),
-                "stats_less_baseline": s.stats,
-                "cpu_threads": s.cpu.as_ref().map(|c| &c.threads),
-                "cpu_system": s.cpu.as_ref().map(|c| c.system),
-                "guest_says": s.guest_says,
-            })
-        };
-        let tests: Vec<Value> = TESTS
+        let tests = TESTS
             .iter()
             .enumerate()
-            .map(|(t, &test)| {
-                let ways: serde_json::Map<String, Value> = WAYS
+            .map(|(ti, &test)| {
+                let ways = WAYS
                     .iter()
                     .map(|&w| {
-                        let c = self.cell(t, w);
+                        let c = self.cell(ti, w);
                         (
-                            w.name().to_owned(),
-                            json!({
-                                "status": if c.samples.is_empty() { "failed" } else { "measured" },
-                                "failure": c.failure,
-                                "median": c.value(),
-                                "p99_ns": c.med(|s| s.p99),
-                                "vmm_exits_per_packet": c.per_packet("exit.total"),
-                                "kvm_exits_per_packet": c.per_packet("kvm.exits"),
-                                "rounds": c.samples.iter().map(sample).collect::<Vec<_>>(),
-                            }),
+                            w.name(),
+                            JsonWay {
+                                status: if c.samples.is_empty() {
+                                    "failed"
+                                } else {
+                                    "measured"
+                                },
+                                failure: c.failure.as_deref(),
+                                median: c.value(),
+                                p99_ns: c.med(|s| s.p99),
+                                vmm_exits_per_packet: c.per_packet("exit.total"),
+                                kvm_exits_per_packet: c.per_packet("kvm.exits"),
+                                rounds: c.samples.iter().map(JsonSample::of).collect(),
+                            },
                         )
                     })
                     .collect();
-                json!({
-                    "id": test.id(),
-                    "label": test.label(),
-                    "unit": if test == Test::UdpRtt { "ns (round trip)" } else { "bits/s" },
-                    "guest_over_veth": self.ratio(t, Way::Veth, Cell::value),
-                    "guest_over_loopback": self.ratio(t, Way::Loopback, Cell::value),
-                    "ways": ways,
-                })
+                JsonTest {
+                    id: test.id(),
+                    label: test.label(),
+                    unit: if test == Test::UdpRtt {
+                        "ns (round trip)"
+                    } else {
+                        "bits/s"
+                    },
+                    guest_over_veth: self.ratio(ti, Way::Veth, Cell::value),
+                    guest_over_loopback: self.ratio(ti, Way::Loopback, Cell::value),
+                    ways,
+                }
             })
             .collect();
-        json!({
-            "schema": "parapet-bench-net/1",
-            "host": { "kernel": h.kernel, "cpu": h.cpu, "cpus": h.cpus },
-            "method": {
-                "guest": "examples/net-echo on tap0 in its own namespace, one `parapet run --stats` per test; the client is xtask in that namespace",
-                "veth": "xtask's servers in one namespace, its client in another, over a veth pair",
-                "loopback": "xtask's servers and client in one namespace, 127.0.0.1",
-                "tcp": "one connection; host->peer: write, half-close, wait for the peer's close; peer->host: read; timed from connected to the last byte",
-                "tcp_mib": self.mib,
-                "udp_round_trips": self.udp,
-                "udp_warmup": UDP_WARMUP,
-                "udp_bytes": self.udp_size,
-                "udp_timeout_ms": UDP_TIMEOUT.as_millis() as u64,
-                "rounds": self.rounds,
-                "exits_per_packet": "(counter of the run - counter of a baseline run) / (net0.rx_packets + net0.tx_packets, less the baseline's)",
-                "ratios": "guest over ceiling as speed: throughput guest/ceiling, round trip ceiling/guest",
+        Json {
+            schema: "parapet-bench-net/1",
+            host: JsonHost {
+                kernel: &h.kernel,
+                cpu: &h.cpu,
+                cpus: h.cpus,
             },
-            "tests": tests,
-        })
+            method: JsonMethod {
+                guest: "examples/net-echo on tap0 in its own namespace, one `parapet run --stats` per test; the client is xtask in that namespace",
+                veth: "xtask's servers in one namespace, its client in another, over a veth pair",
+                loopback: "xtask's servers and client in one namespace, 127.0.0.1",
+                tcp: "one connection; host->peer: write, half-close, wait for the peer's close; peer->host: read; timed from connected to the last byte",
+                tcp_mib: self.mib,
+                udp_round_trips: self.udp,
+                udp_warmup: UDP_WARMUP,
+                udp_bytes: self.udp_size,
+                udp_timeout_ms: UDP_TIMEOUT.as_millis() as u64,
+                rounds: self.rounds,
+                exits_per_packet: "(counter of the run - counter of a baseline run) / (net0.rx_packets + net0.tx_packets, less the baseline's)",
+                ratios: "guest over ceiling as speed: throughput guest/ceiling, round trip ceiling/guest",
+            },
+            tests,
+        }
     }
 
-    fn bars(&self) -> Vec<super::ratio_chart::Bar> {
+    fn chart(&self, path: &Path) -> Result<()> {
+        chart::ratios(
+            path,
+            &format!(
+                "PV network: guest on a TAP device / veth pair ({} rounds, medians)",
+                self.rounds
+            ),
+            &self.bars(),
+        )
+    }
+}
+
+impl NetReport {
+    fn bars(&self) -> Vec<Bar> {
         let mut bars = Vec::new();
         for (t, &test) in TESTS.iter().enumerate() {
             let g = self.cell(t, Way::Guest);
@@ -1067,7 +1180,7 @@ impl NetReport {
                     self.cell(t, Way::Veth).value().map(|v| TCP_GOAL / v),
                 ),
             };
-            bars.push(super::ratio_chart::Bar { label, ratio, goal });
+            bars.push(Bar { label, ratio, goal });
         }
         bars
     }

@@ -1,39 +1,18 @@
 //! Parsing what the bench guest, the floor and `parapet run --stats` print.
 //!
-//! The bench guest (examples/bench) and the floor (bench/floor) print
-//! `bench <name> iters=<n> batch=<k> median=<c> p99=<c> min=<c> total=<c> tsc_khz=<khz>
-//! [warmup=<w>] [exits_per_op=<x> kvm_exits_per_op=<y>]`, `bench <name> skipped: <why>`, and the
-//! guest a `bench-info key=value…` header. Everything else on standard output (console data) is
-//! ignored.
+//! The bench guest (bench/guests/bench) and the floor (bench/floor) print the lines of
+//! `bench-protocol`: `bench <name> iters=<n> batch=<k> median=<c> p99=<c> min=<c> total=<c>
+//! tsc_khz=<khz> [warmup=<w>] [exits_per_op=<x> kvm_exits_per_op=<y>]`,
+//! `bench <name> skipped: <why>`, and the guest a `bench-info key=value…` header; this module
+//! gathers one run's lines with that crate's reader. Everything else on standard output (console
+//! data) is ignored.
 
 use std::collections::BTreeMap;
 
-/// One measured benchmark line.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BenchResult {
-    pub name: String,
-    pub iters: u64,
-    pub batch: u64,
-    /// Per operation, TSC cycles.
-    pub median: u64,
-    pub p99: u64,
-    pub min: u64,
-    /// All samples together, TSC cycles.
-    pub total: u64,
-    pub tsc_khz: u64,
-    /// Unmeasured samples run before the measured ones.
-    pub warmup: u64,
-    /// Exits the floor counted itself, per operation.
-    pub exits_per_op: Option<f64>,
-    pub kvm_exits_per_op: Option<f64>,
-}
+use bench_protocol::Line;
 
-impl BenchResult {
-    /// Operations the benchmark performed, warm-up included.
-    pub fn operations(&self) -> u64 {
-        (self.warmup + self.iters) * self.batch
-    }
-}
+/// One measured benchmark line.
+pub type BenchResult = bench_protocol::BenchResult<'static>;
 
 /// Everything of interest in one run's standard output.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,79 +41,20 @@ impl Output {
 pub fn output(stdout: &str) -> Result<Output, String> {
     let mut out = Output::default();
     for line in stdout.lines() {
-        let line = line.trim_end();
-        if let Some(rest) = line.strip_prefix("bench-info ") {
-            out.info.extend(key_values(rest)?);
-        } else if let Some(rest) = line.strip_prefix("bench ") {
-            let (name, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-            if let Some(why) = rest.strip_prefix("skipped: ") {
-                out.skipped.push((name.to_owned(), why.to_owned()));
-            } else {
-                out.results
-                    .push(result(name, rest).map_err(|e| format!("{e} in {line:?}"))?);
+        match BenchResult::parse_line(line).map_err(|e| format!("{e} in {:?}", line.trim_end()))? {
+            None => {}
+            Some(Line::Info(fields)) => out.info.extend(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            ),
+            Some(Line::Result(r)) => out.results.push(r.into_owned()),
+            Some(Line::Skipped { name, why } | Line::Failed { name, why }) => {
+                out.skipped.push((name.to_owned(), why.to_owned()))
             }
         }
     }
     Ok(out)
-}
-
-fn key_values(text: &str) -> Result<BTreeMap<String, String>, String> {
-    text.split_whitespace()
-        .map(|word| {
-            word.split_once('=')
-                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| format!("`{word}` is not key=value"))
-        })
-        .collect()
-}
-
-fn result(name: &str, fields: &str) -> Result<BenchResult, String> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!("bad benchmark name {name:?}"));
-    }
-    let kv = key_values(fields)?;
-    let int = |key: &str| -> Result<u64, String> {
-        kv.get(key)
-            .ok_or_else(|| format!("no {key}="))?
-            .parse()
-            .map_err(|_| format!("{key}= is not an integer"))
-    };
-    let float = |key: &str| -> Result<Option<f64>, String> {
-        kv.get(key)
-            .map(|v| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x >= 0.0)
-                    .ok_or_else(|| format!("{key}= is not a non-negative number"))
-            })
-            .transpose()
-    };
-    let iters = int("iters")?;
-    let r = BenchResult {
-        name: name.to_owned(),
-        iters,
-        batch: int("batch")?,
-        median: int("median")?,
-        p99: int("p99")?,
-        min: int("min")?,
-        total: int("total")?,
-        tsc_khz: int("tsc_khz")?,
-        warmup: if kv.contains_key("warmup") {
-            int("warmup")?
-        } else {
-            iters.min(50)
-        },
-        exits_per_op: float("exits_per_op")?,
-        kvm_exits_per_op: float("kvm_exits_per_op")?,
-    };
-    if r.iters == 0 || r.batch == 0 || r.tsc_khz == 0 {
-        return Err("iters, batch and tsc_khz must be positive".into());
-    }
-    if !(r.min <= r.median && r.median <= r.p99) {
-        return Err("min <= median <= p99 does not hold".into());
-    }
-    Ok(r)
 }
 
 /// The `parapet stats:` block of `parapet run --stats` on standard error.

@@ -1,15 +1,17 @@
 //! The results of `cargo xtask bench`: aggregation over rounds, the table, the JSON and the SVG
 //! chart.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use anyhow::Result;
+use serde::Serialize;
 
+use super::chart::{self, LogBar, Series};
 #[cfg(test)]
 use super::rows::ROWS;
 use super::rows::{Kind, Row};
+use super::suite;
+use super::table::{Align, Column, Table};
 
 /// The widest label in the table.
 pub const LABEL_WIDTH: usize = 48;
@@ -159,7 +161,7 @@ impl RowResult {
 }
 
 /// Parapet's cost over the floor's for the same exit, paired round by round.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ratio {
     pub parapet: &'static str,
     pub floor: &'static str,
@@ -197,7 +199,7 @@ pub fn ratio(
 }
 
 /// The host and the run's settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct HostInfo {
     pub kernel: String,
     pub cpu: String,
@@ -280,31 +282,121 @@ fn fmt_exits(x: Option<f64>) -> String {
     }
 }
 
-impl Report {
+/// The table's columns: operation, kind, median, p99 and min (cycles and time), iterations,
+/// exits per operation (VMM, KVM).
+const COLUMNS: [Column; 11] = [
+    (LABEL_WIDTH + 2, Align::Left),
+    (8, Align::Left),
+    (10, Align::Right),
+    (9, Align::Right),
+    (10, Align::Right),
+    (9, Align::Right),
+    (10, Align::Right),
+    (9, Align::Right),
+    (7, Align::Right),
+    (7, Align::Right),
+    (7, Align::Right),
+];
+
+/// The chart's series: one per kind of row, in legend order.
+const KINDS: [(Kind, (u8, u8, u8)); 6] = [
+    (Kind::Floor, (140, 140, 140)),
+    (Kind::Pv, (46, 139, 87)),
+    (Kind::Hypercall, (230, 145, 30)),
+    (Kind::Trap, (200, 50, 50)),
+    (Kind::Other, (70, 110, 170)),
+    (Kind::Peer, (130, 80, 170)),
+];
+
+/// `results.json`.
+#[derive(Serialize)]
+struct Json<'a> {
+    schema: &'static str,
+    host: &'a HostInfo,
+    method: JsonMethod,
+    peer: JsonPeer<'a>,
+    rows: Vec<JsonRow<'a>>,
+    floor_ratios: &'a [Ratio],
+}
+
+#[derive(Serialize)]
+struct JsonMethod {
+    rounds: u32,
+    iters: u32,
+    boot_runs: u32,
+    median: &'static str,
+    p99: &'static str,
+    min: &'static str,
+    exits_per_op: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonPeer<'a> {
+    solo5: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    id: &'static str,
+    section: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    status: &'static str,
+    #[serde(flatten)]
+    outcome: JsonOutcome<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonOutcome<'a> {
+    Measured(JsonMeasured<'a>),
+    Reason { reason: &'a str },
+}
+
+/// A row that was not measured: its status, and why.
+fn reason<'a>(status: &'static str, why: &'a str) -> (&'static str, JsonOutcome<'a>) {
+    (status, JsonOutcome::Reason { reason: why })
+}
+
+#[derive(Serialize)]
+struct JsonMeasured<'a> {
+    iters: u64,
+    batch: u64,
+    rounds: usize,
+    median_cycles: Option<f64>,
+    p99_cycles: Option<f64>,
+    min_cycles: Option<f64>,
+    median_ns: f64,
+    p99_ns: f64,
+    min_ns: f64,
+    vmm_exits_per_op: Option<f64>,
+    kvm_exits_per_op: Option<f64>,
+    round_medians_ns: &'a [f64],
+}
+
+impl suite::Report for Report {
+    const JSON: &'static str = "results.json";
+    const SVG: &'static str = "chart.svg";
+
     /// The table `cargo xtask bench` prints.
-    pub fn table(&self) -> String {
+    fn table(&self) -> String {
         let h = &self.host;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
+        let mut t = Table::new(&COLUMNS);
+        t.line(format_args!(
             "Parapet bench: platform {}, hypercall transport {}, TSC {} kHz (start-info)",
             h.platform, h.transport, h.tsc_khz
-        );
-        let _ = writeln!(
-            out,
+        ));
+        t.line(format_args!(
             "host: Linux {}, {}, {} CPUs; {} rounds interleaved, --iters {}: median = median of \
              the round medians, p99 = median of the round p99s, min = smallest; per operation",
             h.kernel, h.cpu, h.cpus, self.rounds, self.iters
-        );
-        let _ = writeln!(
-            out,
+        ));
+        t.line(
             "exits/op: VMM = userspace exits (`parapet run --stats` exit.total, less a run that \
-             measures nothing), KVM = all exits KVM counts (kvm.exits), over every operation run"
+             measures nothing), KVM = all exits KVM counts (kvm.exits), over every operation run",
         );
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<w$} {:<8} {:>10} {:>9} {:>10} {:>9} {:>10} {:>9} {:>7} {:>7} {:>7}",
+        t.line("");
+        t.row([
             "operation",
             "kind",
             "med cyc",
@@ -316,63 +408,46 @@ impl Report {
             "iters",
             "VMM x",
             "KVM x",
-            w = LABEL_WIDTH + 2
-        );
+        ]);
         let mut section = "";
         for r in &self.rows {
             if r.row.section != section {
                 section = r.row.section;
-                let _ = writeln!(out, "-- {section}");
+                t.line(format_args!("-- {section}"));
             }
-            let _ = write!(
-                out,
-                "  {:<w$} {:<8} ",
-                r.row.label,
-                r.row.kind.name(),
-                w = LABEL_WIDTH
-            );
+            let lead = [format!("  {}", r.row.label), r.row.kind.name().to_owned()];
             match &r.outcome {
                 Outcome::Measured(a) => {
                     let c = a.cycles;
-                    let _ = writeln!(
-                        out,
-                        "{:>10} {:>9} {:>10} {:>9} {:>10} {:>9} {:>7} {:>7} {:>7}",
+                    t.row(lead.into_iter().chain([
                         fmt_cycles(c.map(|c| c.median)),
                         fmt_ns(a.ns.median),
                         fmt_cycles(c.map(|c| c.p99)),
                         fmt_ns(a.ns.p99),
                         fmt_cycles(c.map(|c| c.min)),
                         fmt_ns(a.ns.min),
-                        a.iters,
+                        a.iters.to_string(),
                         fmt_exits(a.exits),
                         fmt_exits(a.kvm_exits),
-                    );
+                    ]));
                 }
-                Outcome::Failed(why) => {
-                    let _ = writeln!(out, "failed: {why}");
-                }
-                Outcome::Skipped(why) => {
-                    let _ = writeln!(out, "skipped: {why}");
-                }
+                Outcome::Failed(why) => t.row_then(lead, format_args!("failed: {why}")),
+                Outcome::Skipped(why) => t.row_then(lead, format_args!("skipped: {why}")),
                 Outcome::Unavailable(why) => {
-                    let _ = writeln!(out, "not on this host: {why}");
+                    t.row_then(lead, format_args!("not on this host: {why}"))
                 }
-                Outcome::NotRun(why) => {
-                    let _ = writeln!(out, "not measured: {why}");
-                }
+                Outcome::NotRun(why) => t.row_then(lead, format_args!("not measured: {why}")),
             }
         }
-        let _ = writeln!(out);
+        t.line("");
         if !self.ratios.is_empty() {
-            let _ = writeln!(
-                out,
+            t.line(
                 "Dispatch overhead: Parapet over the floor (bench/floor: a bare KVM guest making \
                  the same exit): medians paired per round (median of the rounds' ratios), and \
-                 minimums:"
+                 minimums:",
             );
             for q in &self.ratios {
-                let _ = writeln!(
-                    out,
+                t.line(format_args!(
                     "  {:<22} / {:<16} median {:>5.2}x ({}{} per operation), min {:>5.2}x",
                     q.parapet,
                     q.floor,
@@ -380,212 +455,105 @@ impl Report {
                     if q.extra_ns < 0.0 { "-" } else { "+" },
                     fmt_ns(q.extra_ns.abs()),
                     q.min_ratio
-                );
+                ));
             }
         }
         match &self.peer {
-            Some(path) => {
-                let _ = writeln!(out, "Peer: Solo5 hvt from {path}.");
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "Peer: none measured (no --peer-solo5 PATH given; build Solo5 by hand outside \
-                     this tree, see docs/benchmarks.md)."
-                );
-            }
+            Some(path) => t.line(format_args!("Peer: Solo5 hvt from {path}.")),
+            None => t.line(
+                "Peer: none measured (no --peer-solo5 PATH given; build Solo5 by hand outside \
+                 this tree, see docs/benchmarks.md).",
+            ),
         }
-        out
+        t.into_string()
     }
 
     /// The results as JSON.
-    pub fn json(&self) -> Value {
-        let h = &self.host;
-        let rows: Vec<Value> = self
+    fn json(&self) -> impl Serialize + '_ {
+        let rows = self
             .rows
             .iter()
             .map(|r| {
-                let mut v = json!({
-                    "id": r.row.id,
-                    "section": r.row.section,
-                    "label": r.row.label,
-                    "kind": r.row.kind.name(),
-                });
-                let (status, extra) = match &r.outcome {
+                let (status, outcome) = match &r.outcome {
                     Outcome::Measured(a) => (
                         "measured",
-                        json!({
-                            "iters": a.iters,
-                            "batch": a.batch,
-                            "rounds": a.rounds,
-                            "median_cycles": a.cycles.map(|c| c.median),
-                            "p99_cycles": a.cycles.map(|c| c.p99),
-                            "min_cycles": a.cycles.map(|c| c.min),
-                            "median_ns": a.ns.median,
-                            "p99_ns": a.ns.p99,
-                            "min_ns": a.ns.min,
-                            "vmm_exits_per_op": a.exits,
-                            "kvm_exits_per_op": a.kvm_exits,
-                            "round_medians_ns": a.round_medians_ns,
+                        JsonOutcome::Measured(JsonMeasured {
+                            iters: a.iters,
+                            batch: a.batch,
+                            rounds: a.rounds,
+                            median_cycles: a.cycles.map(|c| c.median),
+                            p99_cycles: a.cycles.map(|c| c.p99),
+                            min_cycles: a.cycles.map(|c| c.min),
+                            median_ns: a.ns.median,
+                            p99_ns: a.ns.p99,
+                            min_ns: a.ns.min,
+                            vmm_exits_per_op: a.exits,
+                            kvm_exits_per_op: a.kvm_exits,
+                            round_medians_ns: &a.round_medians_ns,
                         }),
                     ),
-                    Outcome::Failed(w) => ("failed", json!({ "reason": w })),
-                    Outcome::Skipped(w) => ("skipped", json!({ "reason": w })),
-                    Outcome::Unavailable(w) => ("unavailable", json!({ "reason": w })),
-                    Outcome::NotRun(w) => ("not_run", json!({ "reason": w })),
+                    Outcome::Failed(w) => reason("failed", w),
+                    Outcome::Skipped(w) => reason("skipped", w),
+                    Outcome::Unavailable(w) => reason("unavailable", w),
+                    Outcome::NotRun(w) => reason("not_run", w),
                 };
-                v["status"] = status.into();
-                if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
-                    obj.extend(more);
+                JsonRow {
+                    id: r.row.id,
+                    section: r.row.section,
+                    label: r.row.label,
+                    kind: r.row.kind.name(),
+                    status,
+                    outcome,
                 }
-                v
             })
             .collect();
-        json!({
-            "schema": "parapet-bench/1",
-            "host": {
-                "kernel": h.kernel,
-                "cpu": h.cpu,
-                "cpus": h.cpus,
-                "platform": h.platform,
-                "transport": h.transport,
-                "tsc_khz": h.tsc_khz,
-                "kvm_msr": h.kvm_msr,
+        Json {
+            schema: "parapet-bench/1",
+            host: &self.host,
+            method: JsonMethod {
+                rounds: self.rounds,
+                iters: self.iters,
+                boot_runs: self.boot_runs,
+                median: "median of the round medians",
+                p99: "median of the round p99s",
+                min: "smallest over the rounds",
+                exits_per_op: "(counter of the run - counter of a run that measures nothing) / operations run, warm-up included",
             },
-            "method": {
-                "rounds": self.rounds,
-                "iters": self.iters,
-                "boot_runs": self.boot_runs,
-                "median": "median of the round medians",
-                "p99": "median of the round p99s",
-                "min": "smallest over the rounds",
-                "exits_per_op": "(counter of the run - counter of a run that measures nothing) / operations run, warm-up included",
+            peer: JsonPeer {
+                solo5: self.peer.as_deref(),
             },
-            "peer": { "solo5": self.peer },
-            "rows": rows,
-            "floor_ratios": self.ratios.iter().map(|q| json!({
-                "parapet": q.parapet,
-                "floor": q.floor,
-                "ratio": q.ratio,
-                "extra_ns": q.extra_ns,
-                "min_ratio": q.min_ratio,
-                "rounds": q.rounds,
-            })).collect::<Vec<_>>(),
-        })
+            rows,
+            floor_ratios: &self.ratios,
+        }
     }
 
     /// Draws the chart: one bar per measured row, median ns on a log scale, coloured by kind.
-    pub fn svg(&self, path: &Path) -> Result<()> {
-        use plotters::coord::ranged1d::SegmentValue;
-        use plotters::prelude::*;
-
-        let bars: Vec<(&Row, f64)> = self
+    fn chart(&self, path: &Path) -> Result<()> {
+        let bars: Vec<LogBar> = self
             .rows
             .iter()
             .filter_map(|r| Some((r.row, r.measured()?.ns.median)))
             .filter(|(_, ns)| ns.is_finite() && *ns > 0.0)
-            .collect();
-        let n = bars.len().max(1);
-        let (lo, hi) = bars
-            .iter()
-            .fold((f64::INFINITY, 0f64), |(lo, hi), (_, ns)| {
-                (lo.min(*ns), hi.max(*ns))
-            });
-        let lo = if lo.is_finite() { lo / 2.0 } else { 1.0 }.max(1.0);
-        let hi = (hi * 4.0).max(lo * 10.0);
-        let colour = |k: Kind| match k {
-            Kind::Floor => RGBColor(140, 140, 140),
-            Kind::Pv => RGBColor(46, 139, 87),
-            Kind::Hypercall => RGBColor(230, 145, 30),
-            Kind::Trap => RGBColor(200, 50, 50),
-            Kind::Other => RGBColor(70, 110, 170),
-            Kind::Peer => RGBColor(130, 80, 170),
-        };
-        let height = 90 + 18 * n as u32;
-        let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
-        let draw = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing the chart: {e}");
-        root.fill(&WHITE).map_err(|e| draw(&e))?;
-        let title = format!(
-            "Parapet bench: median per operation ({}, {}, {} rounds)",
-            self.host.platform, self.host.transport, self.rounds
-        );
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(360)
-            .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())
-            .map_err(|e| draw(&e))?;
-        let labels: Vec<String> = bars
-            .iter()
-            .map(|(r, _)| format!("{} [{}]", r.label, r.kind.name()))
-            .collect();
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) if *i < labels.len() => {
-                    labels[labels.len() - 1 - *i].clone()
-                }
-                _ => String::new(),
+            .map(|(row, ns)| LogBar {
+                label: format!("{} [{}]", row.label, row.kind.name()),
+                ns,
+                series: KINDS.iter().position(|(k, _)| *k == row.kind).unwrap_or(0),
             })
-            .x_desc("median per operation (ns, log scale)")
-            .x_label_formatter(&|x| fmt_ns(*x))
-            .label_style(("sans-serif", 11))
-            .draw()
-            .map_err(|e| draw(&e))?;
-        for kind in [
-            Kind::Floor,
-            Kind::Pv,
-            Kind::Hypercall,
-            Kind::Trap,
-            Kind::Other,
-            Kind::Peer,
-        ] {
-            let c = colour(kind);
-            let series = bars
-                .iter()
-                .enumerate()
-                .filter(|(_, (r, _))| r.kind == kind)
-                .map(|(i, (_, ns))| {
-                    let y = n - 1 - i;
-                    let mut bar = Rectangle::new(
-                        [
-                            (lo, SegmentValue::Exact(y)),
-                            (*ns, SegmentValue::Exact(y + 1)),
-                        ],
-                        c.filled(),
-                    );
-                    bar.set_margin(2, 2, 0, 0);
-                    bar
-                });
-            chart
-                .draw_series(series)
-                .map_err(|e| draw(&e))?
-                .label(kind.name())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
-        }
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, (_, ns))| {
-                Text::new(
-                    fmt_ns(*ns),
-                    (*ns * 1.08, SegmentValue::CenterOf(n - 1 - i)),
-                    ("sans-serif", 10).into_font(),
-                )
-            }))
-            .map_err(|e| draw(&e))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| draw(&e))?;
-        root.present()
-            .map_err(|e| draw(&e))
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+            .collect();
+        let series = KINDS.map(|(kind, rgb)| Series {
+            name: kind.name(),
+            rgb,
+        });
+        chart::log_bars(
+            path,
+            &format!(
+                "Parapet bench: median per operation ({}, {}, {} rounds)",
+                self.host.platform, self.host.transport, self.rounds
+            ),
+            "median per operation (ns, log scale)",
+            &bars,
+            &series,
+        )
     }
 }
 
@@ -617,6 +585,7 @@ fn empty_report() -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::suite::Report as _;
 
     #[test]
     fn aggregates_medians_over_rounds() {
@@ -666,7 +635,7 @@ mod tests {
         }
         assert!(table.contains("35.0 us") && table.contains("not on this host"));
         assert!(table.contains("Peer: none measured"));
-        let json = report.json();
+        let json = serde_json::to_value(report.json()).unwrap();
         assert_eq!(json["rows"].as_array().unwrap().len(), ROWS.len());
         assert_eq!(json["rows"][1]["status"], "measured");
         assert_eq!(json["rows"][1]["median_cycles"], 70_000.0);
@@ -674,7 +643,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let svg = dir.join("chart.svg");
-        report.svg(&svg).unwrap();
+        report.chart(&svg).unwrap();
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(text.starts_with("<svg") && text.contains("35.0 us"));
         std::fs::remove_dir_all(&dir).unwrap();

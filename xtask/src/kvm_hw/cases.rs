@@ -36,7 +36,7 @@ impl Image {
 pub struct Case {
     /// A short, unique name for the table.
     pub name: &'static str,
-    /// The guest (a directory under examples/).
+    /// The guest (a directory under examples/, tests/guests/ or bench/guests/).
     pub guest: &'static str,
     /// Extra `parapet run` arguments.
     pub args: &'static [&'static str],
