@@ -73,7 +73,8 @@ mod kernel {
     use parapet_abi::start_info::StartInfo;
 
     use crate::{
-        console, evtchn, grant, heap, hypercall, idt, logger, paging, pvops, start_info, time,
+        console, evtchn, grant, heap, hypercall, idt, logger, paging, panic, pvops, start_info,
+        time,
     };
 
     unsafe extern "Rust" {
@@ -115,7 +116,7 @@ mod kernel {
         hypercall::init(info);
         if let Err(e) = start_info::validate(info) {
             crate::println!("parapet guest: bad start-info page: {e}");
-            pvops::crash();
+            panic::crash();
         }
         pvops::init(info);
         time::init(info);

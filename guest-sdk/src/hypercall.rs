@@ -152,7 +152,7 @@ pub fn sched_yield() -> Result<u64, Errno> {
 /// `sched_op(SCHEDOP_block)` (docs/abi.md §7.3): re-enables event delivery and halts until an
 /// event (an unmasked port, the [`set_timer`] deadline); returns at once if an upcall is pending,
 /// the armed deadline has passed, or nothing could wake the vCPU. See [`crate::pvops::block`];
-/// use [`crate::time::sleep`] or [`crate::timer::wait_until`] rather than calling it directly.
+/// use [`crate::timer::sleep`] or [`crate::timer::wait_until`] rather than calling it directly.
 pub fn sched_block() -> Result<u64, Errno> {
     sched_op(SCHEDOP_BLOCK, 0)
 }

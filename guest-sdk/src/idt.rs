@@ -194,7 +194,7 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
     let _ = write_fault_report(&mut line, &report);
     let _ = core::fmt::Write::write_fmt(&mut line, format_args!("SCHEDOP_fault failed: {err}\n"));
     line.flush_emergency();
-    crate::pvops::crash()
+    crate::panic::crash()
 }
 
 #[cfg(target_os = "none")]

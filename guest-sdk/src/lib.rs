@@ -36,7 +36,7 @@
 //! | [`hypercall`] | raw hypercalls through the hypercall page and typed, safe wrappers |
 //! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, stopping |
 //! | [`evtchn`] | event channels: `event_channel_op`, the doorbell, handlers, the upcall |
-//! | [`timer`] | one-shot and periodic timers, waiting on several event sources |
+//! | [`timer`] | one-shot and periodic timers, [`timer::sleep`], waiting on several event sources |
 //! | [`grant`] | the grant table: granting and revoking pages, `GNTTABOP_copy` |
 //! | [`device`] | split-driver devices: discovery, `device_op` connect/disconnect |
 //! | [`page`] | pages shared with the VMM (`pv_drivers::shared::SharedPage` implementations) |
@@ -45,7 +45,7 @@
 //! | [`block`] | PV block devices: sector reads, writes, flushes and discards, several in flight; with the `embedded-sdmmc` feature, a FAT file system on them |
 //! | [`console`] | [`print!`]/[`println!`] over the console ring, input, emergency `console_io` |
 //! | [`logger`] | a `log` crate backend over the console |
-//! | [`time`] | a monotonic clock from the PV clock, [`time::sleep`] |
+//! | [`time`] | a monotonic clock from the PV clock, the wall clock |
 //! | [`mod@panic`] | the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
 //! | [`heap`] | the global allocator over the largest usable memory region |
 //! | [`idt`] | exception stubs that report every CPU exception to the VMM; handlers for interrupt vectors |
@@ -82,4 +82,5 @@ pub mod start_info;
 pub mod time;
 pub mod timer;
 
-pub use pvops::{crash, poweroff};
+pub use panic::crash;
+pub use pvops::poweroff;

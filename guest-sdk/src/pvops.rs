@@ -6,7 +6,7 @@
 //! | [`irq_disable`] | store 0 to the VIF byte | `cli` |
 //! | [`irq_enable`] | store 1 to the VIF byte, then one cheap trap if an interrupt is pending | `sti` |
 //! | [`block`] | `sched_op(SCHEDOP_block)`: enables events, halts until one arrives | same |
-//! | [`poweroff`], [`crash`] | `sched_op(SCHEDOP_shutdown)` | same |
+//! | [`poweroff`] | `sched_op(SCHEDOP_shutdown)` | same |
 //!
 //! On kvm_pvm, CLI and STI trap (~3 µs each) and do not gate interrupt delivery; only the VIF
 //! byte does. The guest boots with interrupts masked on both platforms.
@@ -198,13 +198,6 @@ pub fn block() {
 /// for the backend here would only cost exits.
 pub fn poweroff(exit_code: u32) -> ! {
     hypercall::shutdown(reason::POWEROFF, exit_code)
-}
-
-/// Drains the console ring (polling, bounded), then stops the domain as crashed
-/// (`SHUTDOWN_crash`; the VMM exits with 101).
-pub fn crash() -> ! {
-    crate::console::emergency_write(&[]);
-    hypercall::shutdown(reason::CRASH, 0)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! System time is nanoseconds since the domain was built. [`now`] reads `vcpu_info[0].time`
 //! with Xen's version protocol (copy the record between two reads of `version`, retry if it was
 //! odd or changed), reads the TSC and scales the difference; no hypercall and no exit.
-//! [`sleep`] arms the one-shot timer and blocks until the deadline has passed; [`crate::timer`]
-//! has timers and waits on several sources.
+//! Sleeping, timers and waits on several sources are in [`crate::timer`] ([`timer::sleep`](crate::timer::sleep)), which
+//! builds on this clock.
 //!
 //! Before boot (and on the host) the clock reads 0.
 
@@ -199,19 +199,6 @@ pub fn unix_time() -> Option<Duration> {
     Some(Duration::new(sec, nsec.min(999_999_999)) + Duration::from_nanos(now().as_nanos()))
 }
 
-/// Sleeps until `deadline`: arms the timer (through [`crate::timer`], which multiplexes it) and
-/// blocks, repeating until the clock has passed it; it wakes through `VIRQ_TIMER` (or the bare
-/// timer wake-up). Returns at once for a deadline in the past. Events that arrive meanwhile run
-/// their handlers. Must not be called from an event handler.
-pub fn sleep_until(deadline: Instant) {
-    crate::timer::sleep_until(deadline);
-}
-
-/// Sleeps for at least `d`.
-pub fn sleep(d: Duration) {
-    sleep_until(now() + d);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +240,5 @@ mod tests {
     fn clock_reads_zero_before_boot() {
         assert_eq!(now(), Instant::ZERO);
         assert_eq!(tsc_khz(), 0);
-        sleep(Duration::ZERO);
     }
 }

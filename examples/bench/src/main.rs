@@ -73,6 +73,7 @@ use guest_sdk::hypercall;
 use guest_sdk::loopback::Loopback;
 use guest_sdk::page::PageBox;
 use guest_sdk::time::{self, rdtsc, tsc_khz};
+use guest_sdk::timer;
 use guest_sdk::{idt, pvops, start_info};
 
 guest_sdk::entry!(main);
@@ -309,7 +310,7 @@ const BENCHES: &[Bench] = &[
         debug_assert!(r.is_ok() && op[0].status == 0);
     }),
     Bench::new("sleep_100us", 1, |_| {
-        time::sleep(Duration::from_micros(100))
+        timer::sleep(Duration::from_micros(100))
     }),
     Bench::new("loopback_echo", 1, |c| {
         if let Some(lb) = c.loopback.as_mut() {

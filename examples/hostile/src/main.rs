@@ -95,7 +95,7 @@ use guest_sdk::hypercall::{self, hypercall5};
 use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::{GuestPage, PageBox};
 use guest_sdk::start_info::{cmdline, start_info};
-use guest_sdk::{console, device, println, time};
+use guest_sdk::{console, device, println, time, timer};
 use pv_drivers::blkif::{
     discard_request, indirect_request, rw_request, segment, write_indirect_page,
 };
@@ -164,7 +164,7 @@ fn main() -> u32 {
     if let Some((name, f)) = FATAL.iter().find(|(n, _)| words.contains(n)) {
         println!("hostile: {name}: the VMM must now stop this guest (status 102)");
         f();
-        time::sleep(Duration::from_secs(2));
+        timer::sleep(Duration::from_secs(2));
         println!("FAIL {name}: the VMM did not stop the guest");
         return 1;
     }
@@ -1570,7 +1570,7 @@ fn ring_events(r: &mut Report) {
     let mut got = None;
     while got.is_none() && time::now() < deadline {
         got = lb.poll_response();
-        time::sleep(Duration::from_millis(1));
+        timer::sleep(Duration::from_millis(1));
     }
     let got = got.map(|r| (r.id, r.status, r.value));
     r.check(
@@ -1594,7 +1594,7 @@ fn timer_huge(r: &mut Report) {
     // The SDK's own timer must still work afterwards: a broken one would sleep until one of the
     // absurd deadlines above. The upper bound only tells those apart, even on a loaded host.
     let t0 = time::now();
-    time::sleep(Duration::from_millis(2));
+    timer::sleep(Duration::from_millis(2));
     let slept = t0.elapsed();
     r.check(
         "timer-huge sleep still works",

@@ -430,7 +430,7 @@ fn set_timer_and_block(c: &mut Checks) {
     }
 
     let start = Instant::now();
-    time::sleep(Duration::from_millis(3));
+    timer::sleep(Duration::from_millis(3));
     let slept = start.elapsed();
     c.that(
         "time::sleep 3ms",

@@ -280,7 +280,7 @@ fn events(c: &mut Checks, verbose: bool) {
     );
     let before = hits(0);
     let _ = evtchn::send(b);
-    time::sleep(Duration::from_millis(5));
+    timer::sleep(Duration::from_millis(5));
     c.eq("evtchn masked port: no upcall", hits(0), before);
     c.that(
         "evtchn masked port stays pending",
@@ -300,7 +300,7 @@ fn events(c: &mut Checks, verbose: bool) {
     );
     evtchn::mask(a);
     let _ = evtchn::send(b);
-    time::sleep(Duration::from_millis(2));
+    timer::sleep(Duration::from_millis(2));
     c.eq("evtchn masked again: no upcall", hits(0), before + 1);
     c.eq("evtchn EVTCHNOP_unmask", evtchn::unmask(a), Ok(()));
     c.that(
@@ -436,7 +436,7 @@ fn events(c: &mut Checks, verbose: bool) {
         evtchn::send(a),
         Ok(()),
     );
-    time::sleep(Duration::from_millis(2));
+    timer::sleep(Duration::from_millis(2));
     c.eq("evtchn send on unbound: no handler", hits(1), before);
     c.eq(
         "evtchn send on closed port",
@@ -489,7 +489,7 @@ fn timers(c: &mut Checks) {
     for ms in [1u64, 5, 20] {
         let d = Duration::from_millis(ms);
         let t0 = time::now();
-        time::sleep(d);
+        timer::sleep(d);
         let slept = t0.elapsed();
         c.that(
             &alloc::format!("timer sleep {ms}ms"),
@@ -502,7 +502,7 @@ fn timers(c: &mut Checks) {
         );
     }
     let deadline = time::now() + Duration::from_millis(3);
-    time::sleep_until(deadline);
+    timer::sleep_until(deadline);
     c.that(
         "timer sleep_until: now >= deadline",
         time::now() >= deadline,
