@@ -5,9 +5,9 @@
 //! grants them to `DOMID_BACKEND` read/write, and calls [`connect`]; [`disconnect`] stops the
 //! backend and releases its mappings of the rings before it returns.
 
-use parapet_abi::device::{Connect, DEVOP_CONNECT, DEVOP_DISCONNECT, DeviceInfo, MAX_RINGS};
+use parapet_abi::Errno;
+use parapet_abi::device::{Connect, DeviceInfo, MAX_RINGS};
 use parapet_abi::grant_table::GrantRef;
-use parapet_abi::{Errno, Hypercall};
 
 use crate::hypercall;
 
@@ -29,10 +29,7 @@ pub fn find(kind: u32) -> Option<(u32, &'static DeviceInfo)> {
 /// `device_op(DEVOP_connect)` with a raw [`Connect`] argument (for tests that send malformed
 /// ones; [`connect`] builds it from a slice).
 pub fn connect_raw(arg: &Connect) -> Result<(), Errno> {
-    let addr = (arg as *const Connect) as u64;
-    // SAFETY: the VMM only reads the `Connect` at `addr`, which we borrow.
-    let ret = unsafe { hypercall::hypercall2(Hypercall::DEVICE_OP, DEVOP_CONNECT, addr) };
-    Errno::from_ret(ret).map(drop)
+    hypercall::device_connect(arg).map(drop)
 }
 
 /// Connects device `index` with ring pages `rings` (each granted read/write to
@@ -53,10 +50,7 @@ pub fn connect(index: u32, rings: &[GrantRef]) -> Result<(), Errno> {
 
 /// Disconnects device `index`: the backend stops and releases its grants before this returns.
 pub fn disconnect(index: u32) -> Result<(), Errno> {
-    // SAFETY: DEVOP_disconnect takes the index by value; no memory is named.
-    let ret =
-        unsafe { hypercall::hypercall2(Hypercall::DEVICE_OP, DEVOP_DISCONNECT, u64::from(index)) };
-    Errno::from_ret(ret).map(drop)
+    hypercall::device_disconnect(index).map(drop)
 }
 
 #[cfg(test)]

@@ -50,15 +50,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use parapet_abi::Errno;
-use parapet_abi::Hypercall;
 use parapet_abi::event_channel::{
-    AllocUnbound, BindInterdomain, BindVirq, DOMID_SELF, DomId, EVTCHNOP_ALLOC_UNBOUND,
-    EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS,
-    EVTCHNOP_UNMASK, NR_PORTS, PortArg, Status, status,
+    AllocUnbound, BindInterdomain, BindVirq, DOMID_SELF, DomId, NR_PORTS, Status, status,
 };
 use parapet_abi::shared_info::{EVTCHN_WORDS, SharedInfo};
 use parapet_abi::start_info::StartInfo;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::{hypercall, pvops};
 
@@ -191,19 +187,6 @@ fn word_bit(port: Port) -> Option<(usize, u64)> {
 // ---------------------------------------------------------------------------------------------
 // Hypercalls.
 
-/// `event_channel_op(cmd, arg)` with `arg` copied in and its output fields written back.
-///
-/// # Safety
-///
-/// `T` must be the argument structure docs/abi.md §7.1 gives for `cmd` (the VMM writes at most
-/// `size_of::<T>()` bytes at `arg`, and only for that `cmd`).
-unsafe fn op<T: IntoBytes + FromBytes + Immutable>(cmd: u64, arg: &mut T) -> Result<u64, Errno> {
-    let addr = (arg as *mut T).cast::<u8>() as u64;
-    // SAFETY: `arg` is a live, exclusively borrowed `T`; by the caller's contract the VMM
-    // accesses only that structure.
-    Errno::from_ret(unsafe { hypercall::hypercall2(Hypercall::EVENT_CHANNEL_OP, cmd, addr) })
-}
-
 /// `EVTCHNOP_alloc_unbound`: a new port that `remote_dom` may bind to (`DOMID_SELF` for a loop
 /// inside the guest). The port starts unmasked.
 pub fn alloc_unbound(remote_dom: DomId) -> Result<Port, Errno> {
@@ -212,8 +195,7 @@ pub fn alloc_unbound(remote_dom: DomId) -> Result<Port, Errno> {
         remote_dom,
         port: 0,
     };
-    // SAFETY: `AllocUnbound` is the argument of EVTCHNOP_alloc_unbound.
-    unsafe { op(EVTCHNOP_ALLOC_UNBOUND, &mut arg) }?;
+    hypercall::evtchn_alloc_unbound(&mut arg)?;
     Ok(arg.port)
 }
 
@@ -226,8 +208,7 @@ pub fn bind_interdomain(remote_dom: DomId, remote_port: Port) -> Result<Port, Er
         remote_port,
         local_port: 0,
     };
-    // SAFETY: `BindInterdomain` is the argument of EVTCHNOP_bind_interdomain.
-    unsafe { op(EVTCHNOP_BIND_INTERDOMAIN, &mut arg) }?;
+    hypercall::evtchn_bind_interdomain(&mut arg)?;
     Ok(arg.local_port)
 }
 
@@ -239,31 +220,24 @@ pub fn bind_virq(virq: u32) -> Result<Port, Errno> {
         vcpu: 0,
         port: 0,
     };
-    // SAFETY: `BindVirq` is the argument of EVTCHNOP_bind_virq.
-    unsafe { op(EVTCHNOP_BIND_VIRQ, &mut arg) }?;
+    hypercall::evtchn_bind_virq(&mut arg)?;
     Ok(arg.port)
 }
 
 /// `EVTCHNOP_send`: raises the other end of `port`. Costs an exit; prefer [`notify`].
 pub fn send(port: Port) -> Result<(), Errno> {
-    let mut arg = PortArg { port };
-    // SAFETY: `PortArg` is the argument of EVTCHNOP_send.
-    unsafe { op(EVTCHNOP_SEND, &mut arg) }.map(drop)
+    hypercall::evtchn_send(port).map(drop)
 }
 
 /// `EVTCHNOP_close`. The handler stays registered; remove it with [`clear_handler`].
 pub fn close(port: Port) -> Result<(), Errno> {
-    let mut arg = PortArg { port };
-    // SAFETY: `PortArg` is the argument of EVTCHNOP_close.
-    unsafe { op(EVTCHNOP_CLOSE, &mut arg) }.map(drop)
+    hypercall::evtchn_close(port).map(drop)
 }
 
 /// `EVTCHNOP_unmask`: clears the mask bit; the VMM re-raises the port if it is pending.
 /// [`unmask_local`] does the same without a hypercall.
 pub fn unmask(port: Port) -> Result<(), Errno> {
-    let mut arg = PortArg { port };
-    // SAFETY: `PortArg` is the argument of EVTCHNOP_unmask.
-    unsafe { op(EVTCHNOP_UNMASK, &mut arg) }.map(drop)
+    hypercall::evtchn_unmask(port).map(drop)
 }
 
 /// What `EVTCHNOP_status` says about a port.
@@ -322,8 +296,7 @@ pub fn status(port: Port) -> Result<PortStatus, Errno> {
         port,
         ..Default::default()
     };
-    // SAFETY: `Status` is the argument of EVTCHNOP_status.
-    unsafe { op(EVTCHNOP_STATUS, &mut arg) }?;
+    hypercall::evtchn_status(&mut arg)?;
     Ok(PortStatus::decode(arg.status, arg.detail))
 }
 
@@ -333,9 +306,7 @@ pub fn status(port: Port) -> Result<PortStatus, Errno> {
 /// [`send`]. Errors are ignored.
 #[inline]
 pub fn notify(port: Port) {
-    // SAFETY: the doorbell takes no pointer; the stub clobbers only RAX (declared as the
-    // result) besides what `hypercall5` already declares.
-    unsafe { hypercall::hypercall2(Hypercall::EVTCHN_NOTIFY, u64::from(port), 0) };
+    hypercall::evtchn_notify(port);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,14 +18,14 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
 
+use parapet_abi::Errno;
 use parapet_abi::event_channel::{DOMID_SELF, DomId};
 use parapet_abi::grant_table::{
-    CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTTABOP_COPY, GNTTABOP_QUERY_SIZE,
-    GNTTABOP_SETUP_TABLE, GrantEntry, GrantRef, QuerySize, SetupTable, gntst, gtf,
+    CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantEntry, GrantRef, QuerySize, gntst, gtf,
 };
 use parapet_abi::start_info::{PAGE_SIZE, StartInfo};
-use parapet_abi::{Errno, Hypercall};
 
+pub use crate::hypercall::grant_copy;
 pub use parapet_abi::grant_table::Copy;
 
 use crate::hypercall;
@@ -259,73 +259,65 @@ pub fn copy_op(
     }
 }
 
-/// `GNTTABOP_copy`: runs every element of `ops` (at most 64) and stores each one's `GNTST_*`
-/// code in its `status`. Returns the hypercall's own result (`-EFAULT`, `-E2BIG`).
-///
-/// # Safety
-///
-/// Every destination the VMM will write (a local frame, or the frame behind a destination
-/// grant) must be memory the caller may have written at this point.
-pub unsafe fn grant_copy(ops: &mut [Copy]) -> Result<(), Errno> {
-    let (addr, count) = (ops.as_mut_ptr() as u64, ops.len() as u64);
-    // SAFETY: the VMM writes the `status` fields of `ops`, which we borrow mutably, and the
-    // destinations, which the caller vouches for.
-    let ret =
-        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_COPY, addr, count) };
-    Errno::from_ret(ret).map(drop)
-}
-
 /// Copies `dst.len()` bytes from offset `offset` of the page granted by `gref` into `dst`, with
 /// `GNTTABOP_copy` (the VMM reads the grant with the backend's rights). `dst` may span pages.
 pub fn copy_from_gref(gref: GrantRef, offset: usize, dst: &mut [u8]) -> Result<(), GrantError> {
-    // SAFETY: the VMM writes only into `dst`, which we borrow mutably for the call.
-    unsafe { copy_with_gref(gref, offset, dst.as_mut_ptr() as u64, dst.len(), false) }
+    check_copy_range(offset, dst.len())?;
+    let mut done = 0;
+    for chunk in page_chunks(dst.as_ptr() as u64, dst.len()) {
+        let at = (offset + done) as u16;
+        let status = hypercall::grant_copy_from_gref(gref, at, &mut dst[done..done + chunk])
+            .map_err(GrantError::Hypercall)?;
+        copy_status(status)?;
+        done += chunk;
+    }
+    Ok(())
 }
 
 /// Copies `src` to offset `offset` of the page granted by `gref`, with `GNTTABOP_copy` (the VMM
 /// writes through the grant with the backend's rights, so a read-only grant is refused).
 pub fn copy_to_gref(gref: GrantRef, offset: usize, src: &[u8]) -> Result<(), GrantError> {
-    // SAFETY: the VMM only reads `src`; it writes only into the page granted by `gref`, which its
-    // granter has made available to be written through the grant.
-    unsafe { copy_with_gref(gref, offset, src.as_ptr() as u64, src.len(), true) }
+    check_copy_range(offset, src.len())?;
+    let mut done = 0;
+    for chunk in page_chunks(src.as_ptr() as u64, src.len()) {
+        let at = (offset + done) as u16;
+        let status = hypercall::grant_copy_to_gref(&src[done..done + chunk], gref, at)
+            .map_err(GrantError::Hypercall)?;
+        copy_status(status)?;
+        done += chunk;
+    }
+    Ok(())
 }
 
-/// Copies `len` bytes between local memory at `addr` and offset `offset` of the page granted by
-/// `gref` (to the grant if `to_gref`), one `GNTTABOP_copy` per local page the range touches.
-///
-/// # Safety
-///
-/// `[addr, addr + len)` must be memory the caller may read, and, unless `to_gref`, write.
-unsafe fn copy_with_gref(
-    gref: GrantRef,
-    offset: usize,
-    addr: u64,
-    len: usize,
-    to_gref: bool,
-) -> Result<(), GrantError> {
+/// Refuses a copy of `len` bytes at `offset` of a granted page that does not fit in the page.
+fn check_copy_range(offset: usize, len: usize) -> Result<(), GrantError> {
     if offset
         .checked_add(len)
         .is_none_or(|end| end > PAGE_SIZE as usize)
     {
         return Err(GrantError::Status(gntst::BAD_COPY_ARG));
     }
+    Ok(())
+}
+
+/// The lengths of the pieces of `[addr, addr + len)` that lie in one local page each, in order:
+/// one `GNTTABOP_copy` each.
+fn page_chunks(addr: u64, len: usize) -> impl Iterator<Item = usize> {
     let mut done = 0;
-    while done < len {
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
         let at = addr + done as u64;
         let chunk = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
-        let local = copy_frame(at / PAGE_SIZE, (at % PAGE_SIZE) as u16);
-        let granted = copy_gref(gref, (offset + done) as u16);
-        let mut op = [if to_gref {
-            copy_op(local, false, granted, true, chunk as u16)
-        } else {
-            copy_op(granted, true, local, false, chunk as u16)
-        }];
-        // SAFETY: the local side is `chunk` bytes inside the caller's range (see `# Safety`).
-        unsafe { grant_copy(&mut op) }.map_err(GrantError::Hypercall)?;
-        if op[0].status != gntst::OKAY {
-            return Err(GrantError::Status(op[0].status));
-        }
         done += chunk;
+        Some(chunk)
+    })
+}
+
+fn copy_status(status: i16) -> Result<(), GrantError> {
+    if status != gntst::OKAY {
+        return Err(GrantError::Status(status));
     }
     Ok(())
 }
@@ -336,11 +328,7 @@ pub fn query_size() -> Result<(u32, u32), GrantError> {
         dom: DOMID_SELF,
         ..Default::default()
     };
-    let addr = (&raw mut q) as u64;
-    // SAFETY: the VMM reads and writes the `QuerySize` at `addr`, which we own.
-    let ret =
-        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_QUERY_SIZE, addr, 1) };
-    Errno::from_ret(ret).map_err(GrantError::Hypercall)?;
+    hypercall::grant_query_size(&mut q).map_err(GrantError::Hypercall)?;
     if q.status != gntst::OKAY {
         return Err(GrantError::Status(q.status));
     }
@@ -349,20 +337,9 @@ pub fn query_size() -> Result<(u32, u32), GrantError> {
 
 /// `GNTTABOP_setup_table`: fills `frames` with the table's first `frames.len()` frame numbers.
 pub fn setup_table(frames: &mut [u64]) -> Result<(), GrantError> {
-    let mut s = SetupTable {
-        dom: DOMID_SELF,
-        nr_frames: frames.len() as u32,
-        frame_list: frames.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    let addr = (&raw mut s) as u64;
-    // SAFETY: the VMM reads and writes the `SetupTable` at `addr` and writes at most
-    // `nr_frames` u64s to `frame_list`, i.e. into `frames`, which we borrow mutably.
-    let ret =
-        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_SETUP_TABLE, addr, 1) };
-    Errno::from_ret(ret).map_err(GrantError::Hypercall)?;
-    if s.status != gntst::OKAY {
-        return Err(GrantError::Status(s.status));
+    let status = hypercall::grant_setup_table(DOMID_SELF, frames).map_err(GrantError::Hypercall)?;
+    if status != gntst::OKAY {
+        return Err(GrantError::Status(status));
     }
     Ok(())
 }

@@ -37,9 +37,7 @@ static IRQ_MODE: AtomicU8 = AtomicU8::new(IrqMode::None as u8);
 /// The VIF page (`struct pvm_vif`: byte 0 = IF, byte 1 = pending), or null.
 static VIF_PAGE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 
-use parapet_abi::start_info::vif::{
-    IF as VIF_IF, KICK_HYPERCALL as PVM_NOP_HYPERCALL, PENDING as VIF_PENDING,
-};
+use parapet_abi::start_info::vif::{IF as VIF_IF, PENDING as VIF_PENDING};
 
 /// Chooses the interrupt mode from start-info. Called once by the boot code.
 #[cfg_attr(
@@ -103,17 +101,7 @@ pub fn irq_enable() {
                 vif_byte(VIF_PENDING).read_volatile()
             };
             if pending != 0 {
-                // SAFETY: on kvm_pvm `int 0x1b` is the host's hypercall trap; number 0x10ff is
-                // unknown, so it only returns -ENOSYS in RAX. RCX and R11 are declared
-                // clobbered in case the host's entry path uses them.
-                unsafe {
-                    core::arch::asm!(
-                        "int 0x1b",
-                        inlateout("rax") PVM_NOP_HYPERCALL => _,
-                        lateout("rcx") _,
-                        lateout("r11") _,
-                    );
-                }
+                hypercall::pvm_kick();
             }
         }
         IrqMode::Hardware => {

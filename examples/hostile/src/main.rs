@@ -91,7 +91,7 @@ use guest_sdk::abi::{Errno, Hypercall};
 use guest_sdk::block::{self, BlockDevice};
 use guest_sdk::evtchn;
 use guest_sdk::grant::{self, GrantError, copy_frame, copy_gref, copy_op};
-use guest_sdk::hypercall::{self, hypercall5};
+use guest_sdk::hypercall::{self, raw::hypercall5};
 use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::{GuestPage, PageBox};
 use guest_sdk::start_info::{cmdline, start_info};
