@@ -46,16 +46,17 @@
 //! Before boot (and on the host) the bitmap operations do nothing and the hypercalls return
 //! `-ENOSYS`.
 
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parapet_abi::Errno;
 use parapet_abi::event_channel::{
     AllocUnbound, BindInterdomain, BindVirq, DOMID_SELF, DomId, NR_PORTS, Status, status,
 };
-use parapet_abi::shared_info::{EVTCHN_WORDS, SharedInfo};
-use parapet_abi::start_info::StartInfo;
+use parapet_abi::shared_info::EVTCHN_WORDS;
+use spin::Mutex;
 
+pub use crate::cpu::X2APIC_EOI_MSR;
+use crate::page::SharedInfoPage;
 use crate::{hypercall, pvops};
 
 /// An event channel port (1 … [`NR_PORTS`]` - 1`).
@@ -64,14 +65,10 @@ pub type Port = u32;
 /// A per-port event handler. Runs in interrupt context with interrupts masked.
 pub type Handler = fn(Port);
 
-/// The x2APIC end-of-interrupt MSR.
-pub const X2APIC_EOI_MSR: u32 = 0x80b;
-
-/// The shared-info page, or null before boot.
-static SHARED: AtomicPtr<SharedInfo> = AtomicPtr::new(core::ptr::null_mut());
-/// Handlers by port, as `fn` addresses; 0 = none.
-static HANDLERS: [AtomicUsize; NR_PORTS as usize] =
-    [const { AtomicUsize::new(0) }; NR_PORTS as usize];
+/// Handlers by port. Locked only with interrupts masked (handlers run masked; thread-context
+/// users hold `pvops::irq_save`), so the lock is never contended on the one vCPU.
+static HANDLERS: Mutex<[Option<Handler>; NR_PORTS as usize]> =
+    Mutex::new([None; NR_PORTS as usize]);
 /// Ports that fired since their latch was last consumed.
 static LATCHES: [AtomicU64; EVTCHN_WORDS] = [const { AtomicU64::new(0) }; EVTCHN_WORDS];
 /// Upcalls taken.
@@ -80,78 +77,25 @@ static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 /// Whether the CPU is inside the upcall handler (or a handler run by [`unmask_local`]).
 static IN_HANDLER: AtomicBool = AtomicBool::new(false);
+/// Whether the boot code has started event handling (`init`).
+static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The event-related parts of the shared-info page, accessed atomically.
-#[derive(Clone, Copy, Debug)]
-struct Shared(NonNull<SharedInfo>);
-
-impl Shared {
-    /// # Safety
-    ///
-    /// `p` must point to a shared-info page that stays mapped read/write forever and that
-    /// anybody else (the VMM) changes only with atomic operations.
-    unsafe fn new(p: NonNull<SharedInfo>) -> Shared {
-        Shared(p)
+/// The shared-info page's event words, once event handling has started.
+fn shared() -> Option<SharedInfoPage> {
+    if !STARTED.load(Ordering::Acquire) {
+        return None;
     }
-
-    fn word(self, ptr: *mut u64) -> &'static AtomicU64 {
-        // SAFETY: `ptr` points into the 'static shared-info page (`Shared::new`'s contract),
-        // at an 8-byte aligned u64 field; concurrent access is atomic on both sides.
-        unsafe { AtomicU64::from_ptr(ptr) }
-    }
-
-    fn pending(self, w: usize) -> &'static AtomicU64 {
-        let p = self.0.as_ptr();
-        assert!(w < EVTCHN_WORDS);
-        // SAFETY: in bounds of the page (checked above); no reference is created.
-        self.word(unsafe { (&raw mut (*p).evtchn_pending).cast::<u64>().add(w) })
-    }
-
-    fn mask(self, w: usize) -> &'static AtomicU64 {
-        let p = self.0.as_ptr();
-        assert!(w < EVTCHN_WORDS);
-        // SAFETY: in bounds of the page (checked above); no reference is created.
-        self.word(unsafe { (&raw mut (*p).evtchn_mask).cast::<u64>().add(w) })
-    }
-
-    fn pending_sel(self) -> &'static AtomicU64 {
-        let p = self.0.as_ptr();
-        // SAFETY: a field of vcpu_info[0]; no reference is created.
-        self.word(unsafe { &raw mut (*p).vcpu_info[0].evtchn_pending_sel })
-    }
-
-    fn byte(self, ptr: *mut u8) -> &'static AtomicU8 {
-        // SAFETY: as in `word`; bytes need no alignment.
-        unsafe { AtomicU8::from_ptr(ptr) }
-    }
-
-    fn upcall_pending(self) -> &'static AtomicU8 {
-        let p = self.0.as_ptr();
-        // SAFETY: a field of vcpu_info[0]; no reference is created.
-        self.byte(unsafe { &raw mut (*p).vcpu_info[0].evtchn_upcall_pending })
-    }
-
-    fn upcall_mask(self) -> &'static AtomicU8 {
-        let p = self.0.as_ptr();
-        // SAFETY: a field of vcpu_info[0]; no reference is created.
-        self.byte(unsafe { &raw mut (*p).vcpu_info[0].evtchn_upcall_mask })
-    }
+    SharedInfoPage::get()
 }
 
-fn shared() -> Option<Shared> {
-    NonNull::new(SHARED.load(Ordering::Acquire)).map(|p| {
-        // SAFETY: only `init` stores a non-null value: the VMM's shared-info page.
-        unsafe { Shared::new(p) }
-    })
-}
-
-/// Records the shared-info page. Called once by the boot code (interrupts still masked).
+/// Starts event handling on the shared-info page. Called once by the boot code (interrupts
+/// still masked).
 #[cfg_attr(
     not(target_os = "none"),
     expect(dead_code, reason = "only guest boot code calls it")
 )]
-pub(crate) fn init(info: &StartInfo) {
-    SHARED.store(info.shared_info as *mut SharedInfo, Ordering::Release);
+pub(crate) fn init() {
+    STARTED.store(true, Ordering::Release);
 }
 
 /// Lets the VMM send upcalls: clears `evtchn_upcall_mask` (it does not touch the interrupt
@@ -380,28 +324,22 @@ pub fn event_seen(port: Port) -> bool {
 /// and registers nothing for an invalid port.
 pub fn set_handler(port: Port, handler: Handler) -> Option<Handler> {
     word_bit(port)?;
-    let old = HANDLERS[port as usize].swap(handler as usize, Ordering::SeqCst);
-    to_handler(old)
+    let _irq = pvops::irq_save();
+    HANDLERS.lock()[port as usize].replace(handler)
 }
 
 /// Removes `port`'s handler and returns it.
 pub fn clear_handler(port: Port) -> Option<Handler> {
     word_bit(port)?;
-    to_handler(HANDLERS[port as usize].swap(0, Ordering::SeqCst))
+    let _irq = pvops::irq_save();
+    HANDLERS.lock()[port as usize].take()
 }
 
 /// `port`'s handler.
 pub fn handler(port: Port) -> Option<Handler> {
     word_bit(port)?;
-    to_handler(HANDLERS[port as usize].load(Ordering::SeqCst))
-}
-
-fn to_handler(raw: usize) -> Option<Handler> {
-    (raw != 0).then(|| {
-        // SAFETY: every non-zero value in `HANDLERS` was stored by `set_handler` from a
-        // `Handler`, and function pointers have the size of `usize`.
-        unsafe { core::mem::transmute::<usize, Handler>(raw) }
-    })
+    let _irq = pvops::irq_save();
+    HANDLERS.lock()[port as usize]
 }
 
 /// Upcalls taken since boot.
@@ -433,7 +371,7 @@ fn dispatch(port: Port) {
 /// §7.2's scan: clear `evtchn_upcall_pending`, then drain `evtchn_pending_sel` and each word's
 /// unmasked pending bits, test-and-clearing each bit before dispatching its port. Calls
 /// `on_event` for every port it takes.
-fn scan_with(sh: Shared, mut on_event: impl FnMut(Port)) {
+fn scan_with(sh: SharedInfoPage, mut on_event: impl FnMut(Port)) {
     sh.upcall_pending().store(0, Ordering::SeqCst);
     loop {
         let mut sel = sh.pending_sel().swap(0, Ordering::SeqCst);
@@ -461,25 +399,8 @@ fn scan_with(sh: Shared, mut on_event: impl FnMut(Port)) {
     }
 }
 
-fn scan(sh: Shared) {
+fn scan(sh: SharedInfoPage) {
     scan_with(sh, dispatch);
-}
-
-/// Sends the x2APIC EOI for the upcall vector.
-#[cfg(target_os = "none")]
-fn eoi() {
-    // SAFETY: WRMSR to the x2APIC EOI register with value 0 only acknowledges the interrupt in
-    // service; the VMM put the local APIC in x2APIC mode (docs/abi.md §7.2). On kvm_pvm it traps
-    // and is handled in the kernel.
-    unsafe {
-        core::arch::asm!(
-            "wrmsr",
-            in("ecx") X2APIC_EOI_MSR,
-            in("eax") 0u32,
-            in("edx") 0u32,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
 }
 
 /// The Rust half of the upcall, called by the IDT stub (`idt`) with every caller-saved
@@ -490,7 +411,7 @@ pub(crate) extern "C" fn upcall_handler() {
     // on every platform so that nothing nests. The stub sets it again just before `iretq`.
     pvops::irq_disable();
     let nested = IN_HANDLER.swap(true, Ordering::SeqCst);
-    eoi();
+    crate::cpu::x2apic_eoi();
     UPCALLS.fetch_add(1, Ordering::Relaxed);
     if let Some(sh) = shared() {
         scan(sh);
@@ -501,17 +422,13 @@ pub(crate) extern "C" fn upcall_handler() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::boxed::Box;
     use std::vec::Vec;
-    use zerocopy::FromZeros;
 
-    fn page() -> Shared {
-        let p = Box::leak(Box::new(SharedInfo::new_zeroed()));
-        // SAFETY: a leaked (hence 'static) page used only by this test.
-        unsafe { Shared::new(NonNull::from(p)) }
+    fn page() -> SharedInfoPage {
+        SharedInfoPage::leaked()
     }
 
-    fn raise(sh: Shared, port: Port) {
+    fn raise(sh: SharedInfoPage, port: Port) {
         let (w, bit) = word_bit(port).unwrap();
         let was = sh.pending(w).fetch_or(bit, Ordering::SeqCst);
         if was & bit == 0 && sh.mask(w).load(Ordering::SeqCst) & bit == 0 {

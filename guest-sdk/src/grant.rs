@@ -16,25 +16,24 @@
 //! [`grant_copy`] is `GNTTABOP_copy`; [`setup_table`] and [`query_size`] wrap the other two
 //! operations.
 
-use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parapet_abi::Errno;
 use parapet_abi::event_channel::{DOMID_SELF, DomId};
 use parapet_abi::grant_table::{
     CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantEntry, GrantRef, QuerySize, gntst, gtf,
 };
-use parapet_abi::start_info::{PAGE_SIZE, StartInfo};
+use parapet_abi::start_info::PAGE_SIZE;
 
 pub use crate::hypercall::grant_copy;
 pub use parapet_abi::grant_table::Copy;
 
 use crate::hypercall;
+use crate::page::GrantTable;
 
 /// The most entries this SDK manages (32 frames, what Parapet's VMM gives).
 pub const MAX_ENTRIES: usize = 16384;
 
-/// The table, or null before boot.
-static TABLE: AtomicPtr<GrantEntry> = AtomicPtr::new(core::ptr::null_mut());
 /// Entries in the table (capped at [`MAX_ENTRIES`]).
 static NR_ENTRIES: AtomicU32 = AtomicU32::new(0);
 /// Allocated entries (bit set = in use). Entry 0 is marked at init.
@@ -79,13 +78,11 @@ impl core::fmt::Display for GrantError {
     not(target_os = "none"),
     expect(dead_code, reason = "only guest boot code calls it")
 )]
-pub(crate) fn init(info: &StartInfo) {
-    if info.grant_table == 0 || !info.grant_table.is_multiple_of(PAGE_SIZE) {
+pub(crate) fn init() {
+    let Some(table) = GrantTable::get() else {
         return;
-    }
-    let entries = u64::from(info.nr_grant_frames) * (PAGE_SIZE / 8);
-    let entries = entries.min(MAX_ENTRIES as u64) as u32;
-    TABLE.store(info.grant_table as *mut GrantEntry, Ordering::Release);
+    };
+    let entries = table.len().min(MAX_ENTRIES as u32);
     NR_ENTRIES.store(entries, Ordering::Release);
     USED[0].fetch_or(1, Ordering::SeqCst);
 }
@@ -95,34 +92,18 @@ pub fn nr_entries() -> u32 {
     NR_ENTRIES.load(Ordering::Acquire)
 }
 
-/// The entry of `gref` as two atomics (flags) and raw pointers (domid, frame).
-fn entry_ptr(gref: GrantRef) -> Option<*mut GrantEntry> {
-    let table = TABLE.load(Ordering::Acquire);
-    (!table.is_null() && gref < nr_entries()).then(|| table.wrapping_add(gref as usize))
-}
-
-fn flags_atomic(e: *mut GrantEntry) -> &'static AtomicU16 {
-    // SAFETY: `e` is an entry of the grant table (`entry_ptr`), guest RAM mapped read/write for
-    // the guest's life; `flags` is 2-aligned and the VMM changes it only atomically.
-    unsafe { AtomicU16::from_ptr(&raw mut (*e).flags) }
+/// The table, if `gref` is an entry inside the part this SDK manages.
+fn table_for(gref: GrantRef) -> Option<GrantTable> {
+    if gref < nr_entries() {
+        GrantTable::get()
+    } else {
+        None
+    }
 }
 
 /// A snapshot of entry `gref` (any entry inside the table), or `None` outside it.
 pub fn entry(gref: GrantRef) -> Option<GrantEntry> {
-    let e = entry_ptr(gref)?;
-    let flags = flags_atomic(e).load(Ordering::SeqCst);
-    // SAFETY: as in `flags_atomic`; volatile because the entry is shared with the VMM.
-    let (domid, frame) = unsafe {
-        (
-            (&raw const (*e).domid).read_volatile(),
-            (&raw const (*e).frame).read_volatile(),
-        )
-    };
-    Some(GrantEntry {
-        flags,
-        domid,
-        frame,
-    })
+    table_for(gref)?.read(gref)
 }
 
 /// Takes a free entry, leaving it invalid (flags 0). Use [`set_entry`] to fill it, and
@@ -164,15 +145,9 @@ pub fn set_entry(gref: GrantRef, frame: u32, domid: DomId, flags: u16) -> Result
     if !is_allocated(gref) {
         return Err(GrantError::BadRef);
     }
-    let e = entry_ptr(gref).ok_or(GrantError::BadRef)?;
-    // SAFETY: as in `flags_atomic`.
-    unsafe {
-        (&raw mut (*e).frame).write_volatile(frame);
-        (&raw mut (*e).domid).write_volatile(domid);
-    }
-    fence(Ordering::Release);
-    flags_atomic(e).store(flags, Ordering::SeqCst);
-    Ok(())
+    table_for(gref)
+        .and_then(|table| table.write(gref, frame, domid, flags))
+        .ok_or(GrantError::BadRef)
 }
 
 /// Grants `domid` access to frame `frame` (GPA / 4096), read-only if `readonly`, and returns
@@ -193,7 +168,9 @@ pub fn end_access(gref: GrantRef) -> Result<(), GrantError> {
     if !is_allocated(gref) {
         return Err(GrantError::BadRef);
     }
-    let flags = flags_atomic(entry_ptr(gref).ok_or(GrantError::BadRef)?);
+    let flags = table_for(gref)
+        .and_then(|table| table.flags(gref))
+        .ok_or(GrantError::BadRef)?;
     let mut cur = flags.load(Ordering::SeqCst);
     loop {
         if cur & (gtf::READING | gtf::WRITING) != 0 {

@@ -64,6 +64,7 @@ pub use parapet_abi as abi;
 
 pub mod block;
 pub mod console;
+mod cpu;
 pub mod device;
 pub mod entry;
 pub mod evtchn;

@@ -14,12 +14,13 @@
 //! Before boot (and on the host) the interrupt operations do nothing and
 //! [`irqs_enabled`] is `false`.
 
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU8, Ordering, compiler_fence};
 
 use parapet_abi::sched::reason;
 use parapet_abi::start_info::{StartInfo, flags};
 
-use crate::hypercall;
+use crate::page::VifPage;
+use crate::{cpu, hypercall};
 
 /// How interrupts are masked on this platform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,10 +35,6 @@ pub enum IrqMode {
 }
 
 static IRQ_MODE: AtomicU8 = AtomicU8::new(IrqMode::None as u8);
-/// The VIF page (`struct pvm_vif`: byte 0 = IF, byte 1 = pending), or null.
-static VIF_PAGE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
-
-use parapet_abi::start_info::vif::{IF as VIF_IF, PENDING as VIF_PENDING};
 
 /// Chooses the interrupt mode from start-info. Called once by the boot code.
 #[cfg_attr(
@@ -45,12 +42,12 @@ use parapet_abi::start_info::vif::{IF as VIF_IF, PENDING as VIF_PENDING};
     expect(dead_code, reason = "only guest boot code calls it")
 )]
 pub(crate) fn init(info: &StartInfo) {
-    if info.flags & flags::VIF != 0 {
-        VIF_PAGE.store(info.vif_page as *mut u8, Ordering::Relaxed);
-        IRQ_MODE.store(IrqMode::Vif as u8, Ordering::Relaxed);
+    let mode = if info.flags & flags::VIF != 0 {
+        IrqMode::Vif
     } else {
-        IRQ_MODE.store(IrqMode::Hardware as u8, Ordering::Relaxed);
-    }
+        IrqMode::Hardware
+    };
+    IRQ_MODE.store(mode as u8, Ordering::Relaxed);
 }
 
 /// How interrupts are masked on this platform.
@@ -62,25 +59,16 @@ pub fn irq_mode() -> IrqMode {
     }
 }
 
-/// A pointer to byte `offset` of the VIF page.
-fn vif_byte(offset: usize) -> *mut u8 {
-    VIF_PAGE.load(Ordering::Relaxed).wrapping_add(offset)
-}
-
 /// Masks interrupts.
 #[inline]
 pub fn irq_disable() {
     match irq_mode() {
         IrqMode::Vif => {
-            // SAFETY: the VIF page is a guest-writable page the VMM registered for exactly
-            // this; byte 0 is the virtual IF.
-            unsafe { vif_byte(VIF_IF).write_volatile(0) };
+            if let Some(vif) = VifPage::get() {
+                vif.set_interrupt_flag(0);
+            }
         }
-        IrqMode::Hardware => {
-            // SAFETY: the guest kernel runs at CPL0 on VT hardware, where CLI is allowed and
-            // has no effect besides masking interrupts.
-            unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
-        }
+        IrqMode::Hardware => cpu::cli(),
         IrqMode::None => {}
     }
     // Nothing from the critical section may move above the mask.
@@ -95,19 +83,14 @@ pub fn irq_enable() {
     compiler_fence(Ordering::SeqCst);
     match irq_mode() {
         IrqMode::Vif => {
-            // SAFETY: as in `irq_disable`; byte 1 is the host's "pending" byte.
-            let pending = unsafe {
-                vif_byte(VIF_IF).write_volatile(1);
-                vif_byte(VIF_PENDING).read_volatile()
-            };
-            if pending != 0 {
-                hypercall::pvm_kick();
+            if let Some(vif) = VifPage::get() {
+                vif.set_interrupt_flag(1);
+                if vif.pending() != 0 {
+                    hypercall::pvm_kick();
+                }
             }
         }
-        IrqMode::Hardware => {
-            // SAFETY: CPL0 on VT hardware: STI only unmasks interrupts.
-            unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
-        }
+        IrqMode::Hardware => cpu::sti(),
         IrqMode::None => {}
     }
 }
@@ -115,16 +98,8 @@ pub fn irq_enable() {
 /// Whether interrupts are currently unmasked.
 pub fn irqs_enabled() -> bool {
     match irq_mode() {
-        // SAFETY: byte 0 of the registered VIF page, readable by the guest.
-        IrqMode::Vif => unsafe { vif_byte(VIF_IF).read_volatile() != 0 },
-        IrqMode::Hardware => {
-            let rflags: u64;
-            // SAFETY: PUSHFQ/POP only read RFLAGS through the stack.
-            unsafe {
-                core::arch::asm!("pushfq", "pop {}", out(reg) rflags, options(nomem, preserves_flags));
-            }
-            rflags & (1 << 9) != 0
-        }
+        IrqMode::Vif => VifPage::get().is_some_and(|vif| vif.interrupt_flag() != 0),
+        IrqMode::Hardware => cpu::interrupt_flag(),
         IrqMode::None => false,
     }
 }
@@ -133,8 +108,7 @@ pub fn irqs_enabled() -> bool {
 /// platforms. A diagnostic: use [`irqs_enabled`] to ask whether interrupts are unmasked.
 pub fn vif_flag() -> Option<u8> {
     match irq_mode() {
-        // SAFETY: byte 0 of the registered VIF page, readable by the guest.
-        IrqMode::Vif => Some(unsafe { vif_byte(VIF_IF).read_volatile() }),
+        IrqMode::Vif => VifPage::get().map(VifPage::interrupt_flag),
         IrqMode::Hardware | IrqMode::None => None,
     }
 }
