@@ -72,7 +72,6 @@ use parapet_abi::blkif::{
 };
 use parapet_abi::device::{DeviceInfo, kind};
 use parapet_abi::event_channel::DOMID_BACKEND;
-use parapet_abi::grant_table::GrantRef;
 use pv_drivers::blkif::{BlkifFront, BlkifFrontRing, SECTOR_SIZE, segment};
 use pv_drivers::shared::SharedPage;
 
@@ -81,7 +80,7 @@ pub use pv_drivers::blkif::{
 };
 
 use crate::evtchn::{self, Port};
-use crate::grant::{self, GrantError};
+use crate::grant::{self, GrantError, GrantRef};
 use crate::page::PageBox;
 use crate::time::Instant;
 use crate::{device, timer};
@@ -366,9 +365,9 @@ impl BlockDevice {
         let front = BlkifFront::new(page);
         let ring_gref =
             grant::grant_access(frame, DOMID_BACKEND, false).map_err(BlockError::Grant)?;
-        evtchn::unmask_local(info.evtchn);
+        evtchn::unmask_local(Port(info.evtchn));
         if let Err(e) = device::connect(index, &[ring_gref]) {
-            evtchn::mask(info.evtchn);
+            evtchn::mask(Port(info.evtchn));
             let _ = grant::end_access(ring_gref);
             return Err(BlockError::Device(e));
         }
@@ -376,7 +375,7 @@ impl BlockDevice {
             front: Some(front),
             connected: true,
             index,
-            port: info.evtchn,
+            port: Port(info.evtchn),
             ring_gref,
             sectors: info.config[CONFIG_SECTORS],
             flags: info.flags,
@@ -621,7 +620,7 @@ impl BlockDevice {
             .enumerate()
             .map(|(i, &g)| {
                 let in_page = (sectors - i as u64 * SECTORS_PER_PAGE).min(SECTORS_PER_PAGE);
-                segment(g, 0, in_page as u8 - 1)
+                segment(g.0, 0, in_page as u8 - 1)
             })
             .collect()
     }
@@ -689,7 +688,7 @@ impl BlockDevice {
         let segments = Self::segments(&grants, count);
         let pushed = self
             .front()
-            .push_indirect(operation, id, sector, &segments, &[(index_gref, &index)])
+            .push_indirect(operation, id, sector, &segments, &[(index_gref.0, &index)])
             .is_ok();
         debug_assert!(pushed, "requests are checked before they are pushed");
         grants.push(index_gref);

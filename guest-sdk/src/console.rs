@@ -82,7 +82,7 @@ pub(crate) fn init(info: &StartInfo) {
     *RING.lock() = Some(ConsoleFront::new(page));
     PORT.store(info.console_evtchn, Ordering::SeqCst);
     RING_UP.store(true, Ordering::SeqCst);
-    evtchn::unmask_local(info.console_evtchn);
+    evtchn::unmask_local(Port(info.console_evtchn));
 }
 
 /// Whether output goes through the console ring (rather than `console_io`).
@@ -94,7 +94,7 @@ pub fn ring_active() -> bool {
 pub fn port() -> Option<Port> {
     match PORT.load(Ordering::SeqCst) {
         0 => None,
-        p => Some(p),
+        p => Some(Port(p)),
     }
 }
 

@@ -7,8 +7,8 @@
 
 use parapet_abi::Errno;
 use parapet_abi::device::{Connect, DeviceInfo, MAX_RINGS};
-use parapet_abi::grant_table::GrantRef;
 
+use crate::grant::GrantRef;
 use crate::hypercall;
 
 /// The devices the domain builder gave this guest (empty before boot).
@@ -44,7 +44,9 @@ pub fn connect(index: u32, rings: &[GrantRef]) -> Result<(), Errno> {
         nr_rings: rings.len() as u32,
         rings: [0; MAX_RINGS],
     };
-    arg.rings[..rings.len()].copy_from_slice(rings);
+    for (slot, gref) in arg.rings.iter_mut().zip(rings) {
+        *slot = gref.0;
+    }
     connect_raw(&arg)
 }
 
@@ -61,8 +63,8 @@ mod tests {
     fn no_devices_before_boot() {
         assert!(devices().is_empty());
         assert_eq!(find(4), None);
-        assert_eq!(connect(0, &[1, 2, 3, 4, 5]), Err(Errno::EINVAL));
-        assert_eq!(connect(0, &[1]), Err(Errno::ENOSYS));
+        assert_eq!(connect(0, &[GrantRef(1); 5]), Err(Errno::EINVAL));
+        assert_eq!(connect(0, &[GrantRef(1)]), Err(Errno::ENOSYS));
         assert_eq!(disconnect(0), Err(Errno::ENOSYS));
     }
 }

@@ -59,8 +59,22 @@ pub use crate::cpu::X2APIC_EOI_MSR;
 use crate::page::SharedInfoPage;
 use crate::{hypercall, pvops};
 
-/// An event channel port (1 … [`NR_PORTS`]` - 1`).
-pub type Port = u32;
+/// An event-channel port: 1 … [`NR_PORTS`]` - 1` for a valid one (port 0 is never valid).
+///
+/// A typed port number, so that ports and the other numbers of the ABI (grant references,
+/// device indices, virtual IRQs) cannot be mixed up; the raw number is `.0` (what the ABI's
+/// structures, such as `DeviceInfo::evtchn`, carry). Functions of this module that take a port
+/// treat an invalid one as the ABI does: the hypercalls refuse it, the bitmap operations ignore
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct Port(pub u32);
+
+impl core::fmt::Display for Port {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// A per-port event handler. Runs in interrupt context with interrupts masked.
 pub type Handler = fn(Port);
@@ -124,7 +138,7 @@ pub fn upcall_pending() -> bool {
 }
 
 /// Splits a port into its bitmap word and bit, or `None` for port 0 and ports ≥ [`NR_PORTS`].
-fn word_bit(port: Port) -> Option<(usize, u64)> {
+fn word_bit(Port(port): Port) -> Option<(usize, u64)> {
     (port != 0 && port < NR_PORTS).then(|| ((port / 64) as usize, 1u64 << (port % 64)))
 }
 
@@ -140,7 +154,7 @@ pub fn alloc_unbound(remote_dom: DomId) -> Result<Port, Errno> {
         port: 0,
     };
     hypercall::evtchn_alloc_unbound(&mut arg)?;
-    Ok(arg.port)
+    Ok(Port(arg.port))
 }
 
 /// `EVTCHNOP_bind_interdomain`: a new local port connected to `remote_port` of `remote_dom`
@@ -149,11 +163,11 @@ pub fn bind_interdomain(remote_dom: DomId, remote_port: Port) -> Result<Port, Er
     let mut arg = BindInterdomain {
         remote_dom,
         pad: 0,
-        remote_port,
+        remote_port: remote_port.0,
         local_port: 0,
     };
     hypercall::evtchn_bind_interdomain(&mut arg)?;
-    Ok(arg.local_port)
+    Ok(Port(arg.local_port))
 }
 
 /// `EVTCHNOP_bind_virq`: a new port for virtual IRQ `virq` (see
@@ -165,23 +179,23 @@ pub fn bind_virq(virq: u32) -> Result<Port, Errno> {
         port: 0,
     };
     hypercall::evtchn_bind_virq(&mut arg)?;
-    Ok(arg.port)
+    Ok(Port(arg.port))
 }
 
 /// `EVTCHNOP_send`: raises the other end of `port`. Costs an exit; prefer [`notify`].
 pub fn send(port: Port) -> Result<(), Errno> {
-    hypercall::evtchn_send(port).map(drop)
+    hypercall::evtchn_send(port.0).map(drop)
 }
 
 /// `EVTCHNOP_close`. The handler stays registered; remove it with [`clear_handler`].
 pub fn close(port: Port) -> Result<(), Errno> {
-    hypercall::evtchn_close(port).map(drop)
+    hypercall::evtchn_close(port.0).map(drop)
 }
 
 /// `EVTCHNOP_unmask`: clears the mask bit; the VMM re-raises the port if it is pending.
 /// [`unmask_local`] does the same without a hypercall.
 pub fn unmask(port: Port) -> Result<(), Errno> {
-    hypercall::evtchn_unmask(port).map(drop)
+    hypercall::evtchn_unmask(port.0).map(drop)
 }
 
 /// What `EVTCHNOP_status` says about a port.
@@ -222,7 +236,7 @@ impl PortStatus {
             },
             status::INTERDOMAIN => PortStatus::Interdomain {
                 remote_dom: detail as DomId,
-                remote_port: (detail >> 32) as Port,
+                remote_port: Port((detail >> 32) as u32),
             },
             status::VIRQ => PortStatus::Virq(detail as u32),
             other => PortStatus::Other {
@@ -237,7 +251,7 @@ impl PortStatus {
 pub fn status(port: Port) -> Result<PortStatus, Errno> {
     let mut arg = Status {
         dom: DOMID_SELF,
-        port,
+        port: port.0,
         ..Default::default()
     };
     hypercall::evtchn_status(&mut arg)?;
@@ -250,7 +264,7 @@ pub fn status(port: Port) -> Result<PortStatus, Errno> {
 /// [`send`]. Errors are ignored.
 #[inline]
 pub fn notify(port: Port) {
-    hypercall::evtchn_notify(port);
+    hypercall::evtchn_notify(port.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -325,21 +339,21 @@ pub fn event_seen(port: Port) -> bool {
 pub fn set_handler(port: Port, handler: Handler) -> Option<Handler> {
     word_bit(port)?;
     let _irq = pvops::irq_save();
-    HANDLERS.lock()[port as usize].replace(handler)
+    HANDLERS.lock()[port.0 as usize].replace(handler)
 }
 
 /// Removes `port`'s handler and returns it.
 pub fn clear_handler(port: Port) -> Option<Handler> {
     word_bit(port)?;
     let _irq = pvops::irq_save();
-    HANDLERS.lock()[port as usize].take()
+    HANDLERS.lock()[port.0 as usize].take()
 }
 
 /// `port`'s handler.
 pub fn handler(port: Port) -> Option<Handler> {
     word_bit(port)?;
     let _irq = pvops::irq_save();
-    HANDLERS.lock()[port as usize]
+    HANDLERS.lock()[port.0 as usize]
 }
 
 /// Upcalls taken since boot.
@@ -392,7 +406,7 @@ fn scan_with(sh: SharedInfoPage, mut on_event: impl FnMut(Port)) {
                 }
                 let bit = 1u64 << ready.trailing_zeros();
                 if sh.pending(w).fetch_and(!bit, Ordering::SeqCst) & bit != 0 {
-                    on_event(w as Port * 64 + ready.trailing_zeros());
+                    on_event(Port(w as u32 * 64 + ready.trailing_zeros()));
                 }
             }
         }
@@ -442,10 +456,10 @@ mod tests {
         let sh = page();
         sh.mask(1).store(1 << 3, Ordering::SeqCst); // port 67 masked
         for p in [5, 64, 67, 130, 4095] {
-            raise(sh, p);
+            raise(sh, Port(p));
         }
         let mut seen = Vec::new();
-        scan_with(sh, |p| seen.push(p));
+        scan_with(sh, |p| seen.push(p.0));
         assert_eq!(seen, [5, 64, 130, 4095]);
         assert_eq!(sh.upcall_pending().load(Ordering::SeqCst), 0);
         assert_eq!(sh.pending_sel().load(Ordering::SeqCst), 0);
@@ -457,12 +471,12 @@ mod tests {
     #[test]
     fn scan_picks_up_ports_raised_by_a_handler() {
         let sh = page();
-        raise(sh, 9);
+        raise(sh, Port(9));
         let mut seen = Vec::new();
         scan_with(sh, |p| {
-            seen.push(p);
-            if p == 9 {
-                raise(sh, 200);
+            seen.push(p.0);
+            if p == Port(9) {
+                raise(sh, Port(200));
             }
         });
         assert_eq!(seen, [9, 200]);
@@ -479,7 +493,7 @@ mod tests {
             PortStatus::decode(2, 1 | (12 << 32)),
             PortStatus::Interdomain {
                 remote_dom: 1,
-                remote_port: 12
+                remote_port: Port(12)
             }
         );
         assert_eq!(PortStatus::decode(4, 0), PortStatus::Virq(0));
@@ -488,16 +502,18 @@ mod tests {
     #[test]
     fn handlers_and_latches_without_a_page() {
         fn h(_: Port) {}
-        assert!(set_handler(0, h).is_none());
-        assert!(set_handler(7, h).is_none());
-        assert!(handler(7).is_some());
-        assert!(clear_handler(7).is_some());
-        assert!(!take_event(7));
-        dispatch(7);
-        assert!(event_seen(7));
-        assert!(take_event(7));
-        assert!(!take_event(7));
-        assert!(!is_pending(7));
-        assert_eq!(send(7), Err(Errno::ENOSYS));
+        let p = Port(7);
+        assert!(set_handler(Port(0), h).is_none());
+        assert!(set_handler(p, h).is_none());
+        assert!(handler(p).is_some());
+        assert!(clear_handler(p).is_some());
+        assert!(!take_event(p));
+        dispatch(p);
+        assert!(event_seen(p));
+        assert!(take_event(p));
+        assert!(!take_event(p));
+        assert!(!is_pending(p));
+        assert_eq!(send(p), Err(Errno::ENOSYS));
+        assert_eq!(alloc::format!("{p} {p:?}"), "7 Port(7)");
     }
 }

@@ -8,7 +8,8 @@
 //! ([`GrantError::Busy`]) while the VMM has the page mapped; the entry then stays allocated until
 //! a later `end_access` succeeds.
 //!
-//! Entry 0 is never handed out, so 0 can serve as "no grant".
+//! References are [`GrantRef`]s. Entry 0 is never handed out, so `GrantRef(0)` can serve as
+//! "no grant".
 //!
 //! A grant lets the grantee read (or write) the whole frame until it is revoked: grant only
 //! pages the caller owns and keeps alive for that long, e.g. a [`crate::page::PageBox`].
@@ -21,7 +22,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use parapet_abi::Errno;
 use parapet_abi::event_channel::{DOMID_SELF, DomId};
 use parapet_abi::grant_table::{
-    CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantEntry, GrantRef, QuerySize, gntst, gtf,
+    CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantEntry, QuerySize, gntst, gtf,
 };
 use parapet_abi::start_info::PAGE_SIZE;
 
@@ -38,6 +39,23 @@ pub const MAX_ENTRIES: usize = 16384;
 static NR_ENTRIES: AtomicU32 = AtomicU32::new(0);
 /// Allocated entries (bit set = in use). Entry 0 is marked at init.
 static USED: [AtomicU64; MAX_ENTRIES / 64] = [const { AtomicU64::new(0) }; MAX_ENTRIES / 64];
+
+/// A grant reference: the index of an entry of this guest's grant table, which names a granted
+/// page to the grantee.
+///
+/// A typed number, so that grant references and the other numbers of the ABI (ports, frames,
+/// device indices) cannot be mixed up; the raw number is `.0` (what the ABI's structures, such as
+/// ring requests and `device::Connect`, carry). [`grant_access`] hands out valid ones;
+/// `GrantRef(0)` is never handed out and can serve as "no grant".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct GrantRef(pub u32);
+
+impl core::fmt::Display for GrantRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// Why a grant operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +111,7 @@ pub fn nr_entries() -> u32 {
 }
 
 /// The table, if `gref` is an entry inside the part this SDK manages.
-fn table_for(gref: GrantRef) -> Option<GrantTable> {
+fn table_for(GrantRef(gref): GrantRef) -> Option<GrantTable> {
     if gref < nr_entries() {
         GrantTable::get()
     } else {
@@ -103,7 +121,7 @@ fn table_for(gref: GrantRef) -> Option<GrantTable> {
 
 /// A snapshot of entry `gref` (any entry inside the table), or `None` outside it.
 pub fn entry(gref: GrantRef) -> Option<GrantEntry> {
-    table_for(gref)?.read(gref)
+    table_for(gref)?.read(gref.0)
 }
 
 /// Takes a free entry, leaving it invalid (flags 0). Use [`set_entry`] to fill it, and
@@ -125,7 +143,7 @@ pub fn reserve() -> Result<GrantRef, GrantError> {
                 break;
             }
             match word.compare_exchange(cur, cur | 1 << b, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return Ok((w * 64 + b) as GrantRef),
+                Ok(_) => return Ok(GrantRef((w * 64 + b) as u32)),
                 Err(now) => cur = now,
             }
         }
@@ -133,7 +151,7 @@ pub fn reserve() -> Result<GrantRef, GrantError> {
     Err(GrantError::NoFreeEntries)
 }
 
-fn is_allocated(gref: GrantRef) -> bool {
+fn is_allocated(GrantRef(gref): GrantRef) -> bool {
     gref != 0
         && gref < nr_entries()
         && USED[gref as usize / 64].load(Ordering::SeqCst) & (1 << (gref % 64)) != 0
@@ -146,7 +164,7 @@ pub fn set_entry(gref: GrantRef, frame: u32, domid: DomId, flags: u16) -> Result
         return Err(GrantError::BadRef);
     }
     table_for(gref)
-        .and_then(|table| table.write(gref, frame, domid, flags))
+        .and_then(|table| table.write(gref.0, frame, domid, flags))
         .ok_or(GrantError::BadRef)
 }
 
@@ -169,7 +187,7 @@ pub fn end_access(gref: GrantRef) -> Result<(), GrantError> {
         return Err(GrantError::BadRef);
     }
     let flags = table_for(gref)
-        .and_then(|table| table.flags(gref))
+        .and_then(|table| table.flags(gref.0))
         .ok_or(GrantError::BadRef)?;
     let mut cur = flags.load(Ordering::SeqCst);
     loop {
@@ -181,7 +199,7 @@ pub fn end_access(gref: GrantRef) -> Result<(), GrantError> {
             Err(now) => cur = now,
         }
     }
-    USED[gref as usize / 64].fetch_and(!(1 << (gref % 64)), Ordering::SeqCst);
+    USED[gref.0 as usize / 64].fetch_and(!(1 << (gref.0 % 64)), Ordering::SeqCst);
     Ok(())
 }
 
@@ -193,7 +211,7 @@ pub fn in_use(gref: GrantRef) -> bool {
 /// One side of a [`Copy`](struct@Copy): grant reference `gref` of this guest's table at `offset`.
 pub fn copy_gref(gref: GrantRef, offset: u16) -> CopyPtr {
     CopyPtr {
-        u: u64::from(gref),
+        u: u64::from(gref.0),
         domid: DOMID_SELF,
         offset,
         pad: 0,
@@ -243,7 +261,7 @@ pub fn copy_from_gref(gref: GrantRef, offset: usize, dst: &mut [u8]) -> Result<(
     let mut done = 0;
     for chunk in page_chunks(dst.as_ptr() as u64, dst.len()) {
         let at = (offset + done) as u16;
-        let status = hypercall::grant_copy_from_gref(gref, at, &mut dst[done..done + chunk])
+        let status = hypercall::grant_copy_from_gref(gref.0, at, &mut dst[done..done + chunk])
             .map_err(GrantError::Hypercall)?;
         copy_status(status)?;
         done += chunk;
@@ -258,7 +276,7 @@ pub fn copy_to_gref(gref: GrantRef, offset: usize, src: &[u8]) -> Result<(), Gra
     let mut done = 0;
     for chunk in page_chunks(src.as_ptr() as u64, src.len()) {
         let at = (offset + done) as u16;
-        let status = hypercall::grant_copy_to_gref(&src[done..done + chunk], gref, at)
+        let status = hypercall::grant_copy_to_gref(&src[done..done + chunk], gref.0, at)
             .map_err(GrantError::Hypercall)?;
         copy_status(status)?;
         done += chunk;
@@ -330,22 +348,39 @@ mod tests {
         assert_eq!(reserve(), Err(GrantError::NoTable));
         assert_eq!(grant_access(0x200, 0, false), Err(GrantError::NoTable));
         assert_eq!(grant_access(1 << 40, 0, false), Err(GrantError::BadFrame));
-        assert_eq!(end_access(5), Err(GrantError::BadRef));
-        assert!(entry(0).is_none());
+        assert_eq!(end_access(GrantRef(5)), Err(GrantError::BadRef));
+        assert!(entry(GrantRef(0)).is_none());
+        assert!(!in_use(GrantRef(1)));
+        assert_eq!(
+            alloc::format!("{} {:?}", GrantRef(3), GrantRef(3)),
+            "3 GrantRef(3)"
+        );
         assert_eq!(query_size(), Err(GrantError::Hypercall(Errno::ENOSYS)));
         let mut buf = [0u8; 8];
         assert_eq!(
-            copy_from_gref(1, 4090, &mut buf),
+            copy_from_gref(GrantRef(1), 4090, &mut buf),
             Err(GrantError::Status(gntst::BAD_COPY_ARG))
         );
     }
 
     #[test]
     fn copy_ops_set_the_gref_flags() {
-        let op = copy_op(copy_gref(3, 8), true, copy_frame(0x300, 0), false, 16);
+        let op = copy_op(
+            copy_gref(GrantRef(3), 8),
+            true,
+            copy_frame(0x300, 0),
+            false,
+            16,
+        );
         assert_eq!(op.flags, GNTCOPY_SOURCE_GREF);
         assert_eq!((op.source.u, op.source.offset, op.dest.u), (3, 8, 0x300));
-        let op = copy_op(copy_frame(0x300, 0), false, copy_gref(3, 0), true, 16);
+        let op = copy_op(
+            copy_frame(0x300, 0),
+            false,
+            copy_gref(GrantRef(3), 0),
+            true,
+            16,
+        );
         assert_eq!(op.flags, GNTCOPY_DEST_GREF);
     }
 }

@@ -12,13 +12,12 @@
 use parapet_abi::Errno;
 use parapet_abi::device::kind;
 use parapet_abi::event_channel::DOMID_BACKEND;
-use parapet_abi::grant_table::GrantRef;
 use parapet_abi::loopback::{LoopbackRequest, LoopbackResponse};
 use pv_drivers::loopback::{LoopbackFront, LoopbackFrontRing};
 use pv_drivers::ring::RingFull;
 
 use crate::evtchn::{self, Port};
-use crate::grant::{self, GrantError};
+use crate::grant::{self, GrantError, GrantRef};
 use crate::page::PageBox;
 use crate::{device, timer};
 
@@ -67,9 +66,9 @@ impl Loopback {
         let front = LoopbackFront::new(page);
         let gref =
             grant::grant_access(frame, DOMID_BACKEND, false).map_err(LoopbackError::Grant)?;
-        evtchn::unmask_local(info.evtchn);
+        evtchn::unmask_local(Port(info.evtchn));
         if let Err(e) = device::connect(index, &[gref]) {
-            evtchn::mask(info.evtchn);
+            evtchn::mask(Port(info.evtchn));
             let _ = grant::end_access(gref);
             return Err(LoopbackError::Device(e));
         }
@@ -77,7 +76,7 @@ impl Loopback {
             front: Some(front),
             connected: true,
             index,
-            port: info.evtchn,
+            port: Port(info.evtchn),
             gref,
             notifies: 0,
             waits: 0,

@@ -43,7 +43,6 @@ use core::fmt;
 use parapet_abi::Errno;
 use parapet_abi::device::kind;
 use parapet_abi::event_channel::DOMID_BACKEND;
-use parapet_abi::grant_table::GrantRef;
 use parapet_abi::netif::{
     CONFIG_MAC, CONFIG_MTU, NETIF_MAX_PACKET, NETIF_RSP_OKAY, NetifTxRequest, RING_RX, RING_TX,
 };
@@ -51,7 +50,7 @@ use pv_drivers::netif::{MAX_IDS, NetifFront, RxCompletion, RxPacket};
 use pv_drivers::shared::SharedPage;
 
 use crate::evtchn::{self, Port};
-use crate::grant::{self, GrantError};
+use crate::grant::{self, GrantError, GrantRef};
 use crate::page::{GuestPage, PageBox};
 use crate::time::Instant;
 use crate::{device, timer};
@@ -239,7 +238,7 @@ impl Link {
         while let Some(id) = self.rx_idle.pop() {
             if self
                 .front
-                .post_rx(id, self.rx_pages[usize::from(id)].gref)
+                .post_rx(id, self.rx_pages[usize::from(id)].gref.0)
                 .is_err()
             {
                 break;
@@ -292,7 +291,7 @@ impl Link {
         let page = &self.tx_pages[usize::from(id)];
         page.page.write(0, &self.tx_frame[..len]);
         let request = NetifTxRequest {
-            gref: page.gref,
+            gref: page.gref.0,
             offset: 0,
             flags: 0,
             id,
@@ -373,7 +372,7 @@ impl Net {
         let front = NetifFront::new(ring_pages[0].page.page(), ring_pages[1].page.page());
         let mut link = Link {
             front,
-            port: info.evtchn,
+            port: Port(info.evtchn),
             tx_free: (0..config.tx_buffers).rev().collect(),
             tx_len: alloc::vec![0; tx_pages.len()],
             tx_pages,
@@ -385,13 +384,13 @@ impl Net {
         };
         while let Some(id) = link.rx_idle.pop() {
             let gref = link.rx_pages[usize::from(id)].gref;
-            link.front.post_rx(id, gref).expect("at most one ring");
+            link.front.post_rx(id, gref.0).expect("at most one ring");
         }
         let _ = link.front.commit();
-        let mut grefs = [0; 2];
+        let mut grefs = [GrantRef(0); 2];
         grefs[RING_TX] = ring_pages[0].gref;
         grefs[RING_RX] = ring_pages[1].gref;
-        evtchn::unmask_local(info.evtchn);
+        evtchn::unmask_local(Port(info.evtchn));
         let mut net = Net {
             link,
             rx_frame: Box::new([0; NETIF_MAX_PACKET]),
@@ -402,7 +401,7 @@ impl Net {
             mtu,
         };
         if let Err(e) = device::connect(index, &grefs) {
-            evtchn::mask(info.evtchn);
+            evtchn::mask(Port(info.evtchn));
             return Err(NetError::Device(e)); // `drop` revokes the grants
         }
         net.connected = true;

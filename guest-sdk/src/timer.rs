@@ -101,7 +101,7 @@ pub fn init() {
     }
     if let Ok(port) = evtchn::bind_virq(virq::TIMER) {
         evtchn::set_handler(port, on_virq);
-        VIRQ_PORT.store(port, Ordering::SeqCst);
+        VIRQ_PORT.store(port.0, Ordering::SeqCst);
     }
 }
 
@@ -109,7 +109,7 @@ pub fn init() {
 pub fn virq_port() -> Option<Port> {
     match VIRQ_PORT.load(Ordering::SeqCst) {
         0 => None,
-        p => Some(p),
+        p => Some(Port(p)),
     }
 }
 

@@ -89,7 +89,7 @@ use guest_sdk::abi::start_info::PAGE_SIZE;
 use guest_sdk::abi::version::{XENVER_EXTRAVERSION, XENVER_GET_FEATURES};
 use guest_sdk::abi::{Errno, Hypercall};
 use guest_sdk::block::{self, BlockDevice};
-use guest_sdk::evtchn;
+use guest_sdk::evtchn::{self, Port};
 use guest_sdk::grant::{self, GrantError, copy_frame, copy_gref, copy_op};
 use guest_sdk::hypercall::{self, raw::hypercall5};
 use guest_sdk::loopback::{Loopback, LoopbackError};
@@ -340,7 +340,7 @@ fn gref_range(r: &mut Report) {
         ("0 (never granted)", 0),
     ] {
         let st = copy1(copy_op(
-            copy_gref(gref, 0),
+            copy_gref(grant::GrantRef(gref), 0),
             true,
             copy_frame(page.frame(), 0),
             false,
@@ -354,7 +354,7 @@ fn gref_range(r: &mut Report) {
         let st = copy1(copy_op(
             copy_frame(page.frame(), 0),
             false,
-            copy_gref(gref, 0),
+            copy_gref(grant::GrantRef(gref), 0),
             true,
             8,
         ));
@@ -364,7 +364,13 @@ fn gref_range(r: &mut Report) {
             gntst::BAD_GNTREF,
         );
     }
-    let mut big = copy_op(copy_gref(0, 0), true, copy_frame(page.frame(), 0), false, 8);
+    let mut big = copy_op(
+        copy_gref(grant::GrantRef(0), 0),
+        true,
+        copy_frame(page.frame(), 0),
+        false,
+        8,
+    );
     big.source.u = 1 << 40;
     r.status(
         "gref-range copy from gref 2^40",
@@ -487,7 +493,7 @@ fn gref_foreign(r: &mut Report) {
         for (id, (what, g)) in refs.iter().enumerate() {
             let got = one(
                 &mut lb,
-                request(id as u64, LOOPBACK_OP_FILL, *g, 0, 64, 0xee),
+                request(id as u64, LOOPBACK_OP_FILL, g.0, 0, 64, 0xee),
             );
             r.check(
                 &alloc::format!("gref-foreign loopback FILL via {what}"),
@@ -540,13 +546,13 @@ fn readonly(r: &mut Report) {
         gntst::PERMISSION_DENIED,
     );
     if let Some(mut lb) = loopback(r, "readonly loopback") {
-        let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, ro, 0, 4096, 0x22));
+        let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, ro.0, 0, 4096, 0x22));
         r.check(
             "readonly loopback FILL on read-only grant",
             got == Some((LOOPBACK_STATUS_ERROR, 0)),
             format_args!("response {got:?}, want status -1"),
         );
-        let got = one(&mut lb, request(2, LOOPBACK_OP_SUM, ro, 0, 4096, 0));
+        let got = one(&mut lb, request(2, LOOPBACK_OP_SUM, ro.0, 0, 4096, 0));
         r.check(
             "readonly loopback SUM on read-only grant works",
             got == Some((LOOPBACK_STATUS_OK, 0x11 * 4096)),
@@ -656,7 +662,7 @@ fn readonly_pages(r: &mut Report) {
             gntst::PERMISSION_DENIED,
         );
         if let Some(mut lb) = loopback(r, "readonly loopback") {
-            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 64, 0x22));
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g.0, 0, 64, 0x22));
             r.check(
                 &alloc::format!("readonly loopback FILL on a writable grant of {what}"),
                 got == Some((LOOPBACK_STATUS_ERROR, 0)),
@@ -690,7 +696,7 @@ fn readonly_pages(r: &mut Report) {
     if let Some(mut lb) = loopback(r, "readonly loopback") {
         let ring_frame = lb.ring().page().frame();
         if let Ok(g) = grant::grant_access(ring_frame, DOMID_BACKEND, false) {
-            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 16, 0xff));
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g.0, 0, 16, 0xff));
             r.check(
                 "readonly loopback FILL on the ring page itself",
                 got == Some((LOOPBACK_STATUS_ERROR, 0)),
@@ -773,7 +779,7 @@ fn evtchn_raw<T>(cmd: u64, arg: &mut T) -> Ret {
 }
 
 fn ports(r: &mut Report) {
-    let a = evtchn::alloc_unbound(DOMID_SELF).unwrap_or(0);
+    let a = evtchn::alloc_unbound(DOMID_SELF).unwrap_or(Port(0));
     r.ret(
         "ports send on unbound port (dropped)",
         Ret::of(evtchn::send(a)),
@@ -806,20 +812,20 @@ fn ports(r: &mut Report) {
     ] {
         r.ret(
             &alloc::format!("ports send port {what}"),
-            Ret::of(evtchn::send(port)),
+            Ret::of(evtchn::send(Port(port))),
             EINVAL,
         );
         r.ret(
             &alloc::format!("ports unmask port {what}"),
-            Ret::of(evtchn::unmask(port)),
+            Ret::of(evtchn::unmask(Port(port))),
             EINVAL,
         );
         r.ret(
             &alloc::format!("ports close port {what}"),
-            Ret::of(evtchn::close(port)),
+            Ret::of(evtchn::close(Port(port))),
             EINVAL,
         );
-        let got = evtchn::status(port);
+        let got = evtchn::status(Port(port));
         // A port inside the port space that is not in use is simply closed.
         let want = if port != 0 && port < NR_PORTS {
             Ok(evtchn::PortStatus::Closed)
@@ -831,7 +837,7 @@ fn ports(r: &mut Report) {
             got == want,
             format_args!("got {got:?}, want {want:?}"),
         );
-        evtchn::notify(port);
+        evtchn::notify(Port(port));
     }
     // The doorbell with a port number wider than 32 bits.
     // SAFETY: the doorbell takes no pointer.
@@ -846,7 +852,7 @@ fn ports(r: &mut Report) {
 
     r.ret(
         "ports bind_interdomain to a free port",
-        Ret::of(evtchn::bind_interdomain(DOMID_SELF, 3000).map(drop)),
+        Ret::of(evtchn::bind_interdomain(DOMID_SELF, Port(3000)).map(drop)),
         EINVAL,
     );
     let mut b = BindInterdomain {
@@ -889,12 +895,12 @@ fn ports(r: &mut Report) {
     if let Some((_, d)) = device::find(kind::LOOPBACK) {
         r.ret(
             "ports close a device port",
-            Ret::of(evtchn::close(d.evtchn)),
+            Ret::of(evtchn::close(Port(d.evtchn))),
             EINVAL,
         );
         r.ret(
             "ports send on an unconnected device port",
-            Ret::of(evtchn::send(d.evtchn)),
+            Ret::of(evtchn::send(Port(d.evtchn))),
             OK,
         );
     }
@@ -974,7 +980,7 @@ fn ports(r: &mut Report) {
     };
     r.check(
         "ports exhausting the port space",
-        last == Ret::err(Errno::ENOSPC) && taken.iter().all(|&p| p != 0 && p < NR_PORTS),
+        last == Ret::err(Errno::ENOSPC) && taken.iter().all(|&p| p.0 != 0 && p.0 < NR_PORTS),
         format_args!("{} ports, then {last}", taken.len()),
     );
     let closed = taken.iter().filter(|&&p| evtchn::close(p).is_ok()).count();
@@ -1098,7 +1104,7 @@ fn lengths(r: &mut Report) {
             .enumerate()
             {
                 for op in [LOOPBACK_OP_SUM, LOOPBACK_OP_FILL] {
-                    let got = one(&mut lb, request(id as u64, op, g, off, len, 0x33));
+                    let got = one(&mut lb, request(id as u64, op, g.0, off, len, 0x33));
                     let name = if op == LOOPBACK_OP_SUM { "SUM" } else { "FILL" };
                     r.check(
                         &alloc::format!("lengths loopback {name} {what}"),
@@ -1107,7 +1113,7 @@ fn lengths(r: &mut Report) {
                     );
                 }
             }
-            let got = one(&mut lb, request(50, LOOPBACK_OP_SUM, g, 4096, 0, 0));
+            let got = one(&mut lb, request(50, LOOPBACK_OP_SUM, g.0, 4096, 0, 0));
             r.check(
                 "lengths loopback SUM of 0 bytes at the page end",
                 got == Some((LOOPBACK_STATUS_OK, 0)),
@@ -1418,12 +1424,12 @@ fn devices(r: &mut Report) {
     let dop = Hypercall::DEVICE_OP;
     r.ret(
         "devices connect index 7 (no such device)",
-        Ret::of(device::connect(7, &[1])),
+        Ret::of(device::connect(7, &[grant::GrantRef(1)])),
         Ret::err(Errno::ENOENT),
     );
     r.ret(
         "devices connect index 0xffffffff",
-        Ret::of(device::connect(u32::MAX, &[1])),
+        Ret::of(device::connect(u32::MAX, &[grant::GrantRef(1)])),
         Ret::err(Errno::ENOENT),
     );
     // SAFETY: DEVOP_disconnect takes an index; 99 names no device.
@@ -1451,7 +1457,7 @@ fn devices(r: &mut Report) {
         let arg = Connect {
             device: index,
             nr_rings: n,
-            rings: [good; 4],
+            rings: [good.0; 4],
         };
         r.ret(
             &alloc::format!("devices connect with nr_rings {what}"),
@@ -1463,7 +1469,7 @@ fn devices(r: &mut Report) {
     let reserve = |frame: u32, domid: u16, flags: u16| {
         let g = grant::reserve().ok()?;
         let _ = grant::set_entry(g, frame, domid, flags);
-        Some(g)
+        Some(g.0)
     };
     let frame = ring.frame() as u32;
     let beyond = (ram_end() / PAGE_SIZE + 1) as u32;
@@ -1500,7 +1506,7 @@ fn devices(r: &mut Report) {
         ),
     ] {
         let Some(g) = g else { continue };
-        let got = Ret::of(device::connect(index, &[g]));
+        let got = Ret::of(device::connect(index, &[grant::GrantRef(g)]));
         r.ret(
             &alloc::format!("devices connect with {what}"),
             got,
@@ -1520,7 +1526,7 @@ fn devices(r: &mut Report) {
         format_args!("flags {flags:?}"),
     );
     for g in bogus {
-        let _ = grant::end_access(g);
+        let _ = grant::end_access(grant::GrantRef(g));
     }
     let _ = grant::end_access(good);
     drop(ring);
@@ -1690,9 +1696,9 @@ impl BlkFixture {
         Some(BlkFixture {
             disk,
             src,
-            src_g,
+            src_g: src_g.0,
             dst,
-            dst_g,
+            dst_g: dst_g.0,
         })
     }
 
@@ -1722,7 +1728,8 @@ impl BlkFixture {
             let mut back = [0u8; 512];
             d.write(40, sector).is_ok() && d.read(40, &mut back).is_ok() && back[..] == *sector
         };
-        let released = !grant::in_use(self.src_g) && !grant::in_use(self.dst_g);
+        let released = !grant::in_use(grant::GrantRef(self.src_g))
+            && !grant::in_use(grant::GrantRef(self.dst_g));
         r.check(
             case,
             got == Some(want) && disk_ok && pages_ok && works && released,
@@ -1740,8 +1747,8 @@ impl BlkFixture {
     }
 
     fn release(self) {
-        let _ = grant::end_access(self.src_g);
-        let _ = grant::end_access(self.dst_g);
+        let _ = grant::end_access(grant::GrantRef(self.src_g));
+        let _ = grant::end_access(grant::GrantRef(self.dst_g));
     }
 }
 
@@ -1917,7 +1924,7 @@ fn blk_index(segments: &[BlkifSegment]) -> Option<(PageBox, GrantRef)> {
     let page = PageBox::new();
     write_indirect_page(&page, segments);
     let g = grant::grant_access(page.frame(), DOMID_BACKEND, true).ok()?;
-    Some((page, g))
+    Some((page, g.0))
 }
 
 /// Indirect requests (`BLKIF_OP_INDIRECT`): each bad one fails alone and changes nothing, and
@@ -2021,7 +2028,8 @@ fn blk_indirect(r: &mut Report, d: &mut BlockDevice, f: &mut BlkFixture) {
     );
     let mut released = true;
     for (page, g) in [from_src, into_dst, bad, foreign] {
-        released &= !grant::in_use(g) && grant::end_access(g).is_ok();
+        released &=
+            !grant::in_use(grant::GrantRef(g)) && grant::end_access(grant::GrantRef(g)).is_ok();
         drop(page);
     }
     r.check(
@@ -2135,7 +2143,7 @@ fn blk_grants(r: &mut Report) {
                 r,
                 d,
                 &alloc::format!("blk-grants read into a writable grant of {what}"),
-                read(g, 0, 7),
+                read(g.0, 0, 7),
                 BLKIF_RSP_ERROR,
             );
             let _ = grant::end_access(g);
@@ -2202,14 +2210,14 @@ fn blk_grants(r: &mut Report) {
             r,
             d,
             &alloc::format!("blk-grants read into {what}"),
-            read(g, 7, 7),
+            read(g.0, 7, 7),
             BLKIF_RSP_ERROR,
         );
         f.expect(
             r,
             d,
             &alloc::format!("blk-grants write from {what}"),
-            write(g),
+            write(g.0),
             BLKIF_RSP_ERROR,
         );
         let _ = grant::set_entry(g, 0, 0, 0);
@@ -2302,7 +2310,7 @@ fn blk_self_feed(r: &mut Report) {
             BLKIF_OP_READ,
             0,
             SELF_FEED_SECTOR + 8 * image,
-            &[segment(ring_g, 0, 7)],
+            &[segment(ring_g.0, 0, 7)],
         )
     };
     let req_prod = |d: &mut BlockDevice| d.ring().page().load_u32(ring_offset::REQ_PROD);

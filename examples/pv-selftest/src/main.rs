@@ -20,14 +20,14 @@ use core::time::Duration;
 
 use guest_sdk::abi::Errno;
 use guest_sdk::abi::event_channel::{DOMID_BACKEND, DOMID_GUEST, DOMID_SELF, virq};
-use guest_sdk::abi::grant_table::{GNTTABOP_COPY_MAX, GrantRef, gntst, gtf};
+use guest_sdk::abi::grant_table::{GNTTABOP_COPY_MAX, gntst, gtf};
 use guest_sdk::abi::loopback::{
     LOOPBACK_OP_ECHO, LOOPBACK_OP_FILL, LOOPBACK_OP_SUM, LOOPBACK_STATUS_ERROR, LOOPBACK_STATUS_OK,
     LoopbackRequest, LoopbackResponse,
 };
 use guest_sdk::abi::start_info::PAGE_SIZE;
 use guest_sdk::evtchn::{self, Port, PortStatus};
-use guest_sdk::grant::{self, GrantError, copy_frame, copy_gref, copy_op};
+use guest_sdk::grant::{self, GrantError, GrantRef, copy_frame, copy_gref, copy_op};
 use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::PageBox;
 use guest_sdk::start_info::{cmdline, start_info};
@@ -123,12 +123,12 @@ static HANDLER_TSC: AtomicU64 = AtomicU64::new(0);
 
 fn on_a(port: Port) {
     HANDLER_TSC.store(rdtsc(), Ordering::SeqCst);
-    LAST_PORT.store(port, Ordering::SeqCst);
+    LAST_PORT.store(port.0, Ordering::SeqCst);
     HITS[0].fetch_add(1, Ordering::SeqCst);
 }
 
 fn on_b(port: Port) {
-    LAST_PORT.store(port, Ordering::SeqCst);
+    LAST_PORT.store(port.0, Ordering::SeqCst);
     HITS[1].fetch_add(1, Ordering::SeqCst);
 }
 
@@ -194,7 +194,7 @@ fn events(c: &mut Checks, verbose: bool) {
     c.eq(
         "evtchn handler gets its port",
         LAST_PORT.load(Ordering::SeqCst),
-        a,
+        a.0,
     );
     c.that(
         "evtchn upcall taken",
@@ -445,10 +445,14 @@ fn events(c: &mut Checks, verbose: bool) {
     );
     c.eq("evtchn close a", evtchn::close(a), Ok(()));
     c.eq("evtchn close twice", evtchn::close(a), Err(Errno::EINVAL));
-    c.eq("evtchn send port 0", evtchn::send(0), Err(Errno::EINVAL));
+    c.eq(
+        "evtchn send port 0",
+        evtchn::send(Port(0)),
+        Err(Errno::EINVAL),
+    );
     c.eq(
         "evtchn status port 4096",
-        evtchn::status(4096).map(|_| ()),
+        evtchn::status(Port(4096)).map(|_| ()),
         Err(Errno::EINVAL),
     );
     evtchn::clear_handler(a);
@@ -470,7 +474,7 @@ fn events(c: &mut Checks, verbose: bool) {
 fn status_remote(p: Port) -> Port {
     match evtchn::status(p) {
         Ok(PortStatus::Interdomain { remote_port, .. }) => remote_port,
-        _ => 0,
+        _ => Port(0),
     }
 }
 
@@ -664,7 +668,7 @@ fn grants(c: &mut Checks) {
                     && u64::from(e.frame) == page.frame(),
                 format_args!("{e:?}"),
             );
-            c.that("grant ref is not 0", g != 0, format_args!("0"));
+            c.that("grant ref is not 0", g != GrantRef(0), format_args!("0"));
             c.eq("grant end_access", grant::end_access(g), Ok(()));
             c.eq(
                 "grant entry cleared",
@@ -730,7 +734,7 @@ fn grants(c: &mut Checks) {
     c.eq("grant 300 revoked", freed, 300);
     c.eq(
         "grant out-of-range end_access",
-        grant::end_access(5000),
+        grant::end_access(GrantRef(5000)),
         Err(GrantError::BadRef),
     );
 }
@@ -857,7 +861,7 @@ fn grant_copy(c: &mut Checks) {
         Err(GrantError::Status(gntst::PERMISSION_DENIED)),
     );
     let mut op = [full(
-        copy_gref(5000, 0),
+        copy_gref(GrantRef(5000), 0),
         true,
         copy_frame(b.frame(), 0),
         false,
@@ -1051,7 +1055,7 @@ fn rings(c: &mut Checks, verbose: bool) {
                     .iter()
                     .map(|&b| u64::from(b))
                     .sum();
-                (LOOPBACK_OP_SUM, gsrc, off, len, 0, sum)
+                (LOOPBACK_OP_SUM, gsrc.0, off, len, 0, sum)
             }
             _ => {
                 // FILL: page (id/2)%2, a 64-byte stripe chosen by id.
@@ -1059,7 +1063,7 @@ fn rings(c: &mut Checks, verbose: bool) {
                 let stripe = ((id / 4) % 64) as u32;
                 (
                     LOOPBACK_OP_FILL,
-                    gfill[page],
+                    gfill[page].0,
                     stripe * 64,
                     64,
                     u64::from(stripe as u8 ^ 0xa5),
@@ -1173,7 +1177,7 @@ fn rings(c: &mut Checks, verbose: bool) {
         LoopbackRequest {
             id: 1000,
             op: LOOPBACK_OP_FILL,
-            gref: gsrc,
+            gref: gsrc.0,
             offset: 0,
             len: 16,
             value: 1,
@@ -1181,7 +1185,7 @@ fn rings(c: &mut Checks, verbose: bool) {
         LoopbackRequest {
             id: 1001,
             op: LOOPBACK_OP_SUM,
-            gref: gsrc,
+            gref: gsrc.0,
             offset: 4000,
             len: 200,
             value: 0,
@@ -1189,7 +1193,7 @@ fn rings(c: &mut Checks, verbose: bool) {
         LoopbackRequest {
             id: 1002,
             op: 77,
-            gref: gsrc,
+            gref: gsrc.0,
             offset: 0,
             len: 1,
             value: 0,
