@@ -79,9 +79,10 @@ pub use pv_drivers::blkif::{
     MAX_BYTES_PER_REQUEST, MAX_INDIRECT_SECTORS, MAX_INDIRECT_SEGMENTS, MAX_SECTORS_PER_REQUEST,
 };
 
-use crate::evtchn::{self, Port};
+use crate::device::{Connection, ConnectionError};
+use crate::evtchn::Port;
 use crate::grant::{self, GrantError, GrantRef};
-use crate::page::PageBox;
+use crate::page::{GuestPage, PageBox};
 use crate::time::Instant;
 use crate::{device, timer};
 
@@ -148,6 +149,8 @@ impl PagePool {
 pub enum BlockError {
     /// No such block device (run with `--disk PATH`).
     NoDevice,
+    /// The heap has no room for the ring page.
+    NoMemory,
     /// Granting or revoking a page failed.
     Grant(GrantError),
     /// `device_op` failed.
@@ -183,6 +186,7 @@ impl fmt::Display for BlockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlockError::NoDevice => f.write_str("no such block device (run with --disk PATH)"),
+            BlockError::NoMemory => f.write_str("out of memory for the ring page"),
             BlockError::Grant(e) => write!(f, "grant: {e}"),
             BlockError::Device(e) => write!(f, "device_op: {e}"),
             BlockError::Io => f.write_str("I/O error"),
@@ -201,6 +205,16 @@ impl fmt::Display for BlockError {
 }
 
 impl core::error::Error for BlockError {}
+
+impl From<ConnectionError> for BlockError {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::NoMemory => BlockError::NoMemory,
+            ConnectionError::Grant(e) => BlockError::Grant(e),
+            ConnectionError::Device(e) => BlockError::Device(e),
+        }
+    }
+}
 
 /// Segments per indirect request the device will use, given what the backend advertises: as
 /// many as it takes up to [`MAX_INDIRECT_SEGMENTS`], or 0 (direct requests only) if that is no
@@ -307,12 +321,8 @@ impl InFlight {
 /// that fails, the pages the backend may still map are leaked rather than freed.
 #[derive(Debug)]
 pub struct BlockDevice {
-    /// Always `Some` until `drop`.
-    front: Option<BlkifFront<PageBox>>,
-    connected: bool,
-    index: u32,
-    port: Port,
-    ring_gref: GrantRef,
+    front: BlkifFront<GuestPage>,
+    conn: Connection,
     sectors: u64,
     flags: u32,
     /// Segments per indirect request (0: direct requests only).
@@ -360,23 +370,12 @@ impl BlockDevice {
         if info.kind != kind::BLOCK {
             return Err(BlockError::NoDevice);
         }
-        let page = PageBox::new();
-        let frame = page.frame();
-        let front = BlkifFront::new(page);
-        let ring_gref =
-            grant::grant_access(frame, DOMID_BACKEND, false).map_err(BlockError::Grant)?;
-        evtchn::unmask_local(Port(info.evtchn));
-        if let Err(e) = device::connect(index, &[ring_gref]) {
-            evtchn::mask(Port(info.evtchn));
-            let _ = grant::end_access(ring_gref);
-            return Err(BlockError::Device(e));
-        }
+        let mut conn = Connection::new(index, info, 1)?;
+        let front = BlkifFront::new(conn.ring(0));
+        conn.connect()?;
         Ok(BlockDevice {
-            front: Some(front),
-            connected: true,
-            index,
-            port: Port(info.evtchn),
-            ring_gref,
+            front,
+            conn,
             sectors: info.config[CONFIG_SECTORS],
             flags: info.flags,
             indirect_segments: indirect_segments(info.config[CONFIG_MAX_INDIRECT_SEGMENTS]),
@@ -428,9 +427,7 @@ impl BlockDevice {
     /// Polls the ring for a response for up to the poll time; returns whether one arrived.
     fn poll_for_response(&mut self) -> bool {
         let budget = self.poll_budget();
-        let Some(front) = self.front.as_mut() else {
-            return false;
-        };
+        let front = &mut self.front;
         if budget.is_zero() {
             return false;
         }
@@ -483,17 +480,17 @@ impl BlockDevice {
 
     /// The start-info device index.
     pub fn index(&self) -> u32 {
-        self.index
+        self.conn.index()
     }
 
     /// The device's event channel.
     pub fn port(&self) -> Port {
-        self.port
+        self.conn.port()
     }
 
     /// The ring page's grant reference.
     pub fn ring_gref(&self) -> GrantRef {
-        self.ring_gref
+        self.conn.ring_gref(0)
     }
 
     /// Requests submitted and not yet answered.
@@ -526,23 +523,23 @@ impl BlockDevice {
         self.leaked_grants
     }
 
-    fn front(&mut self) -> &mut BlkifFront<PageBox> {
-        self.front.as_mut().expect("the front exists until drop")
+    fn front(&mut self) -> &mut BlkifFront<GuestPage> {
+        &mut self.front
     }
 
-    fn front_ref(&self) -> &BlkifFront<PageBox> {
-        self.front.as_ref().expect("the front exists until drop")
+    fn front_ref(&self) -> &BlkifFront<GuestPage> {
+        &self.front
     }
 
     /// The ring, for tests that write it directly.
-    pub fn ring(&mut self) -> &mut BlkifFrontRing<PageBox> {
+    pub fn ring(&mut self) -> &mut BlkifFrontRing<GuestPage> {
         self.front().ring()
     }
 
     /// Rings the doorbell unconditionally.
     pub fn kick(&mut self) {
         self.notifies += 1;
-        evtchn::notify(self.port);
+        self.conn.notify();
     }
 
     /// Holds submissions back until [`unplug`](Self::unplug), so that a batch is published at
@@ -632,7 +629,7 @@ impl BlockDevice {
         pages: Vec<PageBox>,
         readonly_grants: bool,
         read_len: usize,
-        build: impl FnOnce(&mut BlkifFront<PageBox>, u64, &[GrantRef]) -> bool,
+        build: impl FnOnce(&mut BlkifFront<GuestPage>, u64, &[GrantRef]) -> bool,
     ) -> Result<RequestId, BlockError> {
         let grants = match Self::grant_pages(&pages, readonly_grants) {
             Ok(g) => g,
@@ -956,7 +953,7 @@ impl BlockDevice {
             }
             self.waits += 1;
             let batch = self.wake_batch();
-            let front = self.front.as_mut().expect("the front exists until drop");
+            let front = &mut self.front;
             if !timer::wait_until(deadline, || front.final_check_for_responses_after(batch)) {
                 self.reap();
                 return Ok(!self.done.is_empty());
@@ -1125,7 +1122,7 @@ impl BlockDevice {
             }
             self.waits += 1;
             let batch = self.wake_batch();
-            let front = self.front.as_mut().expect("the front exists until drop");
+            let front = &mut self.front;
             timer::wait_until(None, || front.final_check_for_responses_after(batch));
         }
     }
@@ -1171,40 +1168,36 @@ impl BlockDevice {
     }
 
     fn teardown(&mut self) -> Result<(), BlockError> {
-        if !self.connected {
-            return Ok(());
-        }
-        device::disconnect(self.index).map_err(BlockError::Device)?;
-        self.connected = false;
-        evtchn::mask(self.port);
-        // The backend has let go of everything: revoke the data grants of unanswered requests.
-        self.pages_in_flight = 0;
-        for request in core::mem::take(&mut self.in_flight) {
-            let mut ok = true;
-            for g in &request.grants {
-                ok &= grant::end_access(*g).is_ok();
-            }
-            if !ok {
-                core::mem::forget(request.pages);
-                core::mem::forget(request.index);
+        let result = self.conn.disconnect();
+        if !self.conn.is_connected() {
+            // The backend has let go of everything: revoke the data grants of unanswered
+            // requests.
+            self.pages_in_flight = 0;
+            for request in core::mem::take(&mut self.in_flight) {
+                let mut ok = true;
+                for g in &request.grants {
+                    ok &= grant::end_access(*g).is_ok();
+                }
+                if !ok {
+                    core::mem::forget(request.pages);
+                    core::mem::forget(request.index);
+                }
             }
         }
-        grant::end_access(self.ring_gref).map_err(BlockError::Grant)
+        Ok(result?)
     }
 }
 
 impl Drop for BlockDevice {
     fn drop(&mut self) {
-        let ring_revoked = self.teardown().is_ok();
-        if self.connected {
-            // The backend may still map the ring and the data pages: never free them.
+        let _ = self.teardown();
+        if self.conn.is_connected() {
+            // The backend may still map the data pages: never free them (the connection leaks
+            // the ring page).
             for request in core::mem::take(&mut self.in_flight) {
                 core::mem::forget(request.pages);
                 core::mem::forget(request.index);
             }
-        }
-        if !ring_revoked {
-            core::mem::forget(self.front.take());
         }
     }
 }

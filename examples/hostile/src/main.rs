@@ -323,7 +323,7 @@ fn request(id: u64, op: u32, gref: GrantRef, offset: u32, len: u32, value: u64) 
 }
 
 fn disconnect(r: &mut Report, case: &str, lb: Loopback) {
-    if let Err((_, e)) = lb.disconnect() {
+    if let Err(e) = lb.disconnect() {
         r.check(case, false, format_args!("disconnect: {e}"));
     }
 }

@@ -61,7 +61,7 @@ fn connect(r: &mut Report, case: &str) -> Option<Net> {
 }
 
 fn disconnect(r: &mut Report, case: &str, net: Net) {
-    if let Err((_, e)) = net.disconnect() {
+    if let Err(e) = net.disconnect() {
         r.check(case, false, format_args!("disconnect: {e}"));
     }
 }

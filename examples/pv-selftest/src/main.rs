@@ -1253,7 +1253,7 @@ fn rings(c: &mut Checks, verbose: bool) {
     evtchn::clear_handler(lb.port());
     match lb.disconnect() {
         Ok(()) => c.pass("loopback disconnect + ring end_access", format_args!("")),
-        Err((_, e)) => c.fail("loopback disconnect", format_args!("{e}")),
+        Err(e) => c.fail("loopback disconnect", format_args!("{e}")),
     }
     match Loopback::connect() {
         Ok(mut lb) => {
