@@ -1,18 +1,19 @@
-//! Event channels (docs/abi.md §7): the `event_channel_op` wrappers, the doorbell, per-port
-//! handlers, and the upcall that runs them.
+//! Event channels (docs/abi.md §7): [`Port`]s, the `event_channel_op` operations, the doorbell,
+//! per-port handlers, and the upcall that runs them.
 //!
 //! # Ports, handlers and latches
 //!
-//! A port is one bit in the shared-info page's `evtchn_pending` bitmap and one in `evtchn_mask`.
+//! A port is one bit in the shared-info page's `evtchn_pending` bitmap and one in `evtchn_mask`
+//! (which this module reaches through `page`'s view of the shared-info page, as atomics).
 //! When a port fires, the upcall handler clears its pending bit, then
 //!
 //! 1. sets the port's *latch* (a guest-private bit that [`take_event`] and
 //!    [`wait_any`](crate::timer::wait_any) consume: "this port fired since you last looked"), and
 //! 2. runs the handler registered with [`set_handler`], if any, with interrupts masked.
 //!
-//! Handlers are plain `fn(Port)`s in a static table (no allocation). They run in interrupt
-//! context: they must be short, must not block or sleep, and may print (the console falls back
-//! to polling there).
+//! Handlers are plain `fn(Port)`s in a static table (no allocation), which is locked only with
+//! interrupts masked. They run in interrupt context: they must be short, must not block or
+//! sleep, and may print (the console falls back to polling there).
 //!
 //! # Masking
 //!
@@ -37,7 +38,7 @@
 //! # Interrupts at boot
 //!
 //! The SDK boots with interrupts masked, installs the upcall gate with the rest of the IDT,
-//! finds the shared-info page (`init`), starts the console ring, and then — just before the
+//! starts event handling on the shared-info page (`init`), starts the console ring, and then — just before the
 //! guest's `main` — clears `evtchn_upcall_mask` and enables interrupts (VIF byte 1, or `sti`).
 //! `main` therefore runs with event delivery on; handlers run whenever an unmasked port fires.
 //! A newly allocated port starts unmasked; the ports the domain builder connects to backends
