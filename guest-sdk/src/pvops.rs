@@ -43,6 +43,7 @@ static IRQ_MODE: AtomicU8 = AtomicU8::new(IrqMode::None as u8);
 )]
 pub(crate) fn init(info: &StartInfo) {
     let mode = if info.flags & flags::VIF != 0 {
+        VifPage::init();
         IrqMode::Vif
     } else {
         IrqMode::Hardware

@@ -2,25 +2,39 @@
 //! flag the guest writes, byte [`PENDING`] the host's "an interrupt is held back" byte.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use parapet_abi::start_info::flags;
 use parapet_abi::start_info::vif::{IF, PENDING};
 
-/// The VIF page. Only [`VifPage::get`] makes one, from the start-info page recorded at boot, so
-/// it is the page the VMM registered with kvm_pvm, guest-writable for the guest's life.
+/// The VIF page, once [`VifPage::init`] found it; null before (and on other platforms). Only
+/// `init` stores it.
+static VIF: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The VIF page. Only [`VifPage::init`] and [`VifPage::get`] make one, from the start-info page
+/// recorded at boot, so it is the page the VMM registered with kvm_pvm, guest-writable for the
+/// guest's life.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct VifPage(NonNull<u8>);
 
 impl VifPage {
-    /// The VIF page, if start-info announces one (`flags & VIF`, on kvm_pvm); `None` before
-    /// boot, on the host and on other platforms.
-    #[inline]
-    pub(crate) fn get() -> Option<VifPage> {
+    /// Finds the VIF page, if the recorded start-info page announces one (`flags & VIF`, on
+    /// kvm_pvm), and keeps it for [`get`](Self::get), which the interrupt operations call often.
+    pub(crate) fn init() -> Option<VifPage> {
         let info = crate::start_info::try_start_info()?;
         if info.flags & flags::VIF == 0 {
             return None;
         }
-        NonNull::new(info.vif_page as *mut u8).map(VifPage)
+        let page = NonNull::new(info.vif_page as *mut u8)?;
+        VIF.store(page.as_ptr(), Ordering::Relaxed);
+        Some(VifPage(page))
+    }
+
+    /// The VIF page [`init`](Self::init) found; `None` before boot, on the host and on other
+    /// platforms.
+    #[inline]
+    pub(crate) fn get() -> Option<VifPage> {
+        NonNull::new(VIF.load(Ordering::Relaxed)).map(VifPage)
     }
 
     /// Writes the virtual interrupt flag (1 = interrupts enabled).
