@@ -189,14 +189,18 @@ impl Connection {
     }
 
     /// Unmasks the device's port and connects the device with the ring pages
-    /// (`DEVOP_connect`). The rings must be initialised. On failure the port is masked again.
-    /// Does nothing if the device is connected.
+    /// (`DEVOP_connect`). The rings must be initialised. If `DEVOP_connect` fails, the port is
+    /// masked again; more than `MAX_RINGS` rings are refused with `-EINVAL` before anything is
+    /// done. Does nothing if the device is connected.
     pub fn connect(&mut self) -> Result<(), ConnectionError> {
         if self.connected {
             return Ok(());
         }
+        let n = self.rings.len();
+        if n > MAX_RINGS {
+            return Err(ConnectionError::Device(Errno::EINVAL));
+        }
         let mut grefs = [GrantRef(0); MAX_RINGS];
-        let n = self.rings.len().min(MAX_RINGS);
         for (slot, ring) in grefs.iter_mut().zip(&self.rings) {
             *slot = ring.gref;
         }
