@@ -40,7 +40,7 @@ use pv_drivers::console::ConsoleFront;
 use spin::Mutex;
 
 use crate::evtchn::{self, Port};
-use crate::page::GuestPage;
+use crate::page::{self, GuestPage};
 use crate::time::{self, Instant};
 use crate::{hypercall, pvops, timer};
 
@@ -73,17 +73,16 @@ static FULL_WAITS: AtomicU64 = AtomicU64::new(0);
     expect(dead_code, reason = "only guest boot code calls it")
 )]
 pub(crate) fn init(info: &StartInfo) {
-    if info.console_page == 0 || info.console_evtchn == 0 || !info.console_page.is_multiple_of(4096)
-    {
+    if info.console_evtchn == 0 {
         return;
     }
-    // SAFETY: the console page is a boot page the VMM maps read/write for the guest's whole
-    // life and that nothing else in the SDK references; all access goes through `GuestPage`.
-    let page = unsafe { GuestPage::from_addr(info.console_page) };
+    let Some(page) = page::console_page() else {
+        return;
+    };
     *RING.lock() = Some(ConsoleFront::new(page));
     PORT.store(info.console_evtchn, Ordering::SeqCst);
     RING_UP.store(true, Ordering::SeqCst);
-    evtchn::unmask_local(info.console_evtchn);
+    evtchn::unmask_local(Port(info.console_evtchn));
 }
 
 /// Whether output goes through the console ring (rather than `console_io`).
@@ -95,7 +94,7 @@ pub fn ring_active() -> bool {
 pub fn port() -> Option<Port> {
     match PORT.load(Ordering::SeqCst) {
         0 => None,
-        p => Some(p),
+        p => Some(Port(p)),
     }
 }
 

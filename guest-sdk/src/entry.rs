@@ -73,7 +73,8 @@ mod kernel {
     use parapet_abi::start_info::StartInfo;
 
     use crate::{
-        console, evtchn, grant, heap, hypercall, idt, logger, paging, pvops, start_info, time,
+        console, evtchn, grant, heap, hypercall, idt, logger, paging, panic, pvops, start_info,
+        time,
     };
 
     unsafe extern "Rust" {
@@ -106,23 +107,27 @@ mod kernel {
 
     /// Brings the SDK up and runs the guest's `main`. See the module documentation.
     extern "C" fn boot(page: *const StartInfo) -> ! {
-        // SAFETY: `page` is RSI at entry, the start-info page the VMM mapped read-only for the
-        // guest's whole life and never changes after boot.
-        let info = match unsafe { start_info::init(page) } {
+        if start_info::check_pointer(page).is_err() {
+            triple_fault();
+        }
+        // SAFETY: `page` is RSI at entry, non-null and aligned (checked above): the start-info
+        // page the VMM mapped read-only for the guest's whole life and never changes after boot.
+        let info: &'static StartInfo = unsafe { &*page };
+        let info = match start_info::init(info) {
             Ok(info) => info,
             Err(_) => triple_fault(),
         };
         hypercall::init(info);
         if let Err(e) = start_info::validate(info) {
             crate::println!("parapet guest: bad start-info page: {e}");
-            pvops::crash();
+            panic::crash();
         }
         pvops::init(info);
         time::init(info);
         idt::install(info);
         let guarded = paging::unmap_stack_guard(info);
-        evtchn::init(info);
-        grant::init(info);
+        evtchn::init();
+        grant::init();
         let level = logger::level_from_cmdline(start_info::cmdline());
         logger::init(level.unwrap_or(logger::DEFAULT_LEVEL));
         heap::init(info);

@@ -1,18 +1,19 @@
-//! Event channels (docs/abi.md §7): the `event_channel_op` wrappers, the doorbell, per-port
-//! handlers, and the upcall that runs them.
+//! Event channels (docs/abi.md §7): [`Port`]s, the `event_channel_op` operations, the doorbell,
+//! per-port handlers, and the upcall that runs them.
 //!
 //! # Ports, handlers and latches
 //!
-//! A port is one bit in the shared-info page's `evtchn_pending` bitmap and one in `evtchn_mask`.
+//! A port is one bit in the shared-info page's `evtchn_pending` bitmap and one in `evtchn_mask`
+//! (which this module reaches through `page`'s view of the shared-info page, as atomics).
 //! When a port fires, the upcall handler clears its pending bit, then
 //!
 //! 1. sets the port's *latch* (a guest-private bit that [`take_event`] and
 //!    [`wait_any`](crate::timer::wait_any) consume: "this port fired since you last looked"), and
 //! 2. runs the handler registered with [`set_handler`], if any, with interrupts masked.
 //!
-//! Handlers are plain `fn(Port)`s in a static table (no allocation). They run in interrupt
-//! context: they must be short, must not block or sleep, and may print (the console falls back
-//! to polling there).
+//! Handlers are plain `fn(Port)`s in a static table (no allocation), which is locked only with
+//! interrupts masked. They run in interrupt context: they must be short, must not block or
+//! sleep, and may print (the console falls back to polling there).
 //!
 //! # Masking
 //!
@@ -37,7 +38,7 @@
 //! # Interrupts at boot
 //!
 //! The SDK boots with interrupts masked, installs the upcall gate with the rest of the IDT,
-//! finds the shared-info page (`init`), starts the console ring, and then — just before the
+//! starts event handling on the shared-info page (`init`), starts the console ring, and then — just before the
 //! guest's `main` — clears `evtchn_upcall_mask` and enables interrupts (VIF byte 1, or `sti`).
 //! `main` therefore runs with event delivery on; handlers run whenever an unmasked port fires.
 //! A newly allocated port starts unmasked; the ports the domain builder connects to backends
@@ -46,36 +47,43 @@
 //! Before boot (and on the host) the bitmap operations do nothing and the hypercalls return
 //! `-ENOSYS`.
 
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parapet_abi::Errno;
-use parapet_abi::Hypercall;
 use parapet_abi::event_channel::{
-    AllocUnbound, BindInterdomain, BindVirq, DOMID_SELF, DomId, EVTCHNOP_ALLOC_UNBOUND,
-    EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS,
-    EVTCHNOP_UNMASK, NR_PORTS, PortArg, Status, status,
+    AllocUnbound, BindInterdomain, BindVirq, DOMID_SELF, DomId, NR_PORTS, Status, status,
 };
-use parapet_abi::shared_info::{EVTCHN_WORDS, SharedInfo};
-use parapet_abi::start_info::StartInfo;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+use parapet_abi::shared_info::EVTCHN_WORDS;
+use spin::Mutex;
 
+pub use crate::cpu::X2APIC_EOI_MSR;
+use crate::page::SharedInfoPage;
 use crate::{hypercall, pvops};
 
-/// An event channel port (1 … [`NR_PORTS`]` - 1`).
-pub type Port = u32;
+/// An event-channel port: 1 … [`NR_PORTS`]` - 1` for a valid one (port 0 is never valid).
+///
+/// A typed port number, so that ports and the other numbers of the ABI (grant references,
+/// device indices, virtual IRQs) cannot be mixed up; the raw number is `.0` (what the ABI's
+/// structures, such as `DeviceInfo::evtchn`, carry). Functions of this module that take a port
+/// treat an invalid one as the ABI does: the hypercalls refuse it, the bitmap operations ignore
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct Port(pub u32);
+
+impl core::fmt::Display for Port {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// A per-port event handler. Runs in interrupt context with interrupts masked.
 pub type Handler = fn(Port);
 
-/// The x2APIC end-of-interrupt MSR.
-pub const X2APIC_EOI_MSR: u32 = 0x80b;
-
-/// The shared-info page, or null before boot.
-static SHARED: AtomicPtr<SharedInfo> = AtomicPtr::new(core::ptr::null_mut());
-/// Handlers by port, as `fn` addresses; 0 = none.
-static HANDLERS: [AtomicUsize; NR_PORTS as usize] =
-    [const { AtomicUsize::new(0) }; NR_PORTS as usize];
+/// Handlers by port. Locked only with interrupts masked (handlers run masked; thread-context
+/// users hold `pvops::irq_save`), so the lock is never contended on the one vCPU.
+static HANDLERS: Mutex<[Option<Handler>; NR_PORTS as usize]> =
+    Mutex::new([None; NR_PORTS as usize]);
 /// Ports that fired since their latch was last consumed.
 static LATCHES: [AtomicU64; EVTCHN_WORDS] = [const { AtomicU64::new(0) }; EVTCHN_WORDS];
 /// Upcalls taken.
@@ -84,78 +92,25 @@ static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 /// Whether the CPU is inside the upcall handler (or a handler run by [`unmask_local`]).
 static IN_HANDLER: AtomicBool = AtomicBool::new(false);
+/// Whether the boot code has started event handling (`init`).
+static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The event-related parts of the shared-info page, accessed atomically.
-#[derive(Clone, Copy, Debug)]
-struct Shared(NonNull<SharedInfo>);
-
-impl Shared {
-    /// # Safety
-    ///
-    /// `p` must point to a shared-info page that stays mapped read/write forever and that
-    /// anybody else (the VMM) changes only with atomic operations.
-    unsafe fn new(p: NonNull<SharedInfo>) -> Shared {
-        Shared(p)
+/// The shared-info page's event words, once event handling has started.
+fn shared() -> Option<SharedInfoPage> {
+    if !STARTED.load(Ordering::Acquire) {
+        return None;
     }
-
-    fn word(self, ptr: *mut u64) -> &'static AtomicU64 {
-        // SAFETY: `ptr` points into the 'static shared-info page (`Shared::new`'s contract),
-        // at an 8-byte aligned u64 field; concurrent access is atomic on both sides.
-        unsafe { AtomicU64::from_ptr(ptr) }
-    }
-
-    fn pending(self, w: usize) -> &'static AtomicU64 {
-        let p = self.0.as_ptr();
-        assert!(w < EVTCHN_WORDS);
-        // SAFETY: in bounds of the page (checked above); no reference is created.
-        self.word(unsafe { (&raw mut (*p).evtchn_pending).cast::<u64>().add(w) })
-    }
-
-    fn mask(self, w: usize) -> &'static AtomicU64 {
-        let p = self.0.as_ptr();
-        assert!(w < EVTCHN_WORDS);
-        // SAFETY: in bounds of the page (checked above); no reference is created.
-        self.word(unsafe { (&raw mut (*p).evtchn_mask).cast::<u64>().add(w) })
-    }
-
-    fn pending_sel(self) -> &'static AtomicU64 {
-        let p = self.0.as_ptr();
-        // SAFETY: a field of vcpu_info[0]; no reference is created.
-        self.word(unsafe { &raw mut (*p).vcpu_info[0].evtchn_pending_sel })
-    }
-
-    fn byte(self, ptr: *mut u8) -> &'static AtomicU8 {
-        // SAFETY: as in `word`; bytes need no alignment.
-        unsafe { AtomicU8::from_ptr(ptr) }
-    }
-
-    fn upcall_pending(self) -> &'static AtomicU8 {
-        let p = self.0.as_ptr();
-        // SAFETY: a field of vcpu_info[0]; no reference is created.
-        self.byte(unsafe { &raw mut (*p).vcpu_info[0].evtchn_upcall_pending })
-    }
-
-    fn upcall_mask(self) -> &'static AtomicU8 {
-        let p = self.0.as_ptr();
-        // SAFETY: a field of vcpu_info[0]; no reference is created.
-        self.byte(unsafe { &raw mut (*p).vcpu_info[0].evtchn_upcall_mask })
-    }
+    SharedInfoPage::get()
 }
 
-fn shared() -> Option<Shared> {
-    NonNull::new(SHARED.load(Ordering::Acquire)).map(|p| {
-        // SAFETY: only `init` stores a non-null value: the VMM's shared-info page.
-        unsafe { Shared::new(p) }
-    })
-}
-
-/// Records the shared-info page. Called once by the boot code (interrupts still masked).
+/// Starts event handling on the shared-info page. Called once by the boot code (interrupts
+/// still masked).
 #[cfg_attr(
     not(target_os = "none"),
     expect(dead_code, reason = "only guest boot code calls it")
 )]
-pub(crate) fn init(info: &StartInfo) {
-    SHARED.store(info.shared_info as *mut SharedInfo, Ordering::Release);
+pub(crate) fn init() {
+    STARTED.store(true, Ordering::Release);
 }
 
 /// Lets the VMM send upcalls: clears `evtchn_upcall_mask` (it does not touch the interrupt
@@ -184,25 +139,12 @@ pub fn upcall_pending() -> bool {
 }
 
 /// Splits a port into its bitmap word and bit, or `None` for port 0 and ports ≥ [`NR_PORTS`].
-fn word_bit(port: Port) -> Option<(usize, u64)> {
+fn word_bit(Port(port): Port) -> Option<(usize, u64)> {
     (port != 0 && port < NR_PORTS).then(|| ((port / 64) as usize, 1u64 << (port % 64)))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Hypercalls.
-
-/// `event_channel_op(cmd, arg)` with `arg` copied in and its output fields written back.
-///
-/// # Safety
-///
-/// `T` must be the argument structure docs/abi.md §7.1 gives for `cmd` (the VMM writes at most
-/// `size_of::<T>()` bytes at `arg`, and only for that `cmd`).
-unsafe fn op<T: IntoBytes + FromBytes + Immutable>(cmd: u64, arg: &mut T) -> Result<u64, Errno> {
-    let addr = (arg as *mut T).cast::<u8>() as u64;
-    // SAFETY: `arg` is a live, exclusively borrowed `T`; by the caller's contract the VMM
-    // accesses only that structure.
-    Errno::from_ret(unsafe { hypercall::hypercall2(Hypercall::EVENT_CHANNEL_OP, cmd, addr) })
-}
 
 /// `EVTCHNOP_alloc_unbound`: a new port that `remote_dom` may bind to (`DOMID_SELF` for a loop
 /// inside the guest). The port starts unmasked.
@@ -212,9 +154,8 @@ pub fn alloc_unbound(remote_dom: DomId) -> Result<Port, Errno> {
         remote_dom,
         port: 0,
     };
-    // SAFETY: `AllocUnbound` is the argument of EVTCHNOP_alloc_unbound.
-    unsafe { op(EVTCHNOP_ALLOC_UNBOUND, &mut arg) }?;
-    Ok(arg.port)
+    hypercall::evtchn_alloc_unbound(&mut arg)?;
+    Ok(Port(arg.port))
 }
 
 /// `EVTCHNOP_bind_interdomain`: a new local port connected to `remote_port` of `remote_dom`
@@ -223,12 +164,11 @@ pub fn bind_interdomain(remote_dom: DomId, remote_port: Port) -> Result<Port, Er
     let mut arg = BindInterdomain {
         remote_dom,
         pad: 0,
-        remote_port,
+        remote_port: remote_port.0,
         local_port: 0,
     };
-    // SAFETY: `BindInterdomain` is the argument of EVTCHNOP_bind_interdomain.
-    unsafe { op(EVTCHNOP_BIND_INTERDOMAIN, &mut arg) }?;
-    Ok(arg.local_port)
+    hypercall::evtchn_bind_interdomain(&mut arg)?;
+    Ok(Port(arg.local_port))
 }
 
 /// `EVTCHNOP_bind_virq`: a new port for virtual IRQ `virq` (see
@@ -239,31 +179,24 @@ pub fn bind_virq(virq: u32) -> Result<Port, Errno> {
         vcpu: 0,
         port: 0,
     };
-    // SAFETY: `BindVirq` is the argument of EVTCHNOP_bind_virq.
-    unsafe { op(EVTCHNOP_BIND_VIRQ, &mut arg) }?;
-    Ok(arg.port)
+    hypercall::evtchn_bind_virq(&mut arg)?;
+    Ok(Port(arg.port))
 }
 
 /// `EVTCHNOP_send`: raises the other end of `port`. Costs an exit; prefer [`notify`].
 pub fn send(port: Port) -> Result<(), Errno> {
-    let mut arg = PortArg { port };
-    // SAFETY: `PortArg` is the argument of EVTCHNOP_send.
-    unsafe { op(EVTCHNOP_SEND, &mut arg) }.map(drop)
+    hypercall::evtchn_send(port.0).map(drop)
 }
 
 /// `EVTCHNOP_close`. The handler stays registered; remove it with [`clear_handler`].
 pub fn close(port: Port) -> Result<(), Errno> {
-    let mut arg = PortArg { port };
-    // SAFETY: `PortArg` is the argument of EVTCHNOP_close.
-    unsafe { op(EVTCHNOP_CLOSE, &mut arg) }.map(drop)
+    hypercall::evtchn_close(port.0).map(drop)
 }
 
 /// `EVTCHNOP_unmask`: clears the mask bit; the VMM re-raises the port if it is pending.
 /// [`unmask_local`] does the same without a hypercall.
 pub fn unmask(port: Port) -> Result<(), Errno> {
-    let mut arg = PortArg { port };
-    // SAFETY: `PortArg` is the argument of EVTCHNOP_unmask.
-    unsafe { op(EVTCHNOP_UNMASK, &mut arg) }.map(drop)
+    hypercall::evtchn_unmask(port.0).map(drop)
 }
 
 /// What `EVTCHNOP_status` says about a port.
@@ -304,7 +237,7 @@ impl PortStatus {
             },
             status::INTERDOMAIN => PortStatus::Interdomain {
                 remote_dom: detail as DomId,
-                remote_port: (detail >> 32) as Port,
+                remote_port: Port((detail >> 32) as u32),
             },
             status::VIRQ => PortStatus::Virq(detail as u32),
             other => PortStatus::Other {
@@ -319,11 +252,10 @@ impl PortStatus {
 pub fn status(port: Port) -> Result<PortStatus, Errno> {
     let mut arg = Status {
         dom: DOMID_SELF,
-        port,
+        port: port.0,
         ..Default::default()
     };
-    // SAFETY: `Status` is the argument of EVTCHNOP_status.
-    unsafe { op(EVTCHNOP_STATUS, &mut arg) }?;
+    hypercall::evtchn_status(&mut arg)?;
     Ok(PortStatus::decode(arg.status, arg.detail))
 }
 
@@ -333,9 +265,7 @@ pub fn status(port: Port) -> Result<PortStatus, Errno> {
 /// [`send`]. Errors are ignored.
 #[inline]
 pub fn notify(port: Port) {
-    // SAFETY: the doorbell takes no pointer; the stub clobbers only RAX (declared as the
-    // result) besides what `hypercall5` already declares.
-    unsafe { hypercall::hypercall2(Hypercall::EVTCHN_NOTIFY, u64::from(port), 0) };
+    hypercall::evtchn_notify(port.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,28 +339,22 @@ pub fn event_seen(port: Port) -> bool {
 /// and registers nothing for an invalid port.
 pub fn set_handler(port: Port, handler: Handler) -> Option<Handler> {
     word_bit(port)?;
-    let old = HANDLERS[port as usize].swap(handler as usize, Ordering::SeqCst);
-    to_handler(old)
+    let _irq = pvops::irq_save();
+    HANDLERS.lock()[port.0 as usize].replace(handler)
 }
 
 /// Removes `port`'s handler and returns it.
 pub fn clear_handler(port: Port) -> Option<Handler> {
     word_bit(port)?;
-    to_handler(HANDLERS[port as usize].swap(0, Ordering::SeqCst))
+    let _irq = pvops::irq_save();
+    HANDLERS.lock()[port.0 as usize].take()
 }
 
 /// `port`'s handler.
 pub fn handler(port: Port) -> Option<Handler> {
     word_bit(port)?;
-    to_handler(HANDLERS[port as usize].load(Ordering::SeqCst))
-}
-
-fn to_handler(raw: usize) -> Option<Handler> {
-    (raw != 0).then(|| {
-        // SAFETY: every non-zero value in `HANDLERS` was stored by `set_handler` from a
-        // `Handler`, and function pointers have the size of `usize`.
-        unsafe { core::mem::transmute::<usize, Handler>(raw) }
-    })
+    let _irq = pvops::irq_save();
+    HANDLERS.lock()[port.0 as usize]
 }
 
 /// Upcalls taken since boot.
@@ -462,7 +386,7 @@ fn dispatch(port: Port) {
 /// §7.2's scan: clear `evtchn_upcall_pending`, then drain `evtchn_pending_sel` and each word's
 /// unmasked pending bits, test-and-clearing each bit before dispatching its port. Calls
 /// `on_event` for every port it takes.
-fn scan_with(sh: Shared, mut on_event: impl FnMut(Port)) {
+fn scan_with(sh: SharedInfoPage, mut on_event: impl FnMut(Port)) {
     sh.upcall_pending().store(0, Ordering::SeqCst);
     loop {
         let mut sel = sh.pending_sel().swap(0, Ordering::SeqCst);
@@ -483,32 +407,15 @@ fn scan_with(sh: Shared, mut on_event: impl FnMut(Port)) {
                 }
                 let bit = 1u64 << ready.trailing_zeros();
                 if sh.pending(w).fetch_and(!bit, Ordering::SeqCst) & bit != 0 {
-                    on_event(w as Port * 64 + ready.trailing_zeros());
+                    on_event(Port(w as u32 * 64 + ready.trailing_zeros()));
                 }
             }
         }
     }
 }
 
-fn scan(sh: Shared) {
+fn scan(sh: SharedInfoPage) {
     scan_with(sh, dispatch);
-}
-
-/// Sends the x2APIC EOI for the upcall vector.
-#[cfg(target_os = "none")]
-fn eoi() {
-    // SAFETY: WRMSR to the x2APIC EOI register with value 0 only acknowledges the interrupt in
-    // service; the VMM put the local APIC in x2APIC mode (docs/abi.md §7.2). On kvm_pvm it traps
-    // and is handled in the kernel.
-    unsafe {
-        core::arch::asm!(
-            "wrmsr",
-            in("ecx") X2APIC_EOI_MSR,
-            in("eax") 0u32,
-            in("edx") 0u32,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
 }
 
 /// The Rust half of the upcall, called by the IDT stub (`idt`) with every caller-saved
@@ -519,7 +426,7 @@ pub(crate) extern "C" fn upcall_handler() {
     // on every platform so that nothing nests. The stub sets it again just before `iretq`.
     pvops::irq_disable();
     let nested = IN_HANDLER.swap(true, Ordering::SeqCst);
-    eoi();
+    crate::cpu::x2apic_eoi();
     UPCALLS.fetch_add(1, Ordering::Relaxed);
     if let Some(sh) = shared() {
         scan(sh);
@@ -530,17 +437,13 @@ pub(crate) extern "C" fn upcall_handler() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::boxed::Box;
     use std::vec::Vec;
-    use zerocopy::FromZeros;
 
-    fn page() -> Shared {
-        let p = Box::leak(Box::new(SharedInfo::new_zeroed()));
-        // SAFETY: a leaked (hence 'static) page used only by this test.
-        unsafe { Shared::new(NonNull::from(p)) }
+    fn page() -> SharedInfoPage {
+        SharedInfoPage::leaked()
     }
 
-    fn raise(sh: Shared, port: Port) {
+    fn raise(sh: SharedInfoPage, port: Port) {
         let (w, bit) = word_bit(port).unwrap();
         let was = sh.pending(w).fetch_or(bit, Ordering::SeqCst);
         if was & bit == 0 && sh.mask(w).load(Ordering::SeqCst) & bit == 0 {
@@ -554,10 +457,10 @@ mod tests {
         let sh = page();
         sh.mask(1).store(1 << 3, Ordering::SeqCst); // port 67 masked
         for p in [5, 64, 67, 130, 4095] {
-            raise(sh, p);
+            raise(sh, Port(p));
         }
         let mut seen = Vec::new();
-        scan_with(sh, |p| seen.push(p));
+        scan_with(sh, |p| seen.push(p.0));
         assert_eq!(seen, [5, 64, 130, 4095]);
         assert_eq!(sh.upcall_pending().load(Ordering::SeqCst), 0);
         assert_eq!(sh.pending_sel().load(Ordering::SeqCst), 0);
@@ -569,12 +472,12 @@ mod tests {
     #[test]
     fn scan_picks_up_ports_raised_by_a_handler() {
         let sh = page();
-        raise(sh, 9);
+        raise(sh, Port(9));
         let mut seen = Vec::new();
         scan_with(sh, |p| {
-            seen.push(p);
-            if p == 9 {
-                raise(sh, 200);
+            seen.push(p.0);
+            if p == Port(9) {
+                raise(sh, Port(200));
             }
         });
         assert_eq!(seen, [9, 200]);
@@ -591,7 +494,7 @@ mod tests {
             PortStatus::decode(2, 1 | (12 << 32)),
             PortStatus::Interdomain {
                 remote_dom: 1,
-                remote_port: 12
+                remote_port: Port(12)
             }
         );
         assert_eq!(PortStatus::decode(4, 0), PortStatus::Virq(0));
@@ -600,16 +503,18 @@ mod tests {
     #[test]
     fn handlers_and_latches_without_a_page() {
         fn h(_: Port) {}
-        assert!(set_handler(0, h).is_none());
-        assert!(set_handler(7, h).is_none());
-        assert!(handler(7).is_some());
-        assert!(clear_handler(7).is_some());
-        assert!(!take_event(7));
-        dispatch(7);
-        assert!(event_seen(7));
-        assert!(take_event(7));
-        assert!(!take_event(7));
-        assert!(!is_pending(7));
-        assert_eq!(send(7), Err(Errno::ENOSYS));
+        let p = Port(7);
+        assert!(set_handler(Port(0), h).is_none());
+        assert!(set_handler(p, h).is_none());
+        assert!(handler(p).is_some());
+        assert!(clear_handler(p).is_some());
+        assert!(!take_event(p));
+        dispatch(p);
+        assert!(event_seen(p));
+        assert!(take_event(p));
+        assert!(!take_event(p));
+        assert!(!is_pending(p));
+        assert_eq!(send(p), Err(Errno::ENOSYS));
+        assert_eq!(alloc::format!("{p} {p:?}"), "7 Port(7)");
     }
 }

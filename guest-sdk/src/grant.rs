@@ -8,7 +8,8 @@
 //! ([`GrantError::Busy`]) while the VMM has the page mapped; the entry then stays allocated until
 //! a later `end_access` succeeds.
 //!
-//! Entry 0 is never handed out, so 0 can serve as "no grant".
+//! References are [`GrantRef`]s. Entry 0 is never handed out, so `GrantRef(0)` can serve as
+//! "no grant".
 //!
 //! A grant lets the grantee read (or write) the whole frame until it is revoked: grant only
 //! pages the caller owns and keeps alive for that long, e.g. a [`crate::page::PageBox`].
@@ -16,29 +17,45 @@
 //! [`grant_copy`] is `GNTTABOP_copy`; [`setup_table`] and [`query_size`] wrap the other two
 //! operations.
 
-use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use parapet_abi::Errno;
 use parapet_abi::event_channel::{DOMID_SELF, DomId};
 use parapet_abi::grant_table::{
-    CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTTABOP_COPY, GNTTABOP_QUERY_SIZE,
-    GNTTABOP_SETUP_TABLE, GrantEntry, GrantRef, QuerySize, SetupTable, gntst, gtf,
+    CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantEntry, QuerySize, gntst, gtf,
 };
-use parapet_abi::start_info::{PAGE_SIZE, StartInfo};
-use parapet_abi::{Errno, Hypercall};
+use parapet_abi::start_info::PAGE_SIZE;
 
+pub use crate::hypercall::grant_copy;
 pub use parapet_abi::grant_table::Copy;
 
 use crate::hypercall;
+use crate::page::GrantTable;
 
 /// The most entries this SDK manages (32 frames, what Parapet's VMM gives).
 pub const MAX_ENTRIES: usize = 16384;
 
-/// The table, or null before boot.
-static TABLE: AtomicPtr<GrantEntry> = AtomicPtr::new(core::ptr::null_mut());
 /// Entries in the table (capped at [`MAX_ENTRIES`]).
 static NR_ENTRIES: AtomicU32 = AtomicU32::new(0);
 /// Allocated entries (bit set = in use). Entry 0 is marked at init.
 static USED: [AtomicU64; MAX_ENTRIES / 64] = [const { AtomicU64::new(0) }; MAX_ENTRIES / 64];
+
+/// A grant reference: the index of an entry of this guest's grant table, which names a granted
+/// page to the grantee.
+///
+/// A typed number, so that grant references and the other numbers of the ABI (ports, frames,
+/// device indices) cannot be mixed up; the raw number is `.0` (what the ABI's structures, such as
+/// ring requests and `device::Connect`, carry). [`grant_access`] hands out valid ones;
+/// `GrantRef(0)` is never handed out and can serve as "no grant".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct GrantRef(pub u32);
+
+impl core::fmt::Display for GrantRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// Why a grant operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,13 +96,11 @@ impl core::fmt::Display for GrantError {
     not(target_os = "none"),
     expect(dead_code, reason = "only guest boot code calls it")
 )]
-pub(crate) fn init(info: &StartInfo) {
-    if info.grant_table == 0 || !info.grant_table.is_multiple_of(PAGE_SIZE) {
+pub(crate) fn init() {
+    let Some(table) = GrantTable::get() else {
         return;
-    }
-    let entries = u64::from(info.nr_grant_frames) * (PAGE_SIZE / 8);
-    let entries = entries.min(MAX_ENTRIES as u64) as u32;
-    TABLE.store(info.grant_table as *mut GrantEntry, Ordering::Release);
+    };
+    let entries = table.len().min(MAX_ENTRIES as u32);
     NR_ENTRIES.store(entries, Ordering::Release);
     USED[0].fetch_or(1, Ordering::SeqCst);
 }
@@ -95,34 +110,18 @@ pub fn nr_entries() -> u32 {
     NR_ENTRIES.load(Ordering::Acquire)
 }
 
-/// The entry of `gref` as two atomics (flags) and raw pointers (domid, frame).
-fn entry_ptr(gref: GrantRef) -> Option<*mut GrantEntry> {
-    let table = TABLE.load(Ordering::Acquire);
-    (!table.is_null() && gref < nr_entries()).then(|| table.wrapping_add(gref as usize))
-}
-
-fn flags_atomic(e: *mut GrantEntry) -> &'static AtomicU16 {
-    // SAFETY: `e` is an entry of the grant table (`entry_ptr`), guest RAM mapped read/write for
-    // the guest's life; `flags` is 2-aligned and the VMM changes it only atomically.
-    unsafe { AtomicU16::from_ptr(&raw mut (*e).flags) }
+/// The table, if `gref` is an entry inside the part this SDK manages.
+fn table_for(GrantRef(gref): GrantRef) -> Option<GrantTable> {
+    if gref < nr_entries() {
+        GrantTable::get()
+    } else {
+        None
+    }
 }
 
 /// A snapshot of entry `gref` (any entry inside the table), or `None` outside it.
 pub fn entry(gref: GrantRef) -> Option<GrantEntry> {
-    let e = entry_ptr(gref)?;
-    let flags = flags_atomic(e).load(Ordering::SeqCst);
-    // SAFETY: as in `flags_atomic`; volatile because the entry is shared with the VMM.
-    let (domid, frame) = unsafe {
-        (
-            (&raw const (*e).domid).read_volatile(),
-            (&raw const (*e).frame).read_volatile(),
-        )
-    };
-    Some(GrantEntry {
-        flags,
-        domid,
-        frame,
-    })
+    table_for(gref)?.read(gref.0)
 }
 
 /// Takes a free entry, leaving it invalid (flags 0). Use [`set_entry`] to fill it, and
@@ -144,7 +143,7 @@ pub fn reserve() -> Result<GrantRef, GrantError> {
                 break;
             }
             match word.compare_exchange(cur, cur | 1 << b, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return Ok((w * 64 + b) as GrantRef),
+                Ok(_) => return Ok(GrantRef((w * 64 + b) as u32)),
                 Err(now) => cur = now,
             }
         }
@@ -152,7 +151,7 @@ pub fn reserve() -> Result<GrantRef, GrantError> {
     Err(GrantError::NoFreeEntries)
 }
 
-fn is_allocated(gref: GrantRef) -> bool {
+fn is_allocated(GrantRef(gref): GrantRef) -> bool {
     gref != 0
         && gref < nr_entries()
         && USED[gref as usize / 64].load(Ordering::SeqCst) & (1 << (gref % 64)) != 0
@@ -164,15 +163,9 @@ pub fn set_entry(gref: GrantRef, frame: u32, domid: DomId, flags: u16) -> Result
     if !is_allocated(gref) {
         return Err(GrantError::BadRef);
     }
-    let e = entry_ptr(gref).ok_or(GrantError::BadRef)?;
-    // SAFETY: as in `flags_atomic`.
-    unsafe {
-        (&raw mut (*e).frame).write_volatile(frame);
-        (&raw mut (*e).domid).write_volatile(domid);
-    }
-    fence(Ordering::Release);
-    flags_atomic(e).store(flags, Ordering::SeqCst);
-    Ok(())
+    table_for(gref)
+        .and_then(|table| table.write(gref.0, frame, domid, flags))
+        .ok_or(GrantError::BadRef)
 }
 
 /// Grants `domid` access to frame `frame` (GPA / 4096), read-only if `readonly`, and returns
@@ -193,7 +186,9 @@ pub fn end_access(gref: GrantRef) -> Result<(), GrantError> {
     if !is_allocated(gref) {
         return Err(GrantError::BadRef);
     }
-    let flags = flags_atomic(entry_ptr(gref).ok_or(GrantError::BadRef)?);
+    let flags = table_for(gref)
+        .and_then(|table| table.flags(gref.0))
+        .ok_or(GrantError::BadRef)?;
     let mut cur = flags.load(Ordering::SeqCst);
     loop {
         if cur & (gtf::READING | gtf::WRITING) != 0 {
@@ -204,7 +199,7 @@ pub fn end_access(gref: GrantRef) -> Result<(), GrantError> {
             Err(now) => cur = now,
         }
     }
-    USED[gref as usize / 64].fetch_and(!(1 << (gref % 64)), Ordering::SeqCst);
+    USED[gref.0 as usize / 64].fetch_and(!(1 << (gref.0 % 64)), Ordering::SeqCst);
     Ok(())
 }
 
@@ -216,7 +211,7 @@ pub fn in_use(gref: GrantRef) -> bool {
 /// One side of a [`Copy`](struct@Copy): grant reference `gref` of this guest's table at `offset`.
 pub fn copy_gref(gref: GrantRef, offset: u16) -> CopyPtr {
     CopyPtr {
-        u: u64::from(gref),
+        u: u64::from(gref.0),
         domid: DOMID_SELF,
         offset,
         pad: 0,
@@ -259,73 +254,65 @@ pub fn copy_op(
     }
 }
 
-/// `GNTTABOP_copy`: runs every element of `ops` (at most 64) and stores each one's `GNTST_*`
-/// code in its `status`. Returns the hypercall's own result (`-EFAULT`, `-E2BIG`).
-///
-/// # Safety
-///
-/// Every destination the VMM will write (a local frame, or the frame behind a destination
-/// grant) must be memory the caller may have written at this point.
-pub unsafe fn grant_copy(ops: &mut [Copy]) -> Result<(), Errno> {
-    let (addr, count) = (ops.as_mut_ptr() as u64, ops.len() as u64);
-    // SAFETY: the VMM writes the `status` fields of `ops`, which we borrow mutably, and the
-    // destinations, which the caller vouches for.
-    let ret =
-        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_COPY, addr, count) };
-    Errno::from_ret(ret).map(drop)
-}
-
 /// Copies `dst.len()` bytes from offset `offset` of the page granted by `gref` into `dst`, with
 /// `GNTTABOP_copy` (the VMM reads the grant with the backend's rights). `dst` may span pages.
 pub fn copy_from_gref(gref: GrantRef, offset: usize, dst: &mut [u8]) -> Result<(), GrantError> {
-    // SAFETY: the VMM writes only into `dst`, which we borrow mutably for the call.
-    unsafe { copy_with_gref(gref, offset, dst.as_mut_ptr() as u64, dst.len(), false) }
+    check_copy_range(offset, dst.len())?;
+    let mut done = 0;
+    for chunk in page_chunks(dst.as_ptr() as u64, dst.len()) {
+        let at = (offset + done) as u16;
+        let status = hypercall::grant_copy_from_gref(gref.0, at, &mut dst[done..done + chunk])
+            .map_err(GrantError::Hypercall)?;
+        copy_status(status)?;
+        done += chunk;
+    }
+    Ok(())
 }
 
 /// Copies `src` to offset `offset` of the page granted by `gref`, with `GNTTABOP_copy` (the VMM
 /// writes through the grant with the backend's rights, so a read-only grant is refused).
 pub fn copy_to_gref(gref: GrantRef, offset: usize, src: &[u8]) -> Result<(), GrantError> {
-    // SAFETY: the VMM only reads `src`; it writes only into the page granted by `gref`, which its
-    // granter has made available to be written through the grant.
-    unsafe { copy_with_gref(gref, offset, src.as_ptr() as u64, src.len(), true) }
+    check_copy_range(offset, src.len())?;
+    let mut done = 0;
+    for chunk in page_chunks(src.as_ptr() as u64, src.len()) {
+        let at = (offset + done) as u16;
+        let status = hypercall::grant_copy_to_gref(&src[done..done + chunk], gref.0, at)
+            .map_err(GrantError::Hypercall)?;
+        copy_status(status)?;
+        done += chunk;
+    }
+    Ok(())
 }
 
-/// Copies `len` bytes between local memory at `addr` and offset `offset` of the page granted by
-/// `gref` (to the grant if `to_gref`), one `GNTTABOP_copy` per local page the range touches.
-///
-/// # Safety
-///
-/// `[addr, addr + len)` must be memory the caller may read, and, unless `to_gref`, write.
-unsafe fn copy_with_gref(
-    gref: GrantRef,
-    offset: usize,
-    addr: u64,
-    len: usize,
-    to_gref: bool,
-) -> Result<(), GrantError> {
+/// Refuses a copy of `len` bytes at `offset` of a granted page that does not fit in the page.
+fn check_copy_range(offset: usize, len: usize) -> Result<(), GrantError> {
     if offset
         .checked_add(len)
         .is_none_or(|end| end > PAGE_SIZE as usize)
     {
         return Err(GrantError::Status(gntst::BAD_COPY_ARG));
     }
+    Ok(())
+}
+
+/// The lengths of the pieces of `[addr, addr + len)` that lie in one local page each, in order:
+/// one `GNTTABOP_copy` each.
+fn page_chunks(addr: u64, len: usize) -> impl Iterator<Item = usize> {
     let mut done = 0;
-    while done < len {
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
         let at = addr + done as u64;
         let chunk = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
-        let local = copy_frame(at / PAGE_SIZE, (at % PAGE_SIZE) as u16);
-        let granted = copy_gref(gref, (offset + done) as u16);
-        let mut op = [if to_gref {
-            copy_op(local, false, granted, true, chunk as u16)
-        } else {
-            copy_op(granted, true, local, false, chunk as u16)
-        }];
-        // SAFETY: the local side is `chunk` bytes inside the caller's range (see `# Safety`).
-        unsafe { grant_copy(&mut op) }.map_err(GrantError::Hypercall)?;
-        if op[0].status != gntst::OKAY {
-            return Err(GrantError::Status(op[0].status));
-        }
         done += chunk;
+        Some(chunk)
+    })
+}
+
+fn copy_status(status: i16) -> Result<(), GrantError> {
+    if status != gntst::OKAY {
+        return Err(GrantError::Status(status));
     }
     Ok(())
 }
@@ -336,11 +323,7 @@ pub fn query_size() -> Result<(u32, u32), GrantError> {
         dom: DOMID_SELF,
         ..Default::default()
     };
-    let addr = (&raw mut q) as u64;
-    // SAFETY: the VMM reads and writes the `QuerySize` at `addr`, which we own.
-    let ret =
-        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_QUERY_SIZE, addr, 1) };
-    Errno::from_ret(ret).map_err(GrantError::Hypercall)?;
+    hypercall::grant_query_size(&mut q).map_err(GrantError::Hypercall)?;
     if q.status != gntst::OKAY {
         return Err(GrantError::Status(q.status));
     }
@@ -349,20 +332,9 @@ pub fn query_size() -> Result<(u32, u32), GrantError> {
 
 /// `GNTTABOP_setup_table`: fills `frames` with the table's first `frames.len()` frame numbers.
 pub fn setup_table(frames: &mut [u64]) -> Result<(), GrantError> {
-    let mut s = SetupTable {
-        dom: DOMID_SELF,
-        nr_frames: frames.len() as u32,
-        frame_list: frames.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    let addr = (&raw mut s) as u64;
-    // SAFETY: the VMM reads and writes the `SetupTable` at `addr` and writes at most
-    // `nr_frames` u64s to `frame_list`, i.e. into `frames`, which we borrow mutably.
-    let ret =
-        unsafe { hypercall::hypercall3(Hypercall::GRANT_TABLE_OP, GNTTABOP_SETUP_TABLE, addr, 1) };
-    Errno::from_ret(ret).map_err(GrantError::Hypercall)?;
-    if s.status != gntst::OKAY {
-        return Err(GrantError::Status(s.status));
+    let status = hypercall::grant_setup_table(DOMID_SELF, frames).map_err(GrantError::Hypercall)?;
+    if status != gntst::OKAY {
+        return Err(GrantError::Status(status));
     }
     Ok(())
 }
@@ -376,22 +348,39 @@ mod tests {
         assert_eq!(reserve(), Err(GrantError::NoTable));
         assert_eq!(grant_access(0x200, 0, false), Err(GrantError::NoTable));
         assert_eq!(grant_access(1 << 40, 0, false), Err(GrantError::BadFrame));
-        assert_eq!(end_access(5), Err(GrantError::BadRef));
-        assert!(entry(0).is_none());
+        assert_eq!(end_access(GrantRef(5)), Err(GrantError::BadRef));
+        assert!(entry(GrantRef(0)).is_none());
+        assert!(!in_use(GrantRef(1)));
+        assert_eq!(
+            alloc::format!("{} {:?}", GrantRef(3), GrantRef(3)),
+            "3 GrantRef(3)"
+        );
         assert_eq!(query_size(), Err(GrantError::Hypercall(Errno::ENOSYS)));
         let mut buf = [0u8; 8];
         assert_eq!(
-            copy_from_gref(1, 4090, &mut buf),
+            copy_from_gref(GrantRef(1), 4090, &mut buf),
             Err(GrantError::Status(gntst::BAD_COPY_ARG))
         );
     }
 
     #[test]
     fn copy_ops_set_the_gref_flags() {
-        let op = copy_op(copy_gref(3, 8), true, copy_frame(0x300, 0), false, 16);
+        let op = copy_op(
+            copy_gref(GrantRef(3), 8),
+            true,
+            copy_frame(0x300, 0),
+            false,
+            16,
+        );
         assert_eq!(op.flags, GNTCOPY_SOURCE_GREF);
         assert_eq!((op.source.u, op.source.offset, op.dest.u), (3, 8, 0x300));
-        let op = copy_op(copy_frame(0x300, 0), false, copy_gref(3, 0), true, 16);
+        let op = copy_op(
+            copy_frame(0x300, 0),
+            false,
+            copy_gref(GrantRef(3), 0),
+            true,
+            16,
+        );
         assert_eq!(op.flags, GNTCOPY_DEST_GREF);
     }
 }

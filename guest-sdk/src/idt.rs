@@ -194,7 +194,7 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
     let _ = write_fault_report(&mut line, &report);
     let _ = core::fmt::Write::write_fmt(&mut line, format_args!("SCHEDOP_fault failed: {err}\n"));
     line.flush_emergency();
-    crate::pvops::crash()
+    crate::panic::crash()
 }
 
 #[cfg(target_os = "none")]
@@ -514,18 +514,7 @@ pub fn interrupt_handler(vector: u8) -> Option<InterruptHandler> {
 #[cfg(target_os = "none")]
 extern "C" fn interrupt_dispatch(vector: u64) {
     crate::pvops::irq_disable();
-    // SAFETY: WRMSR to the x2APIC EOI register with value 0 only acknowledges the interrupt in
-    // service; the VMM put the local APIC in x2APIC mode (docs/abi.md §7.2). On kvm_pvm it traps
-    // and is handled in the kernel.
-    unsafe {
-        core::arch::asm!(
-            "wrmsr",
-            in("ecx") crate::evtchn::X2APIC_EOI_MSR,
-            in("eax") 0u32,
-            in("edx") 0u32,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
+    crate::cpu::x2apic_eoi();
     if let Some(handler) = interrupt_handler(vector as u8) {
         handler(vector as u8);
     }

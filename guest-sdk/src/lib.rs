@@ -29,27 +29,59 @@
 //! with that file, in which plain `cargo run` boots the guest with `parapet run` (README,
 //! "Writing your own guest").
 //!
-//! The rest of the SDK is a set of small modules with one job each:
+//! The rest of the SDK is a set of small modules with one job each, listed bottom-up (see
+//! [Layers](#layers)):
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`hypercall`] | raw hypercalls through the hypercall page and typed, safe wrappers |
-//! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, stopping |
-//! | [`evtchn`] | event channels: `event_channel_op`, the doorbell, handlers, the upcall |
-//! | [`timer`] | one-shot and periodic timers, waiting on several event sources |
-//! | [`grant`] | the grant table: granting and revoking pages, `GNTTABOP_copy` |
-//! | [`device`] | split-driver devices: discovery, `device_op` connect/disconnect |
-//! | [`page`] | pages shared with the VMM (`pv_drivers::shared::SharedPage` implementations) |
-//! | [`loopback`] | the loopback test device's frontend, connected and driven |
-//! | [`net`] | PV network interfaces: packet pools, send/receive/wait; with the `smoltcp` feature, smoltcp's `phy::Device` |
-//! | [`block`] | PV block devices: sector reads, writes, flushes and discards, several in flight; with the `embedded-sdmmc` feature, a FAT file system on them |
+//! | [`start_info`] | the start-info page the VMM passed at entry; the command line |
+//! | `cpu` (private) | the x86 instructions the SDK executes (`cli`/`sti`, RFLAGS.IF, `rdtsc`, x2APIC EOI) as safe functions |
+//! | [`hypercall`] | a typed, safe wrapper for every hypercall the SDK makes; [`hypercall::raw`] only for testing hostile inputs |
+//! | [`heap`] | the global allocator over the largest usable memory region |
+//! | [`paging`] | the stack guard page in the builder's page tables |
+//! | [`page`] | memory shared with the VMM: [`page::PageBox`], [`page::GuestPage`] (`pv_drivers::shared::SharedPage` implementations), and safe views of the shared-info page, the grant table and the VIF page |
+//! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, powering off |
+//! | [`time`] | a monotonic clock from the PV clock, the wall clock |
+//! | [`grant`] | the grant table: [`grant::GrantRef`]s, granting and revoking pages, `GNTTABOP_copy` |
+//! | [`evtchn`] | event channels: [`evtchn::Port`]s, `event_channel_op`, the doorbell, handlers, the upcall |
+//! | [`timer`] | one-shot and periodic timers, [`timer::sleep`], waiting on several event sources |
 //! | [`console`] | [`print!`]/[`println!`] over the console ring, input, emergency `console_io` |
 //! | [`logger`] | a `log` crate backend over the console |
-//! | [`time`] | a monotonic clock from the PV clock, [`time::sleep`] |
-//! | [`mod@panic`] | the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
-//! | [`heap`] | the global allocator over the largest usable memory region |
+//! | [`mod@panic`] | [`crash`], and the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
 //! | [`idt`] | exception stubs that report every CPU exception to the VMM; handlers for interrupt vectors |
-//! | [`paging`] | the stack guard page in the builder's page tables |
+//! | [`device`] | split-driver devices: discovery, `device_op`, and [`device::Connection`], the connection (ring pages granted to the backend, the event channel, disconnect on drop) every frontend below is built on |
+//! | [`loopback`] | the loopback test device's frontend, connected and driven |
+//! | [`block`] | PV block devices: sector reads, writes, flushes and discards, several in flight; with the `embedded-sdmmc` feature, a FAT file system on them |
+//! | [`net`] | PV network interfaces: packet pools, send/receive/wait; with the `smoltcp` feature, smoltcp's `phy::Device` |
+//! | [`mod@entry`] | the kernel around `main`: `_start`, boot, power-off |
+//!
+//! # Layers
+//!
+//! The modules form layers, and a module uses (`use crate::…`, or a `crate::…` path) only
+//! modules of the layers below its own, never one of its own layer or above, so the SDK reads
+//! bottom-up and has no import cycles. The crate's `tests/layering.rs` checks the sources
+//! against this table.
+//!
+//! | layer | modules | what they use |
+//! |---|---|---|
+//! | 0 | [`start_info`], `cpu`, [`hypercall`], [`heap`], [`paging`] | nothing of the SDK |
+//! | 1 | [`page`] | `start_info` (the boot pages it names), `cpu` |
+//! | 2 | [`pvops`], [`time`], [`grant`] | `page` (the VIF page, the PV clock, the grant table), `cpu`, `hypercall` |
+//! | 3 | [`evtchn`] | `page` (the event bitmaps), `pvops`, `hypercall`, `cpu` |
+//! | 4 | [`timer`] | `evtchn` (`VIRQ_TIMER`, port latches), `time`, `pvops`, `hypercall` |
+//! | 5 | [`console`] | `timer` (blocking waits), `evtchn`, `time`, `pvops`, `page`, `hypercall` |
+//! | 6 | [`logger`], [`mod@panic`], [`device`] | `logger`: `console`, `start_info`; `panic`: `console`, `hypercall`; `device`: `evtchn`, `grant`, `page`, `hypercall`, `start_info` |
+//! | 7 | [`idt`], [`loopback`], [`block`], [`net`] | `idt`: `panic`, `console`, `evtchn`, `pvops`, `hypercall`, `cpu`; the drivers: `device`, `timer`, `time`, `evtchn`, `grant`, `page` (`net` also `start_info`) |
+//! | 8 | [`mod@entry`] | everything it starts at boot |
+//!
+//! So stopping the domain as crashed, which drains the console first, is [`crash`] in
+//! [`mod@panic`], above the console, rather than in [`pvops`]; and sleeping, which needs the
+//! timers, is [`timer::sleep`] rather than part of [`time`].
+//!
+//! `unsafe` code lives only in `cpu`, [`hypercall`], [`heap`], [`paging`], [`page`], [`idt`]
+//! and [`mod@entry`]: the instructions, the hypercall page, the allocator, the page tables,
+//! memory shared with the VMM, the IDT and the boot code. Every other module is safe code
+//! over their safe APIs. Every `unsafe` block carries a `// SAFETY:` comment.
 //!
 //! The ABI itself (numbers, structures, constants) lives in [`parapet_abi`], re-exported as
 //! [`abi`].
@@ -64,6 +96,7 @@ pub use parapet_abi as abi;
 
 pub mod block;
 pub mod console;
+mod cpu;
 pub mod device;
 pub mod entry;
 pub mod evtchn;
@@ -82,4 +115,5 @@ pub mod start_info;
 pub mod time;
 pub mod timer;
 
-pub use pvops::{crash, poweroff};
+pub use panic::crash;
+pub use pvops::poweroff;

@@ -1,6 +1,6 @@
 //! The loopback device's frontend glue (docs/abi.md §10.1; `parapet run --loopback`): a
-//! [`pv_drivers::loopback::LoopbackFront`] on a heap page, granted, connected, and driven with
-//! the event channel.
+//! [`pv_drivers::loopback::LoopbackFront`] on the ring page of a [`device::Connection`], driven
+//! with the device's event channel.
 //!
 //! ```ignore
 //! let mut lb = Loopback::connect()?;
@@ -8,26 +8,29 @@
 //! let rsp = lb.wait_response();
 //! lb.disconnect()?;
 //! ```
+//!
+//! The ring page, its grant and the port are a [`device::Connection`].
 
 use parapet_abi::Errno;
 use parapet_abi::device::kind;
-use parapet_abi::event_channel::DOMID_BACKEND;
-use parapet_abi::grant_table::GrantRef;
 use parapet_abi::loopback::{LoopbackRequest, LoopbackResponse};
 use pv_drivers::loopback::{LoopbackFront, LoopbackFrontRing};
 use pv_drivers::ring::RingFull;
 
-use crate::evtchn::{self, Port};
-use crate::grant::{self, GrantError};
-use crate::page::PageBox;
-use crate::{device, timer};
+use crate::device::{self, Connection, ConnectionError};
+use crate::evtchn::Port;
+use crate::grant::{GrantError, GrantRef};
+use crate::page::GuestPage;
+use crate::timer;
 
 /// Why the loopback device could not be set up or torn down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoopbackError {
     /// Start-info lists no loopback device (run with `--loopback`).
     NoDevice,
-    /// Granting the ring page failed.
+    /// The heap has no room for the ring page.
+    NoMemory,
+    /// Granting or revoking the ring page failed.
     Grant(GrantError),
     /// `device_op` failed.
     Device(Errno),
@@ -37,48 +40,45 @@ impl core::fmt::Display for LoopbackError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             LoopbackError::NoDevice => f.write_str("no loopback device (run with --loopback)"),
+            LoopbackError::NoMemory => f.write_str("out of memory for the ring page"),
             LoopbackError::Grant(e) => write!(f, "ring grant: {e}"),
             LoopbackError::Device(e) => write!(f, "device_op: {e}"),
         }
     }
 }
 
-/// A connected loopback device. Dropping it disconnects the device and revokes the ring grant;
-/// if that fails, the ring page is leaked rather than freed under the backend's mapping.
+impl From<ConnectionError> for LoopbackError {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::NoMemory => LoopbackError::NoMemory,
+            ConnectionError::Grant(e) => LoopbackError::Grant(e),
+            ConnectionError::Device(e) => LoopbackError::Device(e),
+        }
+    }
+}
+
+/// A connected loopback device. Dropping it disconnects the device and revokes the ring grant
+/// (its [`Connection`]); if that fails, the ring page is leaked rather than freed under the
+/// backend's mapping.
 #[derive(Debug)]
 pub struct Loopback {
-    /// Always `Some` until `drop`.
-    front: Option<LoopbackFront<PageBox>>,
-    connected: bool,
-    index: u32,
-    port: Port,
-    gref: GrantRef,
+    front: LoopbackFront<GuestPage>,
+    conn: Connection,
     notifies: u64,
     waits: u64,
 }
 
 impl Loopback {
-    /// Finds the loopback device, initialises a ring page, grants it to the backend, unmasks
-    /// the device's port and connects.
+    /// Finds the loopback device, grants a ring page to the backend, initialises the ring,
+    /// unmasks the device's port and connects.
     pub fn connect() -> Result<Loopback, LoopbackError> {
         let (index, info) = device::find(kind::LOOPBACK).ok_or(LoopbackError::NoDevice)?;
-        let page = PageBox::new();
-        let frame = page.frame();
-        let front = LoopbackFront::new(page);
-        let gref =
-            grant::grant_access(frame, DOMID_BACKEND, false).map_err(LoopbackError::Grant)?;
-        evtchn::unmask_local(info.evtchn);
-        if let Err(e) = device::connect(index, &[gref]) {
-            evtchn::mask(info.evtchn);
-            let _ = grant::end_access(gref);
-            return Err(LoopbackError::Device(e));
-        }
+        let mut conn = Connection::new(index, info, 1)?;
+        let front = LoopbackFront::new(conn.ring(0));
+        conn.connect()?;
         Ok(Loopback {
-            front: Some(front),
-            connected: true,
-            index,
-            port: info.evtchn,
-            gref,
+            front,
+            conn,
             notifies: 0,
             waits: 0,
         })
@@ -86,25 +86,25 @@ impl Loopback {
 
     /// The device index.
     pub fn index(&self) -> u32 {
-        self.index
+        self.conn.index()
     }
 
     /// The device's event channel.
     pub fn port(&self) -> Port {
-        self.port
+        self.conn.port()
     }
 
     /// The ring page's grant reference.
     pub fn ring_gref(&self) -> GrantRef {
-        self.gref
+        self.conn.ring_gref(0)
     }
 
-    fn front(&mut self) -> &mut LoopbackFront<PageBox> {
-        self.front.as_mut().expect("the front exists until drop")
+    fn front(&mut self) -> &mut LoopbackFront<GuestPage> {
+        &mut self.front
     }
 
     /// The ring, for batches: push several requests, then [`Loopback::commit`].
-    pub fn ring(&mut self) -> &mut LoopbackFrontRing<PageBox> {
+    pub fn ring(&mut self) -> &mut LoopbackFrontRing<GuestPage> {
         self.front().ring()
     }
 
@@ -118,7 +118,7 @@ impl Loopback {
     /// Rings the doorbell unconditionally.
     pub fn kick(&mut self) {
         self.notifies += 1;
-        evtchn::notify(self.port);
+        self.conn.notify();
     }
 
     /// Pushes and publishes one request (notifying if needed).
@@ -173,32 +173,9 @@ impl Loopback {
         self.waits
     }
 
-    /// Disconnects, masks the port and revokes the ring grant. On failure the device is left
-    /// as it is and returned with the error.
-    pub fn disconnect(mut self) -> Result<(), (Loopback, LoopbackError)> {
-        match self.teardown() {
-            Ok(()) => Ok(()),
-            Err(e) => Err((self, e)),
-        }
-    }
-
-    fn teardown(&mut self) -> Result<(), LoopbackError> {
-        if !self.connected {
-            return Ok(());
-        }
-        device::disconnect(self.index).map_err(LoopbackError::Device)?;
-        evtchn::mask(self.port);
-        grant::end_access(self.gref).map_err(LoopbackError::Grant)?;
-        self.connected = false;
-        Ok(())
-    }
-}
-
-impl Drop for Loopback {
-    fn drop(&mut self) {
-        if self.teardown().is_err() {
-            // The backend may still map the ring page: never give it back to the heap.
-            core::mem::forget(self.front.take());
-        }
+    /// Disconnects, masks the port and revokes the ring grant ([`Connection::disconnect`]). On
+    /// failure the ring page, which the backend may still map, is leaked.
+    pub fn disconnect(mut self) -> Result<(), LoopbackError> {
+        Ok(self.conn.disconnect()?)
     }
 }

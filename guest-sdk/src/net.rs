@@ -43,18 +43,18 @@ use core::fmt;
 use parapet_abi::Errno;
 use parapet_abi::device::kind;
 use parapet_abi::event_channel::DOMID_BACKEND;
-use parapet_abi::grant_table::GrantRef;
 use parapet_abi::netif::{
     CONFIG_MAC, CONFIG_MTU, NETIF_MAX_PACKET, NETIF_RSP_OKAY, NetifTxRequest, RING_RX, RING_TX,
 };
 use pv_drivers::netif::{MAX_IDS, NetifFront, RxCompletion, RxPacket};
 use pv_drivers::shared::SharedPage;
 
+use crate::device::{self, Connection, ConnectionError};
 use crate::evtchn::{self, Port};
-use crate::grant::{self, GrantError};
+use crate::grant::{self, GrantError, GrantRef};
 use crate::page::{GuestPage, PageBox};
 use crate::time::Instant;
-use crate::{device, timer};
+use crate::timer;
 
 /// Ethernet header bytes (destination, source, type).
 pub const ETHERNET_HEADER: usize = 14;
@@ -74,6 +74,16 @@ pub enum NetError {
     Grant(GrantError),
     /// `device_op` failed.
     Device(Errno),
+}
+
+impl From<ConnectionError> for NetError {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::NoMemory => NetError::NoMemory,
+            ConnectionError::Grant(e) => NetError::Grant(e),
+            ConnectionError::Device(e) => NetError::Device(e),
+        }
+    }
 }
 
 impl fmt::Display for NetError {
@@ -239,7 +249,7 @@ impl Link {
         while let Some(id) = self.rx_idle.pop() {
             if self
                 .front
-                .post_rx(id, self.rx_pages[usize::from(id)].gref)
+                .post_rx(id, self.rx_pages[usize::from(id)].gref.0)
                 .is_err()
             {
                 break;
@@ -292,7 +302,7 @@ impl Link {
         let page = &self.tx_pages[usize::from(id)];
         page.page.write(0, &self.tx_frame[..len]);
         let request = NetifTxRequest {
-            gref: page.gref,
+            gref: page.gref.0,
             offset: 0,
             flags: 0,
             id,
@@ -314,9 +324,7 @@ pub struct Net {
     link: Link,
     /// The frame a receive token hands out.
     rx_frame: Box<[u8; NETIF_MAX_PACKET]>,
-    ring_pages: Vec<Buffer>,
-    connected: bool,
-    index: u32,
+    conn: Connection,
     mac: [u8; 6],
     mtu: usize,
 }
@@ -343,19 +351,13 @@ impl Net {
             0 => NETIF_MAX_PACKET,
             ip_mtu => (ip_mtu as usize + ETHERNET_HEADER).min(NETIF_MAX_PACKET),
         };
-        // Pools first: on failure, `release` revokes what was granted.
-        let mut ring_pages = Vec::new();
+        // The rings first (initialised by `NetifFront::new` before the backend may use them:
+        // only `DEVOP_connect` hands them over), then the pools. On failure, dropping `conn`
+        // revokes the ring grants, `release` those of the pools.
+        let mut conn = Connection::new(index, info, 2)?;
         let mut rx_pages = Vec::new();
         let mut tx_pages = Vec::new();
         let built = (|| {
-            for _ in 0..2 {
-                let page = PageBox::try_new().ok_or(NetError::NoMemory)?;
-                // The rings are initialised (by `NetifFront::new`) before the backend may use
-                // them: only `DEVOP_connect` hands them over.
-                let gref = grant::grant_access(page.frame(), DOMID_BACKEND, false)
-                    .map_err(NetError::Grant)?;
-                ring_pages.push(Buffer { page, gref });
-            }
             for _ in 0..config.rx_buffers {
                 rx_pages.push(Buffer::new(false)?);
             }
@@ -365,15 +367,14 @@ impl Net {
             Ok(())
         })();
         if let Err(e) = built {
-            release(&mut ring_pages);
             release(&mut rx_pages);
             release(&mut tx_pages);
             return Err(e);
         }
-        let front = NetifFront::new(ring_pages[0].page.page(), ring_pages[1].page.page());
+        let front = NetifFront::new(conn.ring(RING_TX), conn.ring(RING_RX));
         let mut link = Link {
             front,
-            port: info.evtchn,
+            port: conn.port(),
             tx_free: (0..config.tx_buffers).rev().collect(),
             tx_len: alloc::vec![0; tx_pages.len()],
             tx_pages,
@@ -385,27 +386,22 @@ impl Net {
         };
         while let Some(id) = link.rx_idle.pop() {
             let gref = link.rx_pages[usize::from(id)].gref;
-            link.front.post_rx(id, gref).expect("at most one ring");
+            link.front.post_rx(id, gref.0).expect("at most one ring");
         }
         let _ = link.front.commit();
-        let mut grefs = [0; 2];
-        grefs[RING_TX] = ring_pages[0].gref;
-        grefs[RING_RX] = ring_pages[1].gref;
-        evtchn::unmask_local(info.evtchn);
+        if let Err(e) = conn.connect() {
+            // Dropping `link` revokes nothing: release the pools here (`conn` its rings).
+            release(&mut link.rx_pages);
+            release(&mut link.tx_pages);
+            return Err(e.into());
+        }
         let mut net = Net {
             link,
             rx_frame: Box::new([0; NETIF_MAX_PACKET]),
-            ring_pages,
-            connected: false,
-            index,
+            conn,
             mac,
             mtu,
         };
-        if let Err(e) = device::connect(index, &grefs) {
-            evtchn::mask(info.evtchn);
-            return Err(NetError::Device(e)); // `drop` revokes the grants
-        }
-        net.connected = true;
         // The backend serves what was published before it attached; a kick costs nothing here.
         net.link.kick();
         Ok(net)
@@ -413,7 +409,7 @@ impl Net {
 
     /// The device index.
     pub fn index(&self) -> u32 {
-        self.index
+        self.conn.index()
     }
 
     /// The device's event channel.
@@ -433,7 +429,7 @@ impl Net {
 
     /// The grant references of the ring pages: `[tx, rx]`.
     pub fn ring_grefs(&self) -> [GrantRef; 2] {
-        [self.ring_pages[0].gref, self.ring_pages[1].gref]
+        [self.conn.ring_gref(RING_TX), self.conn.ring_gref(RING_RX)]
     }
 
     /// The counters.
@@ -528,25 +524,21 @@ impl Net {
         }
     }
 
-    /// Disconnects, masks the port and revokes every grant. On failure the device is left as it
-    /// is and returned (boxed) with the error.
-    pub fn disconnect(mut self) -> Result<(), (Box<Net>, NetError)> {
-        match self.teardown() {
-            Ok(()) => Ok(()),
-            Err(e) => Err((Box::new(self), e)),
-        }
+    /// Disconnects, masks the port and revokes every grant. On failure, pages the backend may
+    /// still map are leaked, never freed.
+    pub fn disconnect(mut self) -> Result<(), NetError> {
+        self.teardown()
     }
 
     fn teardown(&mut self) -> Result<(), NetError> {
-        if self.connected {
-            device::disconnect(self.index).map_err(NetError::Device)?;
-            evtchn::mask(self.link.port);
-            self.connected = false;
+        let rings = self.conn.disconnect();
+        if self.conn.is_connected() {
+            // DEVOP_disconnect failed: the backend may still use every page.
+            return rings.map_err(NetError::from);
         }
-        let rings = release(&mut self.ring_pages);
         let rx = release(&mut self.link.rx_pages);
         let tx = release(&mut self.link.tx_pages);
-        if rings && rx && tx {
+        if rings.is_ok() && rx && tx {
             Ok(())
         } else {
             Err(NetError::Grant(GrantError::Busy))
@@ -556,9 +548,9 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        if self.teardown().is_err() && self.connected {
-            // The backend may still use every page: never give them back to the heap.
-            core::mem::forget(core::mem::take(&mut self.ring_pages));
+        if self.teardown().is_err() && self.conn.is_connected() {
+            // The backend may still use every page: never give them back to the heap (the
+            // connection keeps the ring pages).
             core::mem::forget(core::mem::take(&mut self.link.rx_pages));
             core::mem::forget(core::mem::take(&mut self.link.tx_pages));
         }

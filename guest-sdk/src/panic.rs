@@ -1,14 +1,26 @@
-//! The guest panic handler (only in guest kernels, `target_os = "none"`).
+//! Stopping a guest that went wrong: [`crash`], and the panic handler (only in guest kernels,
+//! `target_os = "none"`).
 //!
 //! A panic drains the console ring, prints `panicked at FILE:LINE:COL: MESSAGE` with one
 //! `console_io` call (so it appears after everything printed before) and stops the domain with
-//! `SHUTDOWN_crash`, for which the VMM exits with status 101. A panic while panicking
+//! `SHUTDOWN_crash` ([`crash`]), for which the VMM exits with status 101. A panic while panicking
 //! (e.g. in a `Display` impl of the message) skips the message and stops at once.
 //!
 //! [`write_panic_message`] is the formatting, usable on any target.
 
 use core::fmt::{self, Write};
 use core::panic::PanicInfo;
+
+use parapet_abi::sched::reason;
+
+use crate::{console, hypercall};
+
+/// Drains the console ring (polling, bounded), then stops the domain as crashed
+/// (`SHUTDOWN_crash`; the VMM exits with 101). Also at the crate root, as `guest_sdk::crash`.
+pub fn crash() -> ! {
+    console::emergency_write(&[]);
+    hypercall::shutdown(reason::CRASH, 0)
+}
 
 /// Writes the report line for `info`, newline included, to `out`.
 pub fn write_panic_message(out: &mut impl Write, info: &PanicInfo<'_>) -> fmt::Result {
@@ -38,5 +50,5 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         let _ = write_panic_message(&mut line, info);
         line.flush_emergency();
     }
-    crate::pvops::crash()
+    crash()
 }

@@ -6,7 +6,7 @@
 //! | [`irq_disable`] | store 0 to the VIF byte | `cli` |
 //! | [`irq_enable`] | store 1 to the VIF byte, then one cheap trap if an interrupt is pending | `sti` |
 //! | [`block`] | `sched_op(SCHEDOP_block)`: enables events, halts until one arrives | same |
-//! | [`poweroff`], [`crash`] | `sched_op(SCHEDOP_shutdown)` | same |
+//! | [`poweroff`] | `sched_op(SCHEDOP_shutdown)` | same |
 //!
 //! On kvm_pvm, CLI and STI trap (~3 µs each) and do not gate interrupt delivery; only the VIF
 //! byte does. The guest boots with interrupts masked on both platforms.
@@ -14,12 +14,13 @@
 //! Before boot (and on the host) the interrupt operations do nothing and
 //! [`irqs_enabled`] is `false`.
 
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU8, Ordering, compiler_fence};
 
 use parapet_abi::sched::reason;
 use parapet_abi::start_info::{StartInfo, flags};
 
-use crate::hypercall;
+use crate::page::VifPage;
+use crate::{cpu, hypercall};
 
 /// How interrupts are masked on this platform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +35,6 @@ pub enum IrqMode {
 }
 
 static IRQ_MODE: AtomicU8 = AtomicU8::new(IrqMode::None as u8);
-/// The VIF page (`struct pvm_vif`: byte 0 = IF, byte 1 = pending), or null.
-static VIF_PAGE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
-
-use parapet_abi::start_info::vif::{
-    IF as VIF_IF, KICK_HYPERCALL as PVM_NOP_HYPERCALL, PENDING as VIF_PENDING,
-};
 
 /// Chooses the interrupt mode from start-info. Called once by the boot code.
 #[cfg_attr(
@@ -47,12 +42,13 @@ use parapet_abi::start_info::vif::{
     expect(dead_code, reason = "only guest boot code calls it")
 )]
 pub(crate) fn init(info: &StartInfo) {
-    if info.flags & flags::VIF != 0 {
-        VIF_PAGE.store(info.vif_page as *mut u8, Ordering::Relaxed);
-        IRQ_MODE.store(IrqMode::Vif as u8, Ordering::Relaxed);
+    let mode = if info.flags & flags::VIF != 0 {
+        VifPage::init();
+        IrqMode::Vif
     } else {
-        IRQ_MODE.store(IrqMode::Hardware as u8, Ordering::Relaxed);
-    }
+        IrqMode::Hardware
+    };
+    IRQ_MODE.store(mode as u8, Ordering::Relaxed);
 }
 
 /// How interrupts are masked on this platform.
@@ -64,25 +60,16 @@ pub fn irq_mode() -> IrqMode {
     }
 }
 
-/// A pointer to byte `offset` of the VIF page.
-fn vif_byte(offset: usize) -> *mut u8 {
-    VIF_PAGE.load(Ordering::Relaxed).wrapping_add(offset)
-}
-
 /// Masks interrupts.
 #[inline]
 pub fn irq_disable() {
     match irq_mode() {
         IrqMode::Vif => {
-            // SAFETY: the VIF page is a guest-writable page the VMM registered for exactly
-            // this; byte 0 is the virtual IF.
-            unsafe { vif_byte(VIF_IF).write_volatile(0) };
+            if let Some(vif) = VifPage::get() {
+                vif.set_interrupt_flag(0);
+            }
         }
-        IrqMode::Hardware => {
-            // SAFETY: the guest kernel runs at CPL0 on VT hardware, where CLI is allowed and
-            // has no effect besides masking interrupts.
-            unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
-        }
+        IrqMode::Hardware => cpu::cli(),
         IrqMode::None => {}
     }
     // Nothing from the critical section may move above the mask.
@@ -97,29 +84,14 @@ pub fn irq_enable() {
     compiler_fence(Ordering::SeqCst);
     match irq_mode() {
         IrqMode::Vif => {
-            // SAFETY: as in `irq_disable`; byte 1 is the host's "pending" byte.
-            let pending = unsafe {
-                vif_byte(VIF_IF).write_volatile(1);
-                vif_byte(VIF_PENDING).read_volatile()
-            };
-            if pending != 0 {
-                // SAFETY: on kvm_pvm `int 0x1b` is the host's hypercall trap; number 0x10ff is
-                // unknown, so it only returns -ENOSYS in RAX. RCX and R11 are declared
-                // clobbered in case the host's entry path uses them.
-                unsafe {
-                    core::arch::asm!(
-                        "int 0x1b",
-                        inlateout("rax") PVM_NOP_HYPERCALL => _,
-                        lateout("rcx") _,
-                        lateout("r11") _,
-                    );
+            if let Some(vif) = VifPage::get() {
+                vif.set_interrupt_flag(1);
+                if vif.pending() != 0 {
+                    hypercall::pvm_kick();
                 }
             }
         }
-        IrqMode::Hardware => {
-            // SAFETY: CPL0 on VT hardware: STI only unmasks interrupts.
-            unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
-        }
+        IrqMode::Hardware => cpu::sti(),
         IrqMode::None => {}
     }
 }
@@ -127,16 +99,8 @@ pub fn irq_enable() {
 /// Whether interrupts are currently unmasked.
 pub fn irqs_enabled() -> bool {
     match irq_mode() {
-        // SAFETY: byte 0 of the registered VIF page, readable by the guest.
-        IrqMode::Vif => unsafe { vif_byte(VIF_IF).read_volatile() != 0 },
-        IrqMode::Hardware => {
-            let rflags: u64;
-            // SAFETY: PUSHFQ/POP only read RFLAGS through the stack.
-            unsafe {
-                core::arch::asm!("pushfq", "pop {}", out(reg) rflags, options(nomem, preserves_flags));
-            }
-            rflags & (1 << 9) != 0
-        }
+        IrqMode::Vif => VifPage::get().is_some_and(|vif| vif.interrupt_flag() != 0),
+        IrqMode::Hardware => cpu::interrupt_flag(),
         IrqMode::None => false,
     }
 }
@@ -145,8 +109,7 @@ pub fn irqs_enabled() -> bool {
 /// platforms. A diagnostic: use [`irqs_enabled`] to ask whether interrupts are unmasked.
 pub fn vif_flag() -> Option<u8> {
     match irq_mode() {
-        // SAFETY: byte 0 of the registered VIF page, readable by the guest.
-        IrqMode::Vif => Some(unsafe { vif_byte(VIF_IF).read_volatile() }),
+        IrqMode::Vif => VifPage::get().map(VifPage::interrupt_flag),
         IrqMode::Hardware | IrqMode::None => None,
     }
 }
@@ -198,13 +161,6 @@ pub fn block() {
 /// for the backend here would only cost exits.
 pub fn poweroff(exit_code: u32) -> ! {
     hypercall::shutdown(reason::POWEROFF, exit_code)
-}
-
-/// Drains the console ring (polling, bounded), then stops the domain as crashed
-/// (`SHUTDOWN_crash`; the VMM exits with 101).
-pub fn crash() -> ! {
-    crate::console::emergency_write(&[]);
-    hypercall::shutdown(reason::CRASH, 0)
 }
 
 #[cfg(test)]

@@ -1,19 +1,19 @@
 //! The start-info page: what the domain builder told the guest at entry (docs/abi.md §2.4).
 //!
-//! The entry code records the page's address once ([`init`]); afterwards [`start_info`] and the
-//! typed accessors ([`platform`], [`transport`], [`cmdline`]) hand out shared references to it.
-//! The page is read-only to the guest and the VMM never changes it after boot, so a `'static`
-//! shared reference is sound.
+//! The entry code checks the page's address ([`check_pointer`]), makes the one `'static` shared
+//! reference to it, and records it ([`init`]); afterwards [`start_info`] and the typed accessors
+//! ([`platform`], [`transport`], [`cmdline`]) hand it out. The page is read-only to the guest
+//! and the VMM never changes it after boot, so a `'static` shared reference is sound. The SDK's
+//! views of the other boot pages (`page`) are made only from the page recorded here.
 //!
 //! The command-line helpers ([`find_param`], [`first_word`]) are plain string functions and work
 //! on any target.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
-
 use parapet_abi::start_info::{Platform, START_INFO_MAGIC, StartInfo, Transport};
+use spin::Once;
 
-/// The start-info page, or null before boot (and always on the host).
-static START_INFO: AtomicPtr<StartInfo> = AtomicPtr::new(core::ptr::null_mut());
+/// The start-info page, once recorded (never on the host).
+static START_INFO: Once<&'static StartInfo> = Once::new();
 
 /// Why the start-info page was rejected at boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,27 +52,25 @@ impl core::fmt::Display for StartInfoError {
     }
 }
 
-/// Checks the start-info page at `page` and records it for [`start_info`].
-///
-/// Only the magic is checked before the page is recorded, so that a caller can still use the
-/// hypercall page to report any later error; the rest of the checks are [`validate`].
-///
-/// # Safety
-///
-/// `page`, if non-null and aligned, must point to a readable page that stays mapped and
-/// unchanged for the rest of the guest's life (the start-info page the VMM passed in RSI).
-pub unsafe fn init(page: *const StartInfo) -> Result<&'static StartInfo, StartInfoError> {
+/// Checks that `page` (RSI at entry) can be the start-info page: non-null and aligned, so that
+/// the entry code may make a reference to it.
+pub fn check_pointer(page: *const StartInfo) -> Result<(), StartInfoError> {
     if page.is_null() || !page.is_aligned() {
         return Err(StartInfoError::BadPointer);
     }
-    // SAFETY: the caller guarantees `page` is a readable, immutable, 'static start-info page;
-    // `StartInfo` is plain old data, so any bytes are a valid value.
-    let info: &'static StartInfo = unsafe { &*page };
+    Ok(())
+}
+
+/// Checks the start-info page's magic and records the page for [`start_info`] (the first page
+/// recorded stays).
+///
+/// Only the magic is checked before the page is recorded, so that a caller can still use the
+/// hypercall page to report any later error; the rest of the checks are [`validate`].
+pub fn init(info: &'static StartInfo) -> Result<&'static StartInfo, StartInfoError> {
     if !info.magic_ok() {
         return Err(StartInfoError::BadMagic);
     }
-    START_INFO.store(page.cast_mut(), Ordering::Release);
-    Ok(info)
+    Ok(START_INFO.call_once(|| info))
 }
 
 /// The consistency checks of a start-info page beyond its magic.
@@ -90,10 +88,7 @@ pub fn validate(info: &StartInfo) -> Result<(), StartInfoError> {
 
 /// The start-info page, or `None` before boot (or on the host).
 pub fn try_start_info() -> Option<&'static StartInfo> {
-    let page = START_INFO.load(Ordering::Acquire);
-    // SAFETY: a non-null value was stored by `init`, whose caller guaranteed a 'static,
-    // immutable, readable page.
-    unsafe { page.as_ref() }
+    START_INFO.get().copied()
 }
 
 /// The start-info page.
@@ -190,12 +185,18 @@ mod tests {
 
     #[test]
     fn init_rejects_bad_pointers_and_magic() {
-        // SAFETY: null is rejected before any access.
-        let null = unsafe { init(core::ptr::null()) };
-        assert_eq!(null.err(), Some(StartInfoError::BadPointer));
+        assert_eq!(
+            check_pointer(core::ptr::null()),
+            Err(StartInfoError::BadPointer)
+        );
         let si = std::boxed::Box::leak(std::boxed::Box::new(StartInfo::new_zeroed()));
-        // SAFETY: `si` is a leaked, hence 'static, start-info page that is never changed.
-        assert_eq!(unsafe { init(si) }.err(), Some(StartInfoError::BadMagic));
+        let misaligned = (&raw const *si)
+            .cast::<u8>()
+            .wrapping_add(1)
+            .cast::<StartInfo>();
+        assert_eq!(check_pointer(misaligned), Err(StartInfoError::BadPointer));
+        assert_eq!(check_pointer(si), Ok(()));
+        assert_eq!(init(si).err(), Some(StartInfoError::BadMagic));
         assert!(try_start_info().is_none());
     }
 

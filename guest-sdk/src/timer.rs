@@ -1,6 +1,6 @@
 //! Timers and waiting: one-shot and periodic [`Timer`]s multiplexed on the vCPU's single
-//! `set_timer_op` deadline, and [`wait_any`], which blocks until one of several event sources is
-//! ready.
+//! `set_timer_op` deadline, [`wait_any`], which blocks until one of several event sources is
+//! ready, and [`sleep`].
 //!
 //! # How it works
 //!
@@ -101,7 +101,7 @@ pub fn init() {
     }
     if let Ok(port) = evtchn::bind_virq(virq::TIMER) {
         evtchn::set_handler(port, on_virq);
-        VIRQ_PORT.store(port, Ordering::SeqCst);
+        VIRQ_PORT.store(port.0, Ordering::SeqCst);
     }
 }
 
@@ -109,7 +109,7 @@ pub fn init() {
 pub fn virq_port() -> Option<Port> {
     match VIRQ_PORT.load(Ordering::SeqCst) {
         0 => None,
-        p => Some(p),
+        p => Some(Port(p)),
     }
 }
 
@@ -387,12 +387,20 @@ pub fn wait_port_until(port: Port, deadline: Instant) -> bool {
     wait_any(&[Source::Port(port), Source::Deadline(deadline)]) == 0
 }
 
-/// Sleeps until the clock reaches `deadline` (at once if it has).
+/// Sleeps until the clock reaches `deadline`: arms the timer and blocks, repeating until the
+/// clock has passed it; it wakes through `VIRQ_TIMER` (or the bare timer wake-up). Returns at
+/// once for a deadline in the past. Events that arrive meanwhile run their handlers. Must not be
+/// called from an event handler.
 pub fn sleep_until(deadline: Instant) {
     if time::now() >= deadline {
         return;
     }
     wait_any(&[Source::Deadline(deadline)]);
+}
+
+/// Sleeps for at least `d` (see [`sleep_until`]).
+pub fn sleep(d: Duration) {
+    sleep_until(time::now() + d);
 }
 
 /// Blocks until `ready()` holds or the clock reaches `deadline` (if any); returns `false` if
@@ -451,6 +459,12 @@ mod tests {
         assert_eq!(again.id(), id);
         again.stop();
         assert_eq!(again.deadline(), None);
+    }
+
+    #[test]
+    fn sleeping_for_nothing_returns_before_boot() {
+        sleep(Duration::ZERO);
+        sleep_until(Instant::ZERO);
     }
 
     #[test]

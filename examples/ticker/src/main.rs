@@ -15,7 +15,7 @@ use core::time::Duration;
 
 use guest_sdk::println;
 use guest_sdk::start_info::{cmdline, find_param};
-use guest_sdk::time;
+use guest_sdk::{time, timer};
 
 guest_sdk::entry!(main);
 
@@ -33,7 +33,7 @@ fn main() -> u32 {
     };
     for tick in 1..=ticks {
         if tick > 1 {
-            time::sleep(Duration::from_millis(pause_ms));
+            timer::sleep(Duration::from_millis(pause_ms));
         }
         println!("tick {tick} at {} ms", time::now().as_nanos() / 1_000_000);
     }

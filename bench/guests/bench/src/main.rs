@@ -62,18 +62,18 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use guest_sdk::abi::event_channel::{DOMID_BACKEND, DOMID_SELF, virq};
-use guest_sdk::abi::grant_table::GrantRef;
 use guest_sdk::abi::hypercall::Hypercall;
 use guest_sdk::abi::loopback::{LOOPBACK_OP_ECHO, LoopbackRequest};
 use guest_sdk::abi::multicall::MulticallEntry;
 use guest_sdk::abi::start_info::Platform;
 use guest_sdk::abi::version::XENVER_VERSION;
 use guest_sdk::evtchn::{self, Port};
-use guest_sdk::grant;
+use guest_sdk::grant::{self, GrantRef};
 use guest_sdk::hypercall;
 use guest_sdk::loopback::Loopback;
 use guest_sdk::page::PageBox;
 use guest_sdk::time::{self, rdtsc, tsc_khz};
+use guest_sdk::timer;
 use guest_sdk::{idt, pvops, start_info};
 
 guest_sdk::entry!(main);
@@ -310,7 +310,7 @@ const BENCHES: &[Bench] = &[
         debug_assert!(r.is_ok() && op[0].status == 0);
     }),
     Bench::new("sleep_100us", 1, |_| {
-        time::sleep(Duration::from_micros(100))
+        timer::sleep(Duration::from_micros(100))
     }),
     Bench::new("loopback_echo", 1, |c| {
         if let Some(lb) = c.loopback.as_mut() {

@@ -87,9 +87,9 @@ impl BlkFixture {
         Some(BlkFixture {
             disk,
             src,
-            src_g,
+            src_g: src_g.0,
             dst,
-            dst_g,
+            dst_g: dst_g.0,
         })
     }
 
@@ -119,7 +119,8 @@ impl BlkFixture {
             let mut back = [0u8; 512];
             d.write(40, sector).is_ok() && d.read(40, &mut back).is_ok() && back[..] == *sector
         };
-        let released = !grant::in_use(self.src_g) && !grant::in_use(self.dst_g);
+        let released = !grant::in_use(guest_sdk::grant::GrantRef(self.src_g))
+            && !grant::in_use(guest_sdk::grant::GrantRef(self.dst_g));
         r.check(
             case,
             got == Some(want) && disk_ok && pages_ok && works && released,
@@ -137,8 +138,8 @@ impl BlkFixture {
     }
 
     fn release(self) {
-        let _ = grant::end_access(self.src_g);
-        let _ = grant::end_access(self.dst_g);
+        let _ = grant::end_access(guest_sdk::grant::GrantRef(self.src_g));
+        let _ = grant::end_access(guest_sdk::grant::GrantRef(self.dst_g));
     }
 }
 
@@ -314,7 +315,7 @@ pub(super) fn blk_index(segments: &[BlkifSegment]) -> Option<(PageBox, GrantRef)
     let page = PageBox::new();
     write_indirect_page(&page, segments);
     let g = grant::grant_access(page.frame(), DOMID_BACKEND, true).ok()?;
-    Some((page, g))
+    Some((page, g.0))
 }
 
 /// Indirect requests (`BLKIF_OP_INDIRECT`): each bad one fails alone and changes nothing, and
@@ -418,7 +419,8 @@ pub(super) fn blk_indirect(r: &mut Report, d: &mut BlockDevice, f: &mut BlkFixtu
     );
     let mut released = true;
     for (page, g) in [from_src, into_dst, bad, foreign] {
-        released &= !grant::in_use(g) && grant::end_access(g).is_ok();
+        released &= !grant::in_use(guest_sdk::grant::GrantRef(g))
+            && grant::end_access(guest_sdk::grant::GrantRef(g)).is_ok();
         drop(page);
     }
     r.check(
@@ -532,7 +534,7 @@ pub(super) fn blk_grants(r: &mut Report) {
                 r,
                 d,
                 &alloc::format!("blk-grants read into a writable grant of {what}"),
-                read(g, 0, 7),
+                read(g.0, 0, 7),
                 BLKIF_RSP_ERROR,
             );
             let _ = grant::end_access(g);
@@ -599,14 +601,14 @@ pub(super) fn blk_grants(r: &mut Report) {
             r,
             d,
             &alloc::format!("blk-grants read into {what}"),
-            read(g, 7, 7),
+            read(g.0, 7, 7),
             BLKIF_RSP_ERROR,
         );
         f.expect(
             r,
             d,
             &alloc::format!("blk-grants write from {what}"),
-            write(g),
+            write(g.0),
             BLKIF_RSP_ERROR,
         );
         let _ = grant::set_entry(g, 0, 0, 0);
@@ -653,7 +655,7 @@ pub(super) fn blk_self_feed(r: &mut Report) {
             BLKIF_OP_READ,
             0,
             SELF_FEED_SECTOR + 8 * image,
-            &[segment(ring_g, 0, 7)],
+            &[segment(ring_g.0, 0, 7)],
         )
     };
     let req_prod = |d: &mut BlockDevice| d.ring().page().load_u32(ring_offset::REQ_PROD);

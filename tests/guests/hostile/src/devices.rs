@@ -8,12 +8,12 @@ pub(super) fn devices(r: &mut Report) {
     let dop = Hypercall::DEVICE_OP;
     r.ret(
         "devices connect index 7 (no such device)",
-        Ret::of(device::connect(7, &[1])),
+        Ret::of(device::connect(7, &[guest_sdk::grant::GrantRef(1)])),
         Ret::err(Errno::ENOENT),
     );
     r.ret(
         "devices connect index 0xffffffff",
-        Ret::of(device::connect(u32::MAX, &[1])),
+        Ret::of(device::connect(u32::MAX, &[guest_sdk::grant::GrantRef(1)])),
         Ret::err(Errno::ENOENT),
     );
     // SAFETY: DEVOP_disconnect takes an index; 99 names no device.
@@ -41,7 +41,7 @@ pub(super) fn devices(r: &mut Report) {
         let arg = Connect {
             device: index,
             nr_rings: n,
-            rings: [good; 4],
+            rings: [good.0; 4],
         };
         r.ret(
             &alloc::format!("devices connect with nr_rings {what}"),
@@ -62,23 +62,23 @@ pub(super) fn devices(r: &mut Report) {
         ("gref outside the table", Some(grant::nr_entries() + 3)),
         (
             "an entry for DOMID_GUEST",
-            reserve(frame, DOMID_GUEST, gtf::PERMIT_ACCESS),
+            reserve(frame, DOMID_GUEST, gtf::PERMIT_ACCESS).map(|g| g.0),
         ),
         (
             "an entry without permit_access",
-            reserve(frame, DOMID_BACKEND, 0),
+            reserve(frame, DOMID_BACKEND, 0).map(|g| g.0),
         ),
         (
             "a read-only entry",
-            reserve(frame, DOMID_BACKEND, gtf::PERMIT_ACCESS | gtf::READONLY),
+            reserve(frame, DOMID_BACKEND, gtf::PERMIT_ACCESS | gtf::READONLY).map(|g| g.0),
         ),
         (
             "a frame below 1 MiB",
-            reserve(0x5, DOMID_BACKEND, gtf::PERMIT_ACCESS),
+            reserve(0x5, DOMID_BACKEND, gtf::PERMIT_ACCESS).map(|g| g.0),
         ),
         (
             "a frame beyond RAM",
-            reserve(beyond, DOMID_BACKEND, gtf::PERMIT_ACCESS),
+            reserve(beyond, DOMID_BACKEND, gtf::PERMIT_ACCESS).map(|g| g.0),
         ),
         (
             "the grant table's own frame",
@@ -86,11 +86,12 @@ pub(super) fn devices(r: &mut Report) {
                 (start_info().grant_table / PAGE_SIZE) as u32,
                 DOMID_BACKEND,
                 gtf::PERMIT_ACCESS,
-            ),
+            )
+            .map(|g| g.0),
         ),
     ] {
         let Some(g) = g else { continue };
-        let got = Ret::of(device::connect(index, &[g]));
+        let got = Ret::of(device::connect(index, &[guest_sdk::grant::GrantRef(g)]));
         r.ret(
             &alloc::format!("devices connect with {what}"),
             got,
@@ -110,7 +111,7 @@ pub(super) fn devices(r: &mut Report) {
         format_args!("flags {flags:?}"),
     );
     for g in bogus {
-        let _ = grant::end_access(g);
+        let _ = grant::end_access(guest_sdk::grant::GrantRef(g));
     }
     let _ = grant::end_access(good);
     drop(ring);
@@ -160,7 +161,7 @@ pub(super) fn ring_events(r: &mut Report) {
     let mut got = None;
     while got.is_none() && time::now() < deadline {
         got = lb.poll_response();
-        time::sleep(Duration::from_millis(1));
+        guest_sdk::timer::sleep(Duration::from_millis(1));
     }
     let got = got.map(|r| (r.id, r.status, r.value));
     r.check(

@@ -12,7 +12,7 @@ pub(super) fn gref_range(r: &mut Report) {
         ("0 (never granted)", 0),
     ] {
         let st = copy1(copy_op(
-            copy_gref(gref, 0),
+            copy_gref(guest_sdk::grant::GrantRef(gref), 0),
             true,
             copy_frame(page.frame(), 0),
             false,
@@ -26,7 +26,7 @@ pub(super) fn gref_range(r: &mut Report) {
         let st = copy1(copy_op(
             copy_frame(page.frame(), 0),
             false,
-            copy_gref(gref, 0),
+            copy_gref(guest_sdk::grant::GrantRef(gref), 0),
             true,
             8,
         ));
@@ -36,7 +36,13 @@ pub(super) fn gref_range(r: &mut Report) {
             gntst::BAD_GNTREF,
         );
     }
-    let mut big = copy_op(copy_gref(0, 0), true, copy_frame(page.frame(), 0), false, 8);
+    let mut big = copy_op(
+        copy_gref(guest_sdk::grant::GrantRef(0), 0),
+        true,
+        copy_frame(page.frame(), 0),
+        false,
+        8,
+    );
     big.source.u = 1 << 40;
     r.status(
         "gref-range copy from gref 2^40",
@@ -159,7 +165,7 @@ pub(super) fn gref_foreign(r: &mut Report) {
         for (id, (what, g)) in refs.iter().enumerate() {
             let got = one(
                 &mut lb,
-                request(id as u64, LOOPBACK_OP_FILL, *g, 0, 64, 0xee),
+                request(id as u64, LOOPBACK_OP_FILL, g.0, 0, 64, 0xee),
             );
             r.check(
                 &alloc::format!("gref-foreign loopback FILL via {what}"),
@@ -212,13 +218,13 @@ pub(super) fn readonly(r: &mut Report) {
         gntst::PERMISSION_DENIED,
     );
     if let Some(mut lb) = loopback(r, "readonly loopback") {
-        let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, ro, 0, 4096, 0x22));
+        let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, ro.0, 0, 4096, 0x22));
         r.check(
             "readonly loopback FILL on read-only grant",
             got == Some((LOOPBACK_STATUS_ERROR, 0)),
             format_args!("response {got:?}, want status -1"),
         );
-        let got = one(&mut lb, request(2, LOOPBACK_OP_SUM, ro, 0, 4096, 0));
+        let got = one(&mut lb, request(2, LOOPBACK_OP_SUM, ro.0, 0, 4096, 0));
         r.check(
             "readonly loopback SUM on read-only grant works",
             got == Some((LOOPBACK_STATUS_OK, 0x11 * 4096)),
@@ -295,7 +301,7 @@ pub(super) fn readonly_pages(r: &mut Report) {
             gntst::PERMISSION_DENIED,
         );
         if let Some(mut lb) = loopback(r, "readonly loopback") {
-            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 64, 0x22));
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g.0, 0, 64, 0x22));
             r.check(
                 &alloc::format!("readonly loopback FILL on a writable grant of {what}"),
                 got == Some((LOOPBACK_STATUS_ERROR, 0)),
@@ -329,7 +335,7 @@ pub(super) fn readonly_pages(r: &mut Report) {
     if let Some(mut lb) = loopback(r, "readonly loopback") {
         let ring_frame = lb.ring().page().frame();
         if let Ok(g) = grant::grant_access(ring_frame, DOMID_BACKEND, false) {
-            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g, 0, 16, 0xff));
+            let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g.0, 0, 16, 0xff));
             r.check(
                 "readonly loopback FILL on the ring page itself",
                 got == Some((LOOPBACK_STATUS_ERROR, 0)),

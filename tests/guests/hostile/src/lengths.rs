@@ -89,7 +89,7 @@ pub(super) fn lengths(r: &mut Report) {
             .enumerate()
             {
                 for op in [LOOPBACK_OP_SUM, LOOPBACK_OP_FILL] {
-                    let got = one(&mut lb, request(id as u64, op, g, off, len, 0x33));
+                    let got = one(&mut lb, request(id as u64, op, g.0, off, len, 0x33));
                     let name = if op == LOOPBACK_OP_SUM { "SUM" } else { "FILL" };
                     r.check(
                         &alloc::format!("lengths loopback {name} {what}"),
@@ -98,7 +98,7 @@ pub(super) fn lengths(r: &mut Report) {
                     );
                 }
             }
-            let got = one(&mut lb, request(50, LOOPBACK_OP_SUM, g, 4096, 0, 0));
+            let got = one(&mut lb, request(50, LOOPBACK_OP_SUM, g.0, 4096, 0, 0));
             r.check(
                 "lengths loopback SUM of 0 bytes at the page end",
                 got == Some((LOOPBACK_STATUS_OK, 0)),

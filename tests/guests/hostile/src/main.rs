@@ -91,7 +91,7 @@ use guest_sdk::abi::{Errno, Hypercall};
 use guest_sdk::block::{self, BlockDevice};
 use guest_sdk::evtchn;
 use guest_sdk::grant::{self, GrantError, copy_frame, copy_gref, copy_op};
-use guest_sdk::hypercall::{self, hypercall5};
+use guest_sdk::hypercall::{self, raw::hypercall5};
 use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::{GuestPage, PageBox};
 use guest_sdk::start_info::{cmdline, start_info};
@@ -181,7 +181,7 @@ fn main() -> u32 {
     if let Some((name, f)) = FATAL.iter().find(|(n, _)| words.contains(n)) {
         println!("hostile: {name}: the VMM must now stop this guest (status 102)");
         f();
-        time::sleep(Duration::from_secs(2));
+        guest_sdk::timer::sleep(Duration::from_secs(2));
         println!("FAIL {name}: the VMM did not stop the guest");
         return 1;
     }
@@ -366,7 +366,7 @@ fn request(id: u64, op: u32, gref: GrantRef, offset: u32, len: u32, value: u64) 
 }
 
 fn disconnect(r: &mut Report, case: &str, lb: Loopback) {
-    if let Err((_, e)) = lb.disconnect() {
+    if let Err(e) = lb.disconnect() {
         r.check(case, false, format_args!("disconnect: {e}"));
     }
 }

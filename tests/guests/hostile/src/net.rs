@@ -61,7 +61,7 @@ fn connect(r: &mut Report, case: &str) -> Option<Net> {
 }
 
 fn disconnect(r: &mut Report, case: &str, net: Net) {
-    if let Err((_, e)) = net.disconnect() {
+    if let Err(e) = net.disconnect() {
         r.check(case, false, format_args!("disconnect: {e}"));
     }
 }
@@ -96,7 +96,9 @@ impl Pages {
     /// Grants a fresh page to `domid`; returns its reference.
     fn grant(&mut self, domid: u16, readonly: bool) -> (GrantRef, usize) {
         let page = PageBox::new();
-        let gref = grant::grant_access(page.frame(), domid, readonly).expect("a free grant entry");
+        let gref = grant::grant_access(page.frame(), domid, readonly)
+            .expect("a free grant entry")
+            .0;
         self.0.push((page, gref));
         (gref, self.0.len() - 1)
     }
@@ -108,7 +110,7 @@ impl Pages {
     /// Revokes every grant; pages whose grants the backend still holds are leaked.
     fn release(self, r: &mut Report, case: &str) {
         for (page, gref) in self.0 {
-            if let Err(e) = grant::end_access(gref) {
+            if let Err(e) = grant::end_access(grant::GrantRef(gref)) {
                 r.check(
                     case,
                     false,
@@ -133,15 +135,15 @@ fn bad_grants(pages: &mut Pages, include_revoked: bool) -> Vec<(&'static str, Gr
     let not_permitted = grant::reserve().expect("a free grant entry");
     let _ = grant::set_entry(not_permitted, page.frame() as u32, DOMID_BACKEND, 0);
     core::mem::forget(page); // owned by the entry until it is freed; a page is cheap
-    bad.push(("grant without GTF_permit_access", not_permitted));
+    bad.push(("grant without GTF_permit_access", not_permitted.0));
     let low = grant::grant_access(0x10, DOMID_BACKEND, false).expect("a free grant entry");
-    bad.push(("grant of a frame below 1 MiB", low));
+    bad.push(("grant of a frame below 1 MiB", low.0));
     let beyond = grant::grant_access(ram_end() / PAGE_SIZE + 16, DOMID_BACKEND, false)
         .expect("a free grant entry");
-    bad.push(("grant of a frame beyond RAM", beyond));
+    bad.push(("grant of a frame beyond RAM", beyond.0));
     if include_revoked {
         let (revoked, _) = pages.grant(DOMID_BACKEND, true);
-        let _ = grant::end_access(revoked);
+        let _ = grant::end_access(grant::GrantRef(revoked));
         pages.0.pop();
         bad.push(("revoked grant", revoked));
     }
@@ -151,7 +153,7 @@ fn bad_grants(pages: &mut Pages, include_revoked: bool) -> Vec<(&'static str, Gr
 fn free_bad_grants(bad: &[(&str, GrantRef)]) {
     for &(what, gref) in bad {
         if what.contains("without") || what.contains("below") || what.contains("beyond") {
-            let _ = grant::end_access(gref);
+            let _ = grant::end_access(grant::GrantRef(gref));
         }
     }
 }

@@ -9,7 +9,7 @@ pub(super) fn evtchn_raw<T>(cmd: u64, arg: &mut T) -> Ret {
 }
 
 pub(super) fn ports(r: &mut Report) {
-    let a = evtchn::alloc_unbound(DOMID_SELF).unwrap_or(0);
+    let a = evtchn::alloc_unbound(DOMID_SELF).unwrap_or(guest_sdk::evtchn::Port(0));
     r.ret(
         "ports send on unbound port (dropped)",
         Ret::of(evtchn::send(a)),
@@ -42,20 +42,20 @@ pub(super) fn ports(r: &mut Report) {
     ] {
         r.ret(
             &alloc::format!("ports send port {what}"),
-            Ret::of(evtchn::send(port)),
+            Ret::of(evtchn::send(guest_sdk::evtchn::Port(port))),
             EINVAL,
         );
         r.ret(
             &alloc::format!("ports unmask port {what}"),
-            Ret::of(evtchn::unmask(port)),
+            Ret::of(evtchn::unmask(guest_sdk::evtchn::Port(port))),
             EINVAL,
         );
         r.ret(
             &alloc::format!("ports close port {what}"),
-            Ret::of(evtchn::close(port)),
+            Ret::of(evtchn::close(guest_sdk::evtchn::Port(port))),
             EINVAL,
         );
-        let got = evtchn::status(port);
+        let got = evtchn::status(guest_sdk::evtchn::Port(port));
         // A port inside the port space that is not in use is simply closed.
         let want = if port != 0 && port < NR_PORTS {
             Ok(evtchn::PortStatus::Closed)
@@ -67,7 +67,7 @@ pub(super) fn ports(r: &mut Report) {
             got == want,
             format_args!("got {got:?}, want {want:?}"),
         );
-        evtchn::notify(port);
+        evtchn::notify(guest_sdk::evtchn::Port(port));
     }
     // The doorbell with a port number wider than 32 bits.
     // SAFETY: the doorbell takes no pointer.
@@ -82,7 +82,7 @@ pub(super) fn ports(r: &mut Report) {
 
     r.ret(
         "ports bind_interdomain to a free port",
-        Ret::of(evtchn::bind_interdomain(DOMID_SELF, 3000).map(drop)),
+        Ret::of(evtchn::bind_interdomain(DOMID_SELF, guest_sdk::evtchn::Port(3000)).map(drop)),
         EINVAL,
     );
     let mut b = BindInterdomain {
@@ -125,12 +125,12 @@ pub(super) fn ports(r: &mut Report) {
     if let Some((_, d)) = device::find(kind::LOOPBACK) {
         r.ret(
             "ports close a device port",
-            Ret::of(evtchn::close(d.evtchn)),
+            Ret::of(evtchn::close(guest_sdk::evtchn::Port(d.evtchn))),
             EINVAL,
         );
         r.ret(
             "ports send on an unconnected device port",
-            Ret::of(evtchn::send(d.evtchn)),
+            Ret::of(evtchn::send(guest_sdk::evtchn::Port(d.evtchn))),
             OK,
         );
     }
@@ -210,7 +210,10 @@ pub(super) fn ports(r: &mut Report) {
     };
     r.check(
         "ports exhausting the port space",
-        last == Ret::err(Errno::ENOSPC) && taken.iter().all(|&p| p != 0 && p < NR_PORTS),
+        last == Ret::err(Errno::ENOSPC)
+            && taken
+                .iter()
+                .all(|&p| p != guest_sdk::evtchn::Port(0) && p < guest_sdk::evtchn::Port(NR_PORTS)),
         format_args!("{} ports, then {last}", taken.len()),
     );
     let closed = taken.iter().filter(|&&p| evtchn::close(p).is_ok()).count();

@@ -15,7 +15,7 @@ pub(super) fn timer_huge(r: &mut Report) {
     // The SDK's own timer must still work afterwards: a broken one would sleep until one of the
     // absurd deadlines above. The upper bound only tells those apart, even on a loaded host.
     let t0 = time::now();
-    time::sleep(Duration::from_millis(2));
+    guest_sdk::timer::sleep(Duration::from_millis(2));
     let slept = t0.elapsed();
     r.check(
         "timer-huge sleep still works",

@@ -34,7 +34,7 @@ use guest_sdk::abi::version::{
 };
 use guest_sdk::abi::{Errno, Hypercall};
 use guest_sdk::evtchn::{self, Port};
-use guest_sdk::hypercall::{self, hypercall5};
+use guest_sdk::hypercall::{self, raw::hypercall5};
 use guest_sdk::pvops::{self, IrqMode};
 use guest_sdk::start_info::start_info;
 use guest_sdk::time::{self, Instant};

@@ -175,7 +175,7 @@ pub(super) fn set_timer_and_block(c: &mut Checks) {
     }
 
     let start = Instant::now();
-    time::sleep(Duration::from_millis(3));
+    guest_sdk::timer::sleep(Duration::from_millis(3));
     let slept = start.elapsed();
     c.that(
         "time::sleep 3ms",

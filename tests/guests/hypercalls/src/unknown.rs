@@ -23,7 +23,7 @@ pub(super) fn unknown_and_reserved(c: &mut Checks) {
         c.eq(name, ret, Ret::err(Errno::ENOSYS));
     }
     // The doorbell (127) returns nothing and ignores ports nobody serves.
-    evtchn::notify(0);
-    evtchn::notify(4095);
+    evtchn::notify(guest_sdk::evtchn::Port(0));
+    evtchn::notify(guest_sdk::evtchn::Port(4095));
     c.pass("evtchn_notify (127) on unserved ports");
 }

@@ -10,12 +10,12 @@ pub(super) static HANDLER_TSC: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn on_a(port: Port) {
     HANDLER_TSC.store(rdtsc(), Ordering::SeqCst);
-    LAST_PORT.store(port, Ordering::SeqCst);
+    LAST_PORT.store(port.0, Ordering::SeqCst);
     HITS[0].fetch_add(1, Ordering::SeqCst);
 }
 
 pub(super) fn on_b(port: Port) {
-    LAST_PORT.store(port, Ordering::SeqCst);
+    LAST_PORT.store(port.0, Ordering::SeqCst);
     HITS[1].fetch_add(1, Ordering::SeqCst);
 }
 
@@ -81,7 +81,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     c.eq(
         "evtchn handler gets its port",
         LAST_PORT.load(Ordering::SeqCst),
-        a,
+        a.0,
     );
     c.that(
         "evtchn upcall taken",
@@ -167,7 +167,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     let before = hits(0);
     let _ = evtchn::send(b);
-    time::sleep(Duration::from_millis(5));
+    guest_sdk::timer::sleep(Duration::from_millis(5));
     c.eq("evtchn masked port: no upcall", hits(0), before);
     c.that(
         "evtchn masked port stays pending",
@@ -187,7 +187,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     evtchn::mask(a);
     let _ = evtchn::send(b);
-    time::sleep(Duration::from_millis(2));
+    guest_sdk::timer::sleep(Duration::from_millis(2));
     c.eq("evtchn masked again: no upcall", hits(0), before + 1);
     c.eq("evtchn EVTCHNOP_unmask", evtchn::unmask(a), Ok(()));
     c.that(
@@ -323,7 +323,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
         evtchn::send(a),
         Ok(()),
     );
-    time::sleep(Duration::from_millis(2));
+    guest_sdk::timer::sleep(Duration::from_millis(2));
     c.eq("evtchn send on unbound: no handler", hits(1), before);
     c.eq(
         "evtchn send on closed port",
@@ -332,10 +332,14 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     c.eq("evtchn close a", evtchn::close(a), Ok(()));
     c.eq("evtchn close twice", evtchn::close(a), Err(Errno::EINVAL));
-    c.eq("evtchn send port 0", evtchn::send(0), Err(Errno::EINVAL));
+    c.eq(
+        "evtchn send port 0",
+        evtchn::send(guest_sdk::evtchn::Port(0)),
+        Err(Errno::EINVAL),
+    );
     c.eq(
         "evtchn status port 4096",
-        evtchn::status(4096).map(|_| ()),
+        evtchn::status(guest_sdk::evtchn::Port(4096)).map(|_| ()),
         Err(Errno::EINVAL),
     );
     evtchn::clear_handler(a);
@@ -357,6 +361,6 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
 pub(super) fn status_remote(p: Port) -> Port {
     match evtchn::status(p) {
         Ok(PortStatus::Interdomain { remote_port, .. }) => remote_port,
-        _ => 0,
+        _ => guest_sdk::evtchn::Port(0),
     }
 }

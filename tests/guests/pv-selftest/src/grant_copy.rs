@@ -121,7 +121,7 @@ pub(super) fn grant_copy(c: &mut Checks) {
         Err(GrantError::Status(gntst::PERMISSION_DENIED)),
     );
     let mut op = [full(
-        copy_gref(5000, 0),
+        copy_gref(guest_sdk::grant::GrantRef(5000), 0),
         true,
         copy_frame(b.frame(), 0),
         false,

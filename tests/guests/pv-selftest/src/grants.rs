@@ -38,7 +38,11 @@ pub(super) fn grants(c: &mut Checks) {
                     && u64::from(e.frame) == page.frame(),
                 format_args!("{e:?}"),
             );
-            c.that("grant ref is not 0", g != 0, format_args!("0"));
+            c.that(
+                "grant ref is not 0",
+                g != guest_sdk::grant::GrantRef(0),
+                format_args!("0"),
+            );
             c.eq("grant end_access", grant::end_access(g), Ok(()));
             c.eq(
                 "grant entry cleared",
@@ -104,7 +108,7 @@ pub(super) fn grants(c: &mut Checks) {
     c.eq("grant 300 revoked", freed, 300);
     c.eq(
         "grant out-of-range end_access",
-        grant::end_access(5000),
+        grant::end_access(guest_sdk::grant::GrantRef(5000)),
         Err(GrantError::BadRef),
     );
 }

@@ -21,7 +21,7 @@ use core::time::Duration;
 use guest_harness::Checks;
 use guest_sdk::abi::Errno;
 use guest_sdk::abi::event_channel::{DOMID_BACKEND, DOMID_GUEST, DOMID_SELF, virq};
-use guest_sdk::abi::grant_table::{GNTTABOP_COPY_MAX, GrantRef, gntst, gtf};
+use guest_sdk::abi::grant_table::{GNTTABOP_COPY_MAX, gntst, gtf};
 use guest_sdk::abi::loopback::{
     LOOPBACK_OP_ECHO, LOOPBACK_OP_FILL, LOOPBACK_OP_SUM, LOOPBACK_STATUS_ERROR, LOOPBACK_STATUS_OK,
     LoopbackRequest, LoopbackResponse,
@@ -29,7 +29,7 @@ use guest_sdk::abi::loopback::{
 use guest_sdk::abi::start_info::PAGE_SIZE;
 use guest_sdk::console;
 use guest_sdk::evtchn::{self, Port, PortStatus};
-use guest_sdk::grant::{self, GrantError, copy_frame, copy_gref, copy_op};
+use guest_sdk::grant::{self, GrantError, GrantRef, copy_frame, copy_gref, copy_op};
 use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::PageBox;
 use guest_sdk::start_info::{cmdline, start_info};

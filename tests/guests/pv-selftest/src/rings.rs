@@ -85,7 +85,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
                     .iter()
                     .map(|&b| u64::from(b))
                     .sum();
-                (LOOPBACK_OP_SUM, gsrc, off, len, 0, sum)
+                (LOOPBACK_OP_SUM, gsrc.0, off, len, 0, sum)
             }
             _ => {
                 // FILL: page (id/2)%2, a 64-byte stripe chosen by id.
@@ -93,7 +93,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
                 let stripe = ((id / 4) % 64) as u32;
                 (
                     LOOPBACK_OP_FILL,
-                    gfill[page],
+                    gfill[page].0,
                     stripe * 64,
                     64,
                     u64::from(stripe as u8 ^ 0xa5),
@@ -212,7 +212,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
         LoopbackRequest {
             id: 1000,
             op: LOOPBACK_OP_FILL,
-            gref: gsrc,
+            gref: gsrc.0,
             offset: 0,
             len: 16,
             value: 1,
@@ -220,7 +220,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
         LoopbackRequest {
             id: 1001,
             op: LOOPBACK_OP_SUM,
-            gref: gsrc,
+            gref: gsrc.0,
             offset: 4000,
             len: 200,
             value: 0,
@@ -228,7 +228,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
         LoopbackRequest {
             id: 1002,
             op: 77,
-            gref: gsrc,
+            gref: gsrc.0,
             offset: 0,
             len: 1,
             value: 0,
@@ -288,7 +288,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
     evtchn::clear_handler(lb.port());
     match lb.disconnect() {
         Ok(()) => c.pass("loopback disconnect + ring end_access", format_args!("")),
-        Err((_, e)) => c.fail("loopback disconnect", format_args!("{e}")),
+        Err(e) => c.fail("loopback disconnect", format_args!("{e}")),
     }
     match Loopback::connect() {
         Ok(mut lb) => {
@@ -313,7 +313,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
         Err(e) => c.fail("loopback reconnect", format_args!("{e}")),
     }
     for g in gfill.into_iter().chain([gsrc]) {
-        let _ = grant::end_access(g);
+        let _ = grant::end_access(guest_sdk::grant::GrantRef(g.0));
     }
 }
 

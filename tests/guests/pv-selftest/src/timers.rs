@@ -14,7 +14,7 @@ pub(super) fn timers(c: &mut Checks) {
     for ms in [1u64, 5, 20] {
         let d = Duration::from_millis(ms);
         let t0 = time::now();
-        time::sleep(d);
+        guest_sdk::timer::sleep(d);
         let slept = t0.elapsed();
         c.that(
             &alloc::format!("timer sleep {ms}ms"),
@@ -27,7 +27,7 @@ pub(super) fn timers(c: &mut Checks) {
         );
     }
     let deadline = time::now() + Duration::from_millis(3);
-    time::sleep_until(deadline);
+    guest_sdk::timer::sleep_until(deadline);
     c.that(
         "timer sleep_until: now >= deadline",
         time::now() >= deadline,

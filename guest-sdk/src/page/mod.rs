@@ -1,4 +1,4 @@
-//! Pages shared with the VMM: [`GuestPage`], a view of a page the VMM also accesses, and
+//! Memory shared with the VMM: [`GuestPage`], a view of a page the VMM also accesses, and
 //! [`PageBox`], an owned, zeroed, page-aligned page from the heap. Both implement
 //! [`pv_drivers::shared::SharedPage`], so the drivers of `pv-drivers` (rings, the console page,
 //! the loopback device) run over them.
@@ -6,6 +6,12 @@
 //! Neither ever hands out a Rust reference to the page's bytes: the VMM (or a backend) may write
 //! them at any time. Indices are accessed with atomics, bytes with copies the compiler cannot
 //! see into (`rep movsb`).
+//!
+//! The SDK's other modules reach the pages the domain builder shares with the guest through
+//! this module too, as safe, typed views made only from the start-info page recorded at boot:
+//! the shared-info page (event-channel bitmaps, the PV clock, the wall clock), the grant
+//! table's entries, kvm_pvm's VIF page and the console page. This module (with [`crate::heap`])
+//! is where the SDK turns addresses into memory accesses.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -13,6 +19,14 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use parapet_abi::start_info::PAGE_SIZE;
 use pv_drivers::shared::SharedPage;
+
+mod grant_table;
+mod shared_info;
+mod vif;
+
+pub(crate) use grant_table::GrantTable;
+pub(crate) use shared_info::SharedInfoPage;
+pub(crate) use vif::VifPage;
 
 const PAGE: usize = PAGE_SIZE as usize;
 
@@ -139,6 +153,18 @@ unsafe fn fill_shared(dst: *mut u8, value: u8, len: usize) {
         // SAFETY: in bounds, as the caller guarantees.
         unsafe { dst.add(i).write_volatile(value) };
     }
+}
+
+/// The console page (`StartInfo::console_page`), or `None` before boot, on the host, or if the
+/// VMM gave the guest none (or a misaligned one).
+pub(crate) fn console_page() -> Option<GuestPage> {
+    let addr = crate::start_info::try_start_info()?.console_page;
+    if addr == 0 || !addr.is_multiple_of(PAGE_SIZE) {
+        return None;
+    }
+    // SAFETY: the console page is a boot page the VMM maps read/write for the guest's whole
+    // life; the SDK accesses it only through `GuestPage` (atomics and copies, no references).
+    Some(unsafe { GuestPage::from_addr(addr) })
 }
 
 /// An owned, zeroed, page-aligned 4 KiB page from the heap, freed on drop. Use it for ring pages
