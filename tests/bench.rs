@@ -211,7 +211,7 @@ fn xtask_bench_blk_measures_both_sides() {
     let out = run(cmd);
     out.assert_status(0).assert_no_panic();
     out.assert_stdout_contains("Parapet bench blk:")
-        .assert_stdout_contains("goals (issue 4):");
+        .assert_stdout_contains("goals: randread_qd32");
     let json = json_file(&dir, "blk.json");
     assert_eq!(json["schema"], "parapet-bench-blk/1");
     let rows = json["rows"].as_array().expect("rows");
@@ -248,7 +248,7 @@ fn xtask_bench_net_measures_the_guest_and_the_ceilings() {
     let out = run(cmd);
     out.assert_status(0).assert_no_panic();
     out.assert_stdout_contains("Parapet bench net:")
-        .assert_stdout_contains("goal (issue 5):");
+        .assert_stdout_contains("goal: >= 1 Gbit/s TCP");
     let json = json_file(&dir, "net.json");
     assert_eq!(json["schema"], "parapet-bench-net/1");
     let tests = json["tests"].as_array().expect("tests");

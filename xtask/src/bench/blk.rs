@@ -515,7 +515,7 @@ fn guest_run(
     let sequential = test(name).is_some_and(|t| t.sequential);
     let mut cmd = Command::new(&bins.vmm);
     cmd.arg("run")
-        .arg("--stats")
+        .arg("--stats=json")
         .arg("--disk")
         .arg(image)
         .arg(&bins.guest)
@@ -1115,7 +1115,7 @@ impl suite::Report for BlkReport {
                 if worst <= EXIT_GOAL { "met" } else { "NOT met" }
             ));
         }
-        t.line(format_args!("goals (issue 4): {}", goals.join("; ")));
+        t.line(format_args!("goals: {}", goals.join("; ")));
         t.into_string()
     }
 

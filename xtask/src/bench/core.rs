@@ -258,7 +258,7 @@ const NOTHING: &str = "baseline-none";
 impl Runner {
     fn parapet(&self, loopback: bool, vmcall: bool, cmdline: &str) -> Command {
         let mut cmd = Command::new(&self.bins.vmm);
-        cmd.arg("run").arg("--stats");
+        cmd.arg("run").arg("--stats=json");
         if loopback {
             cmd.arg("--loopback");
         }

@@ -57,18 +57,20 @@ pub fn output(stdout: &str) -> Result<Output, String> {
     Ok(out)
 }
 
-/// The `parapet stats:` block of `parapet run --stats` on standard error.
+/// The counters of `parapet run --stats=json`: the one JSON object on standard error (empty if
+/// there is none).
 pub fn stats(stderr: &str) -> BTreeMap<String, u64> {
     stderr
         .lines()
-        .skip_while(|l| l.trim_end() != "parapet stats:")
-        .skip(1)
-        .map_while(|l| {
-            let mut words = l.strip_prefix("  ")?.split_whitespace();
-            let (name, value) = (words.next()?, words.next()?.parse().ok()?);
-            Some((name.to_owned(), value))
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str::<BTreeMap<String, serde_json::Value>>(l).ok())
+        .map(|object| {
+            object
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value.as_u64()?)))
+                .collect()
         })
-        .collect()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -123,9 +125,8 @@ mod tests {
 
     #[test]
     fn reads_the_stats_block() {
-        let s = stats(
-            "warning\nparapet stats:\n  exit.total 2054\n  exit.io 2054\n  kvm.exits 2113\nlater\n",
-        );
+        let s =
+            stats("warning\n{\"exit.total\":2054,\"exit.io\":2054,\"kvm.exits\":2113}\nlater\n");
         assert_eq!(s["exit.total"], 2054);
         assert_eq!(s["kvm.exits"], 2113);
         assert_eq!(s.len(), 3);

@@ -20,20 +20,12 @@ pub(crate) struct Captured {
 }
 
 impl Captured {
-    /// The first line of stderr that says what went wrong (the `--stats` block left out).
+    /// The first line of stderr that says what went wrong (the `--stats=json` object left out).
     pub fn failure(&self) -> String {
-        let mut in_stats = false;
         let line = self
             .stderr
             .lines()
-            .filter(|l| {
-                if l.trim_end() == "parapet stats:" {
-                    in_stats = true;
-                    return false;
-                }
-                in_stats &= l.starts_with("  ");
-                !in_stats && !l.trim().is_empty()
-            })
+            .filter(|l| !l.starts_with('{') && !l.trim().is_empty())
             .map(str::trim)
             .next()
             .unwrap_or("");
@@ -161,10 +153,9 @@ mod tests {
     fn failure_skips_the_stats_block() {
         let c = Captured {
             status: Some(102),
-            stderr:
-                "parapet stats:\n  exit.total 5\n  kvm.exits 49\nparapet: guest fault: #PF page \
+            stderr: "{\"exit.total\":5,\"kvm.exits\":49}\nparapet: guest fault: #PF page \
                      fault (vector 14)\n  rip=0x1010fa\n"
-                    .into(),
+                .into(),
             ..Captured::default()
         };
         assert_eq!(
