@@ -178,7 +178,7 @@ pub(super) fn set_timer_and_block(c: &mut Checks) {
     guest_sdk::timer::sleep(Duration::from_millis(3));
     let slept = start.elapsed();
     c.that(
-        "time::sleep 3ms",
+        "timer::sleep 3ms",
         slept >= Duration::from_millis(3) && slept < PROMPT,
         Micros(slept),
         ">= 3 ms and < 100 ms",
