@@ -58,37 +58,30 @@ impl core::fmt::Display for GrantRef {
 }
 
 /// Why a grant operation failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
     /// `end_access`: the backend has the page mapped (`GTF_reading`/`GTF_writing` set); the
     /// entry stays granted.
+    #[error("grant in use by the backend")]
     Busy,
     /// No free entry.
+    #[error("grant table full")]
     NoFreeEntries,
     /// The reference is not an entry this SDK handed out.
+    #[error("not an allocated grant reference")]
     BadRef,
     /// The frame number does not fit the entry's 32-bit field.
+    #[error("frame number too large")]
     BadFrame,
     /// No grant table (before boot, or the VMM announced none).
+    #[error("no grant table")]
     NoTable,
     /// The hypercall failed.
+    #[error("grant_table_op failed: {0}")]
     Hypercall(Errno),
     /// The hypercall succeeded but the operation's status is this `GNTST_*` code.
+    #[error("grant status {0}")]
     Status(i16),
-}
-
-impl core::fmt::Display for GrantError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            GrantError::Busy => f.write_str("grant in use by the backend"),
-            GrantError::NoFreeEntries => f.write_str("grant table full"),
-            GrantError::BadRef => f.write_str("not an allocated grant reference"),
-            GrantError::BadFrame => f.write_str("frame number too large"),
-            GrantError::NoTable => f.write_str("no grant table"),
-            GrantError::Hypercall(e) => write!(f, "grant_table_op failed: {e}"),
-            GrantError::Status(s) => write!(f, "grant status {s}"),
-        }
-    }
 }
 
 /// Finds the grant table. Called once by the boot code.

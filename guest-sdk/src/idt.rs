@@ -432,21 +432,14 @@ const INTERRUPT_STUB_SIZE: usize = 16;
 pub type InterruptHandler = fn(u8);
 
 /// Why a vector cannot take an [`InterruptHandler`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VectorError {
     /// Vectors 0–31 are CPU exceptions; the SDK reports them.
+    #[error("vectors 0-31 are CPU exceptions")]
     Exception,
     /// The event-channel upcall vector belongs to [`crate::evtchn`].
+    #[error("the vector is the event-channel upcall")]
     Upcall,
-}
-
-impl core::fmt::Display for VectorError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            VectorError::Exception => "vectors 0-31 are CPU exceptions",
-            VectorError::Upcall => "the vector is the event-channel upcall",
-        })
-    }
 }
 
 /// Installed interrupt handlers by vector, as `fn` addresses; 0 = none.

@@ -24,27 +24,20 @@ use crate::page::GuestPage;
 use crate::timer;
 
 /// Why the loopback device could not be set up or torn down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LoopbackError {
     /// Start-info lists no loopback device (run with `--loopback`).
+    #[error("no loopback device (run with --loopback)")]
     NoDevice,
     /// The heap has no room for the ring page.
+    #[error("out of memory for the ring page")]
     NoMemory,
     /// Granting or revoking the ring page failed.
+    #[error("ring grant: {0}")]
     Grant(GrantError),
     /// `device_op` failed.
+    #[error("device_op: {0}")]
     Device(Errno),
-}
-
-impl core::fmt::Display for LoopbackError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            LoopbackError::NoDevice => f.write_str("no loopback device (run with --loopback)"),
-            LoopbackError::NoMemory => f.write_str("out of memory for the ring page"),
-            LoopbackError::Grant(e) => write!(f, "ring grant: {e}"),
-            LoopbackError::Device(e) => write!(f, "device_op: {e}"),
-        }
-    }
 }
 
 impl From<ConnectionError> for LoopbackError {

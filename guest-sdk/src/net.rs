@@ -60,19 +60,25 @@ use crate::timer;
 pub const ETHERNET_HEADER: usize = 14;
 
 /// Why the interface could not be set up or torn down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NetError {
     /// Start-info lists no network interface (run with `--net tap=NAME`).
+    #[error("no network interface (run with --net tap=NAME)")]
     NoDevice,
     /// The device's MAC address (`DeviceInfo::config[0]`) is not a unicast address.
+    #[error("bad MAC address {}", MacDisplay(*.0))]
     BadMac([u8; 6]),
     /// A [`NetConfig`] asked for more than 256 pages in a pool.
+    #[error("a page pool larger than its ring")]
     BadConfig,
     /// The heap has no room for the pages.
+    #[error("out of memory for packet pages")]
     NoMemory,
     /// Granting a page failed.
+    #[error("grant: {0}")]
     Grant(GrantError),
     /// `device_op` failed.
+    #[error("device_op: {0}")]
     Device(Errno),
 }
 
@@ -82,19 +88,6 @@ impl From<ConnectionError> for NetError {
             ConnectionError::NoMemory => NetError::NoMemory,
             ConnectionError::Grant(e) => NetError::Grant(e),
             ConnectionError::Device(e) => NetError::Device(e),
-        }
-    }
-}
-
-impl fmt::Display for NetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NetError::NoDevice => f.write_str("no network interface (run with --net tap=NAME)"),
-            NetError::BadMac(m) => write!(f, "bad MAC address {}", MacDisplay(*m)),
-            NetError::BadConfig => f.write_str("a page pool larger than its ring"),
-            NetError::NoMemory => f.write_str("out of memory for packet pages"),
-            NetError::Grant(e) => write!(f, "grant: {e}"),
-            NetError::Device(e) => write!(f, "device_op: {e}"),
         }
     }
 }

@@ -16,40 +16,35 @@ use spin::Once;
 static START_INFO: Once<&'static StartInfo> = Once::new();
 
 /// Why the start-info page was rejected at boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StartInfoError {
     /// The pointer in RSI was null or misaligned.
+    #[error("start-info pointer is null or misaligned")]
     BadPointer,
     /// `magic` is not [`START_INFO_MAGIC`]: a different ABI version or no Parapet VMM at all.
+    #[error("start-info magic is not {}", start_info_magic())]
     BadMagic,
     /// `platform` holds a value this SDK does not know.
+    #[error("unknown platform {0}")]
     UnknownPlatform(u32),
     /// `transport` holds a value this SDK does not know.
+    #[error("unknown hypercall transport {0}")]
     UnknownTransport(u32),
     /// `hypercall_page` or `shared_info` is zero.
+    #[error("hypercall or shared-info page missing")]
     MissingPage,
     /// `flags` has `VIF` but `vif_page` is zero.
+    #[error("VIF flag set without a VIF page")]
     MissingVifPage,
 }
 
-impl core::fmt::Display for StartInfoError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            StartInfoError::BadPointer => f.write_str("start-info pointer is null or misaligned"),
-            StartInfoError::BadMagic => {
-                let magic = START_INFO_MAGIC
-                    .split(|&b| b == 0)
-                    .next()
-                    .unwrap_or_default();
-                let magic = core::str::from_utf8(magic).unwrap_or("?");
-                write!(f, "start-info magic is not {magic}")
-            }
-            StartInfoError::UnknownPlatform(p) => write!(f, "unknown platform {p}"),
-            StartInfoError::UnknownTransport(t) => write!(f, "unknown hypercall transport {t}"),
-            StartInfoError::MissingPage => f.write_str("hypercall or shared-info page missing"),
-            StartInfoError::MissingVifPage => f.write_str("VIF flag set without a VIF page"),
-        }
-    }
+/// [`START_INFO_MAGIC`] as text, up to its NUL.
+fn start_info_magic() -> &'static str {
+    let magic = START_INFO_MAGIC
+        .split(|&b| b == 0)
+        .next()
+        .unwrap_or_default();
+    core::str::from_utf8(magic).unwrap_or("?")
 }
 
 /// Checks that `page` (RSI at entry) can be the start-info page: non-null and aligned, so that

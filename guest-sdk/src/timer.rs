@@ -42,21 +42,14 @@ pub type Callback = fn(TimerId);
 pub struct TimerId(pub usize);
 
 /// Why a timer could not be created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TimerError {
     /// All [`MAX_TIMERS`] slots are in use.
+    #[error("no free timer slot")]
     NoFreeSlot,
     /// A periodic timer needs a non-zero period.
+    #[error("zero timer period")]
     ZeroPeriod,
-}
-
-impl core::fmt::Display for TimerError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            TimerError::NoFreeSlot => "no free timer slot",
-            TimerError::ZeroPeriod => "zero timer period",
-        })
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

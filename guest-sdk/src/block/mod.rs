@@ -72,7 +72,6 @@
 // (Plain names, not links: they exist only with the feature, and these docs build without it.)
 
 use alloc::vec::Vec;
-use core::fmt;
 
 use parapet_abi::Errno;
 use parapet_abi::blkif::{
@@ -103,66 +102,57 @@ mod queue;
 pub mod sdmmc;
 
 /// Why a block operation failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
     /// No such block device (run with `--disk PATH`).
+    #[error("no such block device (run with --disk PATH)")]
     NoDevice,
     /// The heap has no room for the ring page.
+    #[error("out of memory for the ring page")]
     NoMemory,
     /// Granting or revoking a page failed.
+    #[error("grant: {0}")]
     Grant(GrantError),
     /// `device_op` failed.
+    #[error("device_op: {0}")]
     Device(Errno),
     /// The backend answered `BLKIF_RSP_ERROR` (an I/O error, or a request it refused).
+    #[error("I/O error")]
     Io,
     /// The backend answered `BLKIF_RSP_EOPNOTSUPP`, or the device does not offer the operation
     /// (its `DeviceInfo::flags`).
+    #[error("operation not supported")]
     Unsupported,
     /// The backend answered with a status outside the protocol.
+    #[error("bad response status {0}")]
     BadStatus(i16),
     /// The disk is read-only.
+    #[error("read-only disk")]
     ReadOnly,
     /// The sectors are not all inside the disk.
+    #[error("sectors outside the disk")]
     OutOfRange,
     /// A length that is not a whole number of sectors, or a request larger than
     /// [`BlockDevice::max_request_sectors`] (or, for a write that is also a flush,
     /// [`MAX_SECTORS_PER_REQUEST`]), or empty.
+    #[error("bad length")]
     BadLength,
     /// Every ring slot is in flight (the submit API does not wait; consume completions).
+    #[error("ring full")]
     RingFull,
     /// No request with this id is in flight or completed.
+    #[error("unknown request")]
     UnknownRequest,
     /// Nothing is in flight to wait for.
+    #[error("no request in flight")]
     Idle,
     /// The deadline passed before the response arrived.
+    #[error("timed out")]
     TimedOut,
     /// The backend broke the ring protocol; the device is unusable.
+    #[error("the backend broke the ring protocol")]
     Broken,
 }
-
-impl fmt::Display for BlockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BlockError::NoDevice => f.write_str("no such block device (run with --disk PATH)"),
-            BlockError::NoMemory => f.write_str("out of memory for the ring page"),
-            BlockError::Grant(e) => write!(f, "grant: {e}"),
-            BlockError::Device(e) => write!(f, "device_op: {e}"),
-            BlockError::Io => f.write_str("I/O error"),
-            BlockError::Unsupported => f.write_str("operation not supported"),
-            BlockError::BadStatus(s) => write!(f, "bad response status {s}"),
-            BlockError::ReadOnly => f.write_str("read-only disk"),
-            BlockError::OutOfRange => f.write_str("sectors outside the disk"),
-            BlockError::BadLength => f.write_str("bad length"),
-            BlockError::RingFull => f.write_str("ring full"),
-            BlockError::UnknownRequest => f.write_str("unknown request"),
-            BlockError::Idle => f.write_str("no request in flight"),
-            BlockError::TimedOut => f.write_str("timed out"),
-            BlockError::Broken => f.write_str("the backend broke the ring protocol"),
-        }
-    }
-}
-
-impl core::error::Error for BlockError {}
 
 impl From<ConnectionError> for BlockError {
     fn from(e: ConnectionError) -> Self {
