@@ -39,7 +39,7 @@ use parapet_abi::start_info::StartInfo;
 use pv_drivers::console::ConsoleFront;
 use spin::Mutex;
 
-use crate::evtchn::{self, Port};
+use crate::event_channel::{self, Port};
 use crate::page::{self, GuestPage};
 use crate::time::{self, Instant};
 use crate::{hypercall, pvops, timer};
@@ -82,7 +82,7 @@ pub(crate) fn init(info: &StartInfo) {
     *RING.lock() = Some(ConsoleFront::new(page));
     PORT.store(info.console_evtchn, Ordering::SeqCst);
     RING_UP.store(true, Ordering::SeqCst);
-    evtchn::unmask_local(Port(info.console_evtchn));
+    event_channel::unmask_local(Port(info.console_evtchn));
 }
 
 /// Whether output goes through the console ring (rather than `console_io`).
@@ -110,7 +110,9 @@ pub fn full_waits() -> u64 {
 
 /// Whether the caller may block (sleep in `SCHEDOP_block`) rather than poll.
 fn can_block() -> bool {
-    !evtchn::in_handler() && pvops::irqs_enabled() && port().is_some_and(|p| !evtchn::is_masked(p))
+    !event_channel::in_handler()
+        && pvops::irqs_enabled()
+        && port().is_some_and(|p| !event_channel::is_masked(p))
 }
 
 /// Runs `f` on the ring with interrupts masked; `None` if the ring is not started (or, with
@@ -142,7 +144,7 @@ fn wait_for_backend(
     let give_up = start + STALL;
     if block {
         if let Some(p) = port() {
-            evtchn::notify(p);
+            event_channel::notify(p);
         }
         return timer::wait_until(Some(give_up), || arm() || done());
     }
@@ -165,7 +167,7 @@ fn ring_write(mut bytes: &[u8]) -> &[u8] {
         if notify {
             NOTIFIES.fetch_add(1, Ordering::Relaxed);
             if let Some(p) = port() {
-                evtchn::notify(p);
+                event_channel::notify(p);
             }
         }
         bytes = &bytes[n..];
@@ -259,7 +261,7 @@ fn fill_input() -> bool {
         return false;
     };
     if notify && let Some(p) = port() {
-        evtchn::notify(p);
+        event_channel::notify(p);
     }
     let n = match ib.bytes[..n].iter().position(|&b| b == CONSOLE_EOF) {
         Some(eof) => {

@@ -24,8 +24,8 @@ use parapet_abi::Errno;
 use parapet_abi::device::{Connect, DeviceInfo, MAX_RINGS};
 use parapet_abi::event_channel::DOMID_BACKEND;
 
-use crate::evtchn::{self, Port};
-use crate::grant::{self, GrantError, GrantRef};
+use crate::event_channel::{self, Port};
+use crate::grant_table::{self, GrantError, GrantRef};
 use crate::hypercall;
 use crate::page::{GuestPage, PageBox};
 
@@ -143,7 +143,7 @@ impl Connection {
         for _ in 0..nr_rings {
             // On failure, dropping `conn` revokes the grants made so far.
             let page = PageBox::try_new().ok_or(ConnectionError::NoMemory)?;
-            let gref = grant::grant_access(page.frame(), DOMID_BACKEND, false)
+            let gref = grant_table::grant_access(page.frame(), DOMID_BACKEND, false)
                 .map_err(ConnectionError::Grant)?;
             conn.rings.push(Ring {
                 page,
@@ -204,19 +204,19 @@ impl Connection {
         for (slot, ring) in grefs.iter_mut().zip(&self.rings) {
             *slot = ring.gref;
         }
-        evtchn::unmask_local(self.port);
+        event_channel::unmask_local(self.port);
         if let Err(e) = connect(self.index, &grefs[..n]) {
-            evtchn::mask(self.port);
+            event_channel::mask(self.port);
             return Err(ConnectionError::Device(e));
         }
         self.connected = true;
         Ok(())
     }
 
-    /// Rings the device's doorbell ([`evtchn::notify`]).
+    /// Rings the device's doorbell ([`event_channel::notify`]).
     #[inline]
     pub fn notify(&self) {
-        evtchn::notify(self.port);
+        event_channel::notify(self.port);
     }
 
     /// Disconnects the device (`DEVOP_disconnect`: the backend stops and unmaps the rings before
@@ -227,11 +227,11 @@ impl Connection {
         if self.connected {
             disconnect(self.index).map_err(ConnectionError::Device)?;
             self.connected = false;
-            evtchn::mask(self.port);
+            event_channel::mask(self.port);
         }
         let mut result = Ok(());
         for ring in self.rings.iter_mut().filter(|r| r.granted) {
-            match grant::end_access(ring.gref) {
+            match grant_table::end_access(ring.gref) {
                 Ok(()) => ring.granted = false,
                 Err(e) => {
                     if result.is_ok() {

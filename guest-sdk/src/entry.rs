@@ -73,8 +73,8 @@ mod kernel {
     use parapet_abi::start_info::StartInfo;
 
     use crate::{
-        console, evtchn, grant, heap, hypercall, idt, logger, paging, panic, pvops, start_info,
-        time,
+        console, event_channel, grant_table, heap, hypercall, idt, logger, paging, panic, pvops,
+        start_info, time,
     };
 
     unsafe extern "Rust" {
@@ -126,14 +126,14 @@ mod kernel {
         time::init(info);
         idt::install(info);
         let guarded = paging::unmap_stack_guard(info);
-        evtchn::init();
-        grant::init();
+        event_channel::init();
+        grant_table::init();
         let level = logger::level_from_cmdline(start_info::cmdline());
         logger::init(level.unwrap_or(logger::DEFAULT_LEVEL));
         heap::init(info);
         console::init(info);
         if idt::upcall_vector() != 0 {
-            evtchn::enable_upcalls();
+            event_channel::enable_upcalls();
             pvops::irq_enable();
         } else {
             log::warn!(target: "parapet::boot", "no upcall vector: event delivery stays off");

@@ -11,7 +11,7 @@
 //!
 //! The IDT has all 256 vectors. Vector `StartInfo::upcall_vector` (≥ 32) is the event-channel
 //! upcall: its stub saves every caller-saved register, aligns the stack, calls the SDK's upcall
-//! handler ([`crate::evtchn`]) on the interrupted stack, restores the registers, sets the VIF
+//! handler ([`crate::event_channel`]) on the interrupted stack, restores the registers, sets the VIF
 //! byte on kvm_pvm (which clears it when it delivers through the gate; the handler keeps it
 //! clear so that upcalls do not nest) and returns with `iretq`. Every other vector at or above
 //! 32 has a non-present gate, so an unexpected interrupt raises #NP, which is reported like any
@@ -258,7 +258,7 @@ mod stubs {
     }
 
     /// The event-channel upcall gate: saves the caller-saved registers, calls
-    /// `evtchn::upcall_handler` on a 16-byte aligned stack, restores them, sets the VIF byte
+    /// `event_channel::upcall_handler` on a 16-byte aligned stack, restores them, sets the VIF byte
     /// again on kvm_pvm (`UPCALL_VIF` holds its address, 0 elsewhere) and returns with `iretq`.
     #[unsafe(naked)]
     pub(super) unsafe extern "C" fn upcall_entry() {
@@ -279,7 +279,7 @@ mod stubs {
             "2:",
             "pop rax",
             "iretq",
-            handler = sym crate::evtchn::upcall_handler,
+            handler = sym crate::event_channel::upcall_handler,
             vif = sym super::UPCALL_VIF,
         )
     }
@@ -437,7 +437,7 @@ pub enum VectorError {
     /// Vectors 0–31 are CPU exceptions; the SDK reports them.
     #[error("vectors 0-31 are CPU exceptions")]
     Exception,
-    /// The event-channel upcall vector belongs to [`crate::evtchn`].
+    /// The event-channel upcall vector belongs to [`crate::event_channel`].
     #[error("the vector is the event-channel upcall")]
     Upcall,
 }

@@ -17,8 +17,8 @@
 //! Built with `cargo build --target x86_64-unknown-none`, the SDK provides the kernel around that
 //! function ([`mod@entry`]): it sets up a stack, checks the start-info page ([`start_info`]), installs
 //! an IDT whose handlers report exceptions to the hypervisor and whose upcall gate runs event
-//! channel handlers ([`idt`], [`evtchn`]), initialises the logger ([`logger`]), the heap
-//! ([`heap`]), the grant table ([`grant`]) and the console ring ([`console`]), enables event
+//! channel handlers ([`idt`], [`event_channel`]), initialises the logger ([`logger`]), the heap
+//! ([`heap`]), the grant table ([`grant_table`]) and the console ring ([`console`]), enables event
 //! delivery, runs `main`, and powers the domain off with the value `main` returns. Built for any
 //! other target, [`entry!`] produces a host program that explains how to run the guest instead.
 //!
@@ -42,8 +42,8 @@
 //! | [`page`] | memory shared with the VMM: [`page::PageBox`], [`page::GuestPage`] (`pv_drivers::shared::SharedPage` implementations), and safe views of the shared-info page, the grant table and the VIF page |
 //! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, powering off |
 //! | [`time`] | a monotonic clock from the PV clock, the wall clock |
-//! | [`grant`] | the grant table: [`grant::GrantRef`]s, granting and revoking pages, `GNTTABOP_copy` |
-//! | [`evtchn`] | event channels: [`evtchn::Port`]s, `event_channel_op`, the doorbell, handlers, the upcall |
+//! | [`grant_table`] | the grant table: [`grant_table::GrantRef`]s, granting and revoking pages, `GNTTABOP_copy` |
+//! | [`event_channel`] | event channels: [`event_channel::Port`]s, `event_channel_op`, the doorbell, handlers, the upcall |
 //! | [`timer`] | one-shot and periodic timers, [`timer::sleep`], waiting on several event sources |
 //! | [`console`] | [`print!`]/[`println!`] over the console ring, input, emergency `console_io` |
 //! | [`logger`] | a `log` crate backend over the console |
@@ -66,12 +66,12 @@
 //! |---|---|---|
 //! | 0 | [`start_info`], `cpu`, [`hypercall`], [`heap`], [`paging`] | nothing of the SDK |
 //! | 1 | [`page`] | `start_info` (the boot pages it names), `cpu` |
-//! | 2 | [`pvops`], [`time`], [`grant`] | `page` (the VIF page, the PV clock, the grant table), `cpu`, `hypercall` |
-//! | 3 | [`evtchn`] | `page` (the event bitmaps), `pvops`, `hypercall`, `cpu` |
-//! | 4 | [`timer`] | `evtchn` (`VIRQ_TIMER`, port latches), `time`, `pvops`, `hypercall` |
-//! | 5 | [`console`] | `timer` (blocking waits), `evtchn`, `time`, `pvops`, `page`, `hypercall` |
-//! | 6 | [`logger`], [`mod@panic`], [`device`] | `logger`: `console`, `start_info`; `panic`: `console`, `hypercall`; `device`: `evtchn`, `grant`, `page`, `hypercall`, `start_info` |
-//! | 7 | [`idt`], [`loopback`], [`block`], [`net`] | `idt`: `panic`, `console`, `evtchn`, `pvops`, `hypercall`, `cpu`; the drivers: `device`, `timer`, `time`, `evtchn`, `grant`, `page` (`net` also `start_info`) |
+//! | 2 | [`pvops`], [`time`], [`grant_table`] | `page` (the VIF page, the PV clock, the grant table), `cpu`, `hypercall` |
+//! | 3 | [`event_channel`] | `page` (the event bitmaps), `pvops`, `hypercall`, `cpu` |
+//! | 4 | [`timer`] | `event_channel` (`VIRQ_TIMER`, port latches), `time`, `pvops`, `hypercall` |
+//! | 5 | [`console`] | `timer` (blocking waits), `event_channel`, `time`, `pvops`, `page`, `hypercall` |
+//! | 6 | [`logger`], [`mod@panic`], [`device`] | `logger`: `console`, `start_info`; `panic`: `console`, `hypercall`; `device`: `event_channel`, `grant_table`, `page`, `hypercall`, `start_info` |
+//! | 7 | [`idt`], [`loopback`], [`block`], [`net`] | `idt`: `panic`, `console`, `event_channel`, `pvops`, `hypercall`, `cpu`; the drivers: `device`, `timer`, `time`, `event_channel`, `grant_table`, `page` (`net` also `start_info`) |
 //! | 8 | [`mod@entry`] | everything it starts at boot |
 //!
 //! So stopping the domain as crashed, which drains the console first, is [`crash`] in
@@ -99,8 +99,8 @@ pub mod console;
 mod cpu;
 pub mod device;
 pub mod entry;
-pub mod evtchn;
-pub mod grant;
+pub mod event_channel;
+pub mod grant_table;
 pub mod heap;
 pub mod hypercall;
 pub mod idt;

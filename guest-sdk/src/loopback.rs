@@ -18,8 +18,8 @@ use pv_drivers::loopback::{LoopbackFront, LoopbackFrontRing};
 use pv_drivers::ring::RingFull;
 
 use crate::device::{self, Connection, ConnectionError};
-use crate::evtchn::Port;
-use crate::grant::{GrantError, GrantRef};
+use crate::event_channel::Port;
+use crate::grant_table::{GrantError, GrantRef};
 use crate::page::GuestPage;
 use crate::timer;
 

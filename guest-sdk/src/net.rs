@@ -50,8 +50,8 @@ use pv_drivers::netif::{MAX_IDS, NetifFront, RxCompletion, RxPacket};
 use pv_drivers::shared::SharedPage;
 
 use crate::device::{self, Connection, ConnectionError};
-use crate::evtchn::{self, Port};
-use crate::grant::{self, GrantError, GrantRef};
+use crate::event_channel::{self, Port};
+use crate::grant_table::{self, GrantError, GrantRef};
 use crate::page::{GuestPage, PageBox};
 use crate::time::Instant;
 use crate::timer;
@@ -158,8 +158,8 @@ struct Buffer {
 impl Buffer {
     fn new(readonly: bool) -> Result<Buffer, NetError> {
         let page = PageBox::try_new().ok_or(NetError::NoMemory)?;
-        let gref =
-            grant::grant_access(page.frame(), DOMID_BACKEND, readonly).map_err(NetError::Grant)?;
+        let gref = grant_table::grant_access(page.frame(), DOMID_BACKEND, readonly)
+            .map_err(NetError::Grant)?;
         Ok(Buffer { page, gref })
     }
 }
@@ -169,7 +169,7 @@ impl Buffer {
 fn release(buffers: &mut Vec<Buffer>) -> bool {
     let mut all = true;
     for b in buffers.drain(..) {
-        if grant::end_access(b.gref).is_err() {
+        if grant_table::end_access(b.gref).is_err() {
             all = false;
             core::mem::forget(b);
         }
@@ -201,7 +201,7 @@ struct Link {
 impl Link {
     fn kick(&mut self) {
         self.stats.notifies += 1;
-        evtchn::notify(self.port);
+        event_channel::notify(self.port);
     }
 
     fn commit(&mut self) {

@@ -27,7 +27,7 @@ use core::time::Duration;
 use parapet_abi::event_channel::virq;
 use spin::Mutex;
 
-use crate::evtchn::{self, Port};
+use crate::event_channel::{self, Port};
 use crate::time::{self, Instant};
 use crate::{hypercall, pvops};
 
@@ -92,8 +92,8 @@ pub fn init() {
     if INIT.swap(true, Ordering::SeqCst) {
         return;
     }
-    if let Ok(port) = evtchn::bind_virq(virq::TIMER) {
-        evtchn::set_handler(port, on_virq);
+    if let Ok(port) = event_channel::bind_virq(virq::TIMER) {
+        event_channel::set_handler(port, on_virq);
         VIRQ_PORT.store(port.0, Ordering::SeqCst);
     }
 }
@@ -312,7 +312,7 @@ impl Drop for Timer {
 /// Something [`wait_any`] can wait for.
 #[derive(Clone, Copy, Debug)]
 pub enum Source<'a> {
-    /// An event on a port (its latch: see [`evtchn::take_event`]). The port must be unmasked.
+    /// An event on a port (its latch: see [`event_channel::take_event`]). The port must be unmasked.
     Port(Port),
     /// The clock reaching an instant.
     Deadline(Instant),
@@ -324,7 +324,7 @@ impl Source<'_> {
     /// Whether the source is ready; consumes the event (port latch, timer firing) if so.
     fn take_ready(&self, now: Instant) -> bool {
         match *self {
-            Source::Port(p) => evtchn::take_event(p),
+            Source::Port(p) => event_channel::take_event(p),
             Source::Deadline(t) => now >= t,
             Source::Timer(t) => t.take_one(),
         }
@@ -337,7 +337,10 @@ impl Source<'_> {
 ///
 /// Must not be called from an event handler or timer callback.
 pub fn wait_any(sources: &[Source<'_>]) -> usize {
-    debug_assert!(!evtchn::in_handler(), "wait_any from an event handler");
+    debug_assert!(
+        !event_channel::in_handler(),
+        "wait_any from an event handler"
+    );
     let deadline = sources
         .iter()
         .filter_map(|s| match s {
@@ -350,7 +353,7 @@ pub fn wait_any(sources: &[Source<'_>]) -> usize {
         pvops::irq_disable();
         // Blocking re-enables event delivery (§7.3); do it now, so that events that pended
         // while upcalls were masked are handled before the check rather than never.
-        evtchn::enable_upcalls();
+        event_channel::enable_upcalls();
         run_expired_masked();
         let now = time::now();
         if let Some(i) = sources.iter().position(|s| s.take_ready(now)) {
@@ -403,13 +406,16 @@ pub fn sleep(d: Duration) {
 ///
 /// Must not be called from an event handler or timer callback.
 pub fn wait_until(deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
-    debug_assert!(!evtchn::in_handler(), "wait_until from an event handler");
+    debug_assert!(
+        !event_channel::in_handler(),
+        "wait_until from an event handler"
+    );
     let wait_deadline = deadline.map_or(u64::MAX, Instant::as_nanos);
     loop {
         pvops::irq_disable();
         // Blocking re-enables event delivery (§7.3); do it now, so that events that pended
         // while upcalls were masked are handled before the check rather than never.
-        evtchn::enable_upcalls();
+        event_channel::enable_upcalls();
         run_expired_masked();
         let done = if ready() {
             Some(true)

@@ -10,7 +10,7 @@ use crate::memory::{GuestPage, GuestRam};
 use parapet_abi::event_channel::DOMID_BACKEND;
 use parapet_abi::grant_table::{GrantEntry, GrantRef, gtf};
 use parapet_abi::start_info::{KERNEL_MIN_ADDR, PAGE_SIZE};
-use pv_drivers::grant::{GrantError, GrantMapper};
+use pv_drivers::grant_table::{GrantError, GrantMapper};
 use pv_drivers::shared::SharedPage;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex, MutexGuard};

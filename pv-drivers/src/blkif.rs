@@ -62,7 +62,7 @@ use parapet_abi::blkif::{
 use parapet_abi::grant_table::GrantRef;
 use zerocopy::{FromZeros, IntoBytes};
 
-use crate::grant::GrantMapper;
+use crate::grant_table::GrantMapper;
 use crate::ring::{BackRing, FrontRing, RingError, RingFull};
 use crate::shared::{PAGE_SIZE, SharedPage};
 

@@ -13,7 +13,7 @@
 //!   [`BackRing`](ring::BackRing)).
 //! * [`console`]: the PV console page ([`ConsoleFront`](console::ConsoleFront),
 //!   [`ConsoleBack`](console::ConsoleBack)).
-//! * [`grant`]: the [`GrantMapper`](grant::GrantMapper) trait backends map grants with.
+//! * [`grant_table`]: the [`GrantMapper`](grant_table::GrantMapper) trait backends map grants with.
 //! * [`loopback`]: the loopback test device ([`LoopbackFront`](loopback::LoopbackFront),
 //!   [`serve_batch`](loopback::serve_batch)).
 //! * [`blkif`]: PV block devices ([`BlkifFront`](blkif::BlkifFront),
@@ -28,7 +28,7 @@ extern crate std;
 
 pub mod blkif;
 pub mod console;
-pub mod grant;
+pub mod grant_table;
 pub mod loopback;
 pub mod netif;
 pub mod ring;

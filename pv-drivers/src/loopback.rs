@@ -28,7 +28,7 @@ use parapet_abi::loopback::{
     LoopbackRequest, LoopbackResponse,
 };
 
-use crate::grant::GrantMapper;
+use crate::grant_table::GrantMapper;
 use crate::ring::{BackRing, FrontRing, RingError, RingFull};
 use crate::shared::{PAGE_SIZE, SharedPage};
 

@@ -66,7 +66,7 @@ use parapet_abi::netif::{
     NETTXF_MORE_DATA, NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse,
 };
 
-use crate::grant::GrantMapper;
+use crate::grant_table::GrantMapper;
 use crate::ring::{BackRing, FrontRing, RingError, RingFull};
 use crate::shared::{PAGE_SIZE, SharedPage};
 

@@ -19,7 +19,7 @@ use std::vec::Vec;
 
 use parapet_abi::grant_table::GrantRef;
 
-use crate::grant::{GrantError, GrantMapper};
+use crate::grant_table::{GrantError, GrantMapper};
 use crate::shared::{PAGE_SIZE, SharedPage, TestPage};
 
 /// Panic payload that unwinds an actor when the run is aborted.

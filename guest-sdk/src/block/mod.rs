@@ -27,7 +27,7 @@
 //! (88, 11 pages); sector *k* of a request is sector *k* mod 8 of its page *k* / 8. A request of
 //! more than 11 pages goes out as `BLKIF_OP_INDIRECT`, its segments listed in one more page,
 //! granted read-only. When the response arrives, the grants are revoked
-//! ([`crate::grant::end_access`]) before the pages are touched or reused; a grant the backend still
+//! ([`crate::grant_table::end_access`]) before the pages are touched or reused; a grant the backend still
 //! holds (it never should after answering) is never reused and its page is leaked rather than
 //! freed ([`BlockDevice::leaked_grants`]).
 //!
@@ -90,8 +90,8 @@ use self::pages::{SECTORS_PER_PAGE, segments};
 use self::queue::RequestQueue;
 pub use self::queue::{Completion, DEFAULT_POLL, MAX_ADAPTIVE_POLL, RequestId};
 use crate::device::{self, Connection, ConnectionError};
-use crate::evtchn::Port;
-use crate::grant::{GrantError, GrantRef};
+use crate::event_channel::Port;
+use crate::grant_table::{GrantError, GrantRef};
 use crate::page::{GuestPage, PageBox};
 use crate::time::Instant;
 

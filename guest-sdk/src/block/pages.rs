@@ -23,7 +23,7 @@ use pv_drivers::blkif::segment;
 use pv_drivers::shared::SharedPage;
 
 use super::BlockError;
-use crate::grant::{self, GrantRef};
+use crate::grant_table::{self, GrantRef};
 use crate::page::PageBox;
 
 /// Sectors per page.
@@ -105,11 +105,11 @@ pub(super) fn segments(grants: &[GrantRef], sectors: u64) -> Vec<BlkifSegment> {
 fn grant_all(pages: &[PageBox], readonly: bool) -> Result<Vec<GrantRef>, BlockError> {
     let mut grants = Vec::with_capacity(pages.len());
     for page in pages {
-        match grant::grant_access(page.frame(), DOMID_BACKEND, readonly) {
+        match grant_table::grant_access(page.frame(), DOMID_BACKEND, readonly) {
             Ok(g) => grants.push(g),
             Err(e) => {
                 for g in grants {
-                    let _ = grant::end_access(g);
+                    let _ = grant_table::end_access(g);
                 }
                 return Err(BlockError::Grant(e));
             }
@@ -159,7 +159,7 @@ impl GrantedPages {
         index: PageBox,
         pool: &PagePool,
     ) -> Result<(GrantedPages, GrantRef), BlockError> {
-        let index_gref = match grant::grant_access(index.frame(), DOMID_BACKEND, true) {
+        let index_gref = match grant_table::grant_access(index.frame(), DOMID_BACKEND, true) {
             Ok(g) => g,
             Err(e) => {
                 pool.give(pages);
@@ -170,7 +170,7 @@ impl GrantedPages {
         let mut grants = match grant_all(&pages, readonly) {
             Ok(g) => g,
             Err(e) => {
-                let _ = grant::end_access(index_gref);
+                let _ = grant_table::end_access(index_gref);
                 pool.give(pages);
                 pool.give([index]);
                 return Err(e);
@@ -207,7 +207,7 @@ impl GrantedPages {
     pub(super) fn revoke(self, pool: &PagePool) -> Result<Vec<PageBox>, u64> {
         let mut held = 0;
         for g in &self.grants {
-            if grant::end_access(*g).is_err() {
+            if grant_table::end_access(*g).is_err() {
                 held += 1;
             }
         }

@@ -27,8 +27,8 @@ use pv_drivers::shared::SharedPage;
 
 use super::BlockError;
 use super::pages::{GrantedPages, PAGE_BYTES, PagePool, segments};
-use crate::evtchn::{self, Port};
-use crate::grant::GrantRef;
+use crate::event_channel::{self, Port};
+use crate::grant_table::GrantRef;
 use crate::page::{GuestPage, PageBox};
 use crate::time::{self, Instant};
 use crate::timer;
@@ -241,7 +241,7 @@ impl RequestQueue {
     /// Rings the doorbell unconditionally.
     pub(super) fn kick(&mut self) {
         self.notifies += 1;
-        evtchn::notify(self.port);
+        event_channel::notify(self.port);
     }
 
     /// Holds submissions back until [`unplug`](Self::unplug).

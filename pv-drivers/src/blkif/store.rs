@@ -3,7 +3,7 @@
 #[cfg(doc)]
 use super::{MAX_BYTES_PER_REQUEST, MAX_INDIRECT_SEGMENTS, serve_batch};
 #[cfg(doc)]
-use crate::grant::GrantMapper;
+use crate::grant_table::GrantMapper;
 
 /// Why a [`BlockStore`] operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -359,7 +359,7 @@ proptest! {
 #[test]
 fn a_batch_stops_at_its_budget() {
     use super::BATCH_BUDGET;
-    use crate::grant::{GrantError, GrantMapper};
+    use crate::grant_table::{GrantError, GrantMapper};
     use parapet_abi::ring::offset;
     use zerocopy::IntoBytes;
 

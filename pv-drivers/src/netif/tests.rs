@@ -743,7 +743,7 @@ fn errors_display() {
 /// its budget and says there may be more.
 #[test]
 fn a_transmit_batch_stops_at_its_budget() {
-    use crate::grant::{GrantError, GrantMapper};
+    use crate::grant_table::{GrantError, GrantMapper};
     use zerocopy::IntoBytes;
 
     struct Refilling<'p>(&'p TestPage);

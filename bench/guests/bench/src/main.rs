@@ -67,8 +67,8 @@ use guest_sdk::abi::loopback::{LOOPBACK_OP_ECHO, LoopbackRequest};
 use guest_sdk::abi::multicall::MulticallEntry;
 use guest_sdk::abi::start_info::Platform;
 use guest_sdk::abi::version::XENVER_VERSION;
-use guest_sdk::evtchn::{self, Port};
-use guest_sdk::grant::{self, GrantRef};
+use guest_sdk::event_channel::{self, Port};
+use guest_sdk::grant_table::{self, GrantRef};
 use guest_sdk::hypercall;
 use guest_sdk::loopback::Loopback;
 use guest_sdk::page::PageBox;
@@ -273,40 +273,40 @@ const BENCHES: &[Bench] = &[
     // Event notification (guest cost).
     Bench::new("notify_doorbell", 1, |c| {
         if let Some(lb) = c.loopback.as_ref() {
-            evtchn::notify(lb.port());
+            event_channel::notify(lb.port());
         }
     })
     .loopback(),
     Bench::new("notify_hypercall", 1, |c| {
         if let Some(lb) = c.loopback.as_ref() {
-            let _ = evtchn::send(lb.port());
+            let _ = event_channel::send(lb.port());
         }
     })
     .loopback(),
     // PV core.
     Bench::new("evtchn_send_dropped", 1, |c| {
-        let _ = evtchn::send(c.unbound);
+        let _ = event_channel::send(c.unbound);
     }),
     Bench::new("evtchn_send_upcall", 1, |c| {
         let n = LOOP_HITS.load(Ordering::SeqCst);
-        let _ = evtchn::send(c.loop_tx);
+        let _ = event_channel::send(c.loop_tx);
         spin_until_above(&LOOP_HITS, n);
     }),
     Bench::new("evtchn_notify_upcall", 1, |c| {
         let n = LOOP_HITS.load(Ordering::SeqCst);
-        evtchn::notify(c.loop_tx);
+        event_channel::notify(c.loop_tx);
         spin_until_above(&LOOP_HITS, n);
     }),
     Bench::new("grant_copy_4k", 1, |c| {
-        let mut op = [grant::copy_op(
-            grant::copy_gref(c.gref, 0),
+        let mut op = [grant_table::copy_op(
+            grant_table::copy_gref(c.gref, 0),
             true,
-            grant::copy_frame(c.dst.frame(), 0),
+            grant_table::copy_frame(c.dst.frame(), 0),
             false,
             4096,
         )];
         // SAFETY: the destination is `c.dst`, a page the benchmark owns.
-        let r = unsafe { grant::grant_copy(&mut op) };
+        let r = unsafe { grant_table::grant_copy(&mut op) };
         debug_assert!(r.is_ok() && op[0].status == 0);
     }),
     Bench::new("sleep_100us", 1, |_| {
@@ -461,9 +461,9 @@ fn event_round_trip(c: &mut Ctx, how: Notify) {
     // Notify every time, whatever the suppression says: the round trip includes one notification.
     let _ = lb.ring().commit_requests();
     match how {
-        Notify::Doorbell => evtchn::notify(lb.port()),
+        Notify::Doorbell => event_channel::notify(lb.port()),
         Notify::Hypercall => {
-            let _ = evtchn::send(lb.port());
+            let _ = event_channel::send(lb.port());
         }
     }
     while lb.poll_response().is_none() {
@@ -524,12 +524,12 @@ fn multicall_null() {
 /// Allocates the ports, grants and (if present) the loopback device the benchmarks use, binds
 /// `VIRQ_TIMER` and programs the local APIC timer's vector and divider.
 fn setup() -> Option<Ctx> {
-    let unbound = evtchn::alloc_unbound(DOMID_SELF).ok()?;
-    let rx = evtchn::alloc_unbound(DOMID_SELF).ok()?;
-    let loop_tx = evtchn::bind_interdomain(DOMID_SELF, rx).ok()?;
-    evtchn::set_handler(rx, on_loop);
-    let timer_port = evtchn::bind_virq(virq::TIMER).ok()?;
-    evtchn::set_handler(timer_port, on_timer_virq);
+    let unbound = event_channel::alloc_unbound(DOMID_SELF).ok()?;
+    let rx = event_channel::alloc_unbound(DOMID_SELF).ok()?;
+    let loop_tx = event_channel::bind_interdomain(DOMID_SELF, rx).ok()?;
+    event_channel::set_handler(rx, on_loop);
+    let timer_port = event_channel::bind_virq(virq::TIMER).ok()?;
+    event_channel::set_handler(timer_port, on_timer_virq);
     idt::set_interrupt_handler(LAPIC_TIMER_VECTOR, on_lapic_timer).ok()?;
     // SAFETY: x2APIC timer registers (the VMM put the local APIC in x2APIC mode): divide by 1,
     // one-shot mode on `LAPIC_TIMER_VECTOR`, whose handler is installed. The count stays 0
@@ -539,7 +539,7 @@ fn setup() -> Option<Ctx> {
         wrmsr(X2APIC_LVT_TIMER, u64::from(LAPIC_TIMER_VECTOR));
     }
     let src = PageBox::new();
-    let gref = grant::grant_access(src.frame(), DOMID_BACKEND, true).ok()?;
+    let gref = grant_table::grant_access(src.frame(), DOMID_BACKEND, true).ok()?;
     // The granted page lives as long as the guest.
     core::mem::forget(src);
     let kvm_msr = match start_info::platform() {

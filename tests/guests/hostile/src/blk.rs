@@ -82,8 +82,8 @@ impl BlkFixture {
         src.fill(0, PAGE_SIZE as usize, 0xee);
         let dst = PageBox::new();
         dst.fill(0, PAGE_SIZE as usize, 0xaa);
-        let src_g = grant::grant_access(src.frame(), DOMID_BACKEND, true).ok()?;
-        let dst_g = grant::grant_access(dst.frame(), DOMID_BACKEND, false).ok()?;
+        let src_g = grant_table::grant_access(src.frame(), DOMID_BACKEND, true).ok()?;
+        let dst_g = grant_table::grant_access(dst.frame(), DOMID_BACKEND, false).ok()?;
         Some(BlkFixture {
             disk,
             src,
@@ -119,8 +119,8 @@ impl BlkFixture {
             let mut back = [0u8; 512];
             d.write(40, sector).is_ok() && d.read(40, &mut back).is_ok() && back[..] == *sector
         };
-        let released = !grant::in_use(guest_sdk::grant::GrantRef(self.src_g))
-            && !grant::in_use(guest_sdk::grant::GrantRef(self.dst_g));
+        let released = !grant_table::in_use(guest_sdk::grant_table::GrantRef(self.src_g))
+            && !grant_table::in_use(guest_sdk::grant_table::GrantRef(self.dst_g));
         r.check(
             case,
             got == Some(want) && disk_ok && pages_ok && works && released,
@@ -138,8 +138,8 @@ impl BlkFixture {
     }
 
     fn release(self) {
-        let _ = grant::end_access(guest_sdk::grant::GrantRef(self.src_g));
-        let _ = grant::end_access(guest_sdk::grant::GrantRef(self.dst_g));
+        let _ = grant_table::end_access(guest_sdk::grant_table::GrantRef(self.src_g));
+        let _ = grant_table::end_access(guest_sdk::grant_table::GrantRef(self.dst_g));
     }
 }
 
@@ -314,7 +314,7 @@ pub(super) fn blk_requests_writable(r: &mut Report, d: &mut BlockDevice) {
 pub(super) fn blk_index(segments: &[BlkifSegment]) -> Option<(PageBox, GrantRef)> {
     let page = PageBox::new();
     write_indirect_page(&page, segments);
-    let g = grant::grant_access(page.frame(), DOMID_BACKEND, true).ok()?;
+    let g = grant_table::grant_access(page.frame(), DOMID_BACKEND, true).ok()?;
     Some((page, g.0))
 }
 
@@ -419,8 +419,8 @@ pub(super) fn blk_indirect(r: &mut Report, d: &mut BlockDevice, f: &mut BlkFixtu
     );
     let mut released = true;
     for (page, g) in [from_src, into_dst, bad, foreign] {
-        released &= !grant::in_use(guest_sdk::grant::GrantRef(g))
-            && grant::end_access(guest_sdk::grant::GrantRef(g)).is_ok();
+        released &= !grant_table::in_use(guest_sdk::grant_table::GrantRef(g))
+            && grant_table::end_access(guest_sdk::grant_table::GrantRef(g)).is_ok();
         drop(page);
     }
     r.check(
@@ -487,7 +487,7 @@ pub(super) fn blk_grants(r: &mut Report) {
     let (src, dst) = (f.src_g, f.dst_g);
     let read = |g, first, last| rw_request(BLKIF_OP_READ, 0, 0, &[segment(g, first, last)]);
     let write = |g| rw_request(BLKIF_OP_WRITE, 0, 0, &[segment(g, 0, 7)]);
-    let n = grant::nr_entries();
+    let n = grant_table::nr_entries();
     for (what, request) in [
         ("read into gref 0 (never granted)", read(0, 0, 7)),
         ("read into gref nr_entries", read(n, 0, 7)),
@@ -529,7 +529,7 @@ pub(super) fn blk_grants(r: &mut Report) {
     // Writable grants of pages the guest's page tables map read-only (W^X).
     for (what, frame) in read_only_frames() {
         let before = page_copy(frame);
-        if let Ok(g) = grant::grant_access(frame, DOMID_BACKEND, false) {
+        if let Ok(g) = grant_table::grant_access(frame, DOMID_BACKEND, false) {
             f.expect(
                 r,
                 d,
@@ -537,7 +537,7 @@ pub(super) fn blk_grants(r: &mut Report) {
                 read(g.0, 0, 7),
                 BLKIF_RSP_ERROR,
             );
-            let _ = grant::end_access(g);
+            let _ = grant_table::end_access(g);
         }
         r.check(
             &alloc::format!("blk-grants {what} unchanged"),
@@ -587,7 +587,7 @@ pub(super) fn blk_grants(r: &mut Report) {
         ("the start-info page", 1, DOMID_BACKEND, gtf::PERMIT_ACCESS),
     ];
     for (what, frame, domid, flags) in entries {
-        let Ok(g) = grant::reserve() else {
+        let Ok(g) = grant_table::reserve() else {
             r.check(
                 "blk-grants reserve",
                 false,
@@ -595,7 +595,7 @@ pub(super) fn blk_grants(r: &mut Report) {
             );
             break;
         };
-        let _ = grant::set_entry(g, frame, domid, flags);
+        let _ = grant_table::set_entry(g, frame, domid, flags);
         // Reads write only the page's last sector: on the boot pages, bytes nothing uses.
         f.expect(
             r,
@@ -611,8 +611,8 @@ pub(super) fn blk_grants(r: &mut Report) {
             write(g.0),
             BLKIF_RSP_ERROR,
         );
-        let _ = grant::set_entry(g, 0, 0, 0);
-        let _ = grant::end_access(g);
+        let _ = grant_table::set_entry(g, 0, 0, 0);
+        let _ = grant_table::end_access(g);
     }
     drop(page);
     // A good read, to show the fixture's grants work and are released after the response.
@@ -646,7 +646,8 @@ pub(super) fn blk_self_feed(r: &mut Report) {
         println!("skip {case}: the disk is too small");
         return;
     }
-    let Ok(ring_g) = grant::grant_access(d.ring().page().frame(), DOMID_BACKEND, false) else {
+    let Ok(ring_g) = grant_table::grant_access(d.ring().page().frame(), DOMID_BACKEND, false)
+    else {
         r.check(case, false, format_args!("cannot grant the ring page"));
         return;
     };
@@ -686,7 +687,7 @@ pub(super) fn blk_self_feed(r: &mut Report) {
     let sector = [0x3cu8; 512];
     let mut back = [0u8; 512];
     let works = d.write(40, &sector).is_ok() && d.read(40, &mut back).is_ok() && back == sector;
-    let released = grant::end_access(ring_g).is_ok();
+    let released = grant_table::end_access(ring_g).is_ok();
     r.check(
         case,
         at_kick_off && status == Some(BLKIF_RSP_ERROR) && settled && works && released,

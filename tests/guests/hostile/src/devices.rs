@@ -8,12 +8,15 @@ pub(super) fn devices(r: &mut Report) {
     let dop = Hypercall::DEVICE_OP;
     r.ret(
         "devices connect index 7 (no such device)",
-        Ret::of(device::connect(7, &[guest_sdk::grant::GrantRef(1)])),
+        Ret::of(device::connect(7, &[guest_sdk::grant_table::GrantRef(1)])),
         Ret::err(Errno::ENOENT),
     );
     r.ret(
         "devices connect index 0xffffffff",
-        Ret::of(device::connect(u32::MAX, &[guest_sdk::grant::GrantRef(1)])),
+        Ret::of(device::connect(
+            u32::MAX,
+            &[guest_sdk::grant_table::GrantRef(1)],
+        )),
         Ret::err(Errno::ENOENT),
     );
     // SAFETY: DEVOP_disconnect takes an index; 99 names no device.
@@ -34,7 +37,7 @@ pub(super) fn devices(r: &mut Report) {
         format_args!("got {got}"),
     );
     let ring = PageBox::new();
-    let Ok(good) = grant::grant_access(ring.frame(), DOMID_BACKEND, false) else {
+    let Ok(good) = grant_table::grant_access(ring.frame(), DOMID_BACKEND, false) else {
         return;
     };
     for (what, n) in [("0", 0u32), ("2", 2), ("5", 5), ("0xffffffff", u32::MAX)] {
@@ -51,15 +54,18 @@ pub(super) fn devices(r: &mut Report) {
     }
     let mut bogus = Vec::new();
     let reserve = |frame: u32, domid: u16, flags: u16| {
-        let g = grant::reserve().ok()?;
-        let _ = grant::set_entry(g, frame, domid, flags);
+        let g = grant_table::reserve().ok()?;
+        let _ = grant_table::set_entry(g, frame, domid, flags);
         Some(g)
     };
     let frame = ring.frame() as u32;
     let beyond = (ram_end() / PAGE_SIZE + 1) as u32;
     for (what, g) in [
         ("gref 0", Some(0)),
-        ("gref outside the table", Some(grant::nr_entries() + 3)),
+        (
+            "gref outside the table",
+            Some(grant_table::nr_entries() + 3),
+        ),
         (
             "an entry for DOMID_GUEST",
             reserve(frame, DOMID_GUEST, gtf::PERMIT_ACCESS).map(|g| g.0),
@@ -91,7 +97,10 @@ pub(super) fn devices(r: &mut Report) {
         ),
     ] {
         let Some(g) = g else { continue };
-        let got = Ret::of(device::connect(index, &[guest_sdk::grant::GrantRef(g)]));
+        let got = Ret::of(device::connect(
+            index,
+            &[guest_sdk::grant_table::GrantRef(g)],
+        ));
         r.ret(
             &alloc::format!("devices connect with {what}"),
             got,
@@ -100,34 +109,34 @@ pub(super) fn devices(r: &mut Report) {
         if got == OK {
             let _ = device::disconnect(index);
         }
-        if g != 0 && g < grant::nr_entries() {
+        if g != 0 && g < grant_table::nr_entries() {
             bogus.push(g);
         }
     }
-    let flags = grant::entry(good).map(|e| e.flags);
+    let flags = grant_table::entry(good).map(|e| e.flags);
     r.check(
         "devices refused connects leave the good grant alone",
         flags == Some(gtf::PERMIT_ACCESS),
         format_args!("flags {flags:?}"),
     );
     for g in bogus {
-        let _ = grant::end_access(guest_sdk::grant::GrantRef(g));
+        let _ = grant_table::end_access(guest_sdk::grant_table::GrantRef(g));
     }
-    let _ = grant::end_access(good);
+    let _ = grant_table::end_access(good);
     drop(ring);
     // Connect twice.
     if let Some(lb) = loopback(r, "devices twice") {
         let ring2 = PageBox::new();
-        if let Ok(g2) = grant::grant_access(ring2.frame(), DOMID_BACKEND, false) {
+        if let Ok(g2) = grant_table::grant_access(ring2.frame(), DOMID_BACKEND, false) {
             let got = Ret::of(device::connect(lb.index(), &[g2]));
             r.ret("devices connect twice", got, Ret::err(Errno::EBUSY));
-            let flags = grant::entry(g2).map(|e| e.flags);
+            let flags = grant_table::entry(g2).map(|e| e.flags);
             r.check(
                 "devices refused second ring not mapped",
                 flags == Some(gtf::PERMIT_ACCESS),
                 format_args!("flags {flags:?}"),
             );
-            let _ = grant::end_access(g2);
+            let _ = grant_table::end_access(g2);
         }
         let got = Ret::of(device::connect(lb.index(), &[lb.ring_gref()]));
         r.ret(

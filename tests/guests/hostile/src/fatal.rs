@@ -43,7 +43,7 @@ pub(super) fn console_overflow() {
     let page = unsafe { GuestPage::from_addr(start_info().console_page) };
     let cons = page.load_u32(console_offset::OUT_CONS);
     page.store_u32(console_offset::OUT_PROD, cons.wrapping_add(5000));
-    evtchn::notify(port);
+    event_channel::notify(port);
 }
 
 pub(super) fn blk_ring_overflow() {

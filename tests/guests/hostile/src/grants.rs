@@ -5,14 +5,14 @@ use super::*;
 
 pub(super) fn gref_range(r: &mut Report) {
     let page = PageBox::new();
-    let n = grant::nr_entries();
+    let n = grant_table::nr_entries();
     for (what, gref) in [
         ("nr_entries", n),
         ("0xffffffff", u32::MAX),
         ("0 (never granted)", 0),
     ] {
         let st = copy1(copy_op(
-            copy_gref(guest_sdk::grant::GrantRef(gref), 0),
+            copy_gref(guest_sdk::grant_table::GrantRef(gref), 0),
             true,
             copy_frame(page.frame(), 0),
             false,
@@ -26,7 +26,7 @@ pub(super) fn gref_range(r: &mut Report) {
         let st = copy1(copy_op(
             copy_frame(page.frame(), 0),
             false,
-            copy_gref(guest_sdk::grant::GrantRef(gref), 0),
+            copy_gref(guest_sdk::grant_table::GrantRef(gref), 0),
             true,
             8,
         ));
@@ -37,7 +37,7 @@ pub(super) fn gref_range(r: &mut Report) {
         );
     }
     let mut big = copy_op(
-        copy_gref(guest_sdk::grant::GrantRef(0), 0),
+        copy_gref(guest_sdk::grant_table::GrantRef(0), 0),
         true,
         copy_frame(page.frame(), 0),
         false,
@@ -127,11 +127,11 @@ pub(super) fn gref_foreign(r: &mut Report) {
     let dst = PageBox::new();
     let mut refs = Vec::new();
     for (what, frame, domid, flags, want) in cases {
-        let Ok(g) = grant::reserve() else {
+        let Ok(g) = grant_table::reserve() else {
             r.check("gref-foreign reserve", false, format_args!("no free entry"));
             return;
         };
-        let _ = grant::set_entry(g, frame, domid, flags);
+        let _ = grant_table::set_entry(g, frame, domid, flags);
         let st = copy1(copy_op(
             copy_gref(g, 0),
             true,
@@ -145,7 +145,7 @@ pub(super) fn gref_foreign(r: &mut Report) {
     // The boot structures cannot be granted: the grant table itself, start-info.
     let si = start_info();
     for (what, gpa) in [("the grant table", si.grant_table), ("start-info", 0x1000)] {
-        if let Ok(g) = grant::grant_access(gpa / PAGE_SIZE, DOMID_BACKEND, false) {
+        if let Ok(g) = grant_table::grant_access(gpa / PAGE_SIZE, DOMID_BACKEND, false) {
             let st = copy1(copy_op(
                 copy_frame(dst.frame(), 0),
                 false,
@@ -181,14 +181,14 @@ pub(super) fn gref_foreign(r: &mut Report) {
         format_args!("pages untouched"),
     );
     for (_, g) in refs {
-        let _ = grant::end_access(g);
+        let _ = grant_table::end_access(g);
     }
 }
 
 pub(super) fn readonly(r: &mut Report) {
     let page = PageBox::new();
     page.fill(0, 4096, 0x11);
-    let Ok(ro) = grant::grant_access(page.frame(), DOMID_BACKEND, true) else {
+    let Ok(ro) = grant_table::grant_access(page.frame(), DOMID_BACKEND, true) else {
         r.check("readonly grant", false, format_args!("grant_access failed"));
         return;
     };
@@ -240,7 +240,7 @@ pub(super) fn readonly(r: &mut Report) {
     // A read-only ring grant.
     if let Some((index, _)) = device::find(kind::LOOPBACK) {
         let ring = PageBox::new();
-        if let Ok(g) = grant::grant_access(ring.frame(), DOMID_BACKEND, true) {
+        if let Ok(g) = grant_table::grant_access(ring.frame(), DOMID_BACKEND, true) {
             let got = Ret::of(device::connect(index, &[g]));
             r.ret(
                 "readonly connect with a read-only ring grant",
@@ -250,12 +250,12 @@ pub(super) fn readonly(r: &mut Report) {
             if got == OK {
                 let _ = device::disconnect(index);
             }
-            let _ = grant::end_access(g);
+            let _ = grant_table::end_access(g);
         }
     }
     r.check(
         "readonly grant released",
-        grant::end_access(ro).is_ok(),
+        grant_table::end_access(ro).is_ok(),
         format_args!("end_access"),
     );
     readonly_pages(r);
@@ -266,7 +266,7 @@ pub(super) fn readonly(r: &mut Report) {
 pub(super) fn readonly_pages(r: &mut Report) {
     for (what, frame) in read_only_frames() {
         let before = page_copy(frame);
-        let Ok(g) = grant::grant_access(frame, DOMID_BACKEND, false) else {
+        let Ok(g) = grant_table::grant_access(frame, DOMID_BACKEND, false) else {
             r.check(
                 "readonly",
                 false,
@@ -327,14 +327,14 @@ pub(super) fn readonly_pages(r: &mut Report) {
         );
         r.check(
             &alloc::format!("readonly {what} grant released"),
-            grant::end_access(g).is_ok(),
+            grant_table::end_access(g).is_ok(),
             format_args!("end_access"),
         );
     }
     // The loopback ring page through a second, writable reference: not a data page.
     if let Some(mut lb) = loopback(r, "readonly loopback") {
         let ring_frame = lb.ring().page().frame();
-        if let Ok(g) = grant::grant_access(ring_frame, DOMID_BACKEND, false) {
+        if let Ok(g) = grant_table::grant_access(ring_frame, DOMID_BACKEND, false) {
             let got = one(&mut lb, request(1, LOOPBACK_OP_FILL, g.0, 0, 16, 0xff));
             r.check(
                 "readonly loopback FILL on the ring page itself",
@@ -347,7 +347,7 @@ pub(super) fn readonly_pages(r: &mut Report) {
                 got == Some((LOOPBACK_STATUS_OK, 9)),
                 format_args!("response {got:?}"),
             );
-            let _ = grant::end_access(g);
+            let _ = grant_table::end_access(g);
         }
         disconnect(r, "readonly", lb);
     }
@@ -358,15 +358,15 @@ pub(super) fn end_mapped(r: &mut Report) {
         return;
     };
     let g = lb.ring_gref();
-    let before = grant::entry(g).map(|e| e.flags);
-    let got = grant::end_access(g);
+    let before = grant_table::entry(g).map(|e| e.flags);
+    let got = grant_table::end_access(g);
     r.check(
         "end-mapped end_access while the backend maps the ring",
-        got == Err(GrantError::Busy) && grant::entry(g).map(|e| e.flags) == before,
+        got == Err(GrantError::Busy) && grant_table::entry(g).map(|e| e.flags) == before,
         format_args!("{got:?}, flags {before:?} unchanged"),
     );
     // Misbehave: clear the entry under the mapping, ignoring GTF_writing, and point it elsewhere.
-    let _ = grant::set_entry(g, 0x10, DOMID_GUEST, 0);
+    let _ = grant_table::set_entry(g, 0x10, DOMID_GUEST, 0);
     let got = one(&mut lb, request(1, LOOPBACK_OP_ECHO, 0, 0, 0, 77));
     r.check(
         "end-mapped forced revoke under the mapping",
@@ -386,7 +386,7 @@ pub(super) fn end_mapped(r: &mut Report) {
         Ret::of(res),
         OK,
     );
-    let flags = grant::entry(g).map(|e| e.flags);
+    let flags = grant_table::entry(g).map(|e| e.flags);
     r.check(
         "end-mapped disconnect clears only the in-use bit",
         flags == Some(0),
@@ -402,8 +402,8 @@ pub(super) fn end_mapped(r: &mut Report) {
     if got == OK {
         let _ = device::disconnect(lb.index());
     }
-    evtchn::mask(lb.port());
-    let _ = grant::end_access(g);
+    event_channel::mask(lb.port());
+    let _ = grant_table::end_access(g);
     // Disconnected and revoked by hand already; leak the ring page rather than tear down twice.
     core::mem::forget(lb);
 }

@@ -42,7 +42,7 @@ pub(super) fn lengths(r: &mut Report) {
 
     let page = PageBox::new();
     let dst = PageBox::new();
-    if let Ok(g) = grant::grant_access(page.frame(), DOMID_BACKEND, false) {
+    if let Ok(g) = grant_table::grant_access(page.frame(), DOMID_BACKEND, false) {
         for (what, off, len) in [
             ("len 4097", 0u16, 4097u16),
             ("len 65535", 0, 0xffff),
@@ -111,7 +111,7 @@ pub(super) fn lengths(r: &mut Report) {
             page.to_array().iter().all(|&b| b == 0),
             format_args!("contents"),
         );
-        let _ = grant::end_access(g);
+        let _ = grant_table::end_access(g);
     }
     // Batch counts.
     let mut ops = [copy_op(

@@ -89,8 +89,8 @@ use guest_sdk::abi::start_info::PAGE_SIZE;
 use guest_sdk::abi::version::{XENVER_EXTRAVERSION, XENVER_GET_FEATURES};
 use guest_sdk::abi::{Errno, Hypercall};
 use guest_sdk::block::{self, BlockDevice};
-use guest_sdk::evtchn;
-use guest_sdk::grant::{self, GrantError, copy_frame, copy_gref, copy_op};
+use guest_sdk::event_channel;
+use guest_sdk::grant_table::{self, GrantError, copy_frame, copy_gref, copy_op};
 use guest_sdk::hypercall::{self, raw::hypercall5};
 use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::{GuestPage, PageBox};
@@ -323,11 +323,11 @@ fn page_copy(frame: u64) -> Vec<u8> {
 }
 
 /// One `GNTTABOP_copy` element's status.
-fn copy1(mut op: grant::Copy) -> Result<i16, Errno> {
+fn copy1(mut op: grant_table::Copy) -> Result<i16, Errno> {
     let mut ops = [op];
     // SAFETY: destinations are pages this guest owns (`PageBox`es or grants of them) or frames
     // the VMM must refuse.
-    unsafe { grant::grant_copy(&mut ops) }?;
+    unsafe { grant_table::grant_copy(&mut ops) }?;
     op = ops[0];
     Ok(op.status)
 }

@@ -28,7 +28,7 @@ use guest_sdk::abi::netif::{
 };
 use guest_sdk::abi::ring::offset as ring_offset;
 use guest_sdk::abi::start_info::PAGE_SIZE;
-use guest_sdk::grant;
+use guest_sdk::grant_table;
 use guest_sdk::net::{Net, NetConfig, NetError};
 use guest_sdk::page::PageBox;
 use guest_sdk::time::{self, Instant};
@@ -96,7 +96,7 @@ impl Pages {
     /// Grants a fresh page to `domid`; returns its reference.
     fn grant(&mut self, domid: u16, readonly: bool) -> (GrantRef, usize) {
         let page = PageBox::new();
-        let gref = grant::grant_access(page.frame(), domid, readonly)
+        let gref = grant_table::grant_access(page.frame(), domid, readonly)
             .expect("a free grant entry")
             .0;
         self.0.push((page, gref));
@@ -110,7 +110,7 @@ impl Pages {
     /// Revokes every grant; pages whose grants the backend still holds are leaked.
     fn release(self, r: &mut Report, case: &str) {
         for (page, gref) in self.0 {
-            if let Err(e) = grant::end_access(grant::GrantRef(gref)) {
+            if let Err(e) = grant_table::end_access(grant_table::GrantRef(gref)) {
                 r.check(
                     case,
                     false,
@@ -128,22 +128,22 @@ fn bad_grants(pages: &mut Pages, include_revoked: bool) -> Vec<(&'static str, Gr
     let mut bad = Vec::new();
     bad.push(("grant 0 (never granted)", 0));
     bad.push(("grant 0xffffffff", u32::MAX));
-    bad.push(("grant past the table", grant::nr_entries()));
+    bad.push(("grant past the table", grant_table::nr_entries()));
     let (foreign, _) = pages.grant(DOMID_GUEST, false);
     bad.push(("grant for another domain", foreign));
     let page = PageBox::new();
-    let not_permitted = grant::reserve().expect("a free grant entry");
-    let _ = grant::set_entry(not_permitted, page.frame() as u32, DOMID_BACKEND, 0);
+    let not_permitted = grant_table::reserve().expect("a free grant entry");
+    let _ = grant_table::set_entry(not_permitted, page.frame() as u32, DOMID_BACKEND, 0);
     core::mem::forget(page); // owned by the entry until it is freed; a page is cheap
     bad.push(("grant without GTF_permit_access", not_permitted.0));
-    let low = grant::grant_access(0x10, DOMID_BACKEND, false).expect("a free grant entry");
+    let low = grant_table::grant_access(0x10, DOMID_BACKEND, false).expect("a free grant entry");
     bad.push(("grant of a frame below 1 MiB", low.0));
-    let beyond = grant::grant_access(ram_end() / PAGE_SIZE + 16, DOMID_BACKEND, false)
+    let beyond = grant_table::grant_access(ram_end() / PAGE_SIZE + 16, DOMID_BACKEND, false)
         .expect("a free grant entry");
     bad.push(("grant of a frame beyond RAM", beyond.0));
     if include_revoked {
         let (revoked, _) = pages.grant(DOMID_BACKEND, true);
-        let _ = grant::end_access(grant::GrantRef(revoked));
+        let _ = grant_table::end_access(grant_table::GrantRef(revoked));
         pages.0.pop();
         bad.push(("revoked grant", revoked));
     }
@@ -153,7 +153,7 @@ fn bad_grants(pages: &mut Pages, include_revoked: bool) -> Vec<(&'static str, Gr
 fn free_bad_grants(bad: &[(&str, GrantRef)]) {
     for &(what, gref) in bad {
         if what.contains("without") || what.contains("below") || what.contains("beyond") {
-            let _ = grant::end_access(grant::GrantRef(gref));
+            let _ = grant_table::end_access(grant_table::GrantRef(gref));
         }
     }
 }

@@ -9,31 +9,35 @@ pub(super) fn evtchn_raw<T>(cmd: u64, arg: &mut T) -> Ret {
 }
 
 pub(super) fn ports(r: &mut Report) {
-    let a = evtchn::alloc_unbound(DOMID_SELF).unwrap_or(guest_sdk::evtchn::Port(0));
+    let a = event_channel::alloc_unbound(DOMID_SELF).unwrap_or(guest_sdk::event_channel::Port(0));
     r.ret(
         "ports send on unbound port (dropped)",
-        Ret::of(evtchn::send(a)),
+        Ret::of(event_channel::send(a)),
         OK,
     );
-    evtchn::notify(a);
+    event_channel::notify(a);
     r.check(
         "ports notify on unbound port",
         true,
         format_args!("ignored"),
     );
-    let _ = evtchn::close(a);
+    let _ = event_channel::close(a);
     r.ret(
         "ports send on closed port",
-        Ret::of(evtchn::send(a)),
+        Ret::of(event_channel::send(a)),
         EINVAL,
     );
-    evtchn::notify(a);
+    event_channel::notify(a);
     r.ret(
         "ports unmask closed port",
-        Ret::of(evtchn::unmask(a)),
+        Ret::of(event_channel::unmask(a)),
         EINVAL,
     );
-    r.ret("ports close closed port", Ret::of(evtchn::close(a)), EINVAL);
+    r.ret(
+        "ports close closed port",
+        Ret::of(event_channel::close(a)),
+        EINVAL,
+    );
     for (what, port) in [
         ("0", 0u32),
         ("4095 (never allocated)", NR_PORTS - 1),
@@ -42,23 +46,23 @@ pub(super) fn ports(r: &mut Report) {
     ] {
         r.ret(
             &alloc::format!("ports send port {what}"),
-            Ret::of(evtchn::send(guest_sdk::evtchn::Port(port))),
+            Ret::of(event_channel::send(guest_sdk::event_channel::Port(port))),
             EINVAL,
         );
         r.ret(
             &alloc::format!("ports unmask port {what}"),
-            Ret::of(evtchn::unmask(guest_sdk::evtchn::Port(port))),
+            Ret::of(event_channel::unmask(guest_sdk::event_channel::Port(port))),
             EINVAL,
         );
         r.ret(
             &alloc::format!("ports close port {what}"),
-            Ret::of(evtchn::close(guest_sdk::evtchn::Port(port))),
+            Ret::of(event_channel::close(guest_sdk::event_channel::Port(port))),
             EINVAL,
         );
-        let got = evtchn::status(guest_sdk::evtchn::Port(port));
+        let got = event_channel::status(guest_sdk::event_channel::Port(port));
         // A port inside the port space that is not in use is simply closed.
         let want = if port != 0 && port < NR_PORTS {
-            Ok(evtchn::PortStatus::Closed)
+            Ok(event_channel::PortStatus::Closed)
         } else {
             Err(Errno::EINVAL)
         };
@@ -67,7 +71,7 @@ pub(super) fn ports(r: &mut Report) {
             got == want,
             format_args!("got {got:?}, want {want:?}"),
         );
-        evtchn::notify(guest_sdk::evtchn::Port(port));
+        event_channel::notify(guest_sdk::event_channel::Port(port));
     }
     // The doorbell with a port number wider than 32 bits.
     // SAFETY: the doorbell takes no pointer.
@@ -82,7 +86,10 @@ pub(super) fn ports(r: &mut Report) {
 
     r.ret(
         "ports bind_interdomain to a free port",
-        Ret::of(evtchn::bind_interdomain(DOMID_SELF, guest_sdk::evtchn::Port(3000)).map(drop)),
+        Ret::of(
+            event_channel::bind_interdomain(DOMID_SELF, guest_sdk::event_channel::Port(3000))
+                .map(drop),
+        ),
         EINVAL,
     );
     let mut b = BindInterdomain {
@@ -108,29 +115,33 @@ pub(super) fn ports(r: &mut Report) {
     if let Some(cp) = console::port() {
         r.ret(
             "ports bind_interdomain to the console port",
-            Ret::of(evtchn::bind_interdomain(DOMID_SELF, cp).map(drop)),
+            Ret::of(event_channel::bind_interdomain(DOMID_SELF, cp).map(drop)),
             EINVAL,
         );
         r.ret(
             "ports close the console port",
-            Ret::of(evtchn::close(cp)),
+            Ret::of(event_channel::close(cp)),
             EINVAL,
         );
         r.ret(
             "ports EVTCHNOP_send on the console port",
-            Ret::of(evtchn::send(cp)),
+            Ret::of(event_channel::send(cp)),
             OK,
         );
     }
     if let Some((_, d)) = device::find(kind::LOOPBACK) {
         r.ret(
             "ports close a device port",
-            Ret::of(evtchn::close(guest_sdk::evtchn::Port(d.evtchn))),
+            Ret::of(event_channel::close(guest_sdk::event_channel::Port(
+                d.evtchn,
+            ))),
             EINVAL,
         );
         r.ret(
             "ports send on an unconnected device port",
-            Ret::of(evtchn::send(guest_sdk::evtchn::Port(d.evtchn))),
+            Ret::of(event_channel::send(guest_sdk::event_channel::Port(
+                d.evtchn,
+            ))),
             OK,
         );
     }
@@ -199,7 +210,7 @@ pub(super) fn ports(r: &mut Report) {
     // Exhaust the port space, then give everything back.
     let mut taken = Vec::new();
     let last = loop {
-        match evtchn::alloc_unbound(DOMID_SELF) {
+        match event_channel::alloc_unbound(DOMID_SELF) {
             Ok(p) if taken.len() < NR_PORTS as usize => taken.push(p),
             Ok(p) => {
                 taken.push(p);
@@ -211,38 +222,42 @@ pub(super) fn ports(r: &mut Report) {
     r.check(
         "ports exhausting the port space",
         last == Ret::err(Errno::ENOSPC)
-            && taken
-                .iter()
-                .all(|&p| p != guest_sdk::evtchn::Port(0) && p < guest_sdk::evtchn::Port(NR_PORTS)),
+            && taken.iter().all(|&p| {
+                p != guest_sdk::event_channel::Port(0)
+                    && p < guest_sdk::event_channel::Port(NR_PORTS)
+            }),
         format_args!("{} ports, then {last}", taken.len()),
     );
-    let closed = taken.iter().filter(|&&p| evtchn::close(p).is_ok()).count();
+    let closed = taken
+        .iter()
+        .filter(|&&p| event_channel::close(p).is_ok())
+        .count();
     r.check(
         "ports closing them all",
         closed == taken.len(),
         format_args!("{closed} closed"),
     );
-    let again = evtchn::alloc_unbound(DOMID_SELF);
+    let again = event_channel::alloc_unbound(DOMID_SELF);
     r.check(
         "ports allocation works again",
         again.is_ok(),
         format_args!("{again:?}"),
     );
     if let Ok(p) = again {
-        let _ = evtchn::close(p);
+        let _ = event_channel::close(p);
     }
     // Binding a port to itself.
-    if let Ok(p) = evtchn::alloc_unbound(DOMID_SELF) {
-        let got = evtchn::bind_interdomain(DOMID_SELF, p);
-        let st = evtchn::status(p);
+    if let Ok(p) = event_channel::alloc_unbound(DOMID_SELF) {
+        let got = event_channel::bind_interdomain(DOMID_SELF, p);
+        let st = event_channel::status(p);
         r.check(
             "ports bind a port's peer twice",
-            got.is_ok() && evtchn::bind_interdomain(DOMID_SELF, p).is_err(),
+            got.is_ok() && event_channel::bind_interdomain(DOMID_SELF, p).is_err(),
             format_args!("first {got:?}, status {st:?}"),
         );
         if let Ok(q) = got {
-            let _ = evtchn::close(q);
+            let _ = event_channel::close(q);
         }
-        let _ = evtchn::close(p);
+        let _ = event_channel::close(p);
     }
 }

@@ -33,7 +33,7 @@ use guest_sdk::abi::version::{
     XENVER_GET_FEATURES, XENVER_VERSION, features,
 };
 use guest_sdk::abi::{Errno, Hypercall};
-use guest_sdk::evtchn::{self, Port};
+use guest_sdk::event_channel::{self, Port};
 use guest_sdk::hypercall::{self, raw::hypercall5};
 use guest_sdk::pvops::{self, IrqMode};
 use guest_sdk::start_info::start_info;

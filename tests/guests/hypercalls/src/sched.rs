@@ -53,14 +53,14 @@ pub(super) fn timed_block() -> (Ret, Duration) {
 pub(super) fn mask_ports() -> [Option<Port>; 2] {
     let ports = [console::port(), timer::virq_port()];
     for p in ports.into_iter().flatten() {
-        evtchn::mask(p);
+        event_channel::mask(p);
     }
     ports
 }
 
 pub(super) fn unmask_ports(ports: [Option<Port>; 2]) {
     for p in ports.into_iter().flatten() {
-        evtchn::unmask_local(p);
+        event_channel::unmask_local(p);
     }
 }
 
@@ -139,20 +139,20 @@ pub(super) fn set_timer_and_block(c: &mut Checks) {
     unmask_ports(masked);
 
     // An event pending before the block: it returns at once and the handler runs.
-    if let Ok(a) = evtchn::alloc_unbound(DOMID_SELF) {
-        if let Ok(b) = evtchn::bind_interdomain(DOMID_SELF, a) {
-            evtchn::mask(a);
-            let _ = evtchn::send(b);
-            evtchn::unmask_local(a);
+    if let Ok(a) = event_channel::alloc_unbound(DOMID_SELF) {
+        if let Ok(b) = event_channel::bind_interdomain(DOMID_SELF, a) {
+            event_channel::mask(a);
+            let _ = event_channel::send(b);
+            event_channel::unmask_local(a);
             c.that(
                 "evtchn event pending while masked is handled on unmask",
-                evtchn::take_event(a),
+                event_channel::take_event(a),
                 "no event",
                 "event",
             );
             let masked = mask_ports();
             pvops::irq_disable();
-            let _ = evtchn::send(b);
+            let _ = event_channel::send(b);
             let (ret, took) = timed_block();
             pvops::irq_enable();
             c.eq("sched_op block with an event pending", ret, Ret::ok(0));
@@ -164,14 +164,14 @@ pub(super) fn set_timer_and_block(c: &mut Checks) {
             );
             c.that(
                 "evtchn the pending event was delivered after the block",
-                evtchn::take_event(a),
+                event_channel::take_event(a),
                 "no event",
                 "event",
             );
             unmask_ports(masked);
-            let _ = evtchn::close(b);
+            let _ = event_channel::close(b);
         }
-        let _ = evtchn::close(a);
+        let _ = event_channel::close(a);
     }
 
     let start = Instant::now();

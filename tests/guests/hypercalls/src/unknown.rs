@@ -23,7 +23,7 @@ pub(super) fn unknown_and_reserved(c: &mut Checks) {
         c.eq(name, ret, Ret::err(Errno::ENOSYS));
     }
     // The doorbell (127) returns nothing and ignores ports nobody serves.
-    evtchn::notify(guest_sdk::evtchn::Port(0));
-    evtchn::notify(guest_sdk::evtchn::Port(4095));
+    event_channel::notify(guest_sdk::event_channel::Port(0));
+    event_channel::notify(guest_sdk::event_channel::Port(4095));
     c.pass("evtchn_notify (127) on unserved ports");
 }

@@ -29,17 +29,17 @@ pub(super) fn wait_hits(i: usize, n: u32) -> bool {
 }
 
 pub(super) fn events(c: &mut Checks, verbose: bool) {
-    let a = evtchn::alloc_unbound(DOMID_SELF);
+    let a = event_channel::alloc_unbound(DOMID_SELF);
     c.that("evtchn alloc_unbound", a.is_ok(), format_args!("{a:?}"));
     let Ok(a) = a else { return };
     c.eq(
         "evtchn status unbound",
-        evtchn::status(a),
+        event_channel::status(a),
         Ok(PortStatus::Unbound {
             remote_dom: DOMID_GUEST,
         }),
     );
-    let b = evtchn::bind_interdomain(DOMID_SELF, a);
+    let b = event_channel::bind_interdomain(DOMID_SELF, a);
     c.that("evtchn bind_interdomain", b.is_ok(), format_args!("{b:?}"));
     let Ok(b) = b else { return };
     c.that(
@@ -49,7 +49,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     c.eq(
         "evtchn status interdomain a",
-        evtchn::status(a),
+        event_channel::status(a),
         Ok(PortStatus::Interdomain {
             remote_dom: DOMID_GUEST,
             remote_port: b,
@@ -57,7 +57,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     c.eq(
         "evtchn status interdomain b",
-        evtchn::status(b),
+        event_channel::status(b),
         Ok(PortStatus::Interdomain {
             remote_dom: DOMID_GUEST,
             remote_port: a,
@@ -65,14 +65,14 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     c.that(
         "evtchn new ports unmasked",
-        !evtchn::is_masked(a) && !evtchn::is_masked(b),
+        !event_channel::is_masked(a) && !event_channel::is_masked(b),
         format_args!("masked"),
     );
-    evtchn::set_handler(a, on_a);
-    evtchn::set_handler(b, on_b);
+    event_channel::set_handler(a, on_a);
+    event_channel::set_handler(b, on_b);
 
-    let upcalls = evtchn::upcall_count();
-    c.eq("evtchn send b", evtchn::send(b), Ok(()));
+    let upcalls = event_channel::upcall_count();
+    c.eq("evtchn send b", event_channel::send(b), Ok(()));
     c.that(
         "evtchn send b runs a's handler",
         wait_hits(0, 1),
@@ -85,21 +85,21 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     c.that(
         "evtchn upcall taken",
-        evtchn::upcall_count() > upcalls,
+        event_channel::upcall_count() > upcalls,
         format_args!("no upcall"),
     );
     c.that(
         "evtchn latch set",
-        evtchn::take_event(a),
+        event_channel::take_event(a),
         format_args!("no latch on {a}"),
     );
-    c.eq("evtchn send a", evtchn::send(a), Ok(()));
+    c.eq("evtchn send a", event_channel::send(a), Ok(()));
     c.that(
         "evtchn send a runs b's handler",
         wait_hits(1, 1),
         format_args!("b hits {}", hits(1)),
     );
-    evtchn::notify(b);
+    event_channel::notify(b);
     c.that(
         "evtchn notify (doorbell) b runs a's handler",
         wait_hits(0, 2),
@@ -116,9 +116,9 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     for i in 0..N {
         let t0 = rdtsc();
         if i % 2 == 0 {
-            let _ = evtchn::send(b);
+            let _ = event_channel::send(b);
         } else {
-            evtchn::notify(b);
+            event_channel::notify(b);
         }
         let t_ret = rdtsc();
         if !wait_hits(0, before + i + 1) {
@@ -155,26 +155,26 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
         micros(median(&mut null)),
     );
     if verbose {
-        println!("  evtchn {} upcalls so far", evtchn::upcall_count());
+        println!("  evtchn {} upcalls so far", event_channel::upcall_count());
     }
 
     // Masking.
-    evtchn::mask(a);
+    event_channel::mask(a);
     c.that(
         "evtchn mask sets the bit",
-        evtchn::is_masked(a),
+        event_channel::is_masked(a),
         format_args!("not masked"),
     );
     let before = hits(0);
-    let _ = evtchn::send(b);
+    let _ = event_channel::send(b);
     guest_sdk::timer::sleep(Duration::from_millis(5));
     c.eq("evtchn masked port: no upcall", hits(0), before);
     c.that(
         "evtchn masked port stays pending",
-        evtchn::is_pending(a),
+        event_channel::is_pending(a),
         format_args!("not pending"),
     );
-    evtchn::unmask_local(a);
+    event_channel::unmask_local(a);
     c.eq(
         "evtchn unmask_local delivers the pending event",
         hits(0),
@@ -182,14 +182,14 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     c.that(
         "evtchn unmask_local clears pending",
-        !evtchn::is_pending(a) && !evtchn::is_masked(a),
+        !event_channel::is_pending(a) && !event_channel::is_masked(a),
         format_args!("still pending/masked"),
     );
-    evtchn::mask(a);
-    let _ = evtchn::send(b);
+    event_channel::mask(a);
+    let _ = event_channel::send(b);
     guest_sdk::timer::sleep(Duration::from_millis(2));
     c.eq("evtchn masked again: no upcall", hits(0), before + 1);
-    c.eq("evtchn EVTCHNOP_unmask", evtchn::unmask(a), Ok(()));
+    c.eq("evtchn EVTCHNOP_unmask", event_channel::unmask(a), Ok(()));
     c.that(
         "evtchn EVTCHNOP_unmask re-raises the pending port",
         wait_hits(0, before + 2),
@@ -197,14 +197,14 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     );
     c.that(
         "evtchn EVTCHNOP_unmask cleared the mask",
-        !evtchn::is_masked(a),
+        !event_channel::is_masked(a),
         format_args!("masked"),
     );
 
     // Upcall mask: events pend, nothing is delivered until it is cleared.
-    evtchn::disable_upcalls();
+    event_channel::disable_upcalls();
     let before = hits(0);
-    let _ = evtchn::send(b);
+    let _ = event_channel::send(b);
     let mut spin = 0u64;
     let until = time::now() + Duration::from_millis(2);
     while time::now() < until {
@@ -212,19 +212,19 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     }
     c.that(
         "evtchn upcall_mask holds events back",
-        hits(0) == before && evtchn::upcall_pending(),
+        hits(0) == before && event_channel::upcall_pending(),
         format_args!(
             "hits +{} pending {} ({spin} spins)",
             hits(0) - before,
-            evtchn::upcall_pending()
+            event_channel::upcall_pending()
         ),
     );
-    evtchn::enable_upcalls();
+    event_channel::enable_upcalls();
     c.eq("evtchn clearing upcall_mask delivers", hits(0), before + 1);
 
     // wait_any with a port.
-    let _ = evtchn::take_event(a);
-    let _ = evtchn::send(b);
+    let _ = event_channel::take_event(a);
+    let _ = event_channel::send(b);
     let i = timer::wait_any(&[
         Source::Port(a),
         Source::Deadline(time::now() + Duration::from_secs(1)),
@@ -242,12 +242,12 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
         Some(p) => {
             c.eq(
                 "evtchn status virq timer",
-                evtchn::status(p),
+                event_channel::status(p),
                 Ok(PortStatus::Virq(virq::TIMER)),
             );
             c.eq(
                 "evtchn bind_virq timer twice",
-                evtchn::bind_virq(virq::TIMER),
+                event_channel::bind_virq(virq::TIMER),
                 Err(Errno::EEXIST),
             );
         }
@@ -259,7 +259,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     if let Some(p) = console::port() {
         c.eq(
             "evtchn status console port",
-            evtchn::status(p),
+            event_channel::status(p),
             Ok(PortStatus::Interdomain {
                 remote_dom: DOMID_BACKEND,
                 remote_port: status_remote(p),
@@ -267,7 +267,7 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
         );
         c.eq(
             "evtchn close console port refused",
-            evtchn::close(p),
+            event_channel::close(p),
             Err(Errno::EINVAL),
         );
     } else {
@@ -276,22 +276,22 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
             format_args!("start-info has no console_evtchn"),
         );
     }
-    match evtchn::bind_virq(virq::CONSOLE) {
+    match event_channel::bind_virq(virq::CONSOLE) {
         Ok(p) => {
             c.eq(
                 "evtchn status virq console",
-                evtchn::status(p),
+                event_channel::status(p),
                 Ok(PortStatus::Virq(virq::CONSOLE)),
             );
             c.eq(
                 "evtchn send on a VIRQ port",
-                evtchn::send(p),
+                event_channel::send(p),
                 Err(Errno::EINVAL),
             );
-            c.eq("evtchn close virq", evtchn::close(p), Ok(()));
+            c.eq("evtchn close virq", event_channel::close(p), Ok(()));
             c.eq(
                 "evtchn status closed",
-                evtchn::status(p),
+                event_channel::status(p),
                 Ok(PortStatus::Closed),
             );
         }
@@ -299,20 +299,20 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     }
     c.eq(
         "evtchn bind_virq unknown",
-        evtchn::bind_virq(virq::NR + 5),
+        event_channel::bind_virq(virq::NR + 5),
         Err(Errno::EINVAL),
     );
 
     // Close one end: the other becomes unbound and sends to it are dropped.
-    c.eq("evtchn close b", evtchn::close(b), Ok(()));
+    c.eq("evtchn close b", event_channel::close(b), Ok(()));
     c.eq(
         "evtchn status closed b",
-        evtchn::status(b),
+        event_channel::status(b),
         Ok(PortStatus::Closed),
     );
     c.eq(
         "evtchn peer of closed port unbound",
-        evtchn::status(a),
+        event_channel::status(a),
         Ok(PortStatus::Unbound {
             remote_dom: DOMID_GUEST,
         }),
@@ -320,47 +320,51 @@ pub(super) fn events(c: &mut Checks, verbose: bool) {
     let before = hits(1);
     c.eq(
         "evtchn send on unbound port dropped",
-        evtchn::send(a),
+        event_channel::send(a),
         Ok(()),
     );
     guest_sdk::timer::sleep(Duration::from_millis(2));
     c.eq("evtchn send on unbound: no handler", hits(1), before);
     c.eq(
         "evtchn send on closed port",
-        evtchn::send(b),
+        event_channel::send(b),
         Err(Errno::EINVAL),
     );
-    c.eq("evtchn close a", evtchn::close(a), Ok(()));
-    c.eq("evtchn close twice", evtchn::close(a), Err(Errno::EINVAL));
+    c.eq("evtchn close a", event_channel::close(a), Ok(()));
+    c.eq(
+        "evtchn close twice",
+        event_channel::close(a),
+        Err(Errno::EINVAL),
+    );
     c.eq(
         "evtchn send port 0",
-        evtchn::send(guest_sdk::evtchn::Port(0)),
+        event_channel::send(guest_sdk::event_channel::Port(0)),
         Err(Errno::EINVAL),
     );
     c.eq(
         "evtchn status port 4096",
-        evtchn::status(guest_sdk::evtchn::Port(4096)).map(|_| ()),
+        event_channel::status(guest_sdk::event_channel::Port(4096)).map(|_| ()),
         Err(Errno::EINVAL),
     );
-    evtchn::clear_handler(a);
-    evtchn::clear_handler(b);
+    event_channel::clear_handler(a);
+    event_channel::clear_handler(b);
     // Ports are reused after close.
-    let again = evtchn::alloc_unbound(DOMID_SELF);
+    let again = event_channel::alloc_unbound(DOMID_SELF);
     c.that(
         "evtchn alloc after close",
         again.is_ok(),
         format_args!("{again:?}"),
     );
     if let Ok(p) = again {
-        let _ = evtchn::close(p);
+        let _ = event_channel::close(p);
     }
 }
 
 /// The remote port `EVTCHNOP_status` reports for `p` (whatever it is; the check is on the
 /// domain).
 pub(super) fn status_remote(p: Port) -> Port {
-    match evtchn::status(p) {
+    match event_channel::status(p) {
         Ok(PortStatus::Interdomain { remote_port, .. }) => remote_port,
-        _ => guest_sdk::evtchn::Port(0),
+        _ => guest_sdk::event_channel::Port(0),
     }
 }

@@ -6,10 +6,10 @@ pub(super) fn pattern(i: usize) -> u8 {
     (i * 13 + 7) as u8
 }
 
-pub(super) fn copy_status(ops: &mut [grant::Copy]) -> Result<Vec<i16>, Errno> {
+pub(super) fn copy_status(ops: &mut [grant_table::Copy]) -> Result<Vec<i16>, Errno> {
     // SAFETY: every destination in these tests is a `PageBox` this function's caller owns and
     // reads only after the call, or a grant of one.
-    unsafe { grant::grant_copy(ops) }?;
+    unsafe { grant_table::grant_copy(ops) }?;
     Ok(ops.iter().map(|o| o.status).collect())
 }
 
@@ -19,8 +19,8 @@ pub(super) fn grant_copy(c: &mut Checks) {
     let bytes: Vec<u8> = (0..4096).map(pattern).collect();
     a.write(0, &bytes);
     let (Ok(ga), Ok(gro)) = (
-        grant::grant_access(a.frame(), DOMID_BACKEND, false),
-        grant::grant_access(a.frame(), DOMID_BACKEND, true),
+        grant_table::grant_access(a.frame(), DOMID_BACKEND, false),
+        grant_table::grant_access(a.frame(), DOMID_BACKEND, true),
     ) else {
         c.fail("copy grants", format_args!("grant_access failed"));
         return;
@@ -85,7 +85,7 @@ pub(super) fn grant_copy(c: &mut Checks) {
     let mut buf = [0u8; 64];
     c.eq(
         "copy_from_gref helper",
-        grant::copy_from_gref(gro, 64, &mut buf),
+        grant_table::copy_from_gref(gro, 64, &mut buf),
         Ok(()),
     );
     c.that(
@@ -96,7 +96,7 @@ pub(super) fn grant_copy(c: &mut Checks) {
     let msg = *b"written through GNTTABOP_copy";
     c.eq(
         "copy_to_gref helper",
-        grant::copy_to_gref(ga, 1000, &msg),
+        grant_table::copy_to_gref(ga, 1000, &msg),
         Ok(()),
     );
     let mut back = [0u8; 29];
@@ -117,11 +117,11 @@ pub(super) fn grant_copy(c: &mut Checks) {
     );
     c.eq(
         "copy_to_gref read-only",
-        grant::copy_to_gref(gro, 0, &msg),
+        grant_table::copy_to_gref(gro, 0, &msg),
         Err(GrantError::Status(gntst::PERMISSION_DENIED)),
     );
     let mut op = [full(
-        copy_gref(guest_sdk::grant::GrantRef(5000), 0),
+        copy_gref(guest_sdk::grant_table::GrantRef(5000), 0),
         true,
         copy_frame(b.frame(), 0),
         false,
@@ -131,14 +131,14 @@ pub(super) fn grant_copy(c: &mut Checks) {
         copy_status(&mut op),
         Ok(alloc::vec![gntst::BAD_GNTREF]),
     );
-    if let Ok(r) = grant::reserve() {
+    if let Ok(r) = grant_table::reserve() {
         let mut op = [full(copy_gref(r, 0), true, copy_frame(b.frame(), 0), false)];
         c.eq(
             "copy gref without permit_access",
             copy_status(&mut op),
             Ok(alloc::vec![gntst::BAD_GNTREF]),
         );
-        let _ = grant::end_access(r);
+        let _ = grant_table::end_access(r);
     }
     let mut op = [copy_op(
         copy_gref(ga, 4000),
@@ -225,9 +225,9 @@ pub(super) fn grant_copy(c: &mut Checks) {
     );
     c.eq(
         "copy grants released",
-        (grant::in_use(ga), grant::in_use(gro)),
+        (grant_table::in_use(ga), grant_table::in_use(gro)),
         (false, false),
     );
-    c.eq("copy end_access rw", grant::end_access(ga), Ok(()));
-    c.eq("copy end_access ro", grant::end_access(gro), Ok(()));
+    c.eq("copy end_access rw", grant_table::end_access(ga), Ok(()));
+    c.eq("copy end_access ro", grant_table::end_access(gro), Ok(()));
 }

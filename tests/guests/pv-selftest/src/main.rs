@@ -28,8 +28,8 @@ use guest_sdk::abi::loopback::{
 };
 use guest_sdk::abi::start_info::PAGE_SIZE;
 use guest_sdk::console;
-use guest_sdk::evtchn::{self, Port, PortStatus};
-use guest_sdk::grant::{self, GrantError, GrantRef, copy_frame, copy_gref, copy_op};
+use guest_sdk::event_channel::{self, Port, PortStatus};
+use guest_sdk::grant_table::{self, GrantError, GrantRef, copy_frame, copy_gref, copy_op};
 use guest_sdk::loopback::{Loopback, LoopbackError};
 use guest_sdk::page::PageBox;
 use guest_sdk::start_info::{cmdline, start_info};

@@ -29,10 +29,10 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
         }
     };
     c.pass("loopback connect", format_args!(""));
-    evtchn::set_handler(lb.port(), on_device);
+    event_channel::set_handler(lb.port(), on_device);
     c.eq(
         "loopback port is connected to the backend",
-        evtchn::status(lb.port()).map(|s| {
+        event_channel::status(lb.port()).map(|s| {
             matches!(
                 s,
                 PortStatus::Interdomain {
@@ -46,12 +46,12 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
     let ring_gref = lb.ring_gref();
     c.that(
         "loopback ring grant held (GTF_writing)",
-        grant::entry(ring_gref).is_some_and(|e| e.flags & gtf::WRITING != 0),
-        format_args!("{:?}", grant::entry(ring_gref)),
+        grant_table::entry(ring_gref).is_some_and(|e| e.flags & gtf::WRITING != 0),
+        format_args!("{:?}", grant_table::entry(ring_gref)),
     );
     c.eq(
         "grant end_access refused while the backend maps it",
-        grant::end_access(ring_gref),
+        grant_table::end_access(ring_gref),
         Err(GrantError::Busy),
     );
     c.eq(
@@ -67,9 +67,9 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
     src.write(0, &bytes);
     let gfill: Vec<GrantRef> = fills
         .iter()
-        .map(|p| grant::grant_access(p.frame(), DOMID_BACKEND, false).unwrap())
+        .map(|p| grant_table::grant_access(p.frame(), DOMID_BACKEND, false).unwrap())
         .collect();
-    let gsrc = grant::grant_access(src.frame(), DOMID_BACKEND, true).unwrap();
+    let gsrc = grant_table::grant_access(src.frame(), DOMID_BACKEND, true).unwrap();
 
     // 300 requests (ring of 64), pushed in bursts of up to 48, answered as they come.
     const TOTAL: u64 = 300;
@@ -280,12 +280,12 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
     );
     c.eq(
         "loopback data grants released",
-        gfill.iter().chain([&gsrc]).any(|&g| grant::in_use(g)),
+        gfill.iter().chain([&gsrc]).any(|&g| grant_table::in_use(g)),
         false,
     );
 
     // Disconnect, then the ring grant can be revoked; connect again.
-    evtchn::clear_handler(lb.port());
+    event_channel::clear_handler(lb.port());
     match lb.disconnect() {
         Ok(()) => c.pass("loopback disconnect + ring end_access", format_args!("")),
         Err(e) => c.fail("loopback disconnect", format_args!("{e}")),
@@ -313,7 +313,7 @@ pub(super) fn rings(c: &mut Checks, verbose: bool) {
         Err(e) => c.fail("loopback reconnect", format_args!("{e}")),
     }
     for g in gfill.into_iter().chain([gsrc]) {
-        let _ = grant::end_access(guest_sdk::grant::GrantRef(g.0));
+        let _ = grant_table::end_access(guest_sdk::grant_table::GrantRef(g.0));
     }
 }
 
