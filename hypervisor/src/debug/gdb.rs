@@ -251,12 +251,8 @@ impl GdbTarget<'_, '_> {
             report.rip.wrapping_sub(1)
         );
         let mut r = fd.get_regs().kvm("KVM_GET_REGS")?;
-        let g = report.gprs;
-        (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp) =
-            (g[0], g[1], g[2], g[3], g[4], g[5], g[6]);
-        (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
-            (g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14]);
-        (r.rip, r.rsp, r.rflags) = (report.rip.wrapping_sub(1), report.rsp, report.rflags);
+        super::set_gprs(&mut r, super::gprs_from_report(&report));
+        (r.rip, r.rflags) = (report.rip.wrapping_sub(1), report.rflags);
         fd.set_regs(&r).kvm("KVM_SET_REGS")?;
         self.run.vcpu.abandon_hypercall();
         Ok(Stop::Debug(DebugStop::Breakpoint))
@@ -307,11 +303,7 @@ impl GdbTarget<'_, '_> {
     fn set_registers(&mut self, regs: &GuestRegs) -> Result<()> {
         let fd = self.run.vcpu.fd();
         let mut r = fd.get_regs().kvm("KVM_GET_REGS")?;
-        let g = regs.core.regs;
-        (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp) =
-            (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
-        (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
-            (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+        super::set_gprs(&mut r, regs.core.regs);
         r.rip = regs.core.rip;
         r.rflags = u64::from(regs.core.eflags) | 0x2;
         fd.set_regs(&r).kvm("KVM_SET_REGS")?;

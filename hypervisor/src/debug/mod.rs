@@ -19,6 +19,14 @@ pub fn gprs_from_kvm(r: &kvm_bindings::kvm_regs) -> [u64; 16] {
     ]
 }
 
+/// Puts general registers in [`gprs_from_kvm`]'s order into `r`.
+pub fn set_gprs(r: &mut kvm_bindings::kvm_regs, g: [u64; 16]) {
+    (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp) =
+        (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
+    (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
+        (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+}
+
 /// [`gprs_from_kvm`]'s order from a guest's fault report, which keeps RSP apart.
 pub fn gprs_from_report(f: &FaultReport) -> [u64; 16] {
     let g = f.gprs;
