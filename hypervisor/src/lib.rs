@@ -25,6 +25,7 @@ pub mod outcome;
 pub(crate) mod page_walk;
 pub(crate) mod platform;
 pub(crate) mod seccomp;
+pub(crate) mod snapshot;
 pub(crate) mod stats;
 pub(crate) mod symbols;
 pub(crate) mod sys;

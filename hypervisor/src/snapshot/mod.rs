@@ -1,0 +1,4 @@
+//! Snapshots of a guest (docs/snapshots.md): the file format ([`format`]); saving and restoring
+//! are built on it.
+
+pub mod format;
