@@ -2,6 +2,7 @@
 //! to `memory.rs`.
 
 pub mod irq;
+pub mod state;
 pub mod stats;
 pub mod vcpu;
 

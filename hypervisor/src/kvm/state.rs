@@ -1,0 +1,148 @@
+//! A vCPU's whole architectural state, for snapshots: captured from one vCPU, serialised into the
+//! snapshot's `vcpu` section, and applied to a new vCPU in another VM (or the same one, for a
+//! warm reset).
+//!
+//! On kvm_pvm the PVM MSRs 0x4b564d11–13 are read-only and left out; the VIF registration
+//! (0x4b564d10) is restored by the caller with `platform::register_vif` once guest memory is in
+//! place (kvm-pvm.md §8: writing it silently fails without a memory slot).
+
+use super::vcpu::Vcpu;
+use crate::error::{KvmContext, Result};
+use kvm_bindings::{
+    kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+};
+use serde::{Deserialize, Serialize};
+
+/// The MSRs a snapshot carries beyond those `kvm_sregs` holds (EFER, the FS/GS bases, the APIC
+/// base): the `syscall` MSRs, the kernel GS base, the `sysenter` MSRs, PAT, the TSC and its
+/// deadline. Every one is optional: a host that lacks one simply does not save it.
+pub const SAVED_MSRS: [u32; 10] = [
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0102, // KERNEL_GS_BASE
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0x277,       // PAT
+    0x10,        // TSC
+];
+
+/// Everything `KVM_GET_*` reports about a vCPU that a restored guest can observe.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VcpuState {
+    regs: kvm_regs,
+    sregs: kvm_sregs,
+    xsave: kvm_xsave,
+    xcrs: kvm_xcrs,
+    lapic: kvm_lapic_state,
+    events: kvm_vcpu_events,
+    mp_state: kvm_mp_state,
+    /// `(index, value)` of each of [`SAVED_MSRS`] the host reported.
+    msrs: Vec<(u32, u64)>,
+}
+
+impl VcpuState {
+    /// Reads the state of `vcpu`, which must not be running.
+    pub fn capture(vcpu: &Vcpu) -> Result<VcpuState> {
+        let fd = vcpu.fd();
+        let msrs = SAVED_MSRS
+            .iter()
+            .filter_map(|&index| Some((index, *vcpu.read_msrs(&[index]).ok()?.first()?)))
+            .collect();
+        Ok(VcpuState {
+            regs: fd.get_regs().kvm("KVM_GET_REGS")?,
+            sregs: fd.get_sregs().kvm("KVM_GET_SREGS")?,
+            xsave: fd.get_xsave().kvm("KVM_GET_XSAVE")?,
+            xcrs: fd.get_xcrs().kvm("KVM_GET_XCRS")?,
+            lapic: fd.get_lapic().kvm("KVM_GET_LAPIC")?,
+            events: fd.get_vcpu_events().kvm("KVM_GET_VCPU_EVENTS")?,
+            mp_state: fd.get_mp_state().kvm("KVM_GET_MP_STATE")?,
+            msrs,
+        })
+    }
+
+    /// Puts the state into `vcpu` (whose CPUID is already set), in the order KVM needs: MSRs,
+    /// special registers, registers, extended state, the local APIC, then pending events and
+    /// the run state. Returns the MSRs KVM refused (none on the host that saved them).
+    pub fn apply(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
+        let fd = vcpu.fd();
+        let mut refused = Vec::new();
+        for &(index, value) in &self.msrs {
+            if !vcpu.write_msr(index, value)? {
+                refused.push(index);
+            }
+        }
+        fd.set_sregs(&self.sregs).kvm("KVM_SET_SREGS")?;
+        fd.set_regs(&self.regs).kvm("KVM_SET_REGS")?;
+        // SAFETY: KVM_SET_XSAVE reads past the 4 KiB `kvm_xsave` only for XSTATE features a
+        // process enabled dynamically (`arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)`, e.g. AMX); the
+        // VMM never enables any, so the guest's XSTATE fits the struct.
+        unsafe { fd.set_xsave(&self.xsave) }.kvm("KVM_SET_XSAVE")?;
+        fd.set_xcrs(&self.xcrs).kvm("KVM_SET_XCRS")?;
+        fd.set_lapic(&self.lapic).kvm("KVM_SET_LAPIC")?;
+        fd.set_vcpu_events(&self.events)
+            .kvm("KVM_SET_VCPU_EVENTS")?;
+        fd.set_mp_state(self.mp_state).kvm("KVM_SET_MP_STATE")?;
+        Ok(refused)
+    }
+
+    /// The snapshot section's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a VcpuState always serialises")
+    }
+
+    /// Reads a snapshot section; `None` if it is not a `VcpuState` this VMM wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Option<VcpuState> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    /// The instruction pointer (for reports and tests).
+    pub fn rip(&self) -> u64 {
+        self.regs.rip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kvm;
+
+    #[test]
+    fn state_moves_to_a_vcpu_of_another_vm_and_back_unchanged() {
+        let Ok(kvm) = kvm::open() else {
+            return; // No /dev/kvm: the integration tests say so loudly.
+        };
+        let make = || {
+            let vm = kvm::create_vm(&kvm).unwrap();
+            crate::kvm::irq::create_irqchip(&vm).unwrap();
+            let vcpu = Vcpu::new(vm.create_vcpu(0).unwrap());
+            vcpu.fd()
+                .set_cpuid2(&crate::platform::minimal_cpuid())
+                .unwrap();
+            (vm, vcpu)
+        };
+        let (_vm_a, a) = make();
+        let mut regs = a.fd().get_regs().unwrap();
+        (regs.rip, regs.rax, regs.r15, regs.rflags) = (0x10_0000, 0x1234, 0xfeed, 0x2);
+        a.fd().set_regs(&regs).unwrap();
+        let saved = VcpuState::capture(&a).unwrap();
+        let bytes = saved.to_bytes();
+        let loaded = VcpuState::from_bytes(&bytes).unwrap();
+        assert!(VcpuState::from_bytes(&bytes[..bytes.len() / 2]).is_none());
+
+        let (_vm_b, b) = make();
+        let refused = loaded.apply(&b).unwrap();
+        assert!(refused.is_empty(), "refused MSRs {refused:x?}");
+        let again = VcpuState::capture(&b).unwrap();
+        assert_eq!(again.rip(), 0x10_0000);
+        assert_eq!(again.regs.rax, 0x1234);
+        assert_eq!(again.regs.r15, 0xfeed);
+        assert_eq!(again.sregs.cr0, saved.sregs.cr0);
+        assert_eq!(again.sregs.efer, saved.sregs.efer);
+        let msr = |s: &VcpuState, i| s.msrs.iter().find(|m| m.0 == i).map(|m| m.1);
+        assert_eq!(msr(&again, 0x277), msr(&saved, 0x277));
+        assert_eq!(again.mp_state.mp_state, saved.mp_state.mp_state);
+    }
+}
