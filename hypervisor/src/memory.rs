@@ -50,6 +50,38 @@ impl GuestRam {
         })
     }
 
+    /// Maps `size` bytes of `file` at `offset` as guest RAM, copy-on-write (`MAP_PRIVATE`): the
+    /// guest reads the file's pages (shared in the page cache by every VM mapping the same
+    /// snapshot) and its writes go to private copies that never reach the file. For restoring a
+    /// snapshot ([`crate::snapshot`]); `offset` must be page-aligned.
+    pub fn from_snapshot(
+        file: &std::fs::File,
+        offset: u64,
+        size: u64,
+    ) -> std::io::Result<GuestRam> {
+        use vm_memory::mmap::{GuestRegionMmap, MmapRegionBuilder};
+        let len = usize::try_from(size).map_err(std::io::Error::other)?;
+        let file_offset = vm_memory::FileOffset::new(file.try_clone()?, offset);
+        let region = MmapRegionBuilder::new(len)
+            .with_file_offset(file_offset)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let region = GuestRegionMmap::new(region, GuestAddress(0))
+            .ok_or_else(|| std::io::Error::other("guest RAM does not fit the address space"))?;
+        let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(std::io::Error::other)?;
+        let base = mem
+            .get_host_address(GuestAddress(0))
+            .map_err(std::io::Error::other)? as u64;
+        Ok(GuestRam {
+            mem,
+            size,
+            base,
+            read_only: std::sync::OnceLock::new(),
+        })
+    }
+
     /// RAM size in bytes.
     pub fn size(&self) -> u64 {
         self.size
