@@ -136,7 +136,11 @@ impl ConsoleSink for Sink {
 pub fn hypercalls(data: &[u8]) {
     let (ram, _) = ram_from(data.get(..40 * 1024).unwrap_or(data));
     let mut data = data.get(40 * 1024..).unwrap_or(&[]);
-    let dom = Domain::new(ram.clone(), None, std::time::Instant::now());
+    let dom = Domain::new(
+        ram.clone(),
+        None,
+        crate::domain::SystemClock::starting_at(std::time::Instant::now()),
+    );
     let mut sink = Sink;
     let mut ctx = Context {
         dom: &dom,

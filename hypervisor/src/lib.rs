@@ -24,6 +24,7 @@ pub(crate) mod memory;
 pub mod outcome;
 pub(crate) mod page_walk;
 pub(crate) mod platform;
+pub(crate) mod restore;
 pub(crate) mod seccomp;
 pub(crate) mod snapshot;
 pub(crate) mod stats;

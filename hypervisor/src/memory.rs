@@ -23,6 +23,8 @@ pub struct GuestRam {
     base: u64,
     /// Ranges the guest's own page tables do not let it write, sorted; `write` refuses them.
     read_only: std::sync::OnceLock<Vec<std::ops::Range<u64>>>,
+    /// Mapped copy-on-write from a snapshot file ([`GuestRam::from_snapshot`]).
+    from_file: bool,
 }
 
 impl GuestRam {
@@ -47,6 +49,7 @@ impl GuestRam {
             size,
             base,
             read_only: std::sync::OnceLock::new(),
+            from_file: false,
         })
     }
 
@@ -79,7 +82,40 @@ impl GuestRam {
             size,
             base,
             read_only: std::sync::OnceLock::new(),
+            from_file: true,
         })
+    }
+
+    /// Drops every page the guest (or the VMM) wrote since RAM was mapped from a snapshot file
+    /// ([`GuestRam::from_snapshot`]): the next access reads the file's page again. KVM notices
+    /// through its MMU notifier; the guest must not run meanwhile. Refused for RAM not mapped
+    /// from a file (it would be zeroed).
+    pub fn revert_to_file(&self) -> std::io::Result<()> {
+        if !self.from_file {
+            return Err(std::io::Error::other(
+                "guest RAM is not mapped from a snapshot",
+            ));
+        }
+        // SAFETY: `base..base + size` is this RAM's own private file mapping; MADV_DONTNEED
+        // drops the private copies, so later reads see the file again. No Rust reference into
+        // guest RAM exists (all access is through copies and atomics), and the vCPU is stopped.
+        let r = unsafe {
+            libc::madvise(
+                self.base as *mut libc::c_void,
+                self.size as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// The ranges [`GuestRam::protect`] set.
+    pub fn read_only_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        self.read_only.get().cloned().unwrap_or_default()
     }
 
     /// RAM size in bytes.
@@ -119,6 +155,13 @@ impl GuestRam {
     /// protected range.
     pub fn write(&self, gpa: GuestAddress, buf: &[u8]) -> Result<(), Errno> {
         self.check_writable(gpa, buf.len() as u64)?;
+        self.mem.write_slice(buf, gpa).map_err(|_| Errno::EFAULT)
+    }
+
+    /// Writes `buf` at `gpa` as the VMM itself (the domain builder's structures, a restore's
+    /// clock and start-info updates): read-only ranges included, which only bind backends.
+    pub fn write_as_vmm(&self, gpa: GuestAddress, buf: &[u8]) -> Result<(), Errno> {
+        self.check_range(gpa, buf.len() as u64)?;
         self.mem.write_slice(buf, gpa).map_err(|_| Errno::EFAULT)
     }
 

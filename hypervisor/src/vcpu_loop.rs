@@ -88,6 +88,11 @@ impl VcpuLoop<'_> {
                         hypercall::dispatch(&mut ctx, nr, args)
                     };
                     match action {
+                        Action::Stop(GuestExit::Suspended) => {
+                            self.vcpu
+                                .complete_hypercall(parapet_abi::sched::SUSPEND_RESUMED);
+                            return Ok(Stop::Exit(GuestExit::Suspended));
+                        }
                         Action::Return(ret) => self.vcpu.complete_hypercall(ret),
                         Action::Block => self.block()?,
                         Action::Stop(exit) => return Ok(Stop::Exit(exit)),
@@ -117,6 +122,13 @@ impl VcpuLoop<'_> {
                     ));
                 }
                 Exit::Interrupted => {
+                    if crate::sys::take_snapshot_request() && self.dom.snapshots() {
+                        if was_blocked {
+                            // Saved halted: the restored vCPU waits for its timer or events.
+                            self.dom.vcpu.set_blocked(true);
+                        }
+                        return Ok(Stop::Exit(GuestExit::Suspended));
+                    }
                     match self.dom.control().try_recv() {
                         Ok(Control::Stop) => return Ok(Stop::Exit(GuestExit::Stopped)),
                         Ok(Control::Fault(what)) => return self.fault(what),

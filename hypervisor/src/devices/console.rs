@@ -22,28 +22,46 @@ use std::time::Duration;
 /// wakes; the guest does not exit.
 const BACKGROUND_RECHECK: Duration = Duration::from_millis(250);
 
+/// What the console gives the guest as input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleInput {
+    /// Standard input, then its end.
+    Stdin,
+    /// These bytes, and no end: one warm-reset invocation's request (docs/snapshots.md).
+    Bytes(Vec<u8>),
+}
+
 /// Starts the console backend on the console `page`, woken by `kick`, answering on `port`;
-/// the guest's output goes to standard output and standard input to the guest.
+/// the guest's output goes to standard output, and `input` to the guest.
 pub fn start(
     link: &BackendLink,
     page: GuestPage,
     port: u32,
     kick: std::sync::Arc<vmm_sys_util::eventfd::EventFd>,
+    input: ConsoleInput,
 ) -> std::io::Result<BackendThread> {
     BackendThread::spawn(crate::seccomp::Role::Console, kick, port, link, move |io| {
-        serve(io, page, std::io::stdout(), true)
+        serve(io, page, std::io::stdout(), input)
     })
 }
 
 /// Serves the console page until the VMM stops the backend; drains the output ring before it
-/// returns. `input` is whether to forward standard input.
-pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
+/// returns.
+pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: ConsoleInput) {
     let mut console = ConsoleBack::attach(page);
-    let mut input = Input {
-        open: input,
-        pending: Vec::new(),
-        eof_sent: !input,
-        terminal: input && std::io::stdin().is_terminal(),
+    let mut input = match input {
+        ConsoleInput::Stdin => Input {
+            open: true,
+            pending: Vec::new(),
+            eof_sent: false,
+            terminal: std::io::stdin().is_terminal(),
+        },
+        ConsoleInput::Bytes(pending) => Input {
+            open: false,
+            pending,
+            eof_sent: true,
+            terminal: false,
+        },
     };
     // Start awake, as the protocol has it (pv_drivers::console): `out_event` starts at 0, which
     // no guest write passes, so the guest rings the doorbell for output only once a drain has

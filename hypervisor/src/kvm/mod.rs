@@ -57,6 +57,22 @@ pub fn register_ram(vm: &VmFd, ram: &GuestRam) -> Result<()> {
     unsafe { vm.set_user_memory_region(region) }.kvm("KVM_SET_USER_MEMORY_REGION")
 }
 
+/// Deletes memory slot 0 and adds it again over `ram`: KVM drops every translation it built
+/// from the slot, shadow page tables included (a warm reset on kvm_pvm needs that after the
+/// host reverted guest page-table pages, kvm-pvm.md §8).
+pub fn reload_ram(vm: &VmFd, ram: &GuestRam) -> Result<()> {
+    let empty = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: 0,
+        userspace_addr: ram.host_base(),
+    };
+    // SAFETY: a region of size 0 deletes slot 0; KVM maps nothing of ours afterwards.
+    unsafe { vm.set_user_memory_region(empty) }.kvm("KVM_SET_USER_MEMORY_REGION")?;
+    register_ram(vm, ram)
+}
+
 /// Whether KVM can send every VMCALL/VMMCALL to userspace (`KVM_EXIT_XEN`).
 pub fn xen_intercept_available(vm: &VmFd) -> bool {
     let flags = vm.check_extension_int(Cap::XenHvm);

@@ -14,9 +14,11 @@ use kvm_bindings::{
 use serde::{Deserialize, Serialize};
 
 /// The MSRs a snapshot carries beyond those `kvm_sregs` holds (EFER, the FS/GS bases, the APIC
-/// base): the `syscall` MSRs, the kernel GS base, the `sysenter` MSRs, PAT, the TSC and its
-/// deadline. Every one is optional: a host that lacks one simply does not save it.
-pub const SAVED_MSRS: [u32; 10] = [
+/// base): the `syscall` MSRs, the kernel GS base, the `sysenter` MSRs and PAT. Every one is
+/// optional: a host that lacks one simply does not save it. Not the TSC: a restored guest's
+/// TSC is the new VM's, and the VMM re-anchors the PV clock on it instead (docs/abi.md §4.2),
+/// so that guest time goes on at the real rate across a restore.
+pub const SAVED_MSRS: [u32; 9] = [
     0xc000_0081, // STAR
     0xc000_0082, // LSTAR
     0xc000_0083, // CSTAR
@@ -26,7 +28,6 @@ pub const SAVED_MSRS: [u32; 10] = [
     0x175,       // SYSENTER_ESP
     0x176,       // SYSENTER_EIP
     0x277,       // PAT
-    0x10,        // TSC
 ];
 
 /// Everything `KVM_GET_*` reports about a vCPU that a restored guest can observe.
@@ -98,9 +99,20 @@ impl VcpuState {
         postcard::from_bytes(bytes).ok()
     }
 
-    /// The instruction pointer (for reports and tests).
+    /// The instruction pointer.
+    #[cfg(test)]
     pub fn rip(&self) -> u64 {
         self.regs.rip
+    }
+
+    /// CR3: the guest's page tables at the snapshot.
+    pub fn cr3(&self) -> u64 {
+        self.sregs.cr3
+    }
+
+    /// Whether the vCPU was halted (`SCHEDOP_block`) when it was saved.
+    pub fn halted(&self) -> bool {
+        self.mp_state.mp_state == kvm_bindings::KVM_MP_STATE_HALTED
     }
 }
 

@@ -143,7 +143,10 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 
 impl Vcpu {
     /// Wraps a created vCPU.
-    pub fn new(fd: VcpuFd) -> Vcpu {
+    pub fn new(mut fd: VcpuFd) -> Vcpu {
+        // KVM stores the registers in `kvm_run` at every exit: a port-I/O hypercall reads its
+        // arguments there, without a KVM_GET_REGS.
+        fd.set_sync_valid_reg(SyncReg::Register);
         Vcpu {
             fd,
             pending: Pending::None,
@@ -228,7 +231,6 @@ impl Vcpu {
             ..Default::default()
         };
         self.fd.set_regs(&regs).kvm("KVM_SET_REGS")?;
-        self.fd.set_sync_valid_reg(SyncReg::Register);
         Ok(())
     }
 
@@ -428,6 +430,26 @@ impl Vcpu {
     /// Xen intercept and port I/O alike), and no synced register is marked dirty.
     pub fn abandon_hypercall(&mut self) {
         self.pending = Pending::None;
+    }
+
+    /// Makes KVM finish the exit [`Vcpu::run`] last returned (a hypercall's result, the skip
+    /// past its instruction) without running the guest: `KVM_RUN` with `immediate_exit` set,
+    /// as KVM's documentation prescribes before saving a vCPU's state. Answer the hypercall
+    /// first ([`Vcpu::complete_hypercall`]) or abandon it.
+    pub fn finish_exit(&mut self) -> Result<()> {
+        self.pending = Pending::None;
+        self.fd.set_kvm_immediate_exit(1);
+        let ran = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match ran {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            Err(e) => Err(e).kvm("KVM_RUN"),
+            // An exit without entering the guest cannot happen: KVM checks `immediate_exit`
+            // before it enters.
+            Ok(()) => Err(crate::error::Error::HostUnsupported(
+                "KVM ran the guest although immediate_exit was set".into(),
+            )),
+        }
     }
 
     /// Delivers the result of the hypercall [`Vcpu::run`] last returned.

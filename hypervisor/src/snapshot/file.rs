@@ -40,11 +40,6 @@ pub fn write(file: &File, layout: &Layout, ram: &GuestRam) -> io::Result<u64> {
     Ok(written)
 }
 
-/// Maps the guest memory of a checked snapshot copy-on-write.
-pub fn map_memory(file: &File, memory_offset: u64, memory_size: u64) -> io::Result<GuestRam> {
-    GuestRam::from_snapshot(file, memory_offset, memory_size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::format::{HostKind, SectionKind, Snapshot, layout};
@@ -83,8 +78,8 @@ mod tests {
         let mut head = vec![0u8; l.memory_offset as usize];
         file.read_exact_at(&mut head, 0).unwrap();
         let snap = Snapshot::parse(&head, meta.len(), HostKind::KvmPvm).unwrap();
-        let a = map_memory(&file, snap.memory_offset, snap.memory_size).unwrap();
-        let b = map_memory(&file, snap.memory_offset, snap.memory_size).unwrap();
+        let a = GuestRam::from_snapshot(&file, snap.memory_offset, snap.memory_size).unwrap();
+        let b = GuestRam::from_snapshot(&file, snap.memory_offset, snap.memory_size).unwrap();
         let mut got = [0u8; 10];
         a.read(GuestAddress(0x1000), &mut got).unwrap();
         assert_eq!(&got, b"start info");

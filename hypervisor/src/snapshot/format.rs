@@ -234,11 +234,24 @@ pub fn layout(host: HostKind, memory_size: u64, sections: &[(SectionKind, &[u8])
     }
 }
 
+/// The most metadata (header, table, sections) a snapshot may have before its memory.
+pub const MAX_HEAD_LEN: u64 = 32 << 20;
+
+/// How many bytes of the file [`Snapshot::parse`] needs, from its first [`HEADER_PREFIX`]
+/// bytes: the header's memory offset, bounded by [`MAX_HEAD_LEN`] (the header is checked by
+/// `parse`, this only bounds the read).
+pub fn head_len(prefix: &[u8]) -> u64 {
+    Header::read_from_prefix(prefix)
+        .map_or(HEADER_LEN as u64, |(h, _)| h.memory_offset)
+        .clamp(HEADER_LEN as u64, MAX_HEAD_LEN)
+}
+
+/// Bytes to read before [`head_len`] can tell how many more.
+pub const HEADER_PREFIX: usize = HEADER_LEN;
+
 /// A checked snapshot's metadata: its sections' bytes and where its memory lies.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The host kind it was taken on.
-    pub host: HostKind,
     /// Guest RAM size.
     pub memory_size: u64,
     /// Offset of guest RAM in the file (a multiple of [`MEMORY_ALIGN`]).
@@ -342,7 +355,6 @@ impl Snapshot {
             sections.push((kind, bytes.to_vec()));
         }
         Ok(Snapshot {
-            host: found_host,
             memory_size: header.memory_size,
             memory_offset: header.memory_offset,
             sections,
