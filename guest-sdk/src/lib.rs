@@ -39,7 +39,7 @@
 //! | [`hypercall`] | a typed, safe wrapper for every hypercall the SDK makes; [`hypercall::raw`] only for testing hostile inputs |
 //! | [`heap`] | the global allocator over the largest usable memory region |
 //! | [`paging`] | the stack guard page in the builder's page tables |
-//! | [`page`] | memory shared with the VMM: [`page::PageBox`], [`page::GuestPage`] (`pv_drivers::shared::SharedPage` implementations), and safe views of the shared-info page, the grant table and the VIF page |
+//! | [`page`] | memory shared with the VMM: [`page::PageBox`], [`page::GuestPage`] (`pv_drivers::shared::SharedPage` implementations), safe views of the shared-info page, the grant table and the VIF page, and fresh reads of the start-info fields a restore rewrites |
 //! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, powering off |
 //! | [`time`] | a monotonic clock from the PV clock, the wall clock |
 //! | [`grant_table`] | the grant table: [`grant_table::GrantRef`]s, granting and revoking pages, `GNTTABOP_copy` |
@@ -53,7 +53,7 @@
 //! | [`device`] | split-driver devices: discovery, `device_op`, and [`device::Connection`], the connection (ring pages granted to the backend, the event channel, disconnect on drop) every frontend below is built on |
 //! | [`loopback`] | the loopback test device's frontend, connected and driven |
 //! | [`block`] | PV block devices: sector reads, writes, flushes and discards, several in flight; with the `embedded-sdmmc` feature, a FAT file system on them |
-//! | [`net`] | PV network interfaces: packet pools, send/receive/wait; with the `smoltcp` feature, smoltcp's `phy::Device` |
+//! | [`net`] | PV network interfaces: packet pools, send/receive/wait, a restored clone's new MAC; with the `smoltcp` feature, smoltcp's `phy::Device` |
 //! | [`mod@entry`] | the kernel around `main`: `_start`, boot, power-off |
 //!
 //! # Layers

@@ -6,7 +6,7 @@
 //! the same rings, re-arms the timer and re-anchors the PV clock, so devices, timers and
 //! [`crate::time::now`] carry on. What a clone must do itself is what only it knows: re-seed
 //! its randomness from [`generation`], and pick up a new MAC address if it wants the one the
-//! user gave this clone (`crate::net`'s `mac`).
+//! user gave this clone ([`crate::net::Net::refresh_mac`]).
 
 use core::fmt;
 
@@ -40,9 +40,9 @@ pub enum SuspendError {
 impl fmt::Display for SuspendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SuspendError::NotAvailable => f.write_str(
-                "the VMM takes no snapshots (run it with --snapshot FILE)",
-            ),
+            SuspendError::NotAvailable => {
+                f.write_str("the VMM takes no snapshots (run it with --snapshot FILE)")
+            }
             SuspendError::Refused(e) => write!(f, "the VMM refused to suspend: {e}"),
         }
     }
