@@ -203,6 +203,7 @@ impl Restored {
         let unix_ns = snapshot::unix_now_ns();
         snapshot::anchor_clock(ram, tsc, system_ns, unix_ns)?;
         snapshot::write_generation(ram, snapshot::new_generation())?;
+        snapshot::drop_console_input(ram)?;
         for (index, device) in dom.devices().iter().enumerate() {
             snapshot::write_device_info(ram, index, &device.info())?;
         }
@@ -277,7 +278,8 @@ impl WarmReset {
         let tables_changed = self.shadow_mmu
             && self.tables.iter().any(|(gpa, saved)| {
                 let mut now = [0u8; 4096];
-                ram.read(vm_memory::GuestAddress(*gpa), &mut now).is_err() || now[..] != saved[..]
+                ram.read(vm_memory::GuestAddress(*gpa), &mut now).is_err()
+                    || !same_entries(&now, saved)
             });
         ram.revert_to_file().map_err(|source| Error::Io {
             op: "cannot revert guest memory to the snapshot",
@@ -315,6 +317,17 @@ impl WarmReset {
             .map_err(|e| Error::HostUnsupported(format!("warm reset: event channels: {e}")))?;
         restored.resume(vcpu, dom)
     }
+}
+
+/// Whether two page-table pages hold the same entries, ignoring the accessed and dirty bits the
+/// CPU (or KVM's shadow MMU) sets: reverting those changes no translation.
+fn same_entries(a: &[u8], b: &[u8]) -> bool {
+    const ACCESSED_DIRTY: u64 = (1 << 5) | (1 << 6);
+    a.chunks_exact(8).zip(b.chunks_exact(8)).all(|(x, y)| {
+        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
+        (x ^ y) & !ACCESSED_DIRTY == 0
+    })
 }
 
 fn dom_platform_is_pvm(restored: &Restored) -> bool {

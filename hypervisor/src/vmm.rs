@@ -139,6 +139,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
             core: config.core.clone(),
             snapshot_out,
             warm: None,
+            timings: Vec::new(),
         },
     )
 }
@@ -201,6 +202,12 @@ pub fn restore(config: &RestoreConfig) -> Result<u8> {
         .then(|| WarmReset::new(&ram, &restored, machine.host.platform));
     restored.resume(&machine.vcpu, &dom)?;
     let t_state = started.elapsed();
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let timings = vec![
+        ("restore.vm_ns".to_string(), ns(t_vm)),
+        ("restore.snapshot_ns".to_string(), ns(t_map - t_vm)),
+        ("restore.state_ns".to_string(), ns(t_state - t_map)),
+    ];
     debug!(
         "restored in {:?}: VM and vCPU {:?}, snapshot checked and memory mapped {:?}, state {:?}",
         t_state,
@@ -226,6 +233,7 @@ pub fn restore(config: &RestoreConfig) -> Result<u8> {
             core: None,
             snapshot_out,
             warm: warm.map(|w| (w, restored)),
+            timings,
         },
     )
 }
@@ -338,6 +346,8 @@ struct Session {
     core: Option<PathBuf>,
     snapshot_out: Option<SnapshotOut>,
     warm: Option<(WarmReset, Restored)>,
+    /// Where the time to the guest's first instruction went (`--stats`).
+    timings: Vec<(String, u64)>,
 }
 
 /// Runs the guest until its run is over, and reports.
@@ -421,6 +431,11 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
     )?;
     let mut counters = ExitCounters::default();
     let mut invocations = 0u64;
+    let mut resets: Vec<u64> = Vec::new();
+    session.timings.push((
+        "start.to_guest_ns".to_string(),
+        u64::try_from(session.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    ));
     let exit = {
         let mut run = VcpuLoop {
             vcpu: &mut vcpu,
@@ -443,6 +458,7 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
                 let Some(request) = input.next_request() else {
                     break exit;
                 };
+                let reset_started = Instant::now();
                 // End of one invocation: its output out, the domain back to the snapshot, the
                 // next request in.
                 for device in dom.devices() {
@@ -457,6 +473,7 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
                     console_kick.clone(),
                     ConsoleInput::Bytes(request),
                 )?);
+                resets.push(u64::try_from(reset_started.elapsed().as_nanos()).unwrap_or(u64::MAX));
             },
         }
     };
@@ -480,10 +497,25 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
             warn!("cannot read the vCPU's KVM statistics: {e}");
             Vec::new()
         });
+        resets.sort_unstable();
+        let pct =
+            |p: usize| resets.get((resets.len() * p / 100).min(resets.len().saturating_sub(1)));
         let warm_stats = session.warm.as_ref().map(|(w, _)| {
             [
                 ("warm.invocations".to_string(), invocations),
                 ("warm.slot_reloads".to_string(), w.slot_reloads),
+                (
+                    "warm.reset_p50_ns".to_string(),
+                    pct(50).copied().unwrap_or(0),
+                ),
+                (
+                    "warm.reset_p99_ns".to_string(),
+                    pct(99).copied().unwrap_or(0),
+                ),
+                (
+                    "warm.reset_max_ns".to_string(),
+                    resets.last().copied().unwrap_or(0),
+                ),
             ]
         });
         let device_stats: Vec<_> = dom
@@ -493,6 +525,7 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
             .flat_map(|(i, d)| d.stats(i))
             .chain(crate::seccomp::stats())
             .chain(warm_stats.into_iter().flatten())
+            .chain(session.timings.iter().cloned())
             .collect();
         let all = counters.all(&kvm_stats, &device_stats);
         eprint!("{}", crate::stats::render(&all, format));

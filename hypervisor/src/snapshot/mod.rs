@@ -221,6 +221,23 @@ pub fn anchor_clock(ram: &GuestRam, guest_tsc: u64, system_ns: u64, unix_ns: u64
         .map_err(internal)
 }
 
+/// Drops the console input the guest had not read when it was saved (`in_prod = in_cons`): a
+/// restored guest's input is its new process's (or its warm-reset invocation's), not what the
+/// saving process still had, such as the end of its standard input.
+pub fn drop_console_input(ram: &GuestRam) -> Result<()> {
+    use parapet_abi::console::console_offset as offset;
+    let internal = |_| Error::Memory("the console page lies outside guest RAM".into());
+    let page = layout::CONSOLE_PAGE;
+    let cons: u32 = ram
+        .read_obj(GuestAddress(page + offset::IN_CONS as u64))
+        .map_err(internal)?;
+    ram.write_as_vmm(
+        GuestAddress(page + offset::IN_PROD as u64),
+        &cons.to_le_bytes(),
+    )
+    .map_err(internal)
+}
+
 /// Writes `generation` into start-info (docs/abi.md §2.4).
 pub fn write_generation(ram: &GuestRam, generation: u64) -> Result<()> {
     let at = layout::START_INFO + offset_of!(StartInfo, generation) as u64;
