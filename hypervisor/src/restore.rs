@@ -193,12 +193,13 @@ impl Restored {
     /// start-info entries, re-arms its timer, marks it blocked if it was, and re-attaches the
     /// connected devices to their rings.
     pub fn resume(&self, vcpu: &Vcpu, dom: &Domain) -> Result<()> {
+        self.resume_at(guest_tsc(vcpu)?, dom)
+    }
+
+    /// [`Restored::resume`] with the guest's TSC now.
+    fn resume_at(&self, tsc: u64, dom: &Domain) -> Result<()> {
         let state = &self.loaded.domain;
         let ram = &dom.ram;
-        let tsc = *vcpu
-            .read_msrs(&[MSR_IA32_TSC])?
-            .first()
-            .ok_or_else(|| Error::HostUnsupported("KVM cannot read the guest TSC".into()))?;
         let system_ns = dom.clock.now_ns();
         let unix_ns = snapshot::unix_now_ns();
         snapshot::anchor_clock(ram, tsc, system_ns, unix_ns)?;
@@ -226,6 +227,14 @@ impl Restored {
     }
 }
 
+/// The guest's TSC now, as KVM reports it.
+fn guest_tsc(vcpu: &Vcpu) -> Result<u64> {
+    vcpu.read_msrs(&[MSR_IA32_TSC])?
+        .first()
+        .copied()
+        .ok_or_else(|| Error::HostUnsupported("KVM cannot read the guest TSC".into()))
+}
+
 /// Warm reset (docs/snapshots.md): puts the VM that restored a snapshot back to it after each
 /// invocation, without a new VM.
 #[derive(Debug)]
@@ -235,13 +244,22 @@ pub struct WarmReset {
     /// so an invocation that changed one costs a memory-slot reload.
     tables: Vec<(u64, Vec<u8>)>,
     shadow_mmu: bool,
+    /// The guest's TSC minus the host's: constant for one VM, so a reset reads the host's TSC
+    /// instead of asking KVM.
+    tsc_offset: u64,
     /// Resets that reloaded the memory slot.
     pub slot_reloads: u64,
 }
 
 impl WarmReset {
     /// Prepares to reset `ram` (mapped from `restored`) on a host on `platform`.
-    pub fn new(ram: &GuestRam, restored: &Restored, platform: Platform) -> WarmReset {
+    pub fn new(
+        vcpu: &Vcpu,
+        ram: &GuestRam,
+        restored: &Restored,
+        platform: Platform,
+    ) -> Result<WarmReset> {
+        let tsc_offset = guest_tsc(vcpu)?.wrapping_sub(crate::sys::rdtsc());
         let shadow_mmu = platform == Platform::KvmPvm;
         let tables = if shadow_mmu {
             snapshot::page_table_pages(ram, restored.loaded.vcpu.cr3())
@@ -256,11 +274,12 @@ impl WarmReset {
             Vec::new()
         };
         debug!("warm reset watches {} page-table pages", tables.len());
-        WarmReset {
+        Ok(WarmReset {
             tables,
             shadow_mmu,
+            tsc_offset,
             slot_reloads: 0,
-        }
+        })
     }
 
     /// Puts the stopped domain (its backends stopped) back to the snapshot `restored`: memory
@@ -289,7 +308,7 @@ impl WarmReset {
             crate::kvm::reload_ram(vm, ram)?;
             self.slot_reloads += 1;
         }
-        let refused = restored.loaded.vcpu.apply(vcpu)?;
+        let refused = restored.loaded.vcpu.reapply(vcpu)?;
         if !refused.is_empty() {
             return Err(Error::HostUnsupported(format!(
                 "KVM refused MSRs {refused:#x?} on a warm reset"
@@ -298,6 +317,13 @@ impl WarmReset {
         if tables_changed && dom_platform_is_pvm(restored) {
             crate::platform::register_vif(vcpu)?;
         }
+        if dom.event_channels.changed() {
+            self.restore_event_channels(dom, restored)?;
+        }
+        restored.resume_at(crate::sys::rdtsc().wrapping_add(self.tsc_offset), dom)
+    }
+
+    fn restore_event_channels(&self, dom: &Domain, restored: &Restored) -> Result<()> {
         let kicks: Vec<_> = restored
             .loaded
             .domain
@@ -314,8 +340,7 @@ impl WarmReset {
             .restore(&restored.loaded.domain.event_channels, |port| {
                 kicks.iter().find(|k| k.0 == port).map(|k| k.1.clone())
             })
-            .map_err(|e| Error::HostUnsupported(format!("warm reset: event channels: {e}")))?;
-        restored.resume(vcpu, dom)
+            .map_err(|e| Error::HostUnsupported(format!("warm reset: event channels: {e}")))
     }
 }
 

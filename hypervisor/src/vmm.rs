@@ -7,10 +7,10 @@ use crate::debug::core_dump::CoreDumper;
 use crate::debug::gdb::{self, SessionEnd};
 use crate::debug::listen::GdbListener;
 use crate::devices::block::{BlockDevice, DiskImage};
-use crate::devices::console::ConsoleInput;
+use crate::devices::console::{Console, ConsoleInput};
 use crate::devices::loopback::Loopback;
 use crate::devices::net::{NetDevice, Tap};
-use crate::devices::{Backend, BackendThread, Device};
+use crate::devices::{Backend, Device};
 use crate::domain::{Domain, SystemClock};
 use crate::error::{Error, Result};
 use crate::kvm::{self, irq, vcpu::Vcpu};
@@ -72,7 +72,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
 
     let mut machine = Machine::create()?;
     let clock = SystemClock::starting_at(Instant::now());
-    let host = machine.host.clone();
+    let host = machine.host;
     let transport = platform::choose_transport(&host, config.transport)?;
     let ram = Arc::new(GuestRam::new(mem_size).map_err(|source| Error::Io {
         op: "cannot allocate guest memory",
@@ -197,9 +197,16 @@ pub fn restore(config: &RestoreConfig) -> Result<u8> {
     if machine.host.platform == Platform::KvmPvm {
         platform::register_vif(&machine.vcpu)?;
     }
-    let warm = config
-        .warm
-        .then(|| WarmReset::new(&ram, &restored, machine.host.platform));
+    let warm = if config.warm {
+        Some(WarmReset::new(
+            &machine.vcpu,
+            &ram,
+            &restored,
+            machine.host.platform,
+        )?)
+    } else {
+        None
+    };
     restored.resume(&machine.vcpu, &dom)?;
     let t_state = started.elapsed();
     let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -464,15 +471,11 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
                 for device in dom.devices() {
                     device.stop();
                 }
-                if let Some(c) = console.take() {
-                    c.stop();
-                }
+                let paused = console.as_ref().map(Console::pause);
                 warm.reset(run.vcpu, &vm, &dom, restored)?;
-                console = Some(start_console(
-                    &dom,
-                    console_kick.clone(),
-                    ConsoleInput::Bytes(request),
-                )?);
+                if let Some(paused) = paused {
+                    paused.resume(request);
+                }
                 resets.push(u64::try_from(reset_started.elapsed().as_nanos()).unwrap_or(u64::MAX));
             },
         }
@@ -737,7 +740,7 @@ fn start_console(
     dom: &Domain,
     (port, kick): (u32, Arc<EventFd>),
     input: ConsoleInput,
-) -> Result<BackendThread> {
+) -> Result<Console> {
     let page = GuestPage::new(dom.ram.clone(), layout::CONSOLE_PAGE)
         .expect("the console page lies inside guest RAM");
     crate::devices::console::start(&dom.backend_link(), page, port, kick, input).map_err(|source| {

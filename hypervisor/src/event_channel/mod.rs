@@ -64,6 +64,8 @@ pub enum SavedPort {
 pub struct EventChannels {
     upcall: Upcall,
     table: Mutex<Table>,
+    /// The table changed since it was last restored ([`EventChannels::changed`]).
+    changed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -81,6 +83,7 @@ impl EventChannels {
                 ports: vec![Port::Free; NR_PORTS as usize],
                 virqs: [None; virq::NR as usize],
             }),
+            changed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -94,9 +97,22 @@ impl EventChannels {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The table for an operation that may change it.
+    fn table_mut(&self) -> MutexGuard<'_, Table> {
+        self.changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.table()
+    }
+
+    /// Whether the table changed since [`EventChannels::restore`] (a warm reset restores it
+    /// only then).
+    pub fn changed(&self) -> bool {
+        self.changed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Connects a new port to a backend that waits on `kick`; the port starts masked.
     pub fn bind_backend(&self, kick: Arc<EventFd>) -> Result<u32, Errno> {
-        let port = self.table().allocate(Port::Backend { kick })?;
+        let port = self.table_mut().allocate(Port::Backend { kick })?;
         self.upcall.set_masked(port, true);
         Ok(port)
     }
@@ -111,14 +127,14 @@ impl EventChannels {
 
     /// `EVTCHNOP_alloc_unbound` for the guest itself.
     pub fn alloc_unbound(&self) -> Result<u32, Errno> {
-        let port = self.table().allocate(Port::Unbound)?;
+        let port = self.table_mut().allocate(Port::Unbound)?;
         self.reset(port);
         Ok(port)
     }
 
     /// `EVTCHNOP_bind_interdomain` to one of the guest's own unbound ports.
     pub fn bind_loop(&self, remote: u32) -> Result<u32, Errno> {
-        let mut t = self.table();
+        let mut t = self.table_mut();
         if !matches!(t.get(remote)?, Port::Unbound) {
             return Err(Errno::EINVAL);
         }
@@ -134,7 +150,7 @@ impl EventChannels {
         if virq != virq::TIMER && virq != virq::CONSOLE {
             return Err(Errno::EINVAL);
         }
-        let mut t = self.table();
+        let mut t = self.table_mut();
         if t.virqs[virq as usize].is_some() {
             return Err(Errno::EEXIST);
         }
@@ -147,7 +163,7 @@ impl EventChannels {
 
     /// `EVTCHNOP_close`. Backend ports cannot be closed.
     pub fn close(&self, port: u32) -> Result<(), Errno> {
-        let mut t = self.table();
+        let mut t = self.table_mut();
         match t.get(port)?.clone() {
             Port::Free | Port::Backend { .. } => return Err(Errno::EINVAL),
             Port::Loop { peer } => t.ports[peer as usize] = Port::Unbound,
@@ -281,6 +297,8 @@ impl EventChannels {
         let mut t = self.table();
         t.ports = ports;
         t.virqs = virqs;
+        self.changed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -68,11 +68,47 @@ impl VcpuState {
     /// special registers, registers, extended state, the local APIC, then pending events and
     /// the run state. Returns the MSRs KVM refused (none on the host that saved them).
     pub fn apply(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
+        let refused = self.apply_common(vcpu)?;
         let fd = vcpu.fd();
-        let mut refused = Vec::new();
-        for &(index, value) in &self.msrs {
-            if !vcpu.write_msr(index, value)? {
-                refused.push(index);
+        fd.set_vcpu_events(&self.events)
+            .kvm("KVM_SET_VCPU_EVENTS")?;
+        fd.set_mp_state(self.mp_state).kvm("KVM_SET_MP_STATE")?;
+        Ok(refused)
+    }
+
+    /// Puts the state back into the vCPU it was captured from, at the end of a warm-reset
+    /// invocation: as [`VcpuState::apply`], except what cannot differ there. An invocation
+    /// ends at a hypercall exit, where KVM injects no exception or NMI and the instruction
+    /// leaves no interrupt shadow, and the vCPU is runnable: so pending events and the run
+    /// state are set only if the snapshot's differ from that (a vCPU saved halted, or with an
+    /// event pending).
+    pub fn reapply(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
+        let refused = self.apply_common(vcpu)?;
+        let fd = vcpu.fd();
+        let quiet = kvm_vcpu_events {
+            flags: self.events.flags,
+            ..Default::default()
+        };
+        if zerocopy::IntoBytes::as_bytes(&self.events) != zerocopy::IntoBytes::as_bytes(&quiet) {
+            fd.set_vcpu_events(&self.events)
+                .kvm("KVM_SET_VCPU_EVENTS")?;
+        }
+        if self.mp_state.mp_state != kvm_bindings::KVM_MP_STATE_RUNNABLE {
+            fd.set_mp_state(self.mp_state).kvm("KVM_SET_MP_STATE")?;
+        }
+        Ok(refused)
+    }
+
+    fn apply_common(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
+        let fd = vcpu.fd();
+        let taken = vcpu.write_msrs(&self.msrs)?;
+        let mut refused: Vec<u32> = Vec::new();
+        if taken < self.msrs.len() {
+            // KVM stopped at the first it refused: find every one it refuses.
+            for &(index, value) in &self.msrs[taken..] {
+                if !vcpu.write_msr(index, value)? {
+                    refused.push(index);
+                }
             }
         }
         fd.set_sregs(&self.sregs).kvm("KVM_SET_SREGS")?;
@@ -83,9 +119,6 @@ impl VcpuState {
         unsafe { fd.set_xsave(&self.xsave) }.kvm("KVM_SET_XSAVE")?;
         fd.set_xcrs(&self.xcrs).kvm("KVM_SET_XCRS")?;
         fd.set_lapic(&self.lapic).kvm("KVM_SET_LAPIC")?;
-        fd.set_vcpu_events(&self.events)
-            .kvm("KVM_SET_VCPU_EVENTS")?;
-        fd.set_mp_state(self.mp_state).kvm("KVM_SET_MP_STATE")?;
         Ok(refused)
     }
 

@@ -174,6 +174,21 @@ impl Vcpu {
     }
 
     /// Writes one MSR; returns whether KVM accepted it.
+    /// Writes `(index, value)` pairs with one `KVM_SET_MSRS`; returns how many KVM took (it
+    /// stops at the first it refuses).
+    pub fn write_msrs(&self, msrs: &[(u32, u64)]) -> Result<usize> {
+        let entries: Vec<_> = msrs
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries).expect("a handful of MSRs fits");
+        self.fd.set_msrs(&msrs).kvm("KVM_SET_MSRS")
+    }
+
     pub fn write_msr(&self, index: u32, data: u64) -> Result<bool> {
         let msrs = Msrs::from_entries(&[kvm_msr_entry {
             index,

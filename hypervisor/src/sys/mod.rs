@@ -17,4 +17,4 @@ pub use sigsys::{forbidden_system_call, install_sigsys_reporter, set_sigsys_labe
 pub use snapshot_signal::{on_snapshot_signal, take_snapshot_request};
 pub use tap::open_tap;
 pub use terminal::{ignore_terminal_stops, read_stdin, stdin_in_background};
-pub use thread::{current_thread, set_timer_slack_ns, signal_thread};
+pub use thread::{current_thread, rdtsc, set_timer_slack_ns, signal_thread};
