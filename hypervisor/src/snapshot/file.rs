@@ -25,12 +25,26 @@ pub fn write(file: &File, layout: &Layout, ram: &GuestRam) -> io::Result<u64> {
         let n = (ram.size() - gpa).min(CHUNK as u64) as usize;
         ram.read(GuestAddress(gpa), &mut buf[..n])
             .map_err(|_| io::Error::other("guest RAM read failed"))?;
+        // Runs of non-zero pages go out in one write each.
+        let mut run: Option<usize> = None;
         for (i, page) in buf[..n].chunks(PAGE).enumerate() {
-            if page.iter().any(|&b| b != 0) {
-                let at = layout.memory_offset + gpa + (i * PAGE) as u64;
-                file.write_all_at(page, at)?;
-                written += page.len() as u64;
+            let zero = page.iter().all(|&b| b == 0);
+            match (zero, run) {
+                (false, None) => run = Some(i * PAGE),
+                (true, Some(start)) => {
+                    file.write_all_at(
+                        &buf[start..i * PAGE],
+                        layout.memory_offset + gpa + start as u64,
+                    )?;
+                    written += (i * PAGE - start) as u64;
+                    run = None;
+                }
+                _ => {}
             }
+        }
+        if let Some(start) = run {
+            file.write_all_at(&buf[start..n], layout.memory_offset + gpa + start as u64)?;
+            written += (n - start) as u64;
         }
         gpa += n as u64;
     }
