@@ -540,7 +540,6 @@ fn restored_disks_must_be_read_only_and_alike() {
 /// another working directory opens whatever file that relative path names there: none here (a
 /// refusal), or a same-sized stranger, which passes every check and becomes the guest's disk.
 #[test]
-#[ignore = "VMM bug: the snapshot keeps a relative disk path, resolved in the restorer's directory"]
 fn a_disk_given_by_a_relative_path_is_found_from_another_directory() {
     let dir = TempDir::new("snap-relative");
     let elsewhere = TempDir::new("snap-relative-cwd");

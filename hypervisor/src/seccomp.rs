@@ -101,6 +101,7 @@ impl Role {
                 SYS_renameat2,
                 SYS_unlink,
                 SYS_unlinkat,
+                SYS_linkat,
                 SYS_getcwd,
             ],
             // The vCPU's calls (added in `allowed`) and the gdb connection's.

@@ -55,6 +55,8 @@ pub struct VcpuLoop<'a> {
     pub check_native: bool,
     /// Whether hypercalls come through KVM's Xen intercept (for the statistics).
     pub xen_transport: bool,
+    /// Whether `SIGUSR1` suspends the domain for a snapshot (else it is only reported).
+    pub host_snapshots: bool,
 }
 
 impl VcpuLoop<'_> {
@@ -122,12 +124,18 @@ impl VcpuLoop<'_> {
                     ));
                 }
                 Exit::Interrupted => {
-                    if crate::sys::take_snapshot_request() && self.dom.snapshots() {
-                        if was_blocked {
-                            // Saved halted: the restored vCPU waits for its timer or events.
-                            self.dom.vcpu.set_blocked(true);
+                    if crate::sys::take_snapshot_request() {
+                        if self.host_snapshots {
+                            if was_blocked {
+                                // Saved halted: the restored vCPU waits for its timer or events.
+                                self.dom.vcpu.set_blocked(true);
+                            }
+                            return Ok(Stop::Exit(GuestExit::Suspended));
                         }
-                        return Ok(Stop::Exit(GuestExit::Suspended));
+                        eprintln!(
+                            "parapet: SIGUSR1 asks for a snapshot, but this VMM has no --snapshot \
+                             file (or serves warm invocations): ignored"
+                        );
                     }
                     match self.dom.control().try_recv() {
                         Ok(Control::Stop) => return Ok(Stop::Exit(GuestExit::Stopped)),

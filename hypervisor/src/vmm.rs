@@ -253,6 +253,10 @@ fn prepare_process(seccomp: bool) -> Result<()> {
         op: "cannot ignore SIGTTIN and SIGTTOU",
         source,
     })?;
+    crate::sys::on_snapshot_signal().map_err(|source| Error::Io {
+        op: "cannot install the SIGUSR1 handler",
+        source,
+    })?;
     if seccomp {
         crate::seccomp::enable().map_err(|source| Error::Io {
             op: "cannot install the SIGSYS handler",
@@ -380,12 +384,13 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
     if session.snapshot_out.is_some() || session.warm.is_some() {
         dom.enable_snapshots();
     }
-    if session.snapshot_out.is_some() {
-        crate::sys::on_snapshot_signal(crate::sys::current_thread(), crate::control::kick_signal())
-            .map_err(|source| Error::Io {
-                op: "cannot install the SIGUSR1 handler",
-                source,
-            })?;
+    // SIGUSR1 (docs/snapshots.md): a snapshot where there is a file for it and no warm reset.
+    let host_snapshots = session.snapshot_out.is_some() && session.warm.is_none();
+    if crate::sys::kick_on_snapshot_signal(
+        crate::sys::current_thread(),
+        crate::control::kick_signal(),
+    ) {
+        dom.vcpu.kick(); // asked before the guest ran: before its first instruction, then
     }
     let mut warm_input = session.warm.as_ref().map(|_| WarmInput::stdin());
     let first_input = match &mut warm_input {
@@ -451,6 +456,7 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
             platform: host.platform,
             check_native: host.platform == Platform::KvmPvm,
             xen_transport: transport != Transport::Pio,
+            host_snapshots,
         };
         match gdb_connection {
             Some((conn, fd)) => debug_run(&mut run, conn, fd),

@@ -22,15 +22,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vm_memory::GuestAddress;
 
-/// Where a suspend writes its snapshot (`--snapshot FILE`): a temporary file beside `FILE`,
-/// created when the VMM starts (its threads open no files once confined) and renamed over
-/// `FILE` once the snapshot is complete and synced, so `FILE` is never half-written. Removed if
-/// the guest never suspends.
+/// Where a suspend writes its snapshot (`--snapshot FILE`): an unnamed file in `FILE`'s
+/// directory (`O_TMPFILE`), created when the VMM starts (its threads open no files once
+/// confined), given a temporary name once the snapshot is complete and synced and renamed over
+/// `FILE`, so `FILE` is never half-written and a VMM that is killed leaves nothing behind. On a
+/// file system without `O_TMPFILE` the file is named from the start and removed if the guest
+/// never suspends.
 #[derive(Debug)]
 pub struct SnapshotOut {
     path: PathBuf,
     temp: PathBuf,
     file: Option<File>,
+    /// The file has no name yet.
+    unnamed: bool,
 }
 
 impl SnapshotOut {
@@ -49,18 +53,59 @@ impl SnapshotOut {
             return Err(fail("is a directory".into()));
         }
         let temp = dir.join(format!(".{name}.parapet-{}", std::process::id()));
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .map_err(|e| fail(format!("cannot create a file in its directory: {e}")))?;
+        let in_dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let unnamed = {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options()
+                .read(true)
+                .write(true)
+                .mode(0o644)
+                .custom_flags(libc::O_TMPFILE)
+                .open(in_dir)
+        };
+        let (file, unnamed) = match unnamed {
+            Ok(file) => (file, true),
+            Err(_) => (
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&temp)
+                    .map_err(|e| fail(format!("cannot create a file in its directory: {e}")))?,
+                false,
+            ),
+        };
         Ok(SnapshotOut {
             path: path.to_owned(),
             temp,
             file: Some(file),
+            unnamed,
         })
+    }
+
+    /// Gives the finished file its name.
+    fn publish(&mut self) -> std::io::Result<()> {
+        if self.unnamed {
+            use std::os::fd::AsRawFd;
+            let fd = self.file.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            let _ = std::fs::remove_file(&self.temp);
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                format!("/proc/self/fd/{fd}"),
+                rustix::fs::CWD,
+                &self.temp,
+                rustix::fs::AtFlags::SYMLINK_FOLLOW,
+            )?;
+            self.unnamed = false;
+        }
+        std::fs::rename(&self.temp, &self.path)?;
+        self.file = None;
+        Ok(())
     }
 
     /// The snapshot's path.
@@ -71,7 +116,7 @@ impl SnapshotOut {
 
 impl Drop for SnapshotOut {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.file.take().is_some() && !self.unnamed {
             let _ = std::fs::remove_file(&self.temp);
         }
     }
@@ -98,8 +143,9 @@ pub fn save(
     host: HostKind,
 ) -> Result<Saved> {
     let started = Instant::now();
+    let target = out.path.clone();
     let fail = |reason: String| Error::Snapshot {
-        path: out.path.clone(),
+        path: target.clone(),
         reason,
     };
     vcpu.finish_exit()?;
@@ -116,9 +162,8 @@ pub fn save(
         .ok_or_else(|| fail("was already written".into()))?;
     let memory_bytes =
         file::write(file, &layout, ram).map_err(|e| fail(format!("cannot write: {e}")))?;
-    std::fs::rename(&out.temp, &out.path)
+    out.publish()
         .map_err(|e| fail(format!("cannot move the finished snapshot in place: {e}")))?;
-    out.file = None;
     Ok(Saved {
         memory_bytes,
         memory_size: ram.size(),

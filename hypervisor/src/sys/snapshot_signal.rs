@@ -26,10 +26,17 @@ extern "C" fn on_usr1(_: libc::c_int) {
     }
 }
 
-/// Makes `SIGUSR1` request a snapshot, kicking `vcpu_thread` (a kernel thread ID) with `kick`.
-pub fn on_snapshot_signal(vcpu_thread: i32, kick: libc::c_int) -> io::Result<()> {
-    VCPU_THREAD.store(vcpu_thread, SeqCst);
+/// Kicks `vcpu_thread` (a kernel thread ID) with `kick` when `SIGUSR1` requests a snapshot;
+/// returns whether one was requested before (the caller kicks it then).
+pub fn kick_on_snapshot_signal(vcpu_thread: i32, kick: libc::c_int) -> bool {
     KICK_SIGNAL.store(kick, SeqCst);
+    VCPU_THREAD.store(vcpu_thread, SeqCst);
+    REQUESTED.load(SeqCst)
+}
+
+/// Makes `SIGUSR1` request a snapshot rather than end the process: installed first thing, so
+/// that a signal early in the run finds it.
+pub fn on_snapshot_signal() -> io::Result<()> {
     let handler: extern "C" fn(libc::c_int) = on_usr1;
     // SAFETY: the handler only touches atomics and makes async-signal-safe system calls;
     // SA_RESTART keeps other threads' interrupted system calls going.

@@ -39,7 +39,7 @@ impl Backend for BlockDevice {
     }
 
     fn source(&self) -> String {
-        let path = self.image.path().display().to_string();
+        let path = self.image.absolute_path().display().to_string();
         if self.image.read_only() {
             format!("{path},readonly")
         } else {
