@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::debug;
 
+/// The most read-only ranges a snapshot may list: far more than the builder makes, and a bound
+/// on the work each backend write check does.
+const MAX_READ_ONLY_RANGES: usize = 64;
+
 /// The guest's TSC, which the PV clock is anchored on.
 const MSR_IA32_TSC: u32 = 0x10;
 
@@ -78,6 +82,17 @@ impl Restored {
                  has none",
                 transport.name()
             )));
+        }
+        // The builder protects a handful of ranges (kernel text, read-only data, boot pages).
+        if state.read_only.len() > MAX_READ_ONLY_RANGES
+            || state
+                .read_only
+                .iter()
+                .any(|&(start, end)| start >= end || end > size)
+        {
+            return Err(fail(
+                "the snapshot is malformed: its read-only ranges".into(),
+            ));
         }
         if state.devices.len() > parapet_abi::device::MAX_DEVICES {
             return Err(fail("the snapshot is malformed: too many devices".into()));
