@@ -8,24 +8,27 @@
 //! parapet restore S                                                          # resumes, exits 0
 //! parapet run snapshot --snapshot W --cmdline "mode=serve"
 //! printf 'one\ntwo\n' | parapet restore W --warm                             # one invocation a line
+//! parapet run snapshot --snapshot D --cmdline "mode=serve dirty-kib=1024"    # 1 MiB dirtied each
 //! ```
 //!
 //! Command-line words:
 //!
 //! | word | what the guest does |
 //! |---|---|
-//! | `init-mib=N` | before suspending, allocates N MiB of heap (default 0) and fills it with a deterministic pseudo-random pattern, checksummed: initialisation work a restore skips. The memory stays allocated across the snapshot and is checksummed again after each return |
+//! | `init-mib=N` | before suspending, allocates N MiB of heap (default 0) and fills it with a deterministic pseudo-random pattern, checksummed: initialisation work a restore skips. The memory stays allocated across the snapshot and is checksummed again after each return (unless `resume-check=no`) |
 //! | `mode=once` | the default: after the `resumed` line, powers off with exit code 0 |
 //! | `mode=serve` | warm reset (`parapet restore FILE --warm`): after the `resumed` line, answers console lines, one per invocation (below) |
+//! | `dirty-kib=K` | `mode=serve`: before suspending, allocates a zeroed, page-aligned heap buffer of K KiB (default 0), so that it is in the snapshot; each invocation writes all K KiB of it (K/4 distinct 4 KiB pages, rounded up) before its `reply`: pages dirtied per invocation, for measuring what a warm reset costs against them |
 //! | `mode=storm` | hostile: calls `suspend` `count` times in a row as fast as it can, ignoring the results, instead of the ready/suspend/resumed sequence |
 //! | `count=N` | `mode=storm`'s number of calls (default 1000) |
+//! | `resume-check=no` | the `resumed` line does not recompute the checksum of the `init-mib` memory (it shows `checksum=-`), so that a restore or a warm invocation touches only the pages it needs, not all N MiB (default `yes`) |
 //! | `sleep-ms=M` | arms a one-shot timer M ms after the moment before the suspend, so that it spans the snapshot; after the `resumed` line the guest waits for it to fire (the timer must work after a restore) |
 //!
 //! Output, one line each:
 //!
 //! ```text
 //! snapshot-guest: ready checksum=<16 hex>
-//! snapshot-guest: resumed generation=<16 hex> elapsed_ms=<ms> checksum=<16 hex> resumes=<n>
+//! snapshot-guest: resumed generation=<16 hex> elapsed_ms=<ms> checksum=<16 hex|-> resumes=<n>
 //! snapshot-guest: slept                                            (with sleep-ms=M)
 //! snapshot-guest: reply <line> generation=<16 hex> leak=<yes|no>   (mode=serve, per line)
 //! ```
@@ -33,7 +36,8 @@
 //! `ready` comes just before the suspend, with the checksum of the `init-mib` memory; `resumed`
 //! just after it returned `Restored`: the restore's generation, the system time between just
 //! before the suspend and just after it (the PV clock carries on across a restore, so this is
-//! the real time the domain was stopped), the checksum recomputed (it must equal `ready`'s), and
+//! the real time the domain was stopped), the checksum recomputed (it must equal `ready`'s; `-`
+//! with `resume-check=no`), and
 //! how many times `suspend` has returned in this domain's memory. That counter is a static
 //! incremented after each return and 0 in the snapshot, so it is 1 in every restore.
 //!
@@ -41,8 +45,10 @@
 //! to the snapshot, so the first `suspend` returns `Restored` again and the guest prints
 //! `resumed`, then reads the line, and prints `reply` with the line (control characters shown
 //! as `?`) and `leak=yes` if its 4 KiB static scratch buffer is not all zero or its static
-//! invocation counter is not 0 (both are in the snapshot). Then it writes the line into the
-//! buffer, counts the invocation, fills a new 64 KiB heap allocation with the line's bytes
+//! invocation counter is not 0 (both are in the snapshot). With `dirty-kib=K` it has written the
+//! K KiB buffer with the line's first byte before that reply (the buffer is not checked for a
+//! leak: the scratch buffer and the counter are the probes). Then it writes the line into the
+//! scratch buffer, counts the invocation, fills a new 64 KiB heap allocation with the line's bytes
 //! (never freed) and calls `suspend` again, which ends the invocation: nothing of it may be
 //! visible in the next. If that `suspend` returns instead (`Restored` from a snapshot taken
 //! there, `Cancelled`, or `NotAvailable` from a VMM without snapshots), the guest reads the next
@@ -55,7 +61,7 @@
 //! first call ends the process; a restore continues the storm from there.
 //!
 //! Exit codes: 0 as above; 2 for a bad command line (printed with a usage line), or too little
-//! memory for `init-mib`; 3 if the VMM takes no snapshots (`snapshot-guest: no snapshots`: run
+//! memory for `init-mib` or `dirty-kib`; 3 if the VMM takes no snapshots (`snapshot-guest: no snapshots`: run
 //! without `--snapshot FILE`); 4 if `suspend` failed otherwise (`snapshot-guest: suspend
 //! failed: …`); 5 if it returned `Cancelled` (`snapshot-guest: cancelled`).
 #![cfg_attr(target_os = "none", no_std)]
@@ -77,7 +83,8 @@ use guest_sdk::{console, println};
 
 guest_sdk::entry!(main);
 
-const USAGE: &str = "usage: snapshot [init-mib=N] [mode=once|serve|storm] [count=N] [sleep-ms=M]";
+const USAGE: &str = "usage: snapshot [init-mib=N] [mode=once|serve|storm] [count=N] [sleep-ms=M] [dirty-kib=K] \
+     [resume-check=yes|no]";
 
 /// Returns from `suspend` (whatever the result) in this domain's memory: 0 in the snapshot.
 static RESUMES: AtomicU64 = AtomicU64::new(0);
@@ -89,6 +96,11 @@ const SCRATCH_LEN: usize = 4096;
 static SCRATCH: [AtomicU8; SCRATCH_LEN] = [const { AtomicU8::new(0) }; SCRATCH_LEN];
 /// The heap each `mode=serve` invocation fills with its line and never frees.
 const INVOCATION_HEAP: usize = 64 * 1024;
+
+/// A 4 KiB page of the `dirty-kib` buffer (page-aligned, so K KiB span K/4 pages, no more).
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -103,6 +115,8 @@ struct Config {
     mode: Mode,
     count: u64,
     sleep_ms: Option<u64>,
+    dirty_kib: usize,
+    resume_check: bool,
 }
 
 fn parse(line: &str) -> Result<Config, String> {
@@ -111,6 +125,8 @@ fn parse(line: &str) -> Result<Config, String> {
         mode: Mode::Once,
         count: 1000,
         sleep_ms: None,
+        dirty_kib: 0,
+        resume_check: true,
     };
     for word in line.split_ascii_whitespace() {
         let (key, value) = word.split_once('=').unwrap_or((word, ""));
@@ -126,6 +142,17 @@ fn parse(line: &str) -> Result<Config, String> {
             }
             "count" => config.count = number()?,
             "sleep-ms" => config.sleep_ms = Some(number()?),
+            "dirty-kib" => {
+                config.dirty_kib =
+                    usize::try_from(number()?).map_err(|_| String::from("dirty-kib= too large"))?
+            }
+            "resume-check" => {
+                config.resume_check = match value {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(format!("resume-check={value:?}: yes or no")),
+                }
+            }
             "mode" => {
                 config.mode = match value {
                     "once" => Mode::Once,
@@ -158,6 +185,18 @@ fn main() -> u32 {
     if config.mode == Mode::Storm {
         return storm(config.count);
     }
+    // Allocated (and zeroed) before the suspend, so that it is in the snapshot.
+    let Some(mut dirty) = dirty_buffer(if config.mode == Mode::Serve {
+        config.dirty_kib
+    } else {
+        0
+    }) else {
+        println!(
+            "snapshot-guest: dirty-kib={}: not enough memory",
+            config.dirty_kib
+        );
+        return 2;
+    };
     let ready_sum = checksum(&state);
     println!("snapshot-guest: ready checksum={ready_sum:016x}");
     // Arm the timer before the suspend, so that the snapshot holds an armed deadline.
@@ -193,11 +232,15 @@ fn main() -> u32 {
             return 4;
         }
     };
+    let resumed_sum = if config.resume_check {
+        format!("{:016x}", checksum(&state))
+    } else {
+        String::from("-")
+    };
     println!(
-        "snapshot-guest: resumed generation={generation:016x} elapsed_ms={} checksum={:016x} \
-         resumes={resumes}",
+        "snapshot-guest: resumed generation={generation:016x} elapsed_ms={} \
+         checksum={resumed_sum} resumes={resumes}",
         (after - before).as_millis(),
-        checksum(&state)
     );
     if let Some(t) = timer {
         t.wait();
@@ -205,8 +248,29 @@ fn main() -> u32 {
     }
     match config.mode {
         Mode::Once | Mode::Storm => 0,
-        Mode::Serve => serve(),
+        Mode::Serve => serve(&mut dirty, config.dirty_kib),
     }
+}
+
+/// `dirty-kib`'s buffer: `kib` KiB in whole zeroed pages, or `None` if the heap has no room.
+fn dirty_buffer(kib: usize) -> Option<Vec<Page>> {
+    let pages = kib.div_ceil(4);
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(pages).ok()?;
+    buffer.resize(pages, Page([0; 4096]));
+    Some(buffer)
+}
+
+/// Writes the first `kib` KiB of `buffer` with `byte`: `kib / 4` pages (rounded up) dirtied.
+fn dirty_pages(buffer: &mut [Page], kib: usize, byte: u8) {
+    let mut left = kib * 1024;
+    for page in buffer.iter_mut() {
+        let n = left.min(page.0.len());
+        page.0[..n].fill(byte);
+        left -= n;
+    }
+    // The writes must happen although nothing reads them.
+    core::hint::black_box(buffer);
 }
 
 /// `init-mib`'s work: `mib` MiB of pseudo-random words, or `None` if the heap has no room.
@@ -239,8 +303,9 @@ fn checksum(words: &[u64]) -> u64 {
     })
 }
 
-/// `mode=serve`: one console line per invocation (see the crate documentation).
-fn serve() -> u32 {
+/// `mode=serve`: one console line per invocation (see the crate documentation); each writes
+/// `dirty_kib` KiB of `dirty` first.
+fn serve(dirty: &mut [Page], dirty_kib: usize) -> u32 {
     loop {
         let mut raw = Vec::new();
         if console::read_line_bytes(&mut raw) == 0 {
@@ -249,6 +314,7 @@ fn serve() -> u32 {
         }
         let leak = INVOCATIONS.load(Ordering::SeqCst) != 0
             || SCRATCH.iter().any(|b| b.load(Ordering::Relaxed) != 0);
+        dirty_pages(dirty, dirty_kib, raw[0]);
         println!(
             "snapshot-guest: reply {} generation={:016x} leak={}",
             one_line(&raw),
