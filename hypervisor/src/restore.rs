@@ -264,6 +264,8 @@ pub struct WarmReset {
     tsc_offset: u64,
     /// Resets that reloaded the memory slot.
     pub slot_reloads: u64,
+    /// Pages reverted, over all resets.
+    pub reverted_pages: u64,
 }
 
 impl WarmReset {
@@ -294,6 +296,7 @@ impl WarmReset {
             shadow_mmu,
             tsc_offset,
             slot_reloads: 0,
+            reverted_pages: 0,
         })
     }
 
@@ -315,12 +318,20 @@ impl WarmReset {
                 ram.read(vm_memory::GuestAddress(*gpa), &mut now).is_err()
                     || !same_entries(&now, saved)
             });
-        ram.revert_to_file().map_err(|source| Error::Io {
+        let mut written = crate::kvm::dirty_pages(vm, ram)?;
+        for (page, vmm) in written.iter_mut().zip(ram.take_vmm_writes()) {
+            *page |= vmm;
+        }
+        self.reverted_pages += written
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum::<u64>();
+        ram.revert_pages(&written).map_err(|source| Error::Io {
             op: "cannot revert guest memory to the snapshot",
             source,
         })?;
         if tables_changed {
-            crate::kvm::reload_ram(vm, ram)?;
+            crate::kvm::reload_ram(vm, ram, true)?;
             self.slot_reloads += 1;
         }
         let refused = restored.loaded.vcpu.reapply(vcpu)?;

@@ -78,7 +78,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
         op: "cannot allocate guest memory",
         source,
     })?);
-    let dom = machine.domain(ram.clone(), transport, clock)?;
+    let dom = machine.domain(ram.clone(), transport, clock, false)?;
     let console_kick = backend_port(&machine.vm, &dom, None)?;
     let mut devices = Vec::new();
     for backend in backends {
@@ -161,14 +161,18 @@ pub fn restore(config: &RestoreConfig) -> Result<u8> {
     let transport = restored.transport;
     let fail = restored.fail();
     let snap = &restored.loaded.snapshot;
-    let ram = Arc::new(
+    let mut ram =
         GuestRam::from_snapshot(&restored.loaded.file, snap.memory_offset, snap.memory_size)
-            .map_err(|e| fail(format!("cannot map its memory: {e}")))?,
-    );
+            .map_err(|e| fail(format!("cannot map its memory: {e}")))?;
+    if config.warm {
+        // A warm reset reverts the pages written: the guest's (KVM's dirty log) and the VMM's.
+        ram.track_vmm_writes();
+    }
+    let ram = Arc::new(ram);
     let t_map = started.elapsed();
     let state = &restored.loaded.domain;
     let clock = SystemClock::continuing_from(restored.system_time_now());
-    let dom = machine.domain(ram.clone(), transport, clock)?;
+    let dom = machine.domain(ram.clone(), transport, clock, config.warm)?;
     let console_kick = backend_port(&machine.vm, &dom, Some(state.console_port))?;
     let mut kicks = vec![(console_kick.0, console_kick.1.clone())];
     let mut devices = Vec::new();
@@ -322,8 +326,9 @@ impl Machine {
         ram: Arc<GuestRam>,
         transport: Transport,
         clock: SystemClock,
+        log_dirty: bool,
     ) -> Result<Domain> {
-        kvm::register_ram(&self.vm, &ram)?;
+        kvm::register_ram(&self.vm, &ram, log_dirty)?;
         prepare_platform(&self.kvm, &self.vm, &self.vcpu, &self.host, transport)?;
         irq::enable_x2apic(&self.vcpu)?;
         let upcall_irqfd = irq::upcall_irqfd(&self.vm, irq::UPCALL_VECTOR)?;
@@ -513,6 +518,7 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
             [
                 ("warm.invocations".to_string(), invocations),
                 ("warm.slot_reloads".to_string(), w.slot_reloads),
+                ("warm.reverted_pages".to_string(), w.reverted_pages),
                 (
                     "warm.reset_p50_ns".to_string(),
                     pct(50).copied().unwrap_or(0),

@@ -68,7 +68,7 @@ impl VcpuState {
     /// special registers, registers, extended state, the local APIC, then pending events and
     /// the run state. Returns the MSRs KVM refused (none on the host that saved them).
     pub fn apply(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
-        let refused = self.apply_common(vcpu)?;
+        let refused = self.apply_common(vcpu, false)?;
         let fd = vcpu.fd();
         fd.set_vcpu_events(&self.events)
             .kvm("KVM_SET_VCPU_EVENTS")?;
@@ -83,7 +83,7 @@ impl VcpuState {
     /// state are set only if the snapshot's differ from that (a vCPU saved halted, or with an
     /// event pending).
     pub fn reapply(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
-        let refused = self.apply_common(vcpu)?;
+        let refused = self.apply_common(vcpu, true)?;
         let fd = vcpu.fd();
         let quiet = kvm_vcpu_events {
             flags: self.events.flags,
@@ -99,7 +99,7 @@ impl VcpuState {
         Ok(refused)
     }
 
-    fn apply_common(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
+    fn apply_common(&self, vcpu: &Vcpu, warm: bool) -> Result<Vec<u32>> {
         let fd = vcpu.fd();
         let taken = vcpu.write_msrs(&self.msrs)?;
         let mut refused: Vec<u32> = Vec::new();
@@ -111,7 +111,15 @@ impl VcpuState {
                 }
             }
         }
-        fd.set_sregs(&self.sregs).kvm("KVM_SET_SREGS")?;
+        // Setting the special registers resets KVM's MMU context, the dearest part of a warm
+        // reset; reading them is cheap, and an invocation rarely changes them.
+        let same = warm
+            && fd.get_sregs().is_ok_and(|now| {
+                zerocopy::IntoBytes::as_bytes(&now) == zerocopy::IntoBytes::as_bytes(&self.sregs)
+            });
+        if !same {
+            fd.set_sregs(&self.sregs).kvm("KVM_SET_SREGS")?;
+        }
         fd.set_regs(&self.regs).kvm("KVM_SET_REGS")?;
         // SAFETY: KVM_SET_XSAVE reads past the 4 KiB `kvm_xsave` only for XSTATE features a
         // process enabled dynamically (`arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)`, e.g. AMX); the

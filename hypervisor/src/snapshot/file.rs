@@ -105,7 +105,26 @@ mod tests {
         file.read_exact_at(&mut on_disk, snap.memory_offset + 0x70_0000)
             .unwrap();
         assert_eq!(on_disk, [0xab; 4]);
-        drop((a, b, file));
+
+        // A warm reset reverts exactly the pages it is told were written, and the VMM's own
+        // writes are recorded for it.
+        let mut c = GuestRam::from_snapshot(&file, snap.memory_offset, snap.memory_size).unwrap();
+        c.track_vmm_writes();
+        c.write(GuestAddress(0x1000), b"vmm").unwrap();
+        c.write(GuestAddress(0x70_1000), b"guest").unwrap();
+        let written = c.take_vmm_writes();
+        assert_eq!(written[0], 1 << 1, "page 1");
+        assert_eq!(written[0x700 / 64], 1 << (0x701 % 64), "page 0x701");
+        assert!(c.take_vmm_writes().iter().all(|&w| w == 0), "taken");
+        let mut only_page_1 = vec![0u64; written.len()];
+        only_page_1[0] = 1 << 1;
+        c.revert_pages(&only_page_1).unwrap();
+        c.read(GuestAddress(0x1000), &mut got).unwrap();
+        assert_eq!(&got, b"start info", "reverted to the file");
+        c.read(GuestAddress(0x70_1000), &mut got[..5]).unwrap();
+        assert_eq!(&got[..5], b"guest", "not named, not reverted");
+        assert!(GuestRam::new(1 << 20).unwrap().revert_pages(&[1]).is_err());
+        drop((a, b, c, file));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
