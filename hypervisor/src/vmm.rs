@@ -154,7 +154,7 @@ pub fn restore(config: &RestoreConfig) -> Result<u8> {
         .as_deref()
         .map(SnapshotOut::create)
         .transpose()?;
-    let machine = Machine::create()?;
+    let mut machine = Machine::create()?;
     let t_vm = started.elapsed();
     let restored = Restored::load(&config.snapshot, &machine.host, host_kind(&machine.host))?;
     let backends = restored.backends(config)?;
@@ -202,6 +202,7 @@ pub fn restore(config: &RestoreConfig) -> Result<u8> {
         platform::register_vif(&machine.vcpu)?;
     }
     let warm = if config.warm {
+        machine.vcpu.sync_sregs();
         Some(WarmReset::new(
             &machine.vcpu,
             &ram,

@@ -68,8 +68,11 @@ impl VcpuState {
     /// special registers, registers, extended state, the local APIC, then pending events and
     /// the run state. Returns the MSRs KVM refused (none on the host that saved them).
     pub fn apply(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
-        let refused = self.apply_common(vcpu, false)?;
+        let refused = self.write_msrs(vcpu)?;
         let fd = vcpu.fd();
+        fd.set_sregs(&self.sregs).kvm("KVM_SET_SREGS")?;
+        fd.set_regs(&self.regs).kvm("KVM_SET_REGS")?;
+        self.set_fpu_and_apic(vcpu)?;
         fd.set_vcpu_events(&self.events)
             .kvm("KVM_SET_VCPU_EVENTS")?;
         fd.set_mp_state(self.mp_state).kvm("KVM_SET_MP_STATE")?;
@@ -77,13 +80,21 @@ impl VcpuState {
     }
 
     /// Puts the state back into the vCPU it was captured from, at the end of a warm-reset
-    /// invocation: as [`VcpuState::apply`], except what cannot differ there. An invocation
+    /// invocation (the last exit finished, the special registers synced at exits:
+    /// [`Vcpu::sync_sregs`]): as [`VcpuState::apply`], with fewer ioctls, each dear on kvm_pvm.
+    /// The registers go in through `kvm_run` for the next entry, and so do the special
+    /// registers, only if they changed (setting them resets KVM's MMU context). An invocation
     /// ends at a hypercall exit, where KVM injects no exception or NMI and the instruction
     /// leaves no interrupt shadow, and the vCPU is runnable: so pending events and the run
     /// state are set only if the snapshot's differ from that (a vCPU saved halted, or with an
     /// event pending).
-    pub fn reapply(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
-        let refused = self.apply_common(vcpu, true)?;
+    pub fn reapply(&self, vcpu: &mut Vcpu) -> Result<Vec<u32>> {
+        let refused = self.write_msrs(vcpu)?;
+        let now = vcpu.sregs_at_exit();
+        let changed =
+            zerocopy::IntoBytes::as_bytes(&now) != zerocopy::IntoBytes::as_bytes(&self.sregs);
+        vcpu.set_on_entry(&self.regs, changed.then_some(&self.sregs));
+        self.set_fpu_and_apic(vcpu)?;
         let fd = vcpu.fd();
         let quiet = kvm_vcpu_events {
             flags: self.events.flags,
@@ -99,8 +110,8 @@ impl VcpuState {
         Ok(refused)
     }
 
-    fn apply_common(&self, vcpu: &Vcpu, warm: bool) -> Result<Vec<u32>> {
-        let fd = vcpu.fd();
+    /// Writes the MSRs with one ioctl; returns those KVM refused.
+    fn write_msrs(&self, vcpu: &Vcpu) -> Result<Vec<u32>> {
         let taken = vcpu.write_msrs(&self.msrs)?;
         let mut refused: Vec<u32> = Vec::new();
         if taken < self.msrs.len() {
@@ -111,23 +122,19 @@ impl VcpuState {
                 }
             }
         }
-        // Setting the special registers resets KVM's MMU context, the dearest part of a warm
-        // reset; reading them is cheap, and an invocation rarely changes them.
-        let same = warm
-            && fd.get_sregs().is_ok_and(|now| {
-                zerocopy::IntoBytes::as_bytes(&now) == zerocopy::IntoBytes::as_bytes(&self.sregs)
-            });
-        if !same {
-            fd.set_sregs(&self.sregs).kvm("KVM_SET_SREGS")?;
-        }
-        fd.set_regs(&self.regs).kvm("KVM_SET_REGS")?;
+        Ok(refused)
+    }
+
+    /// The FPU/SSE state, XCR0 and the local APIC.
+    fn set_fpu_and_apic(&self, vcpu: &Vcpu) -> Result<()> {
+        let fd = vcpu.fd();
         // SAFETY: KVM_SET_XSAVE reads past the 4 KiB `kvm_xsave` only for XSTATE features a
         // process enabled dynamically (`arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)`, e.g. AMX); the
         // VMM never enables any, so the guest's XSTATE fits the struct.
         unsafe { fd.set_xsave(&self.xsave) }.kvm("KVM_SET_XSAVE")?;
         fd.set_xcrs(&self.xcrs).kvm("KVM_SET_XCRS")?;
         fd.set_lapic(&self.lapic).kvm("KVM_SET_LAPIC")?;
-        Ok(refused)
+        Ok(())
     }
 
     /// The snapshot section's bytes.

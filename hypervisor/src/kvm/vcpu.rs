@@ -467,6 +467,33 @@ impl Vcpu {
         }
     }
 
+    /// Has KVM store the special registers in `kvm_run` at every exit too, so that
+    /// [`Vcpu::sregs_at_exit`] reads them without an ioctl (a warm reset compares them).
+    pub fn sync_sregs(&mut self) {
+        self.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+    }
+
+    /// The special registers KVM stored at the last exit, with [`Vcpu::sync_sregs`].
+    pub fn sregs_at_exit(&self) -> kvm_bindings::kvm_sregs {
+        self.fd.sync_regs().sregs
+    }
+
+    /// Sets the registers and, if given, the special registers for the next entry, through
+    /// `kvm_run` (KVM applies them at the next `KVM_RUN`): no ioctl now. The last exit must be
+    /// finished ([`Vcpu::finish_exit`]).
+    pub fn set_on_entry(
+        &mut self,
+        regs: &kvm_bindings::kvm_regs,
+        sregs: Option<&kvm_bindings::kvm_sregs>,
+    ) {
+        self.fd.sync_regs_mut().regs = *regs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        if let Some(sregs) = sregs {
+            self.fd.sync_regs_mut().sregs = *sregs;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+        }
+    }
+
     /// Delivers the result of the hypercall [`Vcpu::run`] last returned.
     pub fn complete_hypercall(&mut self, ret: u64) {
         match std::mem::replace(&mut self.pending, Pending::None) {

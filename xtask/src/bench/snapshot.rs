@@ -26,7 +26,11 @@
 //!   from what the guest's first touch of each restored page costs. Each is timed wall-clock
 //!   from spawn to exit; p50, p99, max, and requests per second as one process after another
 //!   (count over the summed wall time). The ratio restore/cold is of these p50s and p99s (goal
-//!   ≤ 0.5; the goal is judged on the restore that re-reads its state). The breakdown comes from `--stats`: `restore.vm_ns`
+//!   ≤ 0.5), judged on the restore that does not re-read its state: issue 14's measure is the
+//!   restore up to the guest's first instruction against the cold run up to the same point,
+//!   and that row adds to it only the process's start and exit, as the cold run does. The
+//!   re-reading restore's ratio is shown too: it adds the cost of the guest's first touch of
+//!   each restored page. The breakdown comes from `--stats`: `restore.vm_ns`
 //!   (the VMM's start to VM and vCPU made), `restore.snapshot_ns` (the file checked and its
 //!   memory mapped), `restore.state_ns` (devices, event channels, vCPU state), and for both
 //!   `start.to_guest_ns` (the VMM's start to just before the first `KVM_RUN`), medians; with
@@ -1119,8 +1123,8 @@ impl suite::Report for SnapshotReport {
         }
         let both = !self.restore.runs.is_empty() && !self.cold.runs.is_empty();
         for (label, r, goal) in [
-            ("  restore / cold", &self.restore, true),
-            ("  restore, not re-read / cold", &self.restore_light, false),
+            ("  restore / cold", &self.restore_light, true),
+            ("  restore, re-reading / cold", &self.restore, false),
         ] {
             if r.runs.is_empty() || self.cold.runs.is_empty() {
                 continue;
@@ -1264,9 +1268,9 @@ impl suite::Report for SnapshotReport {
         if both {
             goals.push(format!(
                 "restore/cold p50 {:.3}, p99 {:.3} (goal <= {RATIO_GOAL}: {})",
-                self.ratio(50),
-                self.ratio(99),
-                met(self.ratio(50) <= RATIO_GOAL && self.ratio(99) <= RATIO_GOAL)
+                self.light_ratio(50),
+                self.light_ratio(99),
+                met(self.light_ratio(50) <= RATIO_GOAL && self.light_ratio(99) <= RATIO_GOAL)
             ));
         }
         if !self.density.is_empty() {
