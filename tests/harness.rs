@@ -406,6 +406,19 @@ where
     run(cmd)
 }
 
+/// Runs `parapet ARGS` (no implicit `run`) with `input` on its standard input (closed after it),
+/// killed after `limit`: for a warm-reset VMM (`parapet restore FILE --warm`), which serves one
+/// invocation per input line.
+pub fn parapet_with_input<I, S>(args: I, input: &[u8], limit: Duration) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(vmm());
+    cmd.args(args);
+    run_with_input(cmd, Some(input), limit)
+}
+
 /// Runs `parapet run KERNEL ARGS`.
 pub fn run_kernel<I, S>(kernel: &Path, args: I) -> Output
 where

@@ -23,13 +23,23 @@ pub mod reason {
     pub const POWEROFF: u32 = 0;
     /// Reboot request: the VMM stops and reports it (Parapet does not restart domains).
     pub const REBOOT: u32 = 1;
-    /// Suspend: not supported, answered with `-EINVAL`.
+    /// Suspend (Xen's `SHUTDOWN_suspend`): the VMM writes a snapshot of the domain. The call
+    /// returns [`super::SUSPEND_RESUMED`] (0) in a domain restored from that snapshot and
+    /// [`super::SUSPEND_CANCELLED`] (1) when the domain goes on where it was (as in Xen); or
+    /// `-ENOSYS` if the VMM has nowhere to write a snapshot (docs/snapshots.md).
     pub const SUSPEND: u32 = 2;
     /// The guest crashed (e.g. a panic).
     pub const CRASH: u32 = 3;
     /// A guest watchdog fired.
     pub const WATCHDOG: u32 = 4;
 }
+
+/// `SHUTDOWN_suspend` returned in a domain restored from the snapshot it wrote (Xen: "resumed
+/// in a new domain"); the generation in start-info has changed.
+pub const SUSPEND_RESUMED: u64 = 0;
+/// `SHUTDOWN_suspend` returned in the same domain: the snapshot was written (or could not be)
+/// and the domain goes on where it was (Xen: "cancelled").
+pub const SUSPEND_CANCELLED: u64 = 1;
 
 /// Argument of `SCHEDOP_SHUTDOWN`: Xen's `sched_shutdown` extended with an exit code (Xen reads
 /// only `reason`; the extension keeps its layout as a prefix).

@@ -197,6 +197,11 @@ pub struct StartInfo {
     pub nr_devices: u32,
     /// The guest's split-driver devices ([`device`](crate::device)).
     pub devices: [crate::device::DeviceInfo; crate::device::MAX_DEVICES],
+    /// The generation: 0 for a domain that booted, a fresh random non-zero value each time a
+    /// snapshot of it is restored (like VMGenID), so clones of one snapshot can tell they are
+    /// clones and re-seed their randomness. The VMM rewrites it while the domain is stopped;
+    /// read it with a volatile load after `SHUTDOWN_suspend` returns (docs/snapshots.md).
+    pub generation: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<StartInfo>() <= PAGE_SIZE as usize);

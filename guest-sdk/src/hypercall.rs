@@ -187,6 +187,16 @@ pub fn set_timer(deadline_ns: u64) -> Result<u64, Errno> {
     Errno::from_ret(unsafe { call(Hypercall::SET_TIMER_OP, deadline_ns, 0, 0, 0, 0) })
 }
 
+/// `sched_op(SCHEDOP_shutdown)` with `SHUTDOWN_suspend` (docs/abi.md §3.6): 0 when it returns in
+/// a restored domain, 1 when the domain goes on where it was; see [`crate::snapshot::suspend`].
+pub fn shutdown_suspend() -> Result<u64, Errno> {
+    let arg = SchedShutdown {
+        reason: parapet_abi::sched::reason::SUSPEND,
+        exit_code: 0,
+    };
+    sched_op(SCHEDOP_SHUTDOWN, gpa(&arg))
+}
+
 /// `sched_op(SCHEDOP_shutdown)` that may fail: returns only with the error the VMM reported
 /// (`-EINVAL` for an unknown or unsupported `reason`). Reasons are in
 /// [`parapet_abi::sched::reason`].

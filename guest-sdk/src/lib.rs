@@ -39,7 +39,7 @@
 //! | [`hypercall`] | a typed, safe wrapper for every hypercall the SDK makes; [`hypercall::raw`] only for testing hostile inputs |
 //! | [`heap`] | the global allocator over the largest usable memory region |
 //! | [`paging`] | the stack guard page in the builder's page tables |
-//! | [`page`] | memory shared with the VMM: [`page::PageBox`], [`page::GuestPage`] (`pv_drivers::shared::SharedPage` implementations), and safe views of the shared-info page, the grant table and the VIF page |
+//! | [`page`] | memory shared with the VMM: [`page::PageBox`], [`page::GuestPage`] (`pv_drivers::shared::SharedPage` implementations), safe views of the shared-info page, the grant table and the VIF page, and fresh reads of the start-info fields a restore rewrites |
 //! | [`pvops`] | platform-specific privileged operations: interrupt masking, idling, powering off |
 //! | [`time`] | a monotonic clock from the PV clock, the wall clock |
 //! | [`grant_table`] | the grant table: [`grant_table::GrantRef`]s, granting and revoking pages, `GNTTABOP_copy` |
@@ -49,10 +49,11 @@
 //! | [`logger`] | a `log` crate backend over the console |
 //! | [`mod@panic`] | [`crash`], and the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
 //! | [`idt`] | exception stubs that report every CPU exception to the VMM; handlers for interrupt vectors |
+//! | [`snapshot`] | [`snapshot::suspend`] (Xen's `SHUTDOWN_suspend`: the VMM saves the domain; the call returns in each restore) and the restore [`snapshot::generation`] |
 //! | [`device`] | split-driver devices: discovery, `device_op`, and [`device::Connection`], the connection (ring pages granted to the backend, the event channel, disconnect on drop) every frontend below is built on |
 //! | [`loopback`] | the loopback test device's frontend, connected and driven |
 //! | [`block`] | PV block devices: sector reads, writes, flushes and discards, several in flight; with the `embedded-sdmmc` feature, a FAT file system on them |
-//! | [`net`] | PV network interfaces: packet pools, send/receive/wait; with the `smoltcp` feature, smoltcp's `phy::Device` |
+//! | [`net`] | PV network interfaces: packet pools, send/receive/wait, a restored clone's new MAC; with the `smoltcp` feature, smoltcp's `phy::Device` |
 //! | [`mod@entry`] | the kernel around `main`: `_start`, boot, power-off |
 //!
 //! # Layers
@@ -70,7 +71,7 @@
 //! | 3 | [`event_channel`] | `page` (the event bitmaps), `pvops`, `hypercall`, `cpu` |
 //! | 4 | [`timer`] | `event_channel` (`VIRQ_TIMER`, port latches), `time`, `pvops`, `hypercall` |
 //! | 5 | [`console`] | `timer` (blocking waits), `event_channel`, `time`, `pvops`, `page`, `hypercall` |
-//! | 6 | [`logger`], [`mod@panic`], [`device`] | `logger`: `console`, `start_info`; `panic`: `console`, `hypercall`; `device`: `event_channel`, `grant_table`, `page`, `hypercall`, `start_info` |
+//! | 6 | [`logger`], [`mod@panic`], [`snapshot`], [`device`] | `logger`: `console`, `start_info`; `panic`: `console`, `hypercall`; `snapshot`: `console`, `hypercall`, `page`; `device`: `event_channel`, `grant_table`, `page`, `hypercall`, `start_info` |
 //! | 7 | [`idt`], [`loopback`], [`block`], [`net`] | `idt`: `panic`, `console`, `event_channel`, `pvops`, `hypercall`, `cpu`; the drivers: `device`, `timer`, `time`, `event_channel`, `grant_table`, `page` (`net` also `start_info`) |
 //! | 8 | [`mod@entry`] | everything it starts at boot |
 //!
@@ -111,6 +112,7 @@ pub mod page;
 pub mod paging;
 pub mod panic;
 pub mod pvops;
+pub mod snapshot;
 pub mod start_info;
 pub mod time;
 pub mod timer;

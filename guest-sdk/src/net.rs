@@ -52,7 +52,7 @@ use pv_drivers::shared::SharedPage;
 use crate::device::{self, Connection, ConnectionError};
 use crate::event_channel::{self, Port};
 use crate::grant_table::{self, GrantError, GrantRef};
-use crate::page::{GuestPage, PageBox};
+use crate::page::{self, GuestPage, PageBox};
 use crate::time::Instant;
 use crate::timer;
 
@@ -105,6 +105,17 @@ impl fmt::Display for MacDisplay {
             m[0], m[1], m[2], m[3], m[4], m[5]
         )
     }
+}
+
+/// The MAC address in a network device's `config[CONFIG_MAC]` (bytes 0–5 of the little-endian
+/// `u64`), if it is a unicast address.
+fn mac_from_config(config: u64) -> Result<[u8; 6], NetError> {
+    let bytes = config.to_le_bytes();
+    let mac: [u8; 6] = bytes[..6].try_into().expect("6 bytes");
+    if mac[0] & 1 != 0 || mac == [0; 6] {
+        return Err(NetError::BadMac(mac));
+    }
+    Ok(mac)
 }
 
 /// How many packet pages [`Net::connect_with`] sets up.
@@ -332,11 +343,7 @@ impl Net {
     /// page, unmasks the device's port and connects.
     pub fn connect_with(config: NetConfig) -> Result<Net, NetError> {
         let (index, info) = device::find(kind::NET).ok_or(NetError::NoDevice)?;
-        let mac_bytes = info.config[CONFIG_MAC].to_le_bytes();
-        let mac: [u8; 6] = mac_bytes[..6].try_into().expect("6 bytes");
-        if mac[0] & 1 != 0 || mac == [0; 6] {
-            return Err(NetError::BadMac(mac));
-        }
+        let mac = mac_from_config(info.config[CONFIG_MAC])?;
         if config.rx_buffers > MAX_IDS || config.tx_buffers > MAX_IDS {
             return Err(NetError::BadConfig);
         }
@@ -410,9 +417,24 @@ impl Net {
         self.link.port
     }
 
-    /// The interface's MAC address.
+    /// The interface's MAC address: the one start-info gave at connect, or the last one
+    /// [`refresh_mac`](Self::refresh_mac) adopted.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// Reads the device's MAC address afresh from start-info (`DeviceInfo::config[CONFIG_MAC]`)
+    /// and adopts it; returns the address now in use. Call it after a restore
+    /// ([`crate::snapshot::suspend`] returned `Restored`): the VMM may have given this clone an
+    /// address of its own (`parapet restore FILE --net tap=NAME,mac=…`) while the domain was
+    /// stopped. An address that is not unicast is refused ([`NetError::BadMac`]) and the old
+    /// one kept. The device stays connected: nothing else changes. With smoltcp, give the
+    /// interface the new address too: `iface.set_hardware_addr(net.hardware_addr())`.
+    pub fn refresh_mac(&mut self) -> Result<[u8; 6], NetError> {
+        let config = page::start_info_device_config(self.conn.index(), CONFIG_MAC)
+            .ok_or(NetError::NoDevice)?;
+        self.mac = mac_from_config(config)?;
+        Ok(self.mac)
     }
 
     /// The largest frame, Ethernet header included (MTU + 14, at most 1514).
@@ -725,6 +747,19 @@ mod tests {
     #[test]
     fn no_device_before_boot() {
         assert_eq!(Net::connect().err(), Some(NetError::NoDevice));
+    }
+
+    #[test]
+    fn macs_come_from_the_low_six_bytes_and_must_be_unicast() {
+        assert_eq!(
+            mac_from_config(0xffff_0c0b_0a09_5002),
+            Ok([0x02, 0x50, 0x09, 0x0a, 0x0b, 0x0c])
+        );
+        assert_eq!(mac_from_config(0), Err(NetError::BadMac([0; 6])));
+        assert_eq!(
+            mac_from_config(0x01),
+            Err(NetError::BadMac([1, 0, 0, 0, 0, 0]))
+        );
     }
 
     #[test]

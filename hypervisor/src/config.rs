@@ -59,6 +59,31 @@ pub struct VmConfig {
     pub gdb: Option<GdbAddr>,
     /// Write an ELF core dump here if the guest faults or panics.
     pub core: Option<PathBuf>,
+    /// Where a suspend (`SHUTDOWN_suspend`, or `SIGUSR1` from the host) writes a snapshot.
+    pub snapshot: Option<PathBuf>,
+}
+
+/// A configuration for restoring a snapshot (`parapet restore`).
+#[derive(Clone, Debug)]
+pub struct RestoreConfig {
+    /// The snapshot file.
+    pub snapshot: PathBuf,
+    /// Disk images for the snapshot's block devices, in device order; empty: the images it was
+    /// taken with.
+    pub disks: Vec<DiskSpec>,
+    /// TAP devices for its network interfaces, in device order; empty: the TAPs it was taken
+    /// with.
+    pub nets: Vec<NetSpec>,
+    /// Stop the guest after this long.
+    pub timeout: Option<Duration>,
+    /// Print statistics at exit, in this format.
+    pub stats: Option<StatsFormat>,
+    /// Run every VMM thread under its seccomp filter.
+    pub seccomp: bool,
+    /// Where a further suspend writes a snapshot.
+    pub snapshot_out: Option<PathBuf>,
+    /// Warm reset: serve one invocation per line of standard input, each from the snapshot.
+    pub warm: bool,
 }
 
 /// `--gdb ADDR`: where the gdb stub listens.

@@ -70,6 +70,14 @@ pub enum Error {
     /// A debugging option (`--gdb`, `--core`) cannot be used as given.
     #[error("{0}")]
     Debug(String),
+    /// A snapshot cannot be written, read or restored as asked.
+    #[error("snapshot {}: {reason}", path.display())]
+    Snapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Any other OS-level failure.
     #[error("{op}: {source}")]
     Io {

@@ -9,6 +9,7 @@
 use crate::builder;
 use crate::config::{DiskSpec, MemSize, NetSpec};
 use crate::domain::Domain;
+use crate::event_channel::{EventChannels, Upcall};
 use crate::grant_table::GrantTable;
 use crate::guest_console::ConsoleSink;
 use crate::hypercall::{self, Action, Context};
@@ -37,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("grants", grants),
     ("elf", elf),
     ("cli", cli),
+    ("snapshot", snapshot),
 ];
 
 /// Guest RAM for the targets: small, laid out like a guest's (grant table at 0xc000).
@@ -136,7 +138,11 @@ impl ConsoleSink for Sink {
 pub fn hypercalls(data: &[u8]) {
     let (ram, _) = ram_from(data.get(..40 * 1024).unwrap_or(data));
     let mut data = data.get(40 * 1024..).unwrap_or(&[]);
-    let dom = Domain::new(ram.clone(), None, std::time::Instant::now());
+    let dom = Domain::new(
+        ram.clone(),
+        None,
+        crate::domain::SystemClock::starting_at(std::time::Instant::now()),
+    );
     let mut sink = Sink;
     let mut ctx = Context {
         dom: &dom,
@@ -367,5 +373,34 @@ pub fn cli(data: &[u8]) {
         }
         let _ = DiskSpec::from_str(line);
         let _ = NetSpec::from_str(line);
+    }
+}
+
+/// A snapshot file's metadata: the header and section checks, then the decoding of each section
+/// and the event-channel table's checks, as `parapet restore` does before it uses any of it.
+pub fn snapshot(data: &[u8]) {
+    use crate::snapshot::format::{HostKind, SectionKind, Snapshot};
+    // Memory is not read here: let the file be long enough for any memory the header names.
+    let Ok(snap) = Snapshot::parse(data, u64::MAX, HostKind::KvmPvm) else {
+        return;
+    };
+    assert!(snap.memory_offset.is_multiple_of(4096));
+    if let Some(bytes) = snap.section(SectionKind::Vcpu) {
+        let _ = crate::kvm::state::VcpuState::from_bytes(bytes);
+    }
+    let Some(state) = snap
+        .section(SectionKind::Domain)
+        .and_then(crate::snapshot::state::DomainState::from_bytes)
+    else {
+        return;
+    };
+    let ram = Arc::new(GuestRam::new(RAM).expect("fuzz RAM"));
+    let events = EventChannels::new(Upcall::new(ram, 0x2000, None));
+    let kick = Arc::new(vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).expect("eventfd"));
+    if events
+        .restore(&state.event_channels, |_| Some(kick.clone()))
+        .is_ok()
+    {
+        assert_eq!(events.save().len(), state.event_channels.len());
     }
 }

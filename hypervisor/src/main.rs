@@ -2,7 +2,7 @@
 
 use clap::{ArgAction, Parser, Subcommand};
 use parapet::config::{
-    DiskSpec, GdbAddr, MemSize, NetSpec, StatsFormat, TransportChoice, VmConfig,
+    DiskSpec, GdbAddr, MemSize, NetSpec, RestoreConfig, StatsFormat, TransportChoice, VmConfig,
 };
 use parapet::outcome::status;
 use std::path::PathBuf;
@@ -27,6 +27,42 @@ enum Command {
     /// Exit status: the guest's power-off code; 1 VMM error; 101 guest crash; 102 guest fault;
     /// 103 reboot request; 104 guest watchdog; 124 timeout; 137 killed from gdb.
     Run(RunArgs),
+    /// Restore a snapshot in this process and run the guest on from it.
+    ///
+    /// The guest's memory is mapped copy-on-write from the file, so restores of one snapshot
+    /// share its pages. Exit status as for `run` (docs/snapshots.md).
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RestoreArgs {
+    /// The snapshot file (written by `parapet run --snapshot FILE`).
+    snapshot: PathBuf,
+    /// A disk image for the snapshot's next block device, in order; by default the images it
+    /// was taken with. Only read-only disks can be restored.
+    #[arg(long, value_name = "PATH[,readonly]")]
+    disk: Vec<DiskSpec>,
+    /// A TAP device for the snapshot's next network interface, in order, with the MAC this
+    /// clone gets; by default the TAPs it was taken with.
+    #[arg(long, value_name = "tap=NAME[,mac=MAC]")]
+    net: Vec<NetSpec>,
+    /// Warm reset: one VM serves an invocation per line of standard input, each starting from
+    /// the snapshot, with the line as its console input; it ends when the guest suspends again.
+    #[arg(long)]
+    warm: bool,
+    /// Where a further suspend writes a snapshot.
+    #[arg(long = "snapshot", value_name = "FILE", conflicts_with = "warm")]
+    snapshot_out: Option<PathBuf>,
+    /// Stop the guest after SECS seconds (exit status 124).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+    /// Print statistics to stderr at exit: `text` or `json`.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "text")]
+    stats: Option<StatsFormat>,
+    /// Do not confine the VMM's threads with seccomp filters (for debugging).
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +106,10 @@ struct RunArgs {
     /// If the guest faults or panics, write an ELF core dump to FILE (`gdb GUEST FILE`).
     #[arg(long, value_name = "FILE")]
     core: Option<PathBuf>,
+    /// When the guest suspends (`SHUTDOWN_suspend`), or on `SIGUSR1`, write a snapshot of it to
+    /// FILE and exit 0; `parapet restore FILE` runs it on (docs/snapshots.md).
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -106,7 +146,22 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Restore(args) => {
+            let config = RestoreConfig {
+                snapshot: args.snapshot,
+                disks: args.disk,
+                nets: args.net,
+                timeout: args.timeout,
+                stats: args.stats,
+                seccomp: !args.no_seccomp,
+                snapshot_out: args.snapshot_out,
+                warm: args.warm,
+            };
+            return exit_code(parapet::vmm::restore(&config));
+        }
+    };
     let config = VmConfig {
         kernel: args.kernel,
         memory: args.memory,
@@ -120,8 +175,13 @@ fn main() -> ExitCode {
         seccomp: !args.no_seccomp,
         gdb: args.gdb,
         core: args.core,
+        snapshot: args.snapshot,
     };
-    match parapet::vmm::run(&config) {
+    exit_code(parapet::vmm::run(&config))
+}
+
+fn exit_code(result: parapet::error::Result<u8>) -> ExitCode {
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("parapet: error: {e}");

@@ -9,7 +9,7 @@ use parapet_abi::Errno;
 use parapet_abi::start_info::PAGE_SIZE;
 use pv_drivers::shared::SharedPage;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::Ordering::{self, Acquire, Release};
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -23,6 +23,12 @@ pub struct GuestRam {
     base: u64,
     /// Ranges the guest's own page tables do not let it write, sorted; `write` refuses them.
     read_only: std::sync::OnceLock<Vec<std::ops::Range<u64>>>,
+    /// Mapped copy-on-write from a snapshot file ([`GuestRam::from_snapshot`]).
+    from_file: bool,
+    /// With [`GuestRam::track_vmm_writes`]: one bit per page the VMM may have written (through
+    /// any method here that can write) since [`GuestRam::take_vmm_writes`]. KVM's dirty log
+    /// sees only the guest's writes; a warm reset needs both.
+    vmm_writes: Option<Box<[AtomicU64]>>,
 }
 
 impl GuestRam {
@@ -47,7 +53,152 @@ impl GuestRam {
             size,
             base,
             read_only: std::sync::OnceLock::new(),
+            from_file: false,
+            vmm_writes: None,
         })
+    }
+
+    /// Maps `size` bytes of `file` at `offset` as guest RAM, copy-on-write (`MAP_PRIVATE`): the
+    /// guest reads the file's pages (shared in the page cache by every VM mapping the same
+    /// snapshot) and its writes go to private copies that never reach the file. For restoring a
+    /// snapshot ([`crate::snapshot`]); `offset` must be page-aligned.
+    pub fn from_snapshot(
+        file: &std::fs::File,
+        offset: u64,
+        size: u64,
+    ) -> std::io::Result<GuestRam> {
+        use vm_memory::mmap::{GuestRegionMmap, MmapRegionBuilder};
+        let len = usize::try_from(size).map_err(std::io::Error::other)?;
+        let file_offset = vm_memory::FileOffset::new(file.try_clone()?, offset);
+        let region = MmapRegionBuilder::new(len)
+            .with_file_offset(file_offset)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let region = GuestRegionMmap::new(region, GuestAddress(0))
+            .ok_or_else(|| std::io::Error::other("guest RAM does not fit the address space"))?;
+        let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(std::io::Error::other)?;
+        let base = mem
+            .get_host_address(GuestAddress(0))
+            .map_err(std::io::Error::other)? as u64;
+        Ok(GuestRam {
+            mem,
+            size,
+            base,
+            read_only: std::sync::OnceLock::new(),
+            from_file: true,
+            vmm_writes: None,
+        })
+    }
+
+    /// Drops every page the guest (or the VMM) wrote since RAM was mapped from a snapshot file
+    /// ([`GuestRam::from_snapshot`]): the next access reads the file's page again. KVM notices
+    /// through its MMU notifier; the guest must not run meanwhile. Refused for RAM not mapped
+    /// from a file (it would be zeroed).
+    pub fn revert_to_file(&self) -> std::io::Result<()> {
+        if !self.from_file {
+            return Err(std::io::Error::other(
+                "guest RAM is not mapped from a snapshot",
+            ));
+        }
+        // SAFETY: `base..base + size` is this RAM's own private file mapping; MADV_DONTNEED
+        // drops the private copies, so later reads see the file again. No Rust reference into
+        // guest RAM exists (all access is through copies and atomics), and the vCPU is stopped.
+        let r = unsafe {
+            libc::madvise(
+                self.base as *mut libc::c_void,
+                self.size as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Reverts only the pages `dirty` marks (a bitmap, one bit per page, as `KVM_GET_DIRTY_LOG`
+    /// returns it): [`GuestRam::revert_to_file`] for those, so pages the guest only read stay
+    /// mapped. Runs separated by a few clean pages are merged (a clean page dropped is only
+    /// read again); with very many runs the whole RAM is reverted in one call. Returns how many
+    /// `madvise` calls it made.
+    pub fn revert_pages(&self, dirty: &[u64]) -> std::io::Result<usize> {
+        const MERGE_GAP: u64 = 8;
+        const MAX_RUNS: usize = 64;
+        if !self.from_file {
+            return Err(std::io::Error::other(
+                "guest RAM is not mapped from a snapshot",
+            ));
+        }
+        let pages = self.size / PAGE_SIZE;
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (w, &word) in dirty.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let page = w as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                if page >= pages {
+                    break;
+                }
+                match runs.last_mut() {
+                    Some((_, end)) if page <= *end + MERGE_GAP => *end = page + 1,
+                    _ => runs.push((page, page + 1)),
+                }
+            }
+            if runs.len() > MAX_RUNS {
+                self.revert_to_file()?;
+                return Ok(1);
+            }
+        }
+        for &(start, end) in &runs {
+            // SAFETY: the range lies inside this RAM's private file mapping (pages < size);
+            // MADV_DONTNEED drops the private copies there, as in `revert_to_file`.
+            let r = unsafe {
+                libc::madvise(
+                    (self.base + start * PAGE_SIZE) as *mut libc::c_void,
+                    ((end - start) * PAGE_SIZE) as usize,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(runs.len())
+    }
+
+    /// Starts recording the pages the VMM writes ([`GuestRam::take_vmm_writes`]).
+    pub fn track_vmm_writes(&mut self) {
+        let words = (self.size / PAGE_SIZE).div_ceil(64) as usize;
+        self.vmm_writes = Some((0..words).map(|_| AtomicU64::new(0)).collect());
+    }
+
+    /// The pages the VMM may have written since the last call (a bitmap, one bit per page);
+    /// empty if it does not record them.
+    pub fn take_vmm_writes(&self) -> Vec<u64> {
+        self.vmm_writes.as_deref().map_or_else(Vec::new, |words| {
+            words.iter().map(|w| w.swap(0, Ordering::AcqRel)).collect()
+        })
+    }
+
+    /// Notes that the VMM may write `[gpa, gpa + len)` (inside RAM).
+    fn note_write(&self, gpa: u64, len: u64) {
+        let Some(words) = self.vmm_writes.as_deref() else {
+            return;
+        };
+        let last = (gpa + len.max(1) - 1) / PAGE_SIZE;
+        for page in gpa / PAGE_SIZE..=last {
+            if let Some(w) = words.get((page / 64) as usize) {
+                w.fetch_or(1 << (page % 64), Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// The ranges [`GuestRam::protect`] set.
+    pub fn read_only_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        self.read_only.get().cloned().unwrap_or_default()
     }
 
     /// RAM size in bytes.
@@ -87,6 +238,15 @@ impl GuestRam {
     /// protected range.
     pub fn write(&self, gpa: GuestAddress, buf: &[u8]) -> Result<(), Errno> {
         self.check_writable(gpa, buf.len() as u64)?;
+        self.note_write(gpa.0, buf.len() as u64);
+        self.mem.write_slice(buf, gpa).map_err(|_| Errno::EFAULT)
+    }
+
+    /// Writes `buf` at `gpa` as the VMM itself (the domain builder's structures, a restore's
+    /// clock and start-info updates): read-only ranges included, which only bind backends.
+    pub fn write_as_vmm(&self, gpa: GuestAddress, buf: &[u8]) -> Result<(), Errno> {
+        self.check_range(gpa, buf.len() as u64)?;
+        self.note_write(gpa.0, buf.len() as u64);
         self.mem.write_slice(buf, gpa).map_err(|_| Errno::EFAULT)
     }
 
@@ -94,6 +254,7 @@ impl GuestRam {
     /// writes breakpoints into the guest's (read-only) code. `EFAULT` if the range leaves RAM.
     pub fn write_as_debugger(&self, gpa: GuestAddress, buf: &[u8]) -> Result<(), Errno> {
         self.check_range(gpa, buf.len() as u64)?;
+        self.note_write(gpa.0, buf.len() as u64);
         self.mem.write_slice(buf, gpa).map_err(|_| Errno::EFAULT)
     }
 
@@ -117,6 +278,7 @@ impl GuestRam {
         let gpa = gpa.0;
         if writable {
             self.check_writable(GuestAddress(gpa), len)?;
+            self.note_write(gpa, len);
         } else {
             self.check_range(GuestAddress(gpa), len)?;
         }
@@ -130,6 +292,8 @@ impl GuestRam {
         if !gpa.is_multiple_of(align) {
             return Err(Errno::EINVAL);
         }
+        // An atomic view may be stored through: count it as a write.
+        self.note_write(gpa, len);
         Ok((self.host_base() + gpa) as *mut u8)
     }
 

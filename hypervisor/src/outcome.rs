@@ -41,6 +41,9 @@ pub enum GuestExit {
     Stopped,
     /// gdb killed the guest.
     Killed,
+    /// The domain is suspended for a snapshot: the guest asked (`SHUTDOWN_suspend`, whose
+    /// result is already in its registers) or the host did (`SIGUSR1`).
+    Suspended,
 }
 
 /// The state of a guest that faulted, for the report.

@@ -91,6 +91,18 @@ impl Role {
                 SYS_pipe2,
                 SYS_set_robust_list,
                 SYS_sched_getaffinity,
+                // Writing a snapshot (`--snapshot`): into the file opened at start, then renamed
+                // over the target (or removed if the guest never suspends).
+                SYS_pwrite64,
+                SYS_ftruncate,
+                SYS_fsync,
+                SYS_rename,
+                SYS_renameat,
+                SYS_renameat2,
+                SYS_unlink,
+                SYS_unlinkat,
+                SYS_linkat,
+                SYS_getcwd,
             ],
             // The vCPU's calls (added in `allowed`) and the gdb connection's.
             Role::DebuggedVcpu => &[SYS_recvfrom, SYS_sendto, SYS_setsockopt, SYS_shutdown],

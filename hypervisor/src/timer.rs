@@ -23,6 +23,8 @@ pub struct TimerService {
     thread: OnceLock<(Sender<Msg>, JoinHandle<()>)>,
     armed: Arc<AtomicBool>,
     fired: Arc<AtomicBool>,
+    /// The last deadline armed (for a snapshot; `armed` says whether it is still ahead).
+    deadline: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for TimerService {
@@ -42,11 +44,39 @@ impl TimerService {
             thread: OnceLock::new(),
             armed: Arc::new(AtomicBool::new(false)),
             fired: Arc::new(AtomicBool::new(false)),
+            deadline: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The armed deadline that has not fired, and whether a fired one is still untaken: what a
+    /// snapshot saves (docs/snapshots.md).
+    pub fn state(&self) -> (Option<Instant>, bool) {
+        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        (deadline.filter(|_| self.armed()), self.fired.load(SeqCst))
+    }
+
+    /// Disarms the timer and returns its [`state`](Self::state), for a snapshot: nothing fires
+    /// while the snapshot is written.
+    pub fn take_state(&self) -> (Option<Instant>, bool) {
+        let state = self.state();
+        self.arm(None);
+        if state.1 {
+            self.fired.store(true, SeqCst);
+        }
+        state
+    }
+
+    /// Puts the timer in a saved `state` (a deadline now in the past fires at once).
+    pub fn set_state(&self, (deadline, fired): (Option<Instant>, bool)) {
+        self.arm(deadline);
+        if fired {
+            self.fired.store(true, SeqCst);
         }
     }
 
     /// Arms the timer for `deadline` (replacing any armed one), or cancels it with `None`.
     pub fn arm(&self, deadline: Option<Instant>) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
         self.fired.store(false, SeqCst);
         self.armed.store(deadline.is_some(), SeqCst);
         if deadline.is_none() && self.thread.get().is_none() {

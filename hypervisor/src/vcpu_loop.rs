@@ -55,6 +55,8 @@ pub struct VcpuLoop<'a> {
     pub check_native: bool,
     /// Whether hypercalls come through KVM's Xen intercept (for the statistics).
     pub xen_transport: bool,
+    /// Whether `SIGUSR1` suspends the domain for a snapshot (else it is only reported).
+    pub host_snapshots: bool,
 }
 
 impl VcpuLoop<'_> {
@@ -88,6 +90,11 @@ impl VcpuLoop<'_> {
                         hypercall::dispatch(&mut ctx, nr, args)
                     };
                     match action {
+                        Action::Stop(GuestExit::Suspended) => {
+                            self.vcpu
+                                .complete_hypercall(parapet_abi::sched::SUSPEND_RESUMED);
+                            return Ok(Stop::Exit(GuestExit::Suspended));
+                        }
                         Action::Return(ret) => self.vcpu.complete_hypercall(ret),
                         Action::Block => self.block()?,
                         Action::Stop(exit) => return Ok(Stop::Exit(exit)),
@@ -117,6 +124,19 @@ impl VcpuLoop<'_> {
                     ));
                 }
                 Exit::Interrupted => {
+                    if crate::sys::take_snapshot_request() {
+                        if self.host_snapshots {
+                            if was_blocked {
+                                // Saved halted: the restored vCPU waits for its timer or events.
+                                self.dom.vcpu.set_blocked(true);
+                            }
+                            return Ok(Stop::Exit(GuestExit::Suspended));
+                        }
+                        eprintln!(
+                            "parapet: SIGUSR1 asks for a snapshot, but this VMM has no --snapshot \
+                             file (or serves warm invocations): ignored"
+                        );
+                    }
                     match self.dom.control().try_recv() {
                         Ok(Control::Stop) => return Ok(Stop::Exit(GuestExit::Stopped)),
                         Ok(Control::Fault(what)) => return self.fault(what),

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `GET /` | `200`, a small HTML page containing `Hello from Parapet` |
 //! | `GET /stats` | `200`, `text/plain`: one `name value` line per counter: `rx_packets`, `rx_bytes`, `rx_errors`, `tx_packets`, `tx_bytes`, `tx_dropped`, `notifies`, `waits`, `requests` (the guest's own counters, see `guest_sdk::net::NetStats`; `requests` counts responses begun, this one included) |
+//! | `GET /disk` | with a PV block device (the first `--disk PATH[,readonly]`): `200`, `text/plain`: the disk's first sector, read for this request, up to its first NUL byte (at most 512 bytes); `500` if the read fails. Without a disk, `404` |
 //! | `GET` of any other path | `404`, `not found` |
 //! | another method | `405` |
 //! | a malformed request, or headers over 4 KiB | `400` |
@@ -16,14 +17,27 @@
 //! beyond that is refused), and the server keeps serving until it is powered off, or:
 //!
 //! ```text
-//! parapet run net-http --net tap=tap0 --cmdline "ip=10.77.0.2/24 [gw=10.77.0.1] [requests=N]"
+//! parapet run net-http --net tap=tap0 [--disk PATH[,readonly]] \
+//!     --cmdline "ip=10.77.0.2/24 [gw=10.77.0.1] [requests=N] [suspend]"
 //! ```
 //!
 //! With `requests=N` it powers off with exit code 0 once N responses have been sent and their
 //! connections closed. Output: `net-http: listening on http://A.B.C.D:80/ (mac M)`, one line
 //! `net-http: GET PATH -> STATUS` per request, and with `requests=N` a last line
 //! `net-http: served N requests`. A missing or malformed `ip=` prints a usage line and exits 2;
-//! no network interface exits 3.
+//! no network interface exits 3. The disk is connected at start; if that fails, the guest
+//! prints `net-http: disk: …` and serves without it.
+//!
+//! With `suspend`, once the interface is up (after the `listening` line) and before it serves
+//! anything, the guest suspends for a snapshot (`guest_sdk::snapshot::suspend`; run it with
+//! `--snapshot FILE`, and the VMM exits once the snapshot is written). In each restore
+//! (`parapet restore FILE --net tap=NAME[,mac=M2] [--disk …]`) the network interface and the
+//! disk are still connected; the guest reads its MAC address afresh (a clone may have been given
+//! a new one), gives it to smoltcp if it changed, prints
+//! `net-http: resumed generation=<16 hex digits> (mac M)` and serves as above. A VMM without
+//! `--snapshot` makes it print `net-http: no snapshots (run with --snapshot FILE); serving
+//! anyway` and serve in the same domain; a cancelled or refused suspend is printed too, and it
+//! serves anyway.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -35,19 +49,23 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use guest_sdk::net::smoltcp::iface::{SocketHandle, SocketSet};
+use guest_sdk::block::{self, BlockDevice};
+use guest_sdk::net::smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use guest_sdk::net::smoltcp::socket::tcp::{self, State};
 use guest_sdk::net::{MacDisplay, Net, NetStats, ip_config};
 use guest_sdk::println;
+use guest_sdk::snapshot::{self, Resumed, SuspendError};
 use guest_sdk::start_info::{cmdline, find_param};
 use guest_sdk::time::{self, Instant};
 
 guest_sdk::entry!(main);
 
-const USAGE: &str = "usage: net-http ip=A.B.C.D/N [gw=A.B.C.D] [requests=N]";
+const USAGE: &str = "usage: net-http ip=A.B.C.D/N [gw=A.B.C.D] [requests=N] [suspend]";
 const PORT: u16 = 80;
 const SOCKETS: usize = 32;
 const MAX_HEADER: usize = 4096;
+/// Bytes of a disk sector.
+const SECTOR: usize = 512;
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// A connection with no traffic for this long is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -93,6 +111,17 @@ fn main() -> u32 {
             return 3;
         }
     };
+    let mut disk = if block::disks().next().is_some() {
+        match BlockDevice::open(0) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                println!("net-http: disk: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut iface = net.interface(cidr, gw);
     let mut sockets = SocketSet::new(Vec::new());
     let handles: Vec<SocketHandle> = (0..SOCKETS)
@@ -108,12 +137,15 @@ fn main() -> u32 {
         cidr.address(),
         MacDisplay(net.mac())
     );
+    if find_param(line, "suspend").is_some() {
+        suspend(&mut net, &mut iface);
+    }
     let (mut begun, mut served) = (0u64, 0u64);
     loop {
         net.poll_interface(&mut iface, &mut sockets);
         for (handle, conn) in handles.iter().zip(conns.iter_mut()) {
             let socket = sockets.get_mut::<tcp::Socket>(*handle);
-            if serve(socket, conn, &net.stats(), &mut begun) {
+            if serve(socket, conn, &net.stats(), &mut begun, disk.as_mut()) {
                 served += 1;
             }
         }
@@ -128,8 +160,37 @@ fn main() -> u32 {
     0
 }
 
+/// Suspends for a snapshot (the `suspend` word); in a restore, picks up the clone's MAC.
+fn suspend(net: &mut Net, iface: &mut Interface) {
+    match snapshot::suspend() {
+        Ok(Resumed::Restored { generation }) => {
+            let old = net.mac();
+            match net.refresh_mac() {
+                Ok(mac) if mac != old => iface.set_hardware_addr(net.hardware_addr()),
+                Ok(_) => {}
+                Err(e) => println!("net-http: {e}; keeping mac {}", MacDisplay(old)),
+            }
+            println!(
+                "net-http: resumed generation={generation:016x} (mac {})",
+                MacDisplay(net.mac())
+            );
+        }
+        Ok(Resumed::Cancelled) => println!("net-http: suspend cancelled; serving anyway"),
+        Err(SuspendError::NotAvailable) => {
+            println!("net-http: no snapshots (run with --snapshot FILE); serving anyway")
+        }
+        Err(e) => println!("net-http: suspend: {e}; serving anyway"),
+    }
+}
+
 /// Moves one socket along; returns `true` when a connection that got a response has closed.
-fn serve(socket: &mut tcp::Socket<'_>, conn: &mut Conn, stats: &NetStats, begun: &mut u64) -> bool {
+fn serve(
+    socket: &mut tcp::Socket<'_>,
+    conn: &mut Conn,
+    stats: &NetStats,
+    begun: &mut u64,
+    disk: Option<&mut BlockDevice>,
+) -> bool {
     if !socket.is_open() {
         let finished = conn.response.is_some();
         *conn = Conn::default();
@@ -148,7 +209,7 @@ fn serve(socket: &mut tcp::Socket<'_>, conn: &mut Conn, stats: &NetStats, begun:
         });
         if let Some(head) = request_head(&conn.request) {
             *begun += 1;
-            let (status, response) = respond(head, stats, *begun);
+            let (status, response) = respond(head, stats, *begun, disk);
             println!("net-http: {} -> {status}", request_line(head));
             conn.response = Some((response, 0));
         } else if conn.request.len() > MAX_HEADER {
@@ -197,7 +258,12 @@ fn request_line(head: &[u8]) -> String {
 }
 
 /// The status and the whole response for a request head.
-fn respond(head: &[u8], stats: &NetStats, requests: u64) -> (u16, Vec<u8>) {
+fn respond(
+    head: &[u8],
+    stats: &NetStats,
+    requests: u64,
+    disk: Option<&mut BlockDevice>,
+) -> (u16, Vec<u8>) {
     let line = head.split(|&b| b == b'\r').next().unwrap_or(b"");
     let mut words = line.split(|&b| b == b' ');
     let (method, path, version) = (words.next(), words.next(), words.next());
@@ -245,6 +311,24 @@ fn respond(head: &[u8], stats: &NetStats, requests: u64) -> (u16, Vec<u8>) {
                 s.waits,
             );
             (200, response(200, "OK", "text/plain", body.as_bytes()))
+        }
+        b"/disk" if disk.is_some() => {
+            let mut sector = [0u8; SECTOR];
+            match disk.map(|d| d.read(0, &mut sector)) {
+                Some(Ok(())) => {
+                    let end = sector.iter().position(|&b| b == 0).unwrap_or(SECTOR);
+                    (200, response(200, "OK", "text/plain", &sector[..end]))
+                }
+                _ => (
+                    500,
+                    response(
+                        500,
+                        "Internal Server Error",
+                        "text/plain",
+                        b"disk read failed\n",
+                    ),
+                ),
+            }
         }
         _ => (
             404,

@@ -167,6 +167,32 @@ pub(crate) fn console_page() -> Option<GuestPage> {
     Some(unsafe { GuestPage::from_addr(addr) })
 }
 
+/// `StartInfo::generation`, read afresh (0 before boot): the VMM rewrites it while the domain is
+/// stopped for a restore, behind the `&'static StartInfo` the SDK holds.
+pub(crate) fn start_info_generation() -> u64 {
+    crate::start_info::try_start_info().map_or(0, |info| {
+        // SAFETY: a valid, aligned u64 inside the start-info page, which lives as long as the
+        // domain; volatile, because the VMM writes it while the guest holds a shared reference.
+        unsafe { core::ptr::read_volatile(&raw const info.generation) }
+    })
+}
+
+/// `DeviceInfo::config[word]` of start-info device `index`, read afresh (`None` before boot, or
+/// for no such device or word): after a restore the VMM may rewrite a device's configuration
+/// (a clone's MAC address) while the domain is stopped, behind the `&'static StartInfo` the SDK
+/// holds.
+pub(crate) fn start_info_device_config(index: u32, word: usize) -> Option<u64> {
+    let info = crate::start_info::try_start_info()?;
+    let index = usize::try_from(index).ok()?;
+    if index >= info.devices().len() || word >= info.devices[index].config.len() {
+        return None;
+    }
+    // SAFETY: a valid, aligned u64 inside the start-info page (both indices checked above),
+    // which lives as long as the domain; volatile, because the VMM writes it while the guest
+    // holds a shared reference.
+    Some(unsafe { core::ptr::read_volatile(&raw const info.devices[index].config[word]) })
+}
+
 /// An owned, zeroed, page-aligned 4 KiB page from the heap, freed on drop. Use it for ring pages
 /// and for pages granted to backends; read and write it through [`SharedPage`] (or
 /// [`PageBox::to_array`]), never through references, while a backend may touch it.

@@ -15,6 +15,7 @@ use parapet_abi::console::CONSOLE_IN_SIZE;
 use pv_drivers::console::ConsoleBack;
 use std::io::{IsTerminal, Write};
 use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How often a backend whose standard input is a terminal it may not read (the VMM is a
@@ -22,29 +23,116 @@ use std::time::Duration;
 /// wakes; the guest does not exit.
 const BACKGROUND_RECHECK: Duration = Duration::from_millis(250);
 
+/// What the console gives the guest as input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleInput {
+    /// Standard input, then its end.
+    Stdin,
+    /// These bytes, and no end: one warm-reset invocation's request (docs/snapshots.md).
+    Bytes(Vec<u8>),
+}
+
+/// The console backend's state: its view of the console page and the input on its way in.
+/// Shared between the console thread and, for a warm reset ([`Console::pause`]), the vCPU
+/// thread.
+struct Shared {
+    console: ConsoleBack<GuestPage>,
+    input: Input,
+}
+
+/// A running console backend.
+#[derive(Debug)]
+pub struct Console {
+    thread: BackendThread,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    /// Stops the backend after it drained the guest's last output.
+    pub fn stop(self) {
+        self.thread.stop();
+    }
+
+    /// Holds the console for a warm reset: drains the stopped guest's output to standard output
+    /// and keeps the backend thread off the console page until [`ConsolePause::resume`].
+    pub fn pause(&self) -> ConsolePause<'_> {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let Shared { console, .. } = &mut *shared;
+        if let Err(e) = drain(console, &|| {}, &mut std::io::stdout(), true) {
+            tracing::warn!("console: {e}");
+        }
+        ConsolePause(shared)
+    }
+}
+
+/// The console held for a warm reset ([`Console::pause`]).
+pub struct ConsolePause<'a>(MutexGuard<'a, Shared>);
+
+impl ConsolePause<'_> {
+    /// Re-attaches the backend to the (reset) console page with `input` as the next
+    /// invocation's input, and lets the backend thread go on.
+    pub fn resume(mut self, input: Vec<u8>) {
+        let shared = &mut *self.0;
+        shared.console = ConsoleBack::attach(shared.console.page().clone());
+        shared.input = Input::from(ConsoleInput::Bytes(input));
+        let Shared { console, input } = shared;
+        if let Err(e) = input.deliver(console, &|| {}) {
+            tracing::warn!("console: {e}");
+        }
+    }
+}
+
 /// Starts the console backend on the console `page`, woken by `kick`, answering on `port`;
-/// the guest's output goes to standard output and standard input to the guest.
+/// the guest's output goes to standard output, and `input` to the guest.
 pub fn start(
     link: &BackendLink,
     page: GuestPage,
     port: u32,
     kick: std::sync::Arc<vmm_sys_util::eventfd::EventFd>,
-) -> std::io::Result<BackendThread> {
-    BackendThread::spawn(crate::seccomp::Role::Console, kick, port, link, move |io| {
-        serve(io, page, std::io::stdout(), true)
-    })
+    input: ConsoleInput,
+) -> std::io::Result<Console> {
+    let shared = Arc::new(Mutex::new(Shared {
+        console: ConsoleBack::attach(page),
+        input: Input::from(input),
+    }));
+    let theirs = shared.clone();
+    let thread =
+        BackendThread::spawn(crate::seccomp::Role::Console, kick, port, link, move |io| {
+            serve(io, &theirs, std::io::stdout())
+        })?;
+    Ok(Console { thread, shared })
+}
+
+impl From<ConsoleInput> for Input {
+    fn from(input: ConsoleInput) -> Input {
+        match input {
+            ConsoleInput::Stdin => Input {
+                open: true,
+                pending: Vec::new(),
+                eof_sent: false,
+                terminal: std::io::stdin().is_terminal(),
+            },
+            ConsoleInput::Bytes(pending) => Input {
+                open: false,
+                pending,
+                eof_sent: true,
+                terminal: false,
+            },
+        }
+    }
 }
 
 /// Serves the console page until the VMM stops the backend; drains the output ring before it
-/// returns. `input` is whether to forward standard input.
-pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
-    let mut console = ConsoleBack::attach(page);
-    let mut input = Input {
-        open: input,
-        pending: Vec::new(),
-        eof_sent: !input,
-        terminal: input && std::io::stdin().is_terminal(),
-    };
+/// returns.
+fn serve(io: BackendIo, shared: &Mutex<Shared>, mut out: impl Write) {
+    let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
+    let notify = || io.notify_guest();
     // Start awake, as the protocol has it (pv_drivers::console): `out_event` starts at 0, which
     // no guest write passes, so the guest rings the doorbell for output only once a drain has
     // armed it (`prepare_to_sleep`). A backend that slept before its first drain would leave
@@ -52,7 +140,7 @@ pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
     // guest's flush before it powers off.
     let mut more = true;
     loop {
-        let stdin = input.source();
+        let stdin = lock().input.source();
         // Still busy after a bounded drain: only look for a stop or input, do not sleep.
         let wake = if more {
             io.check(stdin.fd())
@@ -61,7 +149,9 @@ pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
         } else {
             io.wait(stdin.fd())
         };
-        more = match drain(&mut console, &io, &mut out, wake == Wake::Stop) {
+        let mut guard = lock();
+        let Shared { console, input } = &mut *guard;
+        more = match drain(console, &notify, &mut out, wake == Wake::Stop) {
             Ok(more) => more,
             Err(e) => {
                 io.guest_fault(e);
@@ -74,7 +164,7 @@ pub fn serve(io: BackendIo, page: GuestPage, mut out: impl Write, input: bool) {
         if extra {
             input.read();
         }
-        if let Err(e) = input.deliver(&mut console, &io) {
+        if let Err(e) = input.deliver(console, &notify) {
             io.guest_fault(e);
             return;
         }
@@ -90,7 +180,7 @@ const DRAIN_ROUNDS: usize = 16;
 /// is stopping, the guest no longer runs) drains whatever is left without a budget.
 fn drain(
     console: &mut ConsoleBack<GuestPage>,
-    io: &BackendIo,
+    notify_guest: &dyn Fn(),
     out: &mut impl Write,
     last: bool,
 ) -> Result<bool, String> {
@@ -105,7 +195,7 @@ fn drain(
             })
             .map_err(|e| e.to_string())?;
         if notify {
-            io.notify_guest();
+            notify_guest();
         }
         if !console.prepare_to_sleep() {
             return Ok(false);
@@ -181,7 +271,7 @@ impl Input {
     fn deliver(
         &mut self,
         console: &mut ConsoleBack<GuestPage>,
-        io: &BackendIo,
+        notify_guest: &dyn Fn(),
     ) -> Result<(), String> {
         let err = |e: pv_drivers::console::ConsoleError| e.to_string();
         let mut notify = false;
@@ -196,7 +286,7 @@ impl Input {
             notify |= wake;
         }
         if notify {
-            io.notify_guest();
+            notify_guest();
         }
         Ok(())
     }

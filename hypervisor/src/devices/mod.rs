@@ -20,6 +20,7 @@ use crate::seccomp::Role;
 use crossbeam_channel::Sender;
 use parapet_abi::Errno;
 use parapet_abi::device::{Connect, DeviceInfo, MAX_RINGS};
+use parapet_abi::grant_table::GrantRef;
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -40,6 +41,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Fills in the kind-specific parts of the device's start-info entry (config words, flags).
     fn describe(&self, _info: &mut DeviceInfo) {}
+
+    /// The host resource it serves (a disk image's path, a TAP's name), as the user named it:
+    /// a snapshot records it to reuse when a restore names none.
+    fn source(&self) -> String {
+        String::new()
+    }
 
     /// Counters for `--stats`; `index` is the device's position in start-info.
     fn stats(&self, _index: usize) -> Vec<(String, u64)> {
@@ -76,7 +83,14 @@ pub struct Device {
     backend: Arc<dyn Backend>,
     port: u32,
     kick: Arc<EventFd>,
-    running: Mutex<Option<BackendThread>>,
+    running: Mutex<Option<Running>>,
+}
+
+/// A connected device: its backend's thread and the grant references of its rings.
+#[derive(Debug)]
+struct Running {
+    thread: BackendThread,
+    rings: Vec<GrantRef>,
 }
 
 impl Device {
@@ -102,6 +116,11 @@ impl Device {
         info
     }
 
+    /// The host resource its backend serves ([`Backend::source`]).
+    pub fn source(&self) -> String {
+        self.backend.source()
+    }
+
     /// Counters for `--stats`, named after the device's index.
     pub fn stats(&self, index: usize) -> Vec<(String, u64)> {
         self.backend.stats(index)
@@ -109,15 +128,35 @@ impl Device {
 
     /// `DEVOP_connect`: maps the rings and starts the backend.
     pub fn connect(&self, link: &BackendLink, request: &Connect) -> Result<(), Errno> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if running.is_some() {
-            return Err(Errno::EBUSY);
-        }
         let nr_rings = self.backend.nr_rings();
         if request.nr_rings != nr_rings || nr_rings as usize > MAX_RINGS {
             return Err(Errno::EINVAL);
         }
-        let rings: Vec<GrantMapping> = request.rings[..nr_rings as usize]
+        self.start(link, &request.rings[..nr_rings as usize])
+    }
+
+    /// The grant references of the rings while the device is connected: what a snapshot saves.
+    pub fn connected_rings(&self) -> Option<Vec<GrantRef>> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.as_ref().map(|r| r.rings.clone())
+    }
+
+    /// Connects the device again to the rings `rings` of a restored snapshot: the backend
+    /// continues from the indices in the ring pages (`BackRing::attach`), so the frontend does
+    /// not notice. The grants are validated again, as for `DEVOP_connect`.
+    pub fn reattach(&self, link: &BackendLink, rings: &[GrantRef]) -> Result<(), Errno> {
+        if rings.len() != self.backend.nr_rings() as usize {
+            return Err(Errno::EINVAL);
+        }
+        self.start(link, rings)
+    }
+
+    fn start(&self, link: &BackendLink, grefs: &[GrantRef]) -> Result<(), Errno> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_some() {
+            return Err(Errno::EBUSY);
+        }
+        let rings: Vec<GrantMapping> = grefs
             .iter()
             .map(|&gref| link.grant_table.map_ring(gref))
             .collect::<Result<_, _>>()
@@ -134,7 +173,10 @@ impl Device {
             tracing::error!("cannot start a backend thread: {e}");
             Errno::ENOMEM
         })?;
-        *running = Some(thread);
+        *running = Some(Running {
+            thread,
+            rings: grefs.to_vec(),
+        });
         Ok(())
     }
 
@@ -145,7 +187,7 @@ impl Device {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        thread.ok_or(Errno::EINVAL)?.stop();
+        thread.ok_or(Errno::EINVAL)?.thread.stop();
         Ok(())
     }
 

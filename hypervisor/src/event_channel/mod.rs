@@ -35,11 +35,37 @@ enum Port {
     Virq(u32),
 }
 
+/// What a port is connected to, as a snapshot saves it (docs/snapshots.md): a backend port by
+/// the backend's kick, which the restoring VMM creates again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SavedPort {
+    /// Allocated by the guest, not bound.
+    Unbound(u32),
+    /// Connected to another guest port.
+    Loop {
+        /// This port.
+        port: u32,
+        /// The other end.
+        peer: u32,
+    },
+    /// Connected to a backend.
+    Backend(u32),
+    /// Bound to a virtual IRQ.
+    Virq {
+        /// This port.
+        port: u32,
+        /// The virtual IRQ.
+        virq: u32,
+    },
+}
+
 /// The guest's event channels.
 #[derive(Debug)]
 pub struct EventChannels {
     upcall: Upcall,
     table: Mutex<Table>,
+    /// The table changed since it was last restored ([`EventChannels::changed`]).
+    changed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -57,6 +83,7 @@ impl EventChannels {
                 ports: vec![Port::Free; NR_PORTS as usize],
                 virqs: [None; virq::NR as usize],
             }),
+            changed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -70,23 +97,44 @@ impl EventChannels {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The table for an operation that may change it.
+    fn table_mut(&self) -> MutexGuard<'_, Table> {
+        self.changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.table()
+    }
+
+    /// Whether the table changed since [`EventChannels::restore`] (a warm reset restores it
+    /// only then).
+    pub fn changed(&self) -> bool {
+        self.changed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Connects a new port to a backend that waits on `kick`; the port starts masked.
     pub fn bind_backend(&self, kick: Arc<EventFd>) -> Result<u32, Errno> {
-        let port = self.table().allocate(Port::Backend { kick })?;
+        let port = self.table_mut().allocate(Port::Backend { kick })?;
         self.upcall.set_masked(port, true);
         Ok(port)
     }
 
+    /// The kick of backend port `port`, if it is one.
+    pub fn backend_kick(&self, port: u32) -> Option<Arc<EventFd>> {
+        match self.table().get(port) {
+            Ok(Port::Backend { kick }) => Some(kick.clone()),
+            _ => None,
+        }
+    }
+
     /// `EVTCHNOP_alloc_unbound` for the guest itself.
     pub fn alloc_unbound(&self) -> Result<u32, Errno> {
-        let port = self.table().allocate(Port::Unbound)?;
+        let port = self.table_mut().allocate(Port::Unbound)?;
         self.reset(port);
         Ok(port)
     }
 
     /// `EVTCHNOP_bind_interdomain` to one of the guest's own unbound ports.
     pub fn bind_loop(&self, remote: u32) -> Result<u32, Errno> {
-        let mut t = self.table();
+        let mut t = self.table_mut();
         if !matches!(t.get(remote)?, Port::Unbound) {
             return Err(Errno::EINVAL);
         }
@@ -102,7 +150,7 @@ impl EventChannels {
         if virq != virq::TIMER && virq != virq::CONSOLE {
             return Err(Errno::EINVAL);
         }
-        let mut t = self.table();
+        let mut t = self.table_mut();
         if t.virqs[virq as usize].is_some() {
             return Err(Errno::EEXIST);
         }
@@ -115,7 +163,7 @@ impl EventChannels {
 
     /// `EVTCHNOP_close`. Backend ports cannot be closed.
     pub fn close(&self, port: u32) -> Result<(), Errno> {
-        let mut t = self.table();
+        let mut t = self.table_mut();
         match t.get(port)?.clone() {
             Port::Free | Port::Backend { .. } => return Err(Errno::EINVAL),
             Port::Loop { peer } => t.ports[peer as usize] = Port::Unbound,
@@ -180,6 +228,78 @@ impl EventChannels {
             matches!(p, Port::Loop { .. } | Port::Backend { .. } | Port::Virq(_))
                 && !self.upcall.is_masked(port as u32)
         })
+    }
+
+    /// The table, for a snapshot: every port in use. (Pending and mask bits are in guest
+    /// memory.)
+    pub fn save(&self) -> Vec<SavedPort> {
+        let t = self.table();
+        t.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(port, p)| {
+                let port = port as u32;
+                Some(match p {
+                    Port::Free => return None,
+                    Port::Unbound => SavedPort::Unbound(port),
+                    Port::Loop { peer } => SavedPort::Loop { port, peer: *peer },
+                    Port::Backend { .. } => SavedPort::Backend(port),
+                    Port::Virq(virq) => SavedPort::Virq { port, virq: *virq },
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the table with a snapshot's `saved` one; `kick` gives each backend port's
+    /// doorbell. Refuses (with what is wrong) a table no VMM could have saved: a port out of
+    /// range or used twice, a loop whose ends do not match, a virtual IRQ bound twice or not one
+    /// the VMM raises, a backend port `kick` does not know.
+    pub fn restore(
+        &self,
+        saved: &[SavedPort],
+        kick: impl Fn(u32) -> Option<Arc<EventFd>>,
+    ) -> Result<(), String> {
+        let mut ports = vec![Port::Free; NR_PORTS as usize];
+        let mut virqs = [None; virq::NR as usize];
+        for &entry in saved {
+            let (port, what) = match entry {
+                SavedPort::Unbound(port) => (port, Port::Unbound),
+                SavedPort::Loop { port, peer } => (port, Port::Loop { peer }),
+                SavedPort::Backend(port) => {
+                    let kick = kick(port).ok_or(format!("port {port} names no backend"))?;
+                    (port, Port::Backend { kick })
+                }
+                SavedPort::Virq { port, virq: v } => {
+                    if v != virq::TIMER && v != virq::CONSOLE {
+                        return Err(format!("port {port} is bound to unknown VIRQ {v}"));
+                    }
+                    if virqs[v as usize].replace(port).is_some() {
+                        return Err(format!("VIRQ {v} is bound twice"));
+                    }
+                    (port, Port::Virq(v))
+                }
+            };
+            match ports.get_mut(port as usize) {
+                Some(slot @ Port::Free) if port != 0 => *slot = what,
+                _ => return Err(format!("port {port} is out of range or used twice")),
+            }
+        }
+        for (port, p) in ports.iter().enumerate() {
+            if let Port::Loop { peer } = p {
+                let back = ports.get(*peer as usize);
+                if !matches!(back, Some(Port::Loop { peer: p2 }) if *p2 as usize == port) {
+                    return Err(format!(
+                        "port {port}'s loop peer {peer} does not point back"
+                    ));
+                }
+            }
+        }
+        let mut t = self.table();
+        t.ports = ports;
+        t.virqs = virqs;
+        self.changed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// A port the guest just allocated starts unmasked and not pending.
@@ -268,6 +388,36 @@ mod tests {
         assert!(!ev.can_wake(), "backend ports start masked");
         ev.unmask(b).unwrap();
         assert!(ev.can_wake());
+    }
+
+    #[test]
+    fn a_saved_table_comes_back_and_a_forged_one_is_refused() {
+        let (ev, _fd) = channels();
+        let kick = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        let b = ev.bind_backend(kick.clone()).unwrap();
+        let a = ev.alloc_unbound().unwrap();
+        let l = ev.bind_loop(a).unwrap();
+        let t = ev.bind_virq(virq::TIMER).unwrap();
+        let u = ev.alloc_unbound().unwrap();
+        let saved = ev.save();
+        let (ev2, _fd2) = channels();
+        ev2.restore(&saved, |p| (p == b).then(|| kick.clone()))
+            .unwrap();
+        assert_eq!(ev2.save(), saved);
+        assert_eq!(ev2.status(l).unwrap(), ev.status(l).unwrap());
+        assert_eq!(ev2.status(t).unwrap(), (status::VIRQ, 0));
+        assert_eq!(ev2.status(u).unwrap().0, status::UNBOUND);
+        assert_eq!(ev2.bind_virq(virq::TIMER), Err(Errno::EEXIST));
+        for forged in [
+            vec![SavedPort::Unbound(0)],
+            vec![SavedPort::Unbound(NR_PORTS)],
+            vec![SavedPort::Unbound(3), SavedPort::Unbound(3)],
+            vec![SavedPort::Loop { port: 3, peer: 4 }],
+            vec![SavedPort::Virq { port: 3, virq: 9 }],
+            vec![SavedPort::Backend(7)],
+        ] {
+            assert!(ev2.restore(&forged, |_| None).is_err(), "{forged:?}");
+        }
     }
 
     #[test]

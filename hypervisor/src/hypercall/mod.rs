@@ -99,7 +99,11 @@ pub(crate) mod testing {
     /// 0x2000, grant table at 0xc000); returns its result and the console output.
     pub fn with_context<R>(f: impl FnOnce(&mut Context<'_>) -> R) -> (R, Vec<u8>) {
         let ram = std::sync::Arc::new(GuestRam::new(4 << 20).unwrap());
-        let dom = Domain::new(ram.clone(), None, std::time::Instant::now());
+        let dom = Domain::new(
+            ram.clone(),
+            None,
+            crate::domain::SystemClock::starting_at(std::time::Instant::now()),
+        );
         let mut out = Captured::default();
         let mut ctx = Context {
             dom: &dom,

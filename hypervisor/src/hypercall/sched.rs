@@ -45,6 +45,9 @@ fn shutdown(ctx: &mut Context<'_>, arg: u64) -> Action {
         reason::REBOOT => GuestExit::Reboot,
         reason::CRASH => GuestExit::Crash,
         reason::WATCHDOG => GuestExit::Watchdog,
+        // The vCPU loop answers SUSPEND_RESUMED, which the restored domain sees.
+        reason::SUSPEND if ctx.dom.snapshots() => GuestExit::Suspended,
+        reason::SUSPEND => return Action::Return(Errno::ENOSYS.to_ret()),
         _ => return Action::Return(Errno::EINVAL.to_ret()),
     })
 }
@@ -85,7 +88,11 @@ mod tests {
             Action::Stop(GuestExit::Watchdog)
         ));
         let einval = Errno::EINVAL.to_ret();
-        assert_eq!(ret(shutdown_with(reason::SUSPEND, 0)), einval);
+        assert_eq!(
+            ret(shutdown_with(reason::SUSPEND, 0)),
+            Errno::ENOSYS.to_ret(),
+            "no --snapshot"
+        );
         assert_eq!(ret(shutdown_with(99, 0)), einval);
     }
 

@@ -1,21 +1,18 @@
 //! `set_timer_op` (15): the vCPU's one-shot timer (docs/abi.md §3.7).
 
 use super::{Action, Context};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 impl Context<'_> {
     /// System time now, in ns.
     #[cfg(test)]
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.dom.boot.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.dom.clock.now_ns()
     }
 
     /// The host instant of system time `ns`.
     pub fn instant_of(&self, ns: u64) -> Instant {
-        self.dom
-            .boot
-            .checked_add(Duration::from_nanos(ns))
-            .unwrap_or_else(|| self.dom.boot + Duration::from_secs(u32::MAX.into()))
+        self.dom.clock.instant_of(ns)
     }
 }
 

@@ -2,6 +2,7 @@
 //! to `memory.rs`.
 
 pub mod irq;
+pub mod state;
 pub mod stats;
 pub mod vcpu;
 
@@ -42,11 +43,16 @@ pub fn create_vm(kvm: &Kvm) -> Result<VmFd> {
     kvm.create_vm().kvm("KVM_CREATE_VM")
 }
 
-/// Makes `ram` the VM's memory slot 0, at GPA 0.
-pub fn register_ram(vm: &VmFd, ram: &GuestRam) -> Result<()> {
+/// Makes `ram` the VM's memory slot 0, at GPA 0; with `log_dirty`, KVM records the pages the
+/// guest writes ([`dirty_pages`]).
+pub fn register_ram(vm: &VmFd, ram: &GuestRam, log_dirty: bool) -> Result<()> {
     let region = kvm_userspace_memory_region {
         slot: 0,
-        flags: 0,
+        flags: if log_dirty {
+            kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES
+        } else {
+            0
+        },
         guest_phys_addr: 0,
         memory_size: ram.size(),
         userspace_addr: ram.host_base(),
@@ -54,6 +60,29 @@ pub fn register_ram(vm: &VmFd, ram: &GuestRam) -> Result<()> {
     // SAFETY: the region describes `ram`'s own mapping, which stays mapped for as long as the VM
     // runs: the VMM drops the VM (and its vCPU) before the RAM.
     unsafe { vm.set_user_memory_region(region) }.kvm("KVM_SET_USER_MEMORY_REGION")
+}
+
+/// Deletes memory slot 0 and adds it again over `ram`: KVM drops every translation it built
+/// from the slot, shadow page tables included (a warm reset on kvm_pvm needs that after the
+/// host reverted guest page-table pages, kvm-pvm.md §8).
+pub fn reload_ram(vm: &VmFd, ram: &GuestRam, log_dirty: bool) -> Result<()> {
+    let empty = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: 0,
+        userspace_addr: ram.host_base(),
+    };
+    // SAFETY: a region of size 0 deletes slot 0; KVM maps nothing of ours afterwards.
+    unsafe { vm.set_user_memory_region(empty) }.kvm("KVM_SET_USER_MEMORY_REGION")?;
+    register_ram(vm, ram, log_dirty)
+}
+
+/// The pages of slot 0 the guest wrote since the last call (`KVM_GET_DIRTY_LOG`: a bitmap,
+/// one bit per page); the slot must log them ([`register_ram`]).
+pub fn dirty_pages(vm: &VmFd, ram: &GuestRam) -> Result<Vec<u64>> {
+    vm.get_dirty_log(0, ram.size() as usize)
+        .kvm("KVM_GET_DIRTY_LOG")
 }
 
 /// Whether KVM can send every VMCALL/VMMCALL to userspace (`KVM_EXIT_XEN`).

@@ -143,7 +143,10 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 
 impl Vcpu {
     /// Wraps a created vCPU.
-    pub fn new(fd: VcpuFd) -> Vcpu {
+    pub fn new(mut fd: VcpuFd) -> Vcpu {
+        // KVM stores the registers in `kvm_run` at every exit: a port-I/O hypercall reads its
+        // arguments there, without a KVM_GET_REGS.
+        fd.set_sync_valid_reg(SyncReg::Register);
         Vcpu {
             fd,
             pending: Pending::None,
@@ -171,6 +174,21 @@ impl Vcpu {
     }
 
     /// Writes one MSR; returns whether KVM accepted it.
+    /// Writes `(index, value)` pairs with one `KVM_SET_MSRS`; returns how many KVM took (it
+    /// stops at the first it refuses).
+    pub fn write_msrs(&self, msrs: &[(u32, u64)]) -> Result<usize> {
+        let entries: Vec<_> = msrs
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries).expect("a handful of MSRs fits");
+        self.fd.set_msrs(&msrs).kvm("KVM_SET_MSRS")
+    }
+
     pub fn write_msr(&self, index: u32, data: u64) -> Result<bool> {
         let msrs = Msrs::from_entries(&[kvm_msr_entry {
             index,
@@ -228,7 +246,6 @@ impl Vcpu {
             ..Default::default()
         };
         self.fd.set_regs(&regs).kvm("KVM_SET_REGS")?;
-        self.fd.set_sync_valid_reg(SyncReg::Register);
         Ok(())
     }
 
@@ -428,6 +445,53 @@ impl Vcpu {
     /// Xen intercept and port I/O alike), and no synced register is marked dirty.
     pub fn abandon_hypercall(&mut self) {
         self.pending = Pending::None;
+    }
+
+    /// Makes KVM finish the exit [`Vcpu::run`] last returned (a hypercall's result, the skip
+    /// past its instruction) without running the guest: `KVM_RUN` with `immediate_exit` set,
+    /// as KVM's documentation prescribes before saving a vCPU's state. Answer the hypercall
+    /// first ([`Vcpu::complete_hypercall`]) or abandon it.
+    pub fn finish_exit(&mut self) -> Result<()> {
+        self.pending = Pending::None;
+        self.fd.set_kvm_immediate_exit(1);
+        let ran = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match ran {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            Err(e) => Err(e).kvm("KVM_RUN"),
+            // An exit without entering the guest cannot happen: KVM checks `immediate_exit`
+            // before it enters.
+            Ok(()) => Err(crate::error::Error::HostUnsupported(
+                "KVM ran the guest although immediate_exit was set".into(),
+            )),
+        }
+    }
+
+    /// Has KVM store the special registers in `kvm_run` at every exit too, so that
+    /// [`Vcpu::sregs_at_exit`] reads them without an ioctl (a warm reset compares them).
+    pub fn sync_sregs(&mut self) {
+        self.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+    }
+
+    /// The special registers KVM stored at the last exit, with [`Vcpu::sync_sregs`].
+    pub fn sregs_at_exit(&self) -> kvm_bindings::kvm_sregs {
+        self.fd.sync_regs().sregs
+    }
+
+    /// Sets the registers and, if given, the special registers for the next entry, through
+    /// `kvm_run` (KVM applies them at the next `KVM_RUN`): no ioctl now. The last exit must be
+    /// finished ([`Vcpu::finish_exit`]).
+    pub fn set_on_entry(
+        &mut self,
+        regs: &kvm_bindings::kvm_regs,
+        sregs: Option<&kvm_bindings::kvm_sregs>,
+    ) {
+        self.fd.sync_regs_mut().regs = *regs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        if let Some(sregs) = sregs {
+            self.fd.sync_regs_mut().sregs = *sregs;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+        }
     }
 
     /// Delivers the result of the hypercall [`Vcpu::run`] last returned.

@@ -23,3 +23,13 @@ pub fn signal_thread(thread: ThreadId, signal: libc::c_int) {
     // target to this process, and the caller guarantees the thread is still alive.
     unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), thread, signal) };
 }
+
+/// The host CPU's time-stamp counter.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC reads a counter into EDX:EAX and touches no memory.
+    unsafe {
+        core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}

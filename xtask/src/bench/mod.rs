@@ -1,8 +1,9 @@
-//! `cargo xtask bench`: three suites behind one driver ([`suite`]). The core suite
+//! `cargo xtask bench`: four suites behind one driver ([`suite`]). The core suite
 //! ([`core`]) runs the bench guest, the floor and (if given) the Solo5 peer, and prints the
 //! hypercall-vs-trap table, writing `results.json` and `chart.svg` under `target/bench/`;
 //! `bench blk` ([`blk`]) and `bench net` ([`net`]) measure the PV block and network devices
-//! against the host. Each runs its rounds, adds them up into a report, and the driver prints
+//! against the host; `bench snapshot` ([`snapshot`]) measures warm reset, restore against a cold
+//! start, and the memory of restored clones. Each runs its rounds, adds them up into a report, and the driver prints
 //! its table and writes its JSON and SVG chart. Each suite's module describes its method;
 //! docs/benchmarks.md has the long version.
 
@@ -16,6 +17,7 @@ pub mod parse;
 pub mod process;
 pub mod report;
 pub mod rows;
+pub mod snapshot;
 pub mod suite;
 pub mod table;
 
@@ -81,6 +83,10 @@ enum Suite {
     /// device, next to the same traffic over a veth pair and loopback; prints one table,
     /// writes net.json and net.svg. Needs root (network namespaces).
     Net(Box<net::NetArgs>),
+    /// Snapshots: warm-reset latency against pages dirtied, a restored or a cold process per
+    /// request, and the memory of 100 restored clones of one snapshot; prints one table,
+    /// writes snapshot.json and snapshot.svg.
+    Snapshot(Box<snapshot::SnapshotArgs>),
 }
 
 pub fn run(ws: &Workspace, args: BenchArgs) -> Result<ExitCode> {
@@ -93,6 +99,10 @@ pub fn run(ws: &Workspace, args: BenchArgs) -> Result<ExitCode> {
         Some(Suite::Net(a)) => {
             let out_dir = suite::out_dir(ws, a.out.as_deref());
             suite::run(net::Net::new(ws, *a, &out_dir)?, &out_dir)
+        }
+        Some(Suite::Snapshot(a)) => {
+            let out_dir = suite::out_dir(ws, a.out.as_deref());
+            suite::run(snapshot::Snapshot::new(ws, *a, &out_dir)?, &out_dir)
         }
         None => {
             let out_dir = suite::out_dir(ws, args.out.as_deref());

@@ -1,5 +1,5 @@
-//! What the three `cargo xtask bench` suites (the hypercall-vs-trap table, `bench blk`,
-//! `bench net`) share: the rounds and their progress lines, the cells that results collect in
+//! What the `cargo xtask bench` suites (the hypercall-vs-trap table, `bench blk`, `bench net`,
+//! `bench snapshot`) share: the rounds and their progress lines, the cells that results collect in
 //! over the rounds, and the output: the table on standard output, the JSON and the SVG chart
 //! under `--out`.
 //!
@@ -20,7 +20,7 @@ use crate::Workspace;
 
 /// One benchmark suite.
 pub trait Suite {
-    /// How the progress lines name the suite: `bench`, `bench blk`, `bench net`.
+    /// How the progress lines name the suite: `bench`, `bench blk`, `bench net`, …
     const NAME: &'static str;
     /// What the rounds add up to.
     type Report: Report;

@@ -11,7 +11,8 @@
 //! 3. packs them with the disk images and a generated `/init` into an initramfs,
 //! 4. boots it, runs every case of [`cases`] under every transport inside, and reads the results
 //!    back from the serial console; for the gdb cases, runs the host's gdb against the guest
-//!    through the VM's second serial port (a TCP port on the host's loopback),
+//!    through the VM's second serial port (a TCP port on the host's loopback); for the snapshot
+//!    cases, runs `parapet restore` on the snapshot the guest's run wrote, once or more,
 //! 5. prints a case × transport table and exits non-zero if anything failed.
 //!
 //! `--bench` also runs `cargo xtask bench` (a static xtask) inside the VM: the hypercall-vs-trap
@@ -32,7 +33,7 @@ use clap::Args;
 
 use crate::Workspace;
 use assets::Assets;
-use cases::{CASES, Case, EXTRA_CASES, EXTRA_TRANSPORTS, Image, TRANSPORTS, Transport};
+use cases::{CASES, Case, EXTRA_TRANSPORTS, Image, Output, TRANSPORTS, Transport};
 
 /// The static host target the VMM is built for inside the lane.
 pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
@@ -74,10 +75,16 @@ struct Run {
 /// What a run printed, read back from the serial log.
 #[derive(Debug, Default)]
 struct Observed {
-    status: Option<i32>,
-    stdout: String,
-    stderr: String,
+    /// The guest's run, then the restores of its snapshot, as far as they got.
+    steps: Vec<Output>,
     client: String,
+}
+
+impl Observed {
+    /// The guest's run.
+    fn run(&self) -> &Output {
+        &self.steps[0]
+    }
 }
 
 pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
@@ -181,8 +188,14 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
             println!("  - {p}");
         }
         if let Some(o) = o {
-            println!("  stdout (last lines):\n{}", tail(&o.stdout, 15));
-            println!("  stderr (last lines):\n{}", tail(&o.stderr, 15));
+            for (k, step) in o.steps.iter().enumerate() {
+                let what = match k {
+                    0 => String::new(),
+                    k => format!("restore {k} "),
+                };
+                println!("  {what}stdout (last lines):\n{}", tail(&step.stdout, 15));
+                println!("  {what}stderr (last lines):\n{}", tail(&step.stderr, 15));
+            }
             if !o.client.is_empty() {
                 let (what, lines) = if run.case.gdb.is_empty() {
                     ("client", 15)
@@ -211,7 +224,7 @@ pub fn run(ws: &Workspace, args: KvmHwArgs) -> Result<ExitCode> {
     })
 }
 
-/// Every case under every transport, then the first cases under the extra transports.
+/// Every case under every transport, then the cases marked for it under the extra transports.
 fn plan(only: &[String]) -> Vec<Run> {
     let wanted = |c: &Case| only.is_empty() || only.iter().any(|p| c.name.contains(p.as_str()));
     let mut runs = Vec::new();
@@ -220,7 +233,7 @@ fn plan(only: &[String]) -> Vec<Run> {
             runs.push(Run { case, transport });
         }
     }
-    for case in CASES[..EXTRA_CASES].iter().filter(|c| wanted(c)) {
+    for case in CASES.iter().filter(|c| c.extra_transports && wanted(c)) {
         for &transport in EXTRA_TRANSPORTS {
             runs.push(Run { case, transport });
         }
@@ -308,14 +321,10 @@ fn pack(
             // -v: the log says how each breakpoint reached the VMM.
             write!(cmd, " --gdb {} -v", cases::GDB_LINE)?;
         }
-        let stdin = match case.stdin {
-            Some(text) => {
-                let path = format!("input/{i}");
-                std::fs::write(root.join(&path), text)?;
-                format!("/{path}")
-            }
-            None => "/dev/null".to_owned(),
-        };
+        if !case.restores.is_empty() {
+            write!(cmd, " --snapshot {}", cases::SNAPSHOT)?;
+        }
+        let stdin = input(&root, &i.to_string(), case.stdin)?;
         match case.client {
             // The host runs gdb once it sees `@@GDB`: the VMM has opened the line by then and
             // waits for gdb's first packet. A VMM that never gets there gets no gdb.
@@ -345,10 +354,36 @@ fn pack(
                 ip = cases::GUEST_IP,
             )?,
         }
+        init.push_str(PRINT_OUTPUT);
+        for (k, restore) in case.restores.iter().enumerate() {
+            let file = if restore.corrupted {
+                writeln!(
+                    init,
+                    "cp {snap} {bad}\n\
+                     b=$(od -An -tu1 -j {at} -N 1 {bad})\n\
+                     printf \"\\\\$(printf %o $(( $b ^ 255 )))\" | dd of={bad} bs=1 seek={at} conv=notrunc 2>/dev/null",
+                    snap = cases::SNAPSHOT,
+                    bad = cases::CORRUPTED,
+                    at = cases::CORRUPTED_BYTE,
+                )?;
+                cases::CORRUPTED
+            } else {
+                cases::SNAPSHOT
+            };
+            let warm = if restore.warm { " --warm" } else { "" };
+            let stdin = input(&root, &format!("{i}-{k}"), restore.stdin)?;
+            writeln!(
+                init,
+                "echo '@@RESTORE {k}'\n\
+                 timeout 600 /bin/parapet restore {file} --timeout 300{warm} <{stdin} >/tmp/out 2>/tmp/err\n\
+                 echo \"@@STATUS $?\""
+            )?;
+            init.push_str(PRINT_OUTPUT);
+        }
         writeln!(
             init,
-            "awk '{{print \"@@O \" $0}}' /tmp/out\nawk '{{print \"@@E \" $0}}' /tmp/err\n\
-             rm -f /tmp/disk*.img /tmp/client\necho '@@END {i}'"
+            "rm -f /tmp/disk*.img /tmp/client {}*\necho '@@END {i}'",
+            cases::SNAPSHOT
         )?;
     }
     if args.bench {
@@ -379,6 +414,23 @@ fn pack(
         "packing the initramfs",
     )?;
     Ok(out)
+}
+
+/// A `parapet` process's output into the serial log, after its `@@STATUS` line.
+const PRINT_OUTPUT: &str =
+    "awk '{print \"@@O \" $0}' /tmp/out\nawk '{print \"@@E \" $0}' /tmp/err\n";
+
+/// Standard input for a process, as a path inside the VM: `text` in the initramfs's `/input`
+/// under `name`, or /dev/null.
+fn input(root: &Path, name: &str, text: Option<&str>) -> Result<String> {
+    Ok(match text {
+        Some(text) => {
+            let path = format!("input/{name}");
+            std::fs::write(root.join(&path), text)?;
+            format!("/{path}")
+        }
+        None => "/dev/null".to_owned(),
+    })
 }
 
 const INIT_PROLOGUE: &str = r#"#!/bin/busybox sh
@@ -540,6 +592,7 @@ fn boot(
     let mut file = std::fs::File::create(log_path)?;
     let mut log = String::new();
     let mut current = String::new();
+    let mut step = String::new();
     let mut gdb_outputs = BTreeMap::new();
     let mut gdb_running: Option<(usize, std::thread::JoinHandle<String>)> = None;
     let mut gdb_finish = |running: &mut Option<(usize, std::thread::JoinHandle<String>)>| {
@@ -554,10 +607,14 @@ fn boot(
         writeln!(file, "{line}")?;
         if let Some(rest) = line.strip_prefix("@@BEGIN ") {
             current = rest.to_owned();
+            step.clear();
+        } else if let Some(k) = line.strip_prefix("@@RESTORE ") {
+            let k = k.trim().parse::<usize>().map_or(0, |k| k + 1);
+            step = format!(", restore {k}");
         } else if let Some(status) = line.strip_prefix("@@STATUS ") {
             let (n, name) = current.split_once(' ').unwrap_or(("?", &current));
             eprintln!(
-                "kvm-hw: [{:>3}/{total}] {:>6.1} s  {name}: status {status}",
+                "kvm-hw: [{:>3}/{total}] {:>6.1} s  {name}{step}: status {status}",
                 n.parse::<usize>().map_or(0, |n| n + 1),
                 started.elapsed().as_secs_f64()
             );
@@ -601,16 +658,25 @@ fn parse(log: &str) -> BTreeMap<usize, Observed> {
     for line in log.lines() {
         if let Some(rest) = line.strip_prefix("@@BEGIN ") {
             let n = rest.split(' ').next().and_then(|n| n.parse().ok());
-            current = n.map(|n| (n, Observed::default()));
+            current = n.map(|n| {
+                let o = Observed {
+                    steps: vec![Output::default()],
+                    ..Observed::default()
+                };
+                (n, o)
+            });
         } else if let Some((_, o)) = current.as_mut() {
+            let step = o.steps.last_mut().expect("the run's step");
             if let Some(s) = line.strip_prefix("@@STATUS ") {
-                o.status = s.trim().parse().ok();
+                step.status = s.trim().parse().ok();
+            } else if line.starts_with("@@RESTORE ") {
+                o.steps.push(Output::default());
             } else if let Some(text) = line.strip_prefix("@@O ") {
-                o.stdout.push_str(text);
-                o.stdout.push('\n');
+                step.stdout.push_str(text);
+                step.stdout.push('\n');
             } else if let Some(text) = line.strip_prefix("@@E ") {
-                o.stderr.push_str(text);
-                o.stderr.push('\n');
+                step.stderr.push_str(text);
+                step.stderr.push('\n');
             } else if let Some(text) = line.strip_prefix("@@C ") {
                 o.client.push_str(text);
                 o.client.push('\n');
@@ -623,37 +689,77 @@ fn parse(log: &str) -> BTreeMap<usize, Observed> {
     results
 }
 
+/// What one process of a run must show: its exit status, and strings its standard output must
+/// and must not contain and its standard error must contain.
+struct Expected<'a> {
+    status: i32,
+    stdout: &'a [&'a str],
+    stdout_not: &'a [&'a str],
+    stderr: &'a [&'a str],
+}
+
 /// What is wrong with a run's result; empty if it passed.
 fn check(run: &Run, o: &Observed, amd: bool) -> Vec<String> {
     let case = run.case;
+    let transport = cases::reported_name(run.transport, amd);
+    let expected = Expected {
+        status: case.status,
+        stdout: case.stdout,
+        stdout_not: case.stdout_not,
+        stderr: case.stderr,
+    };
+    let mut problems = check_output(o.run(), &expected, transport);
+    for want in case.client_out {
+        if !o.client.contains(want) {
+            problems.push(format!("the client's output lacks {want:?}"));
+        }
+    }
+    for (k, restore) in case.restores.iter().enumerate() {
+        let k = k + 1;
+        let Some(output) = o.steps.get(k) else {
+            problems.push(format!("restore {k} did not run"));
+            continue;
+        };
+        let expected = Expected {
+            status: restore.status,
+            stdout: restore.stdout,
+            stdout_not: restore.stdout_not,
+            stderr: restore.stderr,
+        };
+        for problem in check_output(output, &expected, transport) {
+            problems.push(format!("restore {k}: {problem}"));
+        }
+    }
+    if let Some(across) = case.across {
+        problems.extend(across(&o.steps));
+    }
+    problems
+}
+
+/// What is wrong with one process's output; `transport` replaces `{transport}`.
+fn check_output(o: &Output, expected: &Expected, transport: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    if o.status != Some(case.status) {
+    if o.status != Some(expected.status) {
         problems.push(format!(
             "exit status {}, want {}",
             o.status.map_or("none".to_owned(), |s| s.to_string()),
-            case.status
+            expected.status
         ));
     }
-    let transport = cases::reported_name(run.transport, amd);
-    for want in case.stdout {
+    for want in expected.stdout {
         let want = want.replace("{transport}", transport);
         if !o.stdout.contains(&want) {
             problems.push(format!("stdout lacks {want:?}"));
         }
     }
-    for bad in case.stdout_not {
+    for bad in expected.stdout_not {
         if o.stdout.contains(bad) {
             problems.push(format!("stdout has {bad:?}"));
         }
     }
-    for want in case.stderr {
+    for want in expected.stderr {
         if !o.stderr.contains(want) {
             problems.push(format!("stderr lacks {want:?}"));
-        }
-    }
-    for want in case.client_out {
-        if !o.client.contains(want) {
-            problems.push(format!("the client's output lacks {want:?}"));
         }
     }
     if o.stderr.contains("panicked at") {
@@ -751,9 +857,11 @@ mod tests {
         assert!(cases::dev_build("debuggee"));
         assert!(!cases::dev_build("hello"));
         let mut o = Observed {
-            status: Some(143),
-            stdout: "debuggee: 14 rounds, total 143\n".into(),
-            stderr: "parapet: the guest waits for gdb; ...\n".into(),
+            steps: vec![Output {
+                status: Some(143),
+                stdout: "debuggee: 14 rounds, total 143\n".into(),
+                stderr: "parapet: the guest waits for gdb; ...\n".into(),
+            }],
             ..Observed::default()
         };
         let problems = check(&runs[0], &o, true);
@@ -761,6 +869,125 @@ mod tests {
         assert!(!problems.is_empty(), "no gdb transcript is a failure");
         o.client = runs[0].case.client_out.join("\n");
         assert!(check(&runs[0], &o, true).is_empty());
+    }
+
+    /// The serial log of `snapshot` under vmcall, with `resumed` lines (without the run) as given.
+    fn snapshot_log(resumed: [&str; 2]) -> String {
+        let ready = "0123456789abcdef";
+        let mut log = format!(
+            "@@BEGIN 7 snapshot / vmcall\n@@STATUS 0\n\
+             @@O snapshot-guest: ready checksum={ready}\n\
+             @@E parapet: guest suspended; snapshot written to /tmp/snapshot (5 KiB of 64 MiB)\n"
+        );
+        for (k, line) in resumed.iter().enumerate() {
+            log.push_str(&format!(
+                "@@RESTORE {k}\n@@STATUS 0\n@@O {line}\n@@O snapshot-guest: slept\n"
+            ));
+        }
+        log + "@@END 7\n"
+    }
+
+    #[test]
+    fn a_snapshot_case_checks_each_restore_and_across_them() {
+        let runs = plan(&["snapshot".to_owned()]);
+        let run = runs.iter().find(|r| r.case.name == "snapshot").unwrap();
+        assert!(
+            runs.iter().any(|r| r.transport.0 == "intel-vmcall"),
+            "the extra transports restore snapshots too"
+        );
+        let resumed = |generation: &str, ms: u32, sum: &str| {
+            format!(
+                "snapshot-guest: resumed generation={generation} elapsed_ms={ms} \
+                 checksum={sum} resumes=1"
+            )
+        };
+        let (good, other) = ("0123456789abcdef", "fedcba9876543210");
+        let gen_a = "00000000000000a1";
+        let gen_b = "00000000000000b2";
+        let log = snapshot_log([&resumed(gen_a, 90, good), &resumed(gen_b, 1400, good)]);
+        let o = &parse(&log)[&7];
+        assert_eq!(o.steps.len(), 3);
+        assert_eq!(check(run, o, true), Vec::<String>::new());
+
+        // The second restore with the first one's generation, a checksum that changed, a clock
+        // gone backwards.
+        let log = snapshot_log([&resumed(gen_a, 90, good), &resumed(gen_a, 80, other)]);
+        let problems = check(run, &parse(&log)[&7], true);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().all(|p| p.starts_with("restore 2: ")));
+
+        // The second restore sooner after the suspend than the first one's timer fired.
+        let log = snapshot_log([&resumed(gen_a, 90, good), &resumed(gen_b, 400, good)]);
+        let problems = check(run, &parse(&log)[&7], true);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("timer"));
+
+        // A restore that never ran (the VM stopped early).
+        let mut log = snapshot_log([&resumed(gen_a, 90, good), &resumed(gen_b, 1400, good)]);
+        let cut = log.find("@@RESTORE 1").unwrap();
+        log.truncate(cut);
+        log.push_str("@@END 7\n");
+        let problems = check(run, &parse(&log)[&7], true);
+        assert_eq!(problems, ["restore 2 did not run"]);
+    }
+
+    #[test]
+    fn the_corrupted_snapshot_must_be_refused_in_one_line() {
+        let runs = plan(&["snapshot corrupted".to_owned()]);
+        let error = format!(
+            "parapet: error: snapshot {}: the snapshot is corrupted: the header checksum does \
+             not match",
+            cases::CORRUPTED
+        );
+        let o = |stderr: String| Observed {
+            steps: vec![
+                Output {
+                    status: Some(0),
+                    stdout: "snapshot-guest: ready checksum=0\n".into(),
+                    stderr: "parapet: guest suspended; snapshot written to /tmp/snapshot (1)\n"
+                        .into(),
+                },
+                Output {
+                    status: Some(1),
+                    stdout: String::new(),
+                    stderr,
+                },
+            ],
+            ..Observed::default()
+        };
+        assert!(check(&runs[0], &o(format!("{error}\n")), true).is_empty());
+        let problems = check(&runs[0], &o(format!("{error}\nmore\n")), true);
+        assert!(problems[0].contains("not one line"), "{problems:?}");
+    }
+
+    #[test]
+    fn warm_replies_come_once_per_line_in_order() {
+        let runs = plan(&["snapshot warm".to_owned()]);
+        let reply = |line: &str, leak: &str| {
+            format!("snapshot-guest: reply {line} generation=0000000000000001 leak={leak}\n")
+        };
+        let o = |stdout: String| Observed {
+            steps: vec![
+                Output {
+                    status: Some(0),
+                    stdout: "snapshot-guest: ready checksum=0\n".into(),
+                    stderr: "parapet: guest suspended; snapshot written to /tmp/snapshot (1)\n"
+                        .into(),
+                },
+                Output {
+                    status: Some(0),
+                    stdout,
+                    stderr: String::new(),
+                },
+            ],
+            ..Observed::default()
+        };
+        let good = reply("one", "no") + &reply("two", "no") + &reply("three", "no");
+        assert!(check(&runs[0], &o(good.clone()), true).is_empty());
+        let twice = good + &reply("three", "no");
+        assert_eq!(check(&runs[0], &o(twice), true).len(), 1);
+        let leaked = reply("one", "no") + &reply("two", "yes") + &reply("three", "no");
+        assert_eq!(check(&runs[0], &o(leaked), true).len(), 2);
     }
 
     #[test]

@@ -22,6 +22,9 @@ use vm_memory::GuestAddress;
 pub struct DiskImage {
     file: File,
     path: PathBuf,
+    /// `path` from the root, as the VMM found it when it opened the image (for a snapshot, which
+    /// may be restored from another directory).
+    absolute: PathBuf,
     sectors: u64,
     read_only: bool,
 }
@@ -65,9 +68,11 @@ impl DiskImage {
             Ok(false) => return Err(err("is in use by another process".into())),
             Err(e) => return Err(err(format!("cannot be locked: {e}"))),
         }
+        let absolute = std::path::absolute(&spec.path).unwrap_or_else(|_| spec.path.clone());
         Ok(DiskImage {
             file,
             path: spec.path.clone(),
+            absolute,
             sectors,
             read_only: spec.readonly,
         })
@@ -86,6 +91,11 @@ impl DiskImage {
     /// The image's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The image's path from the root.
+    pub fn absolute_path(&self) -> &Path {
+        &self.absolute
     }
 }
 

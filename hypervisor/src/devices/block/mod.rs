@@ -38,6 +38,15 @@ impl Backend for BlockDevice {
         Role::Block
     }
 
+    fn source(&self) -> String {
+        let path = self.image.absolute_path().display().to_string();
+        if self.image.read_only() {
+            format!("{path},readonly")
+        } else {
+            path
+        }
+    }
+
     fn describe(&self, info: &mut DeviceInfo) {
         use parapet_abi::blkif::{CONFIG_MAX_INDIRECT_SEGMENTS, CONFIG_SECTORS, flags};
         info.config[CONFIG_SECTORS] = self.image.sectors();

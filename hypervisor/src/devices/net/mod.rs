@@ -47,6 +47,10 @@ impl Backend for NetDevice {
         Role::Net
     }
 
+    fn source(&self) -> String {
+        format!("tap={}", self.tap.name())
+    }
+
     fn describe(&self, info: &mut DeviceInfo) {
         use parapet_abi::netif::{CONFIG_MAC, CONFIG_MTU};
         let mut mac = [0u8; 8];

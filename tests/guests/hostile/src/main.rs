@@ -24,6 +24,13 @@
 //! | `blk-requests` | block requests with zero or 12+ segments, `first_sect > last_sect`, `last_sect` 8, sectors past the end or overflowing `u64`, unknown operations; indirect requests with 0 or too many segments, other operations than read and write, indirect pages that are not granted or list bad segments or read-only pages to read into; on a read-only disk (the first `--disk …,readonly`), writes, flushes with data and discards |
 //! | `blk-grants` | block requests naming grants outside the table, foreign or invalid entries, frames the backend may not map, read-only grants for reads, one bad grant among good ones |
 //! | `blk-self-feed` | writes 64 ring-page images to the disk, each publishing one request that reads the next image into the live ring page, then submits the first such read: the backend must refuse the ring page as a data page |
+//! | `suspend-in-flight` | loopback: queues 48 requests (echoes, and SUMs over a granted page), rings the doorbell and suspends at once (`SHUTDOWN_suspend`); the suspend must return, every response that arrives must be right (a note if not all arrive within 2 s), and then the device must disconnect and the page's grant be revocable |
+//! | `suspend-bad-ring` | loopback: writes a `req_prod` 2^30 past the ring into the ring page (no doorbell) and suspends; the suspend must return, the device disconnect, and a new connection answer |
+//! | `suspend-storm` | 10,000 suspends in a row as fast as it can; each must return `Restored`, `Cancelled` or `NotAvailable` (counted by kind) |
+//!
+//! The suspend cases (see `suspend.rs`) work with and without `parapet run --snapshot FILE`:
+//! without it each suspend returns `NotAvailable`; with it the first suspend ends the VMM
+//! (status 0, the snapshot written) and `parapet restore FILE` continues the case where it was.
 //!
 //! Fatal cases are separate words (not part of `all`): the VMM must stop the guest with exit
 //! status 102 and a clear report. If the guest is still running two seconds later it prints
@@ -111,6 +118,7 @@ mod lengths;
 mod net;
 mod pointers;
 mod ports;
+mod suspend;
 mod timers;
 
 use blk::{blk_grants, blk_requests, blk_self_feed};
@@ -120,10 +128,12 @@ use grants::{end_mapped, gref_foreign, gref_range, readonly};
 use lengths::lengths;
 use pointers::pointers;
 use ports::ports;
+use suspend::{suspend_bad_ring, suspend_in_flight, suspend_storm};
 use timers::timer_huge;
 
 const USAGE: &str = "usage: hostile all|net-tx|net-rx|gref-range|gref-foreign|readonly|end-mapped|ports|lengths|\
-                     pointers|devices|ring-events|timer-huge|blk-requests|blk-grants|blk-self-feed  or one fatal case: \
+                     pointers|devices|ring-events|timer-huge|blk-requests|blk-grants|blk-self-feed|\
+                     suspend-in-flight|suspend-bad-ring|suspend-storm  or one fatal case: \
                      net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow  \
                      or console-flood";
 
@@ -145,6 +155,10 @@ const CASES: &[(&str, Case)] = &[
     ("blk-requests", blk_requests),
     ("blk-grants", blk_grants),
     ("blk-self-feed", blk_self_feed),
+    // Last: under `--snapshot FILE` the first suspend ends the VMM.
+    ("suspend-in-flight", suspend_in_flight),
+    ("suspend-bad-ring", suspend_bad_ring),
+    ("suspend-storm", suspend_storm),
 ];
 
 const FATAL: &[(&str, fn())] = &[
