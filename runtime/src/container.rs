@@ -1,0 +1,447 @@
+//! The runtime's commands: the container lifecycle (`create`, `start`, `kill`, `delete`), the
+//! read-only ones (`state`, `ps`, `list`, `features`) and `init`, the container's process until
+//! `start`.
+
+use crate::console;
+use crate::error::{Context, Error, Result};
+use crate::guest;
+use crate::log::rfc3339;
+use crate::state::{State, Status, Store, proc_stat, validate_id, write_atomic};
+use oci_spec::runtime::Spec;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::{Errno, FdFlags};
+use rustix::process::{Pid, Signal};
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long `delete` waits for a killed VMM to die.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// What `create` needs from its command line.
+#[derive(Debug)]
+pub struct CreateOptions {
+    /// The container ID.
+    pub id: String,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the container process's PID.
+    pub pid_file: Option<PathBuf>,
+    /// Where to send a pseudoterminal's master end.
+    pub console_socket: Option<PathBuf>,
+}
+
+/// `create`: checks the bundle, records the container and starts its waiting process.
+pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
+    validate_id(&opts.id)?;
+    let bundle = std::path::absolute(&opts.bundle)
+        .context(|| format!("bundle {}", opts.bundle.display()))?;
+    let spec = Spec::load(bundle.join("config.json")).map_err(|source| Error::Spec {
+        bundle: bundle.clone(),
+        source,
+    })?;
+    let plan = guest::plan(&bundle, &spec)?;
+    let vmm = find_vmm()?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(Error::Other(
+            "process.terminal is set, so a --console-socket is needed for the terminal".into(),
+        ));
+    }
+    let size = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.console_size())
+        .map(|b| (b.width() as u16, b.height() as u16));
+
+    let dir = store.create_dir(&opts.id)?;
+    let mut pid = None;
+    let result = (|| {
+        let fifo = store.fifo(&opts.id);
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600))
+            .context(|| format!("mkfifo {}", fifo.display()))?;
+        let fifo_fd = rustix::fs::open(&fifo, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .context(|| format!("open {}", fifo.display()))?;
+        // Above the standard descriptors, whatever this process was given.
+        let fifo_fd = rustix::io::fcntl_dupfd_cloexec(&fifo_fd, 3).context(|| "dup the FIFO")?;
+
+        let pty = match &opts.console_socket {
+            Some(socket) => {
+                let pty = console::open_pty(size)?;
+                console::send_fd(socket, &pty.name, &pty.master)?;
+                Some(pty)
+            }
+            None => None,
+        };
+
+        let exe = std::env::current_exe().context(|| "find parapet-runc's own executable")?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg0("parapet-runc")
+            .arg("init")
+            .arg("--fifo-fd")
+            .arg(fifo_fd.as_raw_fd().to_string())
+            .arg("--")
+            .arg(&vmm)
+            .args(plan.vmm_args())
+            .current_dir(&bundle);
+        if let Some(pty) = &pty {
+            let io = |what| {
+                pty.slave
+                    .try_clone()
+                    .map(Stdio::from)
+                    .context(|| format!("{what}: dup the terminal"))
+            };
+            cmd.stdin(io("stdin")?)
+                .stdout(io("stdout")?)
+                .stderr(io("stderr")?);
+        }
+        let raw_fifo = fifo_fd.as_raw_fd();
+        let tty = pty.is_some();
+        // SAFETY: the closure runs in the forked child before exec and makes only
+        // async-signal-safe system calls (setsid, ioctl, fcntl) on descriptors it was given.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::setsid()?;
+                if tty {
+                    rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
+                }
+                rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(raw_fifo), FdFlags::empty())?;
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().context(|| format!("start {}", exe.display()))?;
+        let child_pid = child.id() as i32;
+        pid = Some(child_pid);
+        // `child` is dropped without a wait: it outlives this process, and the shim (a child
+        // subreaper) inherits it.
+        let (_, start_time) = proc_stat(child_pid).ok_or_else(|| {
+            Error::Other(format!("the container's process {child_pid} died at once"))
+        })?;
+        let state = State {
+            id: opts.id.clone(),
+            bundle: bundle.clone(),
+            rootfs: guest::rootfs(&bundle, &spec),
+            pid: child_pid,
+            start_time,
+            status: Status::Created,
+            created: rfc3339(SystemTime::now()),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+        };
+        store.save(&state)?;
+        if let Some(path) = &opts.pid_file {
+            let path = std::path::absolute(path).context(|| path.display().to_string())?;
+            write_atomic(&path, child_pid.to_string().as_bytes())?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        if let Some(pid) = pid.and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+/// `init`: waits for `start`'s byte on the FIFO, then becomes `program`.
+pub fn init(fifo_fd: i32, program: &[OsString]) -> Result<()> {
+    // SAFETY: `create` passed this descriptor, open on the FIFO, for this process to own.
+    let fifo = unsafe { OwnedFd::from_raw_fd(fifo_fd) };
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::io::read(&fifo, &mut byte) {
+            Ok(1) => break,
+            Ok(_) => return Err(Error::Other("the start FIFO closed".into())),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e).context(|| "wait for start"),
+        }
+    }
+    drop(fifo);
+    close_inherited_fds();
+    let (prog, args) = program.split_first().expect("clap requires a program");
+    let err = Command::new(prog).args(args).exec();
+    Err(Error::Io {
+        what: format!("run {}", Path::new(prog).display()),
+        source: err,
+    })
+}
+
+/// Marks every descriptor above stderr close-on-exec, so the VMM gets only its stdio (not,
+/// say, a socket the shim left open in `create`).
+fn close_inherited_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: only the descriptor's flags change; a descriptor that has gone (the
+        // directory's own) just fails.
+        let _ = rustix::io::fcntl_setfd(unsafe { BorrowedFd::borrow_raw(fd) }, FdFlags::CLOEXEC);
+    }
+}
+
+/// `start`: releases the created container's process.
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let mut state = store.load(id)?;
+    match state.status() {
+        Status::Created => {}
+        Status::Running => return Err(bad_status(id, Status::Running, "it has already started")),
+        Status::Stopped => return Err(bad_status(id, Status::Stopped, "it cannot start again")),
+    }
+    let path = store.fifo(id);
+    let fifo = rustix::fs::open(
+        &path,
+        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .context(|| format!("open {}", path.display()))?;
+    rustix::io::write(&fifo, b"0").context(|| format!("write {}", path.display()))?;
+    state.status = Status::Running;
+    store.save(&state)?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// `state`: prints the container's OCI state.
+pub fn state(store: &Store, id: &str) -> Result<()> {
+    let state = store.load(id)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&state.oci_json()).expect("JSON")
+    );
+    Ok(())
+}
+
+/// `kill`: signals the container's process.
+pub fn kill(store: &Store, id: &str, signal: &str) -> Result<()> {
+    let state = store.load(id)?;
+    let sig = parse_signal(signal)?;
+    let not_running = || Error::Other(format!("cannot signal `{id}`: container not running"));
+    if state.status() == Status::Stopped {
+        return Err(not_running());
+    }
+    let pid = Pid::from_raw(state.pid).ok_or_else(not_running)?;
+    match rustix::process::kill_process(pid, sig) {
+        Ok(()) => Ok(()),
+        Err(Errno::SRCH) => Err(not_running()),
+        Err(e) => Err(e).context(|| format!("kill {} {}", state.pid, sig.as_raw())),
+    }
+}
+
+/// `delete`: forgets a stopped container; a created one, or with `force` a running one, is
+/// killed first and waited for.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    let state = match store.load(id) {
+        Ok(s) => s,
+        Err(Error::NotExist(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match state.status() {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&state)?,
+        Status::Running if force => kill_and_wait(&state)?,
+        Status::Running => {
+            return Err(bad_status(
+                id,
+                Status::Running,
+                "stop it first or delete it with --force",
+            ));
+        }
+    }
+    store.remove(id)
+}
+
+fn kill_and_wait(state: &State) -> Result<()> {
+    if let Some(pid) = Pid::from_raw(state.pid) {
+        match rustix::process::kill_process(pid, Signal::KILL) {
+            Ok(()) | Err(Errno::SRCH) => {}
+            Err(e) => return Err(e).context(|| format!("kill {}", state.pid)),
+        }
+    }
+    let deadline = Instant::now() + KILL_WAIT;
+    while state.status() != Status::Stopped {
+        if Instant::now() > deadline {
+            return Err(Error::Other(format!(
+                "process {} of `{}` did not die within {KILL_WAIT:?} of SIGKILL",
+                state.pid, state.id
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// `ps`: the container's processes: the VMM, while it runs.
+pub fn ps(store: &Store, id: &str, format: &str) -> Result<()> {
+    let state = store.load(id)?;
+    let pids: Vec<i32> = match state.status() {
+        Status::Stopped => Vec::new(),
+        _ => vec![state.pid],
+    };
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids).expect("JSON")),
+        "table" => {
+            println!("PID");
+            for pid in pids {
+                println!("{pid}");
+            }
+        }
+        other => return Err(Error::Other(format!("unknown format `{other}`"))),
+    }
+    Ok(())
+}
+
+/// `list`: every container under `--root`.
+pub fn list(store: &Store, format: &str, quiet: bool) -> Result<()> {
+    let states = store.list();
+    if quiet {
+        for s in &states {
+            println!("{}", s.id);
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let all: Vec<_> = states.iter().map(State::oci_json).collect();
+            println!("{}", serde_json::to_string(&all).expect("JSON"));
+        }
+        "table" => {
+            println!("ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER");
+            for s in &states {
+                let j = s.oci_json();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t",
+                    s.id,
+                    j["pid"],
+                    s.status().as_str(),
+                    s.bundle.display(),
+                    s.created
+                );
+            }
+        }
+        other => return Err(Error::Other(format!("unknown format `{other}`"))),
+    }
+    Ok(())
+}
+
+/// `features`: what this runtime supports, in the shape of runc's `features`.
+pub fn features() -> Result<()> {
+    let f = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": crate::state::OCI_VERSION,
+        "hooks": [],
+        "mountOptions": [],
+        "annotations": {
+            "org.parapet.runtime": "parapet-runc",
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&f).expect("JSON"));
+    Ok(())
+}
+
+fn bad_status(id: &str, status: Status, msg: &'static str) -> Error {
+    Error::BadStatus {
+        id: id.to_string(),
+        status: status.as_str(),
+        msg,
+    }
+}
+
+/// A signal by number (`9`) or name (`KILL`, `SIGKILL`, any case).
+fn parse_signal(s: &str) -> Result<Signal> {
+    let bad = || Error::BadSignal(s.to_string());
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::from_named_raw(n).ok_or_else(bad);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let sig = match name {
+        "HUP" => Signal::HUP,
+        "INT" => Signal::INT,
+        "QUIT" => Signal::QUIT,
+        "ILL" => Signal::ILL,
+        "TRAP" => Signal::TRAP,
+        "ABRT" | "IOT" => Signal::ABORT,
+        "BUS" => Signal::BUS,
+        "FPE" => Signal::FPE,
+        "KILL" => Signal::KILL,
+        "USR1" => Signal::USR1,
+        "SEGV" => Signal::SEGV,
+        "USR2" => Signal::USR2,
+        "PIPE" => Signal::PIPE,
+        "ALRM" => Signal::ALARM,
+        "TERM" => Signal::TERM,
+        "STKFLT" => Signal::STKFLT,
+        "CHLD" => Signal::CHILD,
+        "CONT" => Signal::CONT,
+        "STOP" => Signal::STOP,
+        "TSTP" => Signal::TSTP,
+        "TTIN" => Signal::TTIN,
+        "TTOU" => Signal::TTOU,
+        "URG" => Signal::URG,
+        "XCPU" => Signal::XCPU,
+        "XFSZ" => Signal::XFSZ,
+        "VTALRM" => Signal::VTALARM,
+        "PROF" => Signal::PROF,
+        "WINCH" => Signal::WINCH,
+        "IO" | "POLL" => Signal::IO,
+        "PWR" => Signal::POWER,
+        "SYS" => Signal::SYS,
+        _ => return Err(bad()),
+    };
+    Ok(sig)
+}
+
+/// The `parapet` VMM: beside this executable, else on PATH.
+fn find_vmm() -> Result<PathBuf> {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let executable = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if let Some(dir) = exe.parent() {
+        let beside = dir.join("parapet");
+        if executable(&beside) {
+            return Ok(beside);
+        }
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("parapet"))
+        .find(|p| executable(p))
+        .ok_or(Error::NoVmm { exe })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        for (s, want) in [
+            ("9", Signal::KILL),
+            ("15", Signal::TERM),
+            ("KILL", Signal::KILL),
+            ("SIGTERM", Signal::TERM),
+            ("sigusr1", Signal::USR1),
+            ("hup", Signal::HUP),
+        ] {
+            assert_eq!(parse_signal(s).unwrap(), want, "{s}");
+        }
+        for bad in ["0", "-1", "999", "NOPE", ""] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+    }
+}

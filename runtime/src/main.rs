@@ -1,0 +1,192 @@
+//! `parapet-runc`: an OCI runtime with runc's command line, for containerd's runc shim
+//! (`containerd-shim-runc-v2`, e.g. `ctr run --runc-binary /path/to/parapet-runc IMAGE ID`).
+//!
+//! The container's process is the `parapet` VMM running the guest the bundle describes
+//! (`/parapet.json` in the rootfs, or `org.parapet.guest.*` annotations; see [`guest`]), so the
+//! guest's console is the container's stdio and the VMM's exit status is the container's.
+//!
+//! - `create` checks the bundle, records the container under `--root`, and starts
+//!   `parapet-runc init`, which waits on `ROOT/ID/exec.fifo` and then becomes `parapet run …`
+//!   (the PID in `--pid-file` is that process throughout). It keeps the stdio `create` was given,
+//!   or with `--console-socket` gets a new pseudoterminal whose master end goes over the socket.
+//! - `start` writes a byte into the FIFO: the VMM starts.
+//! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do.
+
+mod console;
+mod container;
+mod error;
+mod guest;
+mod log;
+mod state;
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// An OCI runtime that runs a Parapet guest as the container's process.
+#[derive(Debug, Parser)]
+#[command(name = "parapet-runc", version, about)]
+struct Cli {
+    /// Where containers' state is kept.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/parapet-runc"
+    )]
+    root: PathBuf,
+    /// Append errors to FILE (containerd reads the last one back).
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// How `--log` entries are written.
+    #[arg(long, global = true, value_enum, default_value_t = log::LogFormat::Text)]
+    log_format: log::LogFormat,
+    /// Accepted for runc compatibility; the VMM is not put in a cgroup.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true, value_name = "VALUE")]
+    rootless: Option<String>,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true, value_name = "PATH")]
+    criu: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a container from a bundle: its process waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container: the VMM boots the guest.
+    Start {
+        /// The container ID.
+        id: String,
+    },
+    /// Print a container's state as JSON.
+    State {
+        /// The container ID.
+        id: String,
+    },
+    /// Send a signal to a container's process (default SIGTERM).
+    Kill {
+        /// Signal every process of the container (there is one: the VMM).
+        #[arg(short, long)]
+        all: bool,
+        /// The container ID.
+        id: String,
+        /// A signal number or name (`9`, `KILL`, `SIGKILL`).
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Forget a stopped container (with --force, kill it first).
+    Delete {
+        /// Kill the container if it still runs.
+        #[arg(short, long)]
+        force: bool,
+        /// The container ID.
+        id: String,
+    },
+    /// List a container's processes.
+    Ps {
+        /// `table` or `json`.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// The container ID.
+        id: String,
+        /// ps(1) options (ignored).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// List containers.
+    List {
+        /// `table` or `json`.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Only IDs.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print what this runtime supports, as JSON.
+    Features,
+    /// Internal: the container's process before `start`.
+    #[command(hide = true)]
+    Init {
+        /// The FIFO's inherited file descriptor.
+        #[arg(long)]
+        fifo_fd: i32,
+        /// The program to become and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        program: Vec<OsString>,
+    },
+    #[command(external_subcommand)]
+    Other(Vec<OsString>),
+}
+
+/// `create`'s options, as runc takes them.
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// The bundle: config.json and the rootfs.
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container process's PID to FILE.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Send the master end of a new pseudoterminal over this Unix socket.
+    #[arg(long, value_name = "SOCKET")]
+    console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility.
+    #[arg(long)]
+    no_pivot: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Accepted for runc compatibility (no extra descriptors are passed to the VMM).
+    #[arg(long, value_name = "N")]
+    preserve_fds: Option<u32>,
+    /// The container ID.
+    id: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let logger = log::Logger::new(cli.log.clone(), cli.log_format);
+    let store = state::Store::new(cli.root.clone());
+    let result = match cli.command {
+        Command::Create(a) => container::create(
+            &store,
+            &container::CreateOptions {
+                id: a.id,
+                bundle: a.bundle,
+                pid_file: a.pid_file,
+                console_socket: a.console_socket,
+            },
+        ),
+        Command::Start { id } => container::start(&store, &id),
+        Command::State { id } => container::state(&store, &id),
+        Command::Kill { id, signal, .. } => container::kill(&store, &id, &signal),
+        Command::Delete { id, force } => container::delete(&store, &id, force),
+        Command::Ps { id, format, .. } => container::ps(&store, &id, &format),
+        Command::List { format, quiet } => container::list(&store, &format, quiet),
+        Command::Features => container::features(),
+        Command::Init { fifo_fd, program } => container::init(fifo_fd, &program),
+        Command::Other(args) => Err(error::Error::Unsupported(
+            args.first()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = e.to_string();
+            eprintln!("parapet-runc: {msg}");
+            logger.log("error", &msg);
+            ExitCode::FAILURE
+        }
+    }
+}
