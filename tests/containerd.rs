@@ -1,0 +1,512 @@
+//! `parapet-runc` under containerd: a private containerd (its own root, state, sockets and
+//! configuration in a temporary directory; a system one is never touched), an OCI image this test
+//! assembles (the hello, crash, ticker and echo guests and a `/parapet.json`) imported with
+//! `ctr images import`, and `ctr run --runc-binary parapet-runc`, through containerd's own runc
+//! shim (`containerd-shim-runc-v2`).
+//!
+//! Needs root and Debian's `containerd` package (containerd, ctr, containerd-shim-runc-v2), as
+//! CI has (`.ci/run` installs it), plus `tar`, `sha256sum` and `script` (util-linux).
+
+use parapet_tests::{Output, TempDir, guest, host_binary, run, vmm};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The image every test imports: `/parapet/guest` is hello, the others are picked with the
+/// `org.parapet.guest.kernel` annotation.
+const IMAGE: &str = "docker.io/parapet/test-guests:1";
+/// An image with no Parapet guest in it.
+const NOT_A_GUEST: &str = "docker.io/parapet/not-a-guest:1";
+/// The containerd namespace the tests use.
+const NAMESPACE: &str = "parapet-test";
+
+/// A containerd of the test's own, stopped (with any shim it started) and removed on drop.
+struct Containerd {
+    dir: TempDir,
+    daemon: Child,
+    runc: PathBuf,
+}
+
+impl Containerd {
+    fn start(tag: &str) -> Containerd {
+        for tool in ["containerd", "ctr", "containerd-shim-runc-v2"] {
+            let found = std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .any(|d| d.join(tool).is_file());
+            assert!(
+                found,
+                "`{tool}` is not on PATH: the containerd tests need Debian's containerd \
+                 package (apt-get install containerd) and root"
+            );
+        }
+        // Build both binaries into one directory: parapet-runc finds parapet beside itself.
+        let runc = host_binary("parapet-runc", "parapet-runc");
+        assert_eq!(runc.parent(), vmm().parent());
+
+        let dir = TempDir::new(&format!("ctrd-{tag}"));
+        let config = format!(
+            "version = 2\n\
+             root = \"{d}/root\"\n\
+             state = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n\
+             [ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n",
+            d = dir.display()
+        );
+        let config = dir.file("config.toml", config.as_bytes());
+        let log = std::fs::File::create(dir.join("containerd.log")).expect("containerd log");
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd (the containerd tests need root)");
+        let ctrd = Containerd { dir, daemon, runc };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if ctrd.ctr(&["version"]).status == Some(0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up (the containerd tests need root)\n{}",
+                ctrd.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ctrd.import(IMAGE, &guest_rootfs(&ctrd.dir), &["/parapet/guest"]);
+        let plain = ctrd.dir.join("plain-rootfs");
+        std::fs::create_dir_all(plain.join("bin")).unwrap();
+        std::fs::write(plain.join("bin/true"), b"not a guest").unwrap();
+        ctrd.import(NOT_A_GUEST, &plain, &["/bin/true"]);
+        ctrd
+    }
+
+    fn address(&self) -> PathBuf {
+        self.dir.join("c.sock")
+    }
+
+    /// `ctr --address … --namespace … ARGS`, run to completion (stdin closed, a time limit).
+    fn ctr(&self, args: &[&str]) -> Output {
+        run(self.ctr_command(args))
+    }
+
+    fn ctr_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(self.address())
+            .args(["--namespace", NAMESPACE])
+            .args(args);
+        cmd
+    }
+
+    /// The options that make `ctr run` use parapet-runc, with the runtime's state, and ctr's
+    /// FIFOs, in the test's directory.
+    fn run_options(&self) -> Vec<String> {
+        vec![
+            "--runc-binary".into(),
+            self.runc.display().to_string(),
+            "--runc-root".into(),
+            self.dir.join("runc").display().to_string(),
+            "--fifo-dir".into(),
+            self.dir.join("fifo").display().to_string(),
+        ]
+    }
+
+    /// `ctr run [OPTS] --runc-binary parapet-runc IMAGE ID ARGS`.
+    fn run(&self, opts: &[&str], image: &str, id: &str, args: &[&str]) -> Output {
+        let run_opts = self.run_options();
+        let mut all: Vec<&str> = vec!["run"];
+        all.extend(opts);
+        all.extend(run_opts.iter().map(String::as_str));
+        all.extend([image, id]);
+        all.extend(args);
+        self.ctr(&all)
+    }
+
+    /// Imports an image whose one layer is `rootfs` and whose entry point is `entrypoint`.
+    fn import(&self, reference: &str, rootfs: &Path, entrypoint: &[&str]) {
+        let tarball = oci_image(&self.dir, reference, rootfs, entrypoint);
+        let out = self.ctr(&["images", "import", tarball.to_str().unwrap()]);
+        assert_eq!(out.status, Some(0), "import {reference}\n{out}");
+    }
+
+    /// The task's PID and status from `ctr task ls`.
+    fn task(&self, id: &str) -> Option<(i32, String)> {
+        let out = self.ctr(&["task", "ls"]);
+        assert_eq!(out.status, Some(0), "{out}");
+        out.stdout.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[0] == id).then(|| (f[1].parse().unwrap(), f[2].to_string()))
+        })
+    }
+
+    /// Waits until `ctr task ls` shows the task with `status`.
+    fn wait_for_status(&self, id: &str, status: &str) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((pid, s)) = self.task(id)
+                && s == status
+            {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} never became {status}: {:?}\n{}",
+                self.task(id),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("containerd log (tail):\n{}", tail.join("\n"))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Shims outlive containerd; end the ones serving this containerd (their command line
+        // names its address), then containerd, then anything still mounted in the directory.
+        let address = self.address().display().to_string();
+        for pid in pids_whose_cmdline_contains(&address) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.daemon.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.daemon.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.daemon.kill();
+                let _ = self.daemon.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let prefix = self.dir.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|t| t.starts_with(&prefix))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = Command::new("umount").args(["--lazy", t]).status();
+        }
+    }
+}
+
+/// Processes whose command line contains `needle`.
+fn pids_whose_cmdline_contains(needle: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+        })
+        .collect()
+}
+
+/// The `parapet` processes running a guest from a bundle of this containerd.
+fn vmms_of(ctrd: &Containerd) -> Vec<i32> {
+    let bundles = ctrd.dir.join("state").display().to_string();
+    pids_whose_cmdline_contains(&bundles)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        })
+        .collect()
+}
+
+/// A rootfs with the test guests and a `/parapet.json` naming hello.
+fn guest_rootfs(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("guest-rootfs");
+    std::fs::create_dir_all(rootfs.join("parapet")).unwrap();
+    for (name, to) in [
+        ("hello", "guest"),
+        ("crash", "crash"),
+        ("ticker", "ticker"),
+        ("echo", "echo"),
+    ] {
+        std::fs::copy(guest(name), rootfs.join("parapet").join(to)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("parapet.json"),
+        br#"{"version":1,"kernel":"/parapet/guest","cmdline":"","memory":"64M","disks":[]}"#,
+    )
+    .unwrap();
+    rootfs
+}
+
+/// Runs a host tool, failing the test with its output if it fails.
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Moves `file` into `layout/blobs/sha256/` under its digest; returns (`sha256:…`, size).
+fn blob(layout: &Path, file: &Path) -> (String, u64) {
+    let sum = tool("sha256sum", &[file.to_str().unwrap()]);
+    let hex = sum.split_whitespace().next().unwrap().to_string();
+    let size = std::fs::metadata(file).unwrap().len();
+    std::fs::rename(file, layout.join("blobs/sha256").join(&hex)).unwrap();
+    (format!("sha256:{hex}"), size)
+}
+
+/// An OCI image layout tarball: one uncompressed layer holding `rootfs`, `entrypoint` as the
+/// entry point, tagged `reference`.
+fn oci_image(dir: &Path, reference: &str, rootfs: &Path, entrypoint: &[&str]) -> PathBuf {
+    let name = reference.replace(['/', ':'], "_");
+    let layout = dir.join(format!("{name}-layout"));
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let layer = layout.join("layer.tar");
+    tool(
+        "tar",
+        &[
+            "-C",
+            rootfs.to_str().unwrap(),
+            "--numeric-owner",
+            "--owner=0",
+            "--group=0",
+            "-cf",
+            layer.to_str().unwrap(),
+            ".",
+        ],
+    );
+    let (layer_digest, layer_size) = blob(&layout, &layer);
+    let write_json = |file: &str, value: serde_json::Value| {
+        let path = layout.join(file);
+        std::fs::write(&path, value.to_string()).unwrap();
+        path
+    };
+    let config = write_json(
+        "config.json",
+        serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": { "Entrypoint": entrypoint },
+            "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+        }),
+    );
+    let (config_digest, config_size) = blob(&layout, &config);
+    let manifest = write_json(
+        "manifest.json",
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_size,
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest,
+                "size": layer_size,
+            }],
+        }),
+    );
+    let (manifest_digest, manifest_size) = blob(&layout, &manifest);
+    write_json(
+        "index.json",
+        serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": manifest_size,
+                "annotations": { "org.opencontainers.image.ref.name": reference },
+            }],
+        }),
+    );
+    write_json(
+        "oci-layout",
+        serde_json::json!({ "imageLayoutVersion": "1.0.0" }),
+    );
+    let tarball = dir.join(format!("{name}.tar"));
+    tool(
+        "tar",
+        &[
+            "-C",
+            layout.to_str().unwrap(),
+            "-cf",
+            tarball.to_str().unwrap(),
+            "oci-layout",
+            "index.json",
+            "blobs",
+        ],
+    );
+    tarball
+}
+
+#[test]
+fn ctr_run_boots_hello_and_returns_its_exit_status() {
+    let ctrd = Containerd::start("hello");
+    let out = ctrd.run(&["--rm"], IMAGE, "hello", &[]);
+    out.assert_status(0)
+        .assert_stdout_contains("Hello from Parapet! platform=");
+
+    // `process.args` is the guest's command line and the VMM's exit status is the container's.
+    let kernel = "org.parapet.guest.kernel=/parapet/crash";
+    let out = ctrd.run(
+        &["--rm", "--annotation", kernel],
+        IMAGE,
+        "exit7",
+        &["exit=7"],
+    );
+    out.assert_status(7);
+
+    assert!(ctrd.task("hello").is_none() && ctrd.task("exit7").is_none());
+    assert!(vmms_of(&ctrd).is_empty());
+}
+
+#[test]
+fn ctr_run_t_gives_the_guest_a_terminal() {
+    let ctrd = Containerd::start("tty");
+    // `ctr run -t` needs a terminal of its own: script(1) gives it one and feeds it our input.
+    let mut args = vec![
+        "--address".to_string(),
+        ctrd.address().display().to_string(),
+        "--namespace".into(),
+        NAMESPACE.into(),
+        "run".into(),
+        "-t".into(),
+        "--rm".into(),
+        "--annotation".into(),
+        "org.parapet.guest.kernel=/parapet/echo".into(),
+    ];
+    args.extend(ctrd.run_options());
+    args.extend([IMAGE.into(), "tty".into()]);
+    let ctr_line = std::iter::once("ctr".to_string())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &ctr_line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = script.spawn().expect("run script(1) (util-linux)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"through the terminal\nquit\n").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        out.status.success()
+            && stdout.contains("echo: through the terminal\n")
+            && stdout.contains("echo: bye\n"),
+        "{:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(vmms_of(&ctrd).is_empty());
+}
+
+#[test]
+fn detached_task_kill_and_delete_leave_no_vmm() {
+    let ctrd = Containerd::start("detached");
+    let kernel = "org.parapet.guest.kernel=/parapet/ticker";
+    // 40 MiB and a bit: guest RAM is the limit rounded down to 2 MiB.
+    let limit = ((40 << 20) + 4096).to_string();
+    let ticks = ["ticks=100000", "pause_ms=50"];
+    for id in ["killed", "forced"] {
+        let out = ctrd.run(
+            &["-d", "--annotation", kernel, "--memory-limit", &limit],
+            IMAGE,
+            id,
+            &ticks,
+        );
+        out.assert_status(0);
+    }
+    let pid = ctrd.wait_for_status("killed", "RUNNING");
+    // The container's process is the VMM, running the guest from the image's rootfs.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(argv[0].ends_with("/parapet"), "{argv:?}");
+    assert!(argv[2].ends_with("/rootfs/parapet/ticker"), "{argv:?}");
+    let joined = argv.join(" ");
+    assert!(
+        joined.contains("--memory 40M") && joined.contains("--cmdline ticks=100000 pause_ms=50"),
+        "{argv:?}"
+    );
+    let out = ctrd.ctr(&["task", "ps", "killed"]);
+    assert!(out.stdout.contains(&pid.to_string()), "{out}");
+
+    // SIGTERM, the default of `ctr task kill`, stops the VMM; the shim reports 128 + 15.
+    ctrd.ctr(&["task", "kill", "killed"]).assert_status(0);
+    ctrd.wait_for_status("killed", "STOPPED");
+    let out = ctrd.ctr(&["task", "delete", "killed"]);
+    out.assert_status(0).assert_stderr_contains("143");
+    ctrd.ctr(&["container", "rm", "killed"]).assert_status(0);
+
+    // `ctr task delete --force` kills a running task.
+    ctrd.wait_for_status("forced", "RUNNING");
+    ctrd.ctr(&["task", "delete", "--force", "forced"])
+        .assert_status(0);
+    ctrd.ctr(&["container", "rm", "forced"]).assert_status(0);
+
+    assert!(ctrd.task("killed").is_none() && ctrd.task("forced").is_none());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !vmms_of(&ctrd).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "VMMs left running: {:?}",
+            vmms_of(&ctrd)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // parapet-runc keeps nothing for deleted containers.
+    let left: Vec<_> = std::fs::read_dir(ctrd.dir.join("runc").join(NAMESPACE))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_image_without_a_guest_is_one_clear_error() {
+    let ctrd = Containerd::start("noguest");
+    let out = ctrd.run(&["--rm"], NOT_A_GUEST, "noguest", &[]);
+    assert_ne!(out.status, Some(0), "{out}");
+    out.assert_stderr_contains("no Parapet guest");
+    assert!(vmms_of(&ctrd).is_empty());
+}
