@@ -5,7 +5,8 @@
 //! shim (`containerd-shim-runc-v2`).
 //!
 //! Needs root and Debian's `containerd` package (containerd, ctr, containerd-shim-runc-v2), as
-//! CI has (`.ci/run` installs it), plus `tar`, `sha256sum` and `script` (util-linux).
+//! CI has (`.ci/run` installs it), plus `tar`, `sha256sum`, `script` (util-linux) and, for the
+//! disk test, `mkfs.vfat` and `mcopy`.
 
 use parapet_tests::{Output, TempDir, guest, host_binary, run, vmm};
 use std::path::{Path, PathBuf};
@@ -508,5 +509,52 @@ fn an_image_without_a_guest_is_one_clear_error() {
     let out = ctrd.run(&["--rm"], NOT_A_GUEST, "noguest", &[]);
     assert_ne!(out.status, Some(0), "{out}");
     out.assert_stderr_contains("no Parapet guest");
+    assert!(vmms_of(&ctrd).is_empty());
+}
+
+#[test]
+fn disks_from_parapet_json_keep_their_read_only_flag() {
+    let ctrd = Containerd::start("disks");
+    // Two copies of one FAT16 image: /parapet/ro.img read-only, /parapet/rw.img writable.
+    let rootfs = ctrd.dir.join("disk-rootfs");
+    std::fs::create_dir_all(rootfs.join("parapet")).unwrap();
+    std::fs::copy(guest("blk-fat"), rootfs.join("parapet/guest")).unwrap();
+    let img = rootfs.join("parapet/ro.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(16 << 20))
+        .unwrap();
+    let img_s = img.to_str().unwrap();
+    tool("mkfs.vfat", &["-F", "16", img_s]);
+    let hello = ctrd.dir.file("hello.txt", b"Hello, disk!\n");
+    tool(
+        "mcopy",
+        &["-i", img_s, hello.to_str().unwrap(), "::HELLO.TXT"],
+    );
+    std::fs::copy(&img, rootfs.join("parapet/rw.img")).unwrap();
+    std::fs::write(
+        rootfs.join("parapet.json"),
+        br#"{"version":1,"kernel":"/parapet/guest","cmdline":"cat=HELLO.TXT","memory":"64M",
+            "disks":[{"path":"/parapet/ro.img","readonly":true},{"path":"/parapet/rw.img"}]}"#,
+    )
+    .unwrap();
+    let image = "docker.io/parapet/blk-fat:1";
+    ctrd.import(image, &rootfs, &["/parapet/guest"]);
+
+    // The first disk: the file reads back, and writing fails (exit code 4).
+    let out = ctrd.run(&["--rm"], image, "ro", &[]);
+    out.assert_status(4)
+        .assert_stdout_contains("FAT at sector 0, read-only\n")
+        .assert_stdout_contains("cat HELLO.TXT 13\nHello, disk!\nend HELLO.TXT\n");
+    // The second, by the guest command line from the container's arguments: written and flushed.
+    let args = [
+        "disk=1",
+        "cat=HELLO.TXT",
+        "write=GUEST.TXT",
+        "text=from a container",
+    ];
+    let out = ctrd.run(&["--rm"], image, "rw", &args);
+    out.assert_status(0)
+        .assert_stdout_contains("wrote GUEST.TXT 17\n")
+        .assert_stdout_contains("blk-fat: ok\n");
     assert!(vmms_of(&ctrd).is_empty());
 }

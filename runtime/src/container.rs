@@ -39,7 +39,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
     validate_id(&opts.id)?;
     let bundle = std::path::absolute(&opts.bundle)
         .context(|| format!("bundle {}", opts.bundle.display()))?;
-    let spec = Spec::load(bundle.join("config.json")).map_err(|source| Error::Spec {
+    let config = bundle.join("config.json");
+    let text = std::fs::read_to_string(&config).context(|| config.display().to_string())?;
+    let spec: Spec = serde_json::from_str(&text).map_err(|source| Error::Spec {
         bundle: bundle.clone(),
         source,
     })?;

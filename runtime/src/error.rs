@@ -14,11 +14,11 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The bundle's `config.json` could not be read or parsed.
-    #[error("bundle {bundle}: cannot load config.json: {source}")]
+    #[error("bundle {bundle}: config.json: {source}")]
     Spec {
         bundle: PathBuf,
         #[source]
-        source: oci_spec::OciSpecError,
+        source: serde_json::Error,
     },
     /// The bundle does not describe a Parapet guest, or describes one badly.
     #[error("bundle {bundle}: {msg}")]
