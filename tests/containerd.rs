@@ -1,8 +1,9 @@
 //! `parapet-runc` under containerd: a private containerd (its own root, state, sockets and
-//! configuration in a temporary directory; a system one is never touched), an OCI image this test
-//! assembles (the hello, crash, ticker and echo guests and a `/parapet.json`) imported with
-//! `ctr images import`, and `ctr run --runc-binary parapet-runc`, through containerd's own runc
-//! shim (`containerd-shim-runc-v2`).
+//! configuration in a temporary directory; a system one is never touched, though containerd
+//! 1.6's shims put their sockets in `/run/containerd/s/`, named by a hash of the address), an OCI
+//! image this test assembles (the hello, crash, ticker and echo guests and a `/parapet.json`)
+//! imported with `ctr images import`, and `ctr run --runc-binary parapet-runc`, through
+//! containerd's own runc shim (`containerd-shim-runc-v2`).
 //!
 //! Needs root and Debian's `containerd` package (containerd, ctr, containerd-shim-runc-v2), as
 //! CI has (`.ci/run` installs it), plus `tar`, `sha256sum`, `script` (util-linux) and, for the

@@ -104,7 +104,7 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
 }
 
 fn parse_stat(text: &str) -> Option<(char, u64)> {
-    // `PID (COMM) STATE PPID …`: COMM may hold spaces and parentheses, so split after the last `)`.
+    // `PID (COMM) STATE PPID …`: COMM may hold spaces and parentheses: split after the last `)`.
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
