@@ -9,6 +9,8 @@
 //! cargo xtask bench blk [--size 256M] [--seconds N] [--rounds R] [--spin US]
 //! cargo xtask bench net [--mib N] [--udp N] [--rounds R]      (root: network namespaces)
 //! cargo xtask test-kvm-hw [--bench]
+//! cargo xtask oci-image GUEST [--disk IMG[,readonly]]... [--cmdline STR] [--memory SIZE]
+//!                             [--out FILE] [--name REF] [--release]
 //! ```
 //!
 //! Guests are the packages under `examples/` (demos), `tests/guests/` (the test suite's guests)
@@ -20,11 +22,13 @@
 //! release profile and prints the hypercall-vs-trap table of docs/benchmarks.md; `bench blk` and
 //! `bench net` measure the PV block and network devices against the host doing the same I/O
 //! (docs/benchmarks.md, "PV block", "PV network"). `test-kvm-hw` ([`kvm_hw`]) is the
-//! hardware-KVM lane (docs/platforms.md).
+//! hardware-KVM lane (docs/platforms.md). `oci-image` ([`oci_image`]) packs a guest, its disks and
+//! how to run it into an OCI image layout tarball for containerd (docs/containers.md).
 
 mod bench;
 mod kvm_hw;
 mod new_guest;
+mod oci_image;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -94,6 +98,10 @@ enum Task {
     /// The hardware-KVM lane: boot a Debian kernel with kvm_amd under QEMU (TCG, emulated SVM)
     /// and run every test guest under every hypercall transport inside it; prints a table.
     TestKvmHw(kvm_hw::KvmHwArgs),
+    /// Pack a guest (a guest of this repository, built first, or an ELF file), its disks and
+    /// how to run it into an OCI image layout tarball that `ctr images import` loads
+    /// (docs/containers.md); prints the tarball's path.
+    OciImage(oci_image::OciImageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Task::Bench(args) => bench::run(&ws, args),
         Task::TestKvmHw(args) => kvm_hw::run(&ws, args),
+        Task::OciImage(args) => oci_image::run(&ws, args),
     }
 }
 
