@@ -444,10 +444,10 @@ fn corrupted_and_mismatched_snapshots_are_refused() {
         (Path::new("/dev/null"), &["not a regular file"]),
         (missing.as_path(), &["no such file"]),
     ] {
-        let started = Instant::now();
+        // A FIFO must be refused, not waited on: a hang ends in the harness's kill, which
+        // assert_refused rejects (it wants exit status 1).
         let out = parapet([OsStr::new("restore"), path.as_os_str()]);
         assert_refused(&out, path, words);
-        assert!(started.elapsed() < Duration::from_secs(10), "{out}");
     }
 
     // Devices the guest does not have.
@@ -889,30 +889,29 @@ fn ticks(stdout: &str) -> Vec<(u64, u64)> {
 
 #[test]
 fn a_running_guest_is_snapshotted_on_sigusr1() {
-    const PAUSE_MS: u64 = 1500;
+    const PAUSE_MS: u64 = 3000;
     let dir = TempDir::new("snap-usr1");
     let snap = dir.join("ticker.snap");
     let mut cmd = Command::new(vmm());
     cmd.arg("run")
         .arg(guest("ticker"))
         .args(["--snapshot", snap.to_str().unwrap(), "--timeout", "60"])
-        .args(["--cmdline", &format!("ticks=4 pause_ms={PAUSE_MS}")]);
+        .args(["--cmdline", &format!("ticks=3 pause_ms={PAUSE_MS}")]);
     let mut ticker = Background::start(cmd);
     // The first tick comes once the guest runs (and the VMM handles SIGUSR1); the guest then
-    // sleeps, blocked, for 1.5 s: the snapshot must not wait for it to wake.
+    // sleeps, blocked, for 3 s: the snapshot must not wait for it to wake, so the saving
+    // process prints tick 1 only.
     ticker.wait_for_line("tick 1 ", Duration::from_secs(30));
     let pid = rustix::process::Pid::from_child(&ticker.child);
-    let signalled = Instant::now();
     rustix::process::kill_process(pid, rustix::process::Signal::USR1).expect("send SIGUSR1");
     let saved = ticker.finish(Duration::from_secs(30));
-    let took = signalled.elapsed();
     assert_suspended_to(&saved, &snap);
-    assert!(
-        took < Duration::from_millis(PAUSE_MS),
-        "the snapshot took {took:?}: it waited for the guest to wake\n{saved}"
-    );
     let before = ticks(&saved.stdout);
-    assert_eq!(before.first().map(|t| t.0), Some(1), "{saved}");
+    assert_eq!(
+        before.iter().map(|t| t.0).collect::<Vec<_>>(),
+        [1],
+        "the snapshot waited for the blocked guest to wake\n{saved}"
+    );
 
     std::thread::sleep(Duration::from_millis(200));
     let restored = parapet(["restore", snap.to_str().unwrap(), "--timeout", "60"]);
@@ -928,7 +927,7 @@ fn a_running_guest_is_snapshotted_on_sigusr1() {
     let all: Vec<(u64, u64)> = before.iter().chain(&after).copied().collect();
     assert_eq!(
         all.iter().map(|t| t.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4],
+        [1, 2, 3],
         "\n{saved}\n{restored}"
     );
     assert!(
