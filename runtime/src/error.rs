@@ -23,6 +23,9 @@ pub enum Error {
     /// The bundle does not describe a Parapet guest, or describes one badly.
     #[error("bundle {bundle}: {msg}")]
     Guest { bundle: PathBuf, msg: String },
+    /// The bundle is not a Parapet image (and there is no runc to hand it to).
+    #[error("bundle {bundle}: {msg}")]
+    NotParapet { bundle: PathBuf, msg: String },
     /// The container ID is not one the runtime accepts.
     #[error(
         "invalid container id `{0}`: use letters, digits, `_`, `+`, `-` and `.` (not `.` or `..` alone)"

@@ -91,7 +91,13 @@ pub fn plan(bundle: &Path, spec: &Spec) -> Result<GuestPlan> {
     let rootfs = rootfs(bundle, spec);
     let empty = HashMap::new();
     let annotations = spec.annotations().as_ref().unwrap_or(&empty);
-    let mut config = parapet_oci::resolve(annotations, &rootfs).map_err(|e| bad(e.to_string()))?;
+    let mut config = parapet_oci::resolve(annotations, &rootfs).map_err(|e| match e {
+        parapet_oci::Error::NotParapet { .. } => Error::NotParapet {
+            bundle: bundle.to_path_buf(),
+            msg: e.to_string(),
+        },
+        e => bad(e.to_string()),
+    })?;
     let args = spec
         .process()
         .as_ref()

@@ -14,6 +14,7 @@
 
 mod console;
 mod container;
+mod delegate;
 mod error;
 mod guest;
 mod log;
@@ -156,6 +157,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let logger = log::Logger::new(cli.log.clone(), cli.log_format);
     let store = state::Store::new(cli.root.clone());
+    let delegate = delegate::Delegate::find(&cli.root);
+    // A container this runtime does not hold but runc does is runc's.
+    let held_by_runc = |id: &str| {
+        delegate
+            .as_ref()
+            .filter(|d| !store.dir(id).exists() && d.holds(id))
+    };
+    let handed_over = match &cli.command {
+        Command::Start { id }
+        | Command::State { id }
+        | Command::Kill { id, .. }
+        | Command::Delete { id, .. }
+        | Command::Ps { id, .. } => held_by_runc(id),
+        _ => None,
+    };
+    if let Some(runc) = handed_over {
+        return fail(&logger, runc.exec(&runc_args()));
+    }
     let result = match cli.command {
         Command::Create(a) => container::create(
             &store,
@@ -182,11 +201,29 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let msg = e.to_string();
-            eprintln!("parapet-runc: {msg}");
-            logger.log("error", &msg);
-            ExitCode::FAILURE
+        Err(error::Error::NotParapet { .. }) if delegate.is_some() => {
+            let runc = delegate.as_ref().expect("checked");
+            fail(&logger, runc.exec(&runc_args()))
         }
+        Err(e) => fail(&logger, e),
     }
+}
+
+/// This process's arguments, for runc.
+fn runc_args() -> Vec<OsString> {
+    std::env::args_os().skip(1).collect()
+}
+
+/// Reports `e` on stderr and in the log.
+fn fail(logger: &log::Logger, e: error::Error) -> ExitCode {
+    let mut msg = e.to_string();
+    if matches!(e, error::Error::NotParapet { .. }) {
+        msg.push_str(&format!(
+            " (and there is no runc to hand it to: install runc or set {})",
+            delegate::ENV
+        ));
+    }
+    eprintln!("parapet-runc: {msg}");
+    logger.log("error", &msg);
+    ExitCode::FAILURE
 }
