@@ -1,11 +1,12 @@
 //! Bundles that are not Parapet images are handed to runc, so one runtime entry serves a whole
-//! Kubernetes pod: its sandbox (the `pause` container) and any ordinary container beside the
-//! Parapet guests.
+//! Kubernetes pod: its sandbox (the `pause` container, which Kubernetes marks as such: see
+//! [`crate::guest::pod_sandbox`]) and any ordinary container beside the Parapet guests.
 //!
 //! The runc is `$PARAPET_RUNC_DELEGATE` if it is set (empty or `none`: never hand over), else the
 //! first `runc` on `PATH`. Its containers live under `ROOT/runc` (`ROOT` is this runtime's
 //! `--root`), so a later `start`, `state`, `kill`, `delete` or `ps` of an ID this runtime does
-//! not hold goes to runc if runc holds it. The hand-over is an `exec` with the same arguments but
+//! not hold goes to runc if runc holds it, and so does a command this runtime lacks (`exec`,
+//! `pause`, `update`, …) naming such an ID. The hand-over is an `exec` with the same arguments but
 //! `--root`, so runc writes the PID file, takes the console socket and logs to the shim's log.
 
 use crate::error::Error;

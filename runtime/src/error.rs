@@ -52,12 +52,29 @@ pub enum Error {
     /// A signal name or number that is not a signal.
     #[error("unknown signal `{0}`")]
     BadSignal(String),
-    /// A runc command this runtime does not implement.
-    #[error("`{0}` is not supported by parapet-runc")]
-    Unsupported(String),
+    /// A runc command this runtime does not implement, and why.
+    #[error("`{0}` is not supported by parapet-runc: {1}")]
+    Unsupported(String, &'static str),
     /// Any other failure, already worded.
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// The error for runc's command `command`, which this runtime does not have.
+    pub fn unsupported(command: &str) -> Error {
+        let why = match command {
+            "exec" => {
+                "a Parapet container is one guest kernel, with no processes to run a command in"
+            }
+            "update" => "a guest's memory is fixed when it boots",
+            "pause" | "resume" => "the VMM cannot freeze its guest yet",
+            "checkpoint" | "restore" => "containers cannot be checkpointed yet",
+            "events" => "the VMM reports no events or statistics yet",
+            _ => "runc has it, this runtime does not",
+        };
+        Error::Unsupported(command.to_string(), why)
+    }
 }
 
 /// The result of a runtime operation.

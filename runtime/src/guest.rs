@@ -82,12 +82,37 @@ pub fn rootfs(bundle: &Path, spec: &Spec) -> PathBuf {
     bundle.join(root)
 }
 
+/// Annotations by which a Kubernetes container runtime marks a pod's sandbox container (the
+/// `pause` process that holds the pod's namespaces): containerd's CRI and CRI-O's.
+const SANDBOX_MARKS: [(&str, &str); 2] = [
+    ("io.kubernetes.cri.container-type", "sandbox"),
+    ("io.kubernetes.cri-o.ContainerType", "sandbox"),
+];
+
+/// The annotation that marks `spec` as a Kubernetes pod's sandbox, if one does. A sandbox is never
+/// a guest, whatever else its annotations say: containerd gives it the pod annotations the
+/// runtime handler lets through (`org.parapet.guest.*`) just as it gives them to the pod's
+/// containers.
+pub fn pod_sandbox(spec: &Spec) -> Option<&'static str> {
+    let annotations = spec.annotations().as_ref()?;
+    SANDBOX_MARKS
+        .iter()
+        .find(|(key, value)| annotations.get(*key).is_some_and(|v| v == value))
+        .map(|(key, _)| *key)
+}
+
 /// Works out the guest for `spec` in `bundle` and resolves its files.
 pub fn plan(bundle: &Path, spec: &Spec) -> Result<GuestPlan> {
     let bad = |msg: String| Error::Guest {
         bundle: bundle.to_path_buf(),
         msg,
     };
+    if let Some(key) = pod_sandbox(spec) {
+        return Err(Error::NotParapet {
+            bundle: bundle.to_path_buf(),
+            msg: format!("a Kubernetes pod sandbox ({key}=sandbox), not a Parapet guest"),
+        });
+    }
     let rootfs = rootfs(bundle, spec);
     let empty = HashMap::new();
     let annotations = spec.annotations().as_ref().unwrap_or(&empty);
@@ -236,6 +261,49 @@ mod tests {
         let mut c = GuestConfig::new("/parapet/guest");
         c.memory = memory.map(str::to_owned);
         c
+    }
+
+    fn spec_with(annotations: &[(&str, &str)]) -> Spec {
+        let mut spec = Spec::default();
+        spec.set_annotations(Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
+        spec
+    }
+
+    /// A pod sandbox goes to runc even when the pod's annotations describe a guest.
+    #[test]
+    fn pod_sandboxes_are_not_guests() {
+        let guest = ("org.parapet.guest.kernel", "/parapet/guest");
+        let containerd = spec_with(&[("io.kubernetes.cri.container-type", "sandbox"), guest]);
+        assert_eq!(
+            pod_sandbox(&containerd),
+            Some("io.kubernetes.cri.container-type")
+        );
+        let crio = spec_with(&[("io.kubernetes.cri-o.ContainerType", "sandbox")]);
+        assert_eq!(
+            pod_sandbox(&crio),
+            Some("io.kubernetes.cri-o.ContainerType")
+        );
+        for not in [
+            spec_with(&[("io.kubernetes.cri.container-type", "container"), guest]),
+            spec_with(&[guest]),
+            Spec::default(),
+        ] {
+            assert_eq!(pod_sandbox(&not), None);
+        }
+        let bundle = Path::new("/nonexistent-bundle");
+        match plan(bundle, &containerd) {
+            Err(Error::NotParapet { msg, .. }) => assert_eq!(
+                msg,
+                "a Kubernetes pod sandbox (io.kubernetes.cri.container-type=sandbox), not a \
+                 Parapet guest"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //!   (the PID in `--pid-file` is that process throughout). It keeps the stdio `create` was given,
 //!   or with `--console-socket` gets a new pseudoterminal whose master end goes over the socket.
 //! - `start` writes a byte into the FIFO: the VMM starts.
-//! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do.
+//! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do; other runc
+//!   commands (`exec`, `update`, …) fail with one line saying why.
+//! - Bundles that are no Parapet guest (a Kubernetes pod's sandbox, an ordinary image) go to
+//!   runc ([`delegate`]), and so does every later command about them.
 
 mod console;
 mod container;
@@ -170,6 +173,8 @@ fn main() -> ExitCode {
         | Command::Kill { id, .. }
         | Command::Delete { id, .. }
         | Command::Ps { id, .. } => held_by_runc(id),
+        // `exec`, `update`, `pause`, … of runc's container (the shim puts the ID last).
+        Command::Other(args) => container_args(args).find_map(held_by_runc),
         _ => None,
     };
     if let Some(runc) = handed_over {
@@ -193,8 +198,9 @@ fn main() -> ExitCode {
         Command::List { format, quiet } => container::list(&store, &format, quiet),
         Command::Features => container::features(),
         Command::Init { fifo_fd, program } => container::init(fifo_fd, &program),
-        Command::Other(args) => Err(error::Error::Unsupported(
-            args.first()
+        Command::Other(args) => Err(error::Error::unsupported(
+            &args
+                .first()
                 .map(|a| a.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         )),
@@ -207,6 +213,15 @@ fn main() -> ExitCode {
         }
         Err(e) => fail(&logger, e),
     }
+}
+
+/// The arguments of a command this runtime does not have (`args[0]` is the command) that could
+/// be a container ID: those that are not options.
+fn container_args(args: &[OsString]) -> impl Iterator<Item = &str> {
+    args.iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .filter(|a| !a.starts_with('-'))
 }
 
 /// This process's arguments, for runc.
@@ -226,4 +241,48 @@ fn fail(logger: &log::Logger, e: error::Error) -> ExitCode {
     eprintln!("parapet-runc: {msg}");
     logger.log("error", &msg);
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_among_other_commands_arguments() {
+        let args: Vec<OsString> = [
+            "exec",
+            "--process",
+            "/tmp/runc-process1",
+            "--detach",
+            "--pid-file",
+            "/b/p.pid",
+            "c1",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(
+            container_args(&args).collect::<Vec<_>>(),
+            ["/tmp/runc-process1", "/b/p.pid", "c1"]
+        );
+        let update: Vec<OsString> = ["update", "--resources", "-", "c2"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(container_args(&update).collect::<Vec<_>>(), ["c2"]);
+    }
+
+    #[test]
+    fn unsupported_commands_say_why_in_one_line() {
+        let exec = error::Error::unsupported("exec").to_string();
+        assert!(
+            exec.starts_with("`exec` is not supported by parapet-runc: ") && !exec.contains('\n'),
+            "{exec}"
+        );
+        assert!(
+            error::Error::unsupported("frobnicate")
+                .to_string()
+                .starts_with("`frobnicate` is not supported by parapet-runc: ")
+        );
+    }
 }
