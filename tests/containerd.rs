@@ -478,6 +478,10 @@ fn detached_task_kill_and_delete_leave_no_vmm() {
         joined.contains("--memory 40M") && joined.contains("--cmdline ticks=100000 pause_ms=50"),
         "{argv:?}"
     );
+    // In the container's cgroup (ctr's default: /NAMESPACE/ID), in every hierarchy.
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let own = format!(":/{NAMESPACE}/killed");
+    assert!(cgroups.lines().all(|l| l.ends_with(&own)), "{cgroups}");
     let out = ctrd.ctr(&["task", "ps", "killed"]);
     assert!(out.stdout.contains(&pid.to_string()), "{out}");
 

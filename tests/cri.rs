@@ -830,6 +830,13 @@ fn the_documented_containerd_config_defines_the_parapet_handler() {
             "`{line}` is not in the dump's parapet runtime:\n{parapet}"
         );
     }
+    // The RuntimeClass names this handler.
+    let class =
+        std::fs::read_to_string(workspace_root().join("runtime/deploy/runtimeclass.yaml")).unwrap();
+    assert!(
+        class.lines().any(|l| l == format!("handler: {HANDLER}")),
+        "{class}"
+    );
     // docs/containers.md shows the file as it is.
     let deploy = std::fs::read_to_string(workspace_root().join(DEPLOY_CONFIG)).unwrap();
     let docs = std::fs::read_to_string(workspace_root().join("docs/containers.md")).unwrap();
@@ -982,6 +989,32 @@ fn pod_annotations_args_and_the_memory_limit_reach_the_guest() {
         joined.contains("--memory 40M") && joined.contains("--cmdline ticks=1000000 pause_ms=20"),
         "{vmm_argv:?}"
     );
+    // The VMM is in the container's cgroup (under the pod's parent) in every hierarchy, alone,
+    // so containerd's statistics of the container are the VMM's.
+    let own = format!("{}/{limited}", cri.cgroup_parent());
+    let cgroup_lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cgroup_lines
+            .lines()
+            .all(|l| l.ends_with(&format!(":{own}"))),
+        "{cgroup_lines}"
+    );
+    for dir in cri.cgroups().iter().filter(|d| d.ends_with(&limited)) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        assert_eq!(procs.trim(), pid.to_string(), "{}", dir.display());
+    }
+    let container_id = limited.clone();
+    let stats = cri
+        .call("ContainerStats", async move |mut c| {
+            c.container_stats(cri::ContainerStatsRequest { container_id })
+                .await
+        })
+        .unwrap()
+        .stats
+        .expect("statistics");
+    let memory = stats.memory.expect("memory statistics");
+    let usage = memory.usage_bytes.expect("memory usage").value;
+    assert!(usage > 0, "{memory:?}");
     // parapet-runc holds it, and has the annotations that were let through.
     let state: Value = serde_json::from_slice(
         &std::fs::read(cri.parapet_runc_root().join(&limited).join("state.json")).unwrap(),

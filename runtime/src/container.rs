@@ -2,6 +2,7 @@
 //! read-only ones (`state`, `ps`, `list`, `features`) and `init`, the container's process until
 //! `start`.
 
+use crate::cgroup;
 use crate::console;
 use crate::error::{Context, Error, Result};
 use crate::guest;
@@ -63,8 +64,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         .and_then(|p| p.console_size())
         .map(|b| (b.width() as u16, b.height() as u16));
 
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let dir = store.create_dir(&opts.id)?;
     let mut pid = None;
+    let mut cgroups = Vec::new();
     let result = (|| {
         let fifo = store.fifo(&opts.id);
         rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600))
@@ -126,6 +129,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         let (_, start_time) = proc_stat(child_pid).ok_or_else(|| {
             Error::Other(format!("the container's process {child_pid} died at once"))
         })?;
+        // Before it starts: everything the VMM uses counts in the container's cgroup.
+        if let Some(path) = &cgroups_path {
+            cgroups = cgroup::join(&path.to_string_lossy(), child_pid)?;
+        }
         let state = State {
             id: opts.id.clone(),
             bundle: bundle.clone(),
@@ -135,6 +142,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
             status: Status::Created,
             created: rfc3339(SystemTime::now()),
             annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroups: cgroups.clone(),
         };
         store.save(&state)?;
         if let Some(path) = &opts.pid_file {
@@ -147,6 +155,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         if let Some(pid) = pid.and_then(Pid::from_raw) {
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
+        cgroup::remove(&cgroups);
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
@@ -260,6 +269,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             ));
         }
     }
+    cgroup::remove(&state.cgroups);
     store.remove(id)
 }
 

@@ -8,13 +8,15 @@
 //! - `create` checks the bundle, records the container under `--root`, and starts
 //!   `parapet-runc init`, which waits on `ROOT/ID/exec.fifo` and then becomes `parapet run …`
 //!   (the PID in `--pid-file` is that process throughout). It keeps the stdio `create` was given,
-//!   or with `--console-socket` gets a new pseudoterminal whose master end goes over the socket.
+//!   or with `--console-socket` gets a new pseudoterminal whose master end goes over the socket,
+//!   and is put into the container's cgroup ([`cgroup`]).
 //! - `start` writes a byte into the FIFO: the VMM starts.
 //! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do; other runc
 //!   commands (`exec`, `update`, …) fail with one line saying why.
 //! - Bundles that are no Parapet guest (a Kubernetes pod's sandbox, an ordinary image) go to
 //!   runc ([`delegate`]), and so does every later command about them.
 
+mod cgroup;
 mod console;
 mod container;
 mod delegate;

@@ -58,6 +58,9 @@ pub struct State {
     /// The spec's annotations.
     #[serde(default)]
     pub annotations: HashMap<String, String>,
+    /// The cgroup directories the process joined (`linux.cgroupsPath`), removed by `delete`.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl State {
@@ -276,6 +279,7 @@ mod tests {
             status: Status::Created,
             created: "1970-01-01T00:00:00.000000000Z".into(),
             annotations: HashMap::new(),
+            cgroups: Vec::new(),
         };
         store.save(&state).unwrap();
         let back = store.load("c1").unwrap();
