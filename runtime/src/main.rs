@@ -6,11 +6,14 @@
 //! guest's console is the container's stdio and the VMM's exit status is the container's.
 //!
 //! - `create` checks the bundle, records the container under `--root`, and starts
-//!   `parapet-runc init`, which waits on `ROOT/ID/exec.fifo` and then becomes `parapet run …`
-//!   (the PID in `--pid-file` is that process throughout). It keeps the stdio `create` was given,
-//!   or with `--console-socket` gets a new pseudoterminal whose master end goes over the socket.
+//!   `parapet-runc init`, which moves into the container's network namespace and plumbs the
+//!   guest's network there ([`network`]), tells `create` how that went, waits on
+//!   `ROOT/ID/exec.fifo` and then becomes `parapet run …` (the PID in `--pid-file` is that process
+//!   throughout). It keeps the stdio `create` was given, or with `--console-socket` gets a new
+//!   pseudoterminal whose master end goes over the socket.
 //! - `start` writes a byte into the FIFO: the VMM starts.
-//! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do.
+//! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do; `delete` also
+//!   undoes the network plumbing.
 
 mod console;
 mod container;

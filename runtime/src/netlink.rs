@@ -238,31 +238,8 @@ impl Rtnl {
     /// TARGET`). A `u32` filter with one key that masks nothing, as urunc does: `matchall` would
     /// say it more plainly, but kernels without `CONFIG_NET_CLS_MATCHALL` are common.
     pub fn add_redirect(&mut self, index: u32, priority: u16, target: u32) -> io::Result<()> {
-        let mut mirror = TcMirror::default();
-        mirror.generic.action = TcActionType::Stolen;
-        mirror.eaction = TcMirrorActionType::EgressRedir;
-        mirror.ifindex = target;
-        let mut action = TcAction::default();
-        action.attributes = vec![
-            TcActionAttribute::Kind("mirred".into()),
-            TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
-                mirror,
-            ))]),
-        ];
-        let mut selector = TcU32Selector::default();
-        selector.flags = TcU32SelectorFlags::Terminal;
-        selector.nkeys = 1;
-        selector.keys = vec![TcU32Key::default()];
-        let mut req = filter_message(index, priority);
-        req.attributes = vec![
-            TcAttribute::Kind("u32".into()),
-            TcAttribute::Options(vec![
-                TcOption::U32(TcFilterU32Option::Selector(selector)),
-                TcOption::U32(TcFilterU32Option::Action(vec![action])),
-            ]),
-        ];
         self.ack(
-            RouteNetlinkMessage::NewTrafficFilter(req),
+            RouteNetlinkMessage::NewTrafficFilter(redirect_message(index, priority, target)),
             NLM_F_CREATE | NLM_F_EXCL,
         )
     }
@@ -285,22 +262,7 @@ impl Rtnl {
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewTrafficFilter(f) => {
-                    let mut filter = Filter {
-                        priority: (f.header.info >> 16) as u16,
-                        actions: 0,
-                        redirects: Vec::new(),
-                    };
-                    for a in &f.attributes {
-                        if let TcAttribute::Options(opts) = a {
-                            for action in opts.iter().flat_map(actions) {
-                                filter.actions += 1;
-                                filter.redirects.extend(redirect_target(action));
-                            }
-                        }
-                    }
-                    Some(filter)
-                }
+                RouteNetlinkMessage::NewTrafficFilter(f) => Some(filter(&f)),
                 _ => None,
             })
             .collect())
@@ -376,6 +338,52 @@ impl Rtnl {
     }
 }
 
+/// The filter [`Rtnl::add_redirect`] adds.
+fn redirect_message(index: u32, priority: u16, target: u32) -> TcMessage {
+    let mut mirror = TcMirror::default();
+    mirror.generic.action = TcActionType::Stolen;
+    mirror.eaction = TcMirrorActionType::EgressRedir;
+    mirror.ifindex = target;
+    let mut action = TcAction::default();
+    action.attributes = vec![
+        TcActionAttribute::Kind("mirred".into()),
+        TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+            mirror,
+        ))]),
+    ];
+    let mut selector = TcU32Selector::default();
+    selector.flags = TcU32SelectorFlags::Terminal;
+    selector.nkeys = 1;
+    selector.keys = vec![TcU32Key::default()];
+    let mut msg = filter_message(index, priority);
+    msg.attributes = vec![
+        TcAttribute::Kind("u32".into()),
+        TcAttribute::Options(vec![
+            TcOption::U32(TcFilterU32Option::Selector(selector)),
+            TcOption::U32(TcFilterU32Option::Action(vec![action])),
+        ]),
+    ];
+    msg
+}
+
+/// What [`Rtnl::ingress_filters`] reads from a filter message.
+fn filter(f: &TcMessage) -> Filter {
+    let mut filter = Filter {
+        priority: (f.header.info >> 16) as u16,
+        actions: 0,
+        redirects: Vec::new(),
+    };
+    for a in &f.attributes {
+        if let TcAttribute::Options(opts) = a {
+            for action in opts.iter().flat_map(actions) {
+                filter.actions += 1;
+                filter.redirects.extend(redirect_target(action));
+            }
+        }
+    }
+    filter
+}
+
 /// A filter request on link `index`'s ingress at priority `priority`, for every protocol.
 fn filter_message(index: u32, priority: u16) -> TcMessage {
     let mut msg = TcMessage::with_index(index as i32);
@@ -442,4 +450,40 @@ fn table(r: &RouteMessage) -> u32 {
 
 fn libc_eexist() -> i32 {
     rustix::io::Errno::EXIST.raw_os_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The redirect goes out as `tc` sends it and reads back as a redirect.
+    #[test]
+    fn redirect_filters_round_trip() {
+        let msg = redirect_message(5, 1, 9);
+        // Priority 1, protocol ETH_P_ALL in network order, on ffff:.
+        assert_eq!(msg.header.info, (1 << 16) | u32::from(0x0003u16.to_be()));
+        assert_eq!(u32::from(msg.header.parent), 0xffff_0000);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        let mut packet = NetlinkMessage::new(
+            header,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(msg)),
+        );
+        packet.finalize();
+        let mut bytes = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        let back = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(f)) = back.payload
+        else {
+            panic!("{back:?}");
+        };
+        assert_eq!(
+            filter(&f),
+            Filter {
+                priority: 1,
+                actions: 1,
+                redirects: vec![9]
+            }
+        );
+    }
 }

@@ -445,7 +445,9 @@ fn open_tap() -> std::io::Result<OwnedFd> {
             rustix::ioctl::Updater::<TUNSETIFF, IfReq>::new(&mut req),
         )
     }?;
-    Ok(fd)
+    // Above the standard descriptors even if one of them was closed: the VMM takes the TAP as
+    // `--net fd=N`, which must not be its console.
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 #[cfg(test)]
