@@ -22,6 +22,7 @@ use parapet_tests::{Output, TempDir, guest, host_binary, run, vmm, workspace_roo
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -130,8 +131,37 @@ impl Cri {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let config = dir.file("config.toml", containerd_config(&dir, &runc).as_bytes());
+        // containerd, and with it every pod, lives in a network namespace of the test's own
+        // (`unshare --net=FILE` keeps it with a bind mount): a pod on "the host's network" is on
+        // this one, and no pod can touch the machine's own interfaces.
+        let netns = dir.file("netns", b"");
+        let mut unshare = Command::new("unshare");
+        unshare
+            .arg(format!("--net={}", netns.display()))
+            .arg("true");
+        run(unshare).assert_status(0);
+        // Its "host" interface, as a machine has one: up, an Ethernet address, an IPv4 address
+        // (a documentation one: nothing is sent) and the default route. A runtime that took the
+        // host's interface for a guest would take this one.
+        for args in [
+            "link set lo up",
+            "link add host0 type veth peer name host0-peer",
+            "addr add 192.0.2.2/24 dev host0",
+            "link set host0-peer up",
+            "link set host0 up",
+            "route add default via 192.0.2.1 dev host0",
+        ] {
+            let mut ip = Command::new("nsenter");
+            ip.arg(format!("--net={}", netns.display()))
+                .arg("ip")
+                .args(args.split(' '));
+            run(ip).assert_status(0);
+        }
         let log = std::fs::File::create(dir.join("containerd.log")).expect("containerd log");
-        let daemon = Command::new("containerd")
+        // nsenter joins the namespace and execs containerd: the child is containerd.
+        let daemon = Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .arg("containerd")
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -512,7 +542,12 @@ impl Cri {
         self.wait_for("the shims to exit", |_| {
             shims_of(&address).is_empty().then_some(())
         });
-        assert_eq!(mounts_under(&self.dir), Vec::<String>::new(), "mounts left");
+        let netns = self.netns().display().to_string();
+        let mounts: Vec<String> = mounts_under(&self.dir)
+            .into_iter()
+            .filter(|m| *m != netns)
+            .collect();
+        assert_eq!(mounts, Vec::<String>::new(), "mounts left");
         // runc removed the sandbox's cgroups; only their parent, the test's, is left.
         let cgroups: Vec<PathBuf> = self
             .cgroups()
@@ -520,6 +555,11 @@ impl Cri {
             .filter(|c| !c.ends_with(self.cgroup_parent().trim_start_matches('/')))
             .collect();
         assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    }
+
+    /// The network namespace containerd and the pods' "host network" are in.
+    fn netns(&self) -> PathBuf {
+        self.dir.join("netns")
     }
 
     /// `parapet-runc --root ROOT ARGS`, as the shim would call it.
@@ -988,6 +1028,19 @@ fn pod_annotations_args_and_the_memory_limit_reach_the_guest() {
     assert!(
         joined.contains("--memory 40M") && joined.contains("--cmdline ticks=1000000 pause_ms=20"),
         "{vmm_argv:?}"
+    );
+    // The pod is on the host's network (containerd's namespace here): the container's spec names
+    // the sandbox's namespace, which is the host's, and parapet-runc takes none of its
+    // interfaces for the guest.
+    assert!(!joined.contains("--net"), "{vmm_argv:?}");
+    let links = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
+    assert!(!links.contains("ptap0"), "{links}");
+    assert_eq!(
+        std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .unwrap()
+            .ino(),
+        std::fs::metadata(cri.netns()).unwrap().ino(),
+        "the VMM is not in containerd's network namespace"
     );
     // The VMM is in the container's cgroup (under the pod's parent) in every hierarchy, alone,
     // so containerd's statistics of the container are the VMM's.
