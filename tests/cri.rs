@@ -9,13 +9,18 @@
 //!
 //! The pod sandbox's image is a pause program this test writes (a static x86-64 ELF of 129
 //! bytes), which parapet-runc hands to runc; the containers' images are made by
-//! `cargo xtask oci-image` from the hello and ticker guests, imported with
+//! `cargo xtask oci-image` from the hello, ticker and net-http guests, imported with
 //! `ctr -n k8s.io images import`.
 //!
-//! Needs root and Debian's `containerd` (containerd, ctr, containerd-shim-runc-v2) and `runc`
-//! packages, as CI has (`.ci/run` installs them, and `protobuf-compiler`, which building
-//! `k8s-cri` needs). containerd 1.6's shims put their sockets in `/run/containerd/s/`, named by a
-//! hash of the address; everything else stays in the temporary directory.
+//! containerd runs in a network namespace the test makes, with a "host" interface of its own, so
+//! pods on the host's network are on that one, and the pod network (CNI's bridge plugin) is
+//! inside it too: no pod can touch the machine's interfaces or meet another test's addresses.
+//!
+//! Needs root and Debian's `containerd` (containerd, ctr, containerd-shim-runc-v2), `runc` and
+//! `containernetworking-plugins` packages, as CI has (`.ci/run` installs them, and
+//! `protobuf-compiler`, which building `k8s-cri` needs). containerd 1.6's shims put their sockets
+//! in `/run/containerd/s/`, named by a hash of the address; everything else stays in the
+//! temporary directory.
 
 use k8s_cri::v1 as cri;
 use parapet_tests::{Output, TempDir, guest, host_binary, run, vmm, workspace_root};
@@ -46,6 +51,13 @@ const PAUSE_IMAGE: &str = "localhost/parapet-test/pause:1";
 const HELLO_IMAGE: &str = "localhost/parapet-test/hello:1";
 /// `cargo xtask oci-image ticker`.
 const TICKER_IMAGE: &str = "localhost/parapet-test/ticker:1";
+/// `cargo xtask oci-image net-http`.
+const NET_HTTP_IMAGE: &str = "localhost/parapet-test/net-http:1";
+/// Where Debian's containernetworking-plugins puts the CNI plugins.
+const CNI_PLUGINS: &str = "/usr/lib/cni";
+/// The pod network: a bridge in containerd's network namespace (the test's own), so the
+/// addresses meet nothing else.
+const POD_SUBNET: &str = "198.51.100.0/24";
 /// How long the test waits for something that normally takes well under a second: a safety
 /// net, never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -103,14 +115,28 @@ fn containerd_config(dir: &Path, runc: &Path) -> String {
     )
 }
 
-/// A private containerd with the CRI plugin, and a CRI client of it; on drop everything it ran
-/// is ended (runc's containers, shims, VMMs, containerd) and unmounted.
+/// A private containerd with the CRI plugin ([`Node`]), and a CRI client of it.
 struct Cri {
-    dir: TempDir,
-    daemon: Child,
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<tonic::transport::Channel>,
     images: ImageServiceClient<tonic::transport::Channel>,
+    node: Node,
+}
+
+impl std::ops::Deref for Cri {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+/// The test's directory and the containerd running in it: on drop (from the moment the
+/// directory exists, so a failure half-way through setting up leaves nothing either) everything
+/// run there is ended (runc's containers, shims, VMMs, containerd) and unmounted, and its
+/// cgroups are removed.
+struct Node {
+    daemon: Option<Child>,
+    dir: TempDir,
 }
 
 impl Cri {
@@ -126,11 +152,43 @@ impl Cri {
         let runc = host_binary("parapet-runc", "parapet-runc");
         assert_eq!(runc.parent(), vmm().parent());
 
-        let dir = TempDir::new(&format!("cri-{tag}"));
+        let mut node = Node {
+            daemon: None,
+            dir: TempDir::new(&format!("cri-{tag}")),
+        };
+        let dir = &node.dir;
         for sub in ["cni/bin", "cni/conf", "pods"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let config = dir.file("config.toml", containerd_config(&dir, &runc).as_bytes());
+        let config = dir.file("config.toml", containerd_config(dir, &runc).as_bytes());
+        // The pod network (for pods not on the host's): CNI's bridge and host-local plugins,
+        // leases kept in the directory; containerd adds the loopback plugin itself.
+        for plugin in ["bridge", "host-local", "loopback"] {
+            let _ = std::os::unix::fs::symlink(
+                Path::new(CNI_PLUGINS).join(plugin),
+                dir.join("cni/bin").join(plugin),
+            );
+        }
+        let cni = serde_json::json!({
+            "cniVersion": "0.4.0",
+            "name": "parapet-test",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": "cni-parapet0",
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": POD_SUBNET }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": dir.join("cni/leases"),
+                },
+            }],
+        });
+        dir.file(
+            "cni/conf/10-parapet-test.conflist",
+            cni.to_string().as_bytes(),
+        );
         // containerd, and with it every pod, lives in a network namespace of the test's own
         // (`unshare --net=FILE` keeps it with a bind mount): a pod on "the host's network" is on
         // this one, and no pod can touch the machine's own interfaces.
@@ -169,6 +227,8 @@ impl Cri {
             .stderr(log)
             .spawn()
             .expect("start containerd (the CRI test needs root)");
+        node.daemon = Some(daemon);
+        let dir = &node.dir;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -179,7 +239,7 @@ impl Cri {
             assert!(
                 Instant::now() < deadline,
                 "containerd did not come up (the CRI test needs root)\n{}",
-                log_tail(&dir)
+                log_tail(dir)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -191,14 +251,13 @@ impl Cri {
             )
             .unwrap_or_else(|e| panic!("connect to {}: {e}", address.display()));
         let mut cri = Cri {
-            dir,
-            daemon,
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
+            node,
         };
         // The CRI answers once its plugin has loaded; the runtime is then ready (the network
-        // is not: there is no CNI configuration, and the pods here use the host's network).
+        // soon after, once it has read the CNI configuration).
         cri.wait_for("the CRI runtime to be ready", |cri| {
             let mut client = cri.runtime.clone();
             let status = cri
@@ -217,14 +276,18 @@ impl Cri {
         cri
     }
 
-    /// The pause image, hello and ticker, imported into `k8s.io` and known to the CRI.
+    /// The pause image, hello, ticker and net-http, imported into `k8s.io` and known to the CRI.
     fn import_images(&mut self) {
         let pause = self.dir.file(
             "pause.tar",
             &oci_layout(PAUSE_IMAGE, "pause", &pause_elf(), "/pause"),
         );
         let mut tarballs = vec![pause];
-        for (name, reference) in [("hello", HELLO_IMAGE), ("ticker", TICKER_IMAGE)] {
+        for (name, reference) in [
+            ("hello", HELLO_IMAGE),
+            ("ticker", TICKER_IMAGE),
+            ("net-http", NET_HTTP_IMAGE),
+        ] {
             let out = self.dir.join(format!("{name}.tar"));
             let mut cmd = Command::new(host_binary("xtask", "xtask"));
             cmd.args(["oci-image"])
@@ -239,7 +302,7 @@ impl Cri {
             self.ctr(&["images", "import", tarball.to_str().unwrap()])
                 .assert_status(0);
         }
-        for reference in [PAUSE_IMAGE, HELLO_IMAGE, TICKER_IMAGE] {
+        for reference in [PAUSE_IMAGE, HELLO_IMAGE, TICKER_IMAGE, NET_HTTP_IMAGE] {
             self.wait_for(&format!("the CRI to list {reference}"), |cri| {
                 let mut client = cri.images.clone();
                 let request = cri::ImageStatusRequest {
@@ -298,91 +361,19 @@ impl Cri {
         result
     }
 
-    /// `parapet-runc`'s `--root` for the CRI's namespace (the shim adds the namespace).
-    fn parapet_runc_root(&self) -> PathBuf {
-        self.dir.join("parapet-runc").join(K8S_NAMESPACE)
-    }
-
-    /// Where parapet-runc's runc keeps the containers it was handed.
-    fn runc_root(&self) -> PathBuf {
-        self.parapet_runc_root().join("runc")
-    }
-
-    /// `runc --root RUNC_ROOT list` as (ID, PID, status); none if runc never ran.
-    fn runc_containers(&self) -> Vec<(String, i64, String)> {
-        if !self.runc_root().exists() {
-            return Vec::new();
-        }
-        let mut cmd = Command::new("runc");
-        cmd.arg("--root")
-            .arg(self.runc_root())
-            .args(["list", "--format", "json"]);
-        let out = run(cmd);
-        out.assert_status(0);
-        let list: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
-        list.as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                (
-                    c["id"].as_str().unwrap_or_default().to_string(),
-                    c["pid"].as_i64().unwrap_or_default(),
-                    c["status"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    /// The containers parapet-runc itself holds (its state directories, runc's left out).
-    fn parapet_runc_containers(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.parapet_runc_root())
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|name| name != "runc")
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    /// The pods' cgroup parent (the kubelet's `kubepods`), one of the test's own: runc makes the
-    /// sandbox's cgroup under it.
-    fn cgroup_parent(&self) -> String {
-        format!("/{}", self.dir.file_name().unwrap().to_string_lossy())
-    }
-
-    /// Every cgroup directory under [`Cri::cgroup_parent`] in each hierarchy, the parent's own
-    /// included, deepest first.
-    fn cgroups(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&entry.path(), out);
-                }
-            }
-            out.push(dir.to_path_buf());
-        }
-        let parent = self.cgroup_parent();
-        let mut hierarchies = vec![PathBuf::from("/sys/fs/cgroup")];
-        hierarchies.extend(
-            std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path()),
-        );
-        let mut out = Vec::new();
-        for h in hierarchies {
-            let dir = h.join(parent.trim_start_matches('/'));
-            if dir.is_dir() {
-                walk(&dir, &mut out);
-            }
-        }
-        out
-    }
-
     /// RunPodSandbox with the `parapet` handler, the host's network and a log directory.
     fn run_pod(&self, name: &str, annotations: &[(&str, &str)]) -> (String, cri::PodSandboxConfig) {
+        self.run_pod_on(name, annotations, cri::NamespaceMode::Node)
+    }
+
+    /// RunPodSandbox with the `parapet` handler and a log directory, on the host's network
+    /// (`Node`) or a network of the pod's own from CNI (`Pod`).
+    fn run_pod_on(
+        &self,
+        name: &str,
+        annotations: &[(&str, &str)],
+        network: cri::NamespaceMode,
+    ) -> (String, cri::PodSandboxConfig) {
         let log_directory = self.dir.join("pods").join(name);
         std::fs::create_dir_all(&log_directory).unwrap();
         let config = cri::PodSandboxConfig {
@@ -403,7 +394,7 @@ impl Cri {
                 cgroup_parent: self.cgroup_parent(),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
-                        network: cri::NamespaceMode::Node as i32,
+                        network: network as i32,
                         pid: cri::NamespaceMode::Pod as i32,
                         ipc: cri::NamespaceMode::Pod as i32,
                         ..Default::default()
@@ -557,11 +548,6 @@ impl Cri {
         assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     }
 
-    /// The network namespace containerd and the pods' "host network" are in.
-    fn netns(&self) -> PathBuf {
-        self.dir.join("netns")
-    }
-
     /// `parapet-runc --root ROOT ARGS`, as the shim would call it.
     fn parapet_runc(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(host_binary("parapet-runc", "parapet-runc"));
@@ -570,7 +556,103 @@ impl Cri {
     }
 }
 
-impl Drop for Cri {
+impl Node {
+    /// `parapet-runc`'s `--root` for the CRI's namespace (the shim adds the namespace).
+    fn parapet_runc_root(&self) -> PathBuf {
+        self.dir.join("parapet-runc").join(K8S_NAMESPACE)
+    }
+
+    /// Where parapet-runc's runc keeps the containers it was handed.
+    fn runc_root(&self) -> PathBuf {
+        self.parapet_runc_root().join("runc")
+    }
+
+    /// `runc --root RUNC_ROOT list` as (ID, PID, status); none if runc never ran.
+    fn runc_containers(&self) -> Vec<(String, i64, String)> {
+        if !self.runc_root().exists() {
+            return Vec::new();
+        }
+        let mut cmd = Command::new("runc");
+        cmd.arg("--root")
+            .arg(self.runc_root())
+            .args(["list", "--format", "json"]);
+        let out = run(cmd);
+        out.assert_status(0);
+        let list: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_string(),
+                    c["pid"].as_i64().unwrap_or_default(),
+                    c["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The containers parapet-runc itself holds (its state directories, runc's left out).
+    fn parapet_runc_containers(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.parapet_runc_root())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name != "runc")
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The pods' cgroup parent (the kubelet's `kubepods`), one of the test's own: runc makes the
+    /// sandbox's cgroup under it.
+    fn cgroup_parent(&self) -> String {
+        format!("/{}", self.dir.file_name().unwrap().to_string_lossy())
+    }
+
+    /// Every cgroup directory under [`Node::cgroup_parent`] in each hierarchy, the parent's own
+    /// included, deepest first.
+    fn cgroups(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&entry.path(), out);
+                }
+            }
+            out.push(dir.to_path_buf());
+        }
+        let parent = self.cgroup_parent();
+        let mut hierarchies = vec![PathBuf::from("/sys/fs/cgroup")];
+        hierarchies.extend(
+            std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+        let mut out = Vec::new();
+        for h in hierarchies {
+            let dir = h.join(parent.trim_start_matches('/'));
+            if dir.is_dir() {
+                walk(&dir, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The network namespace containerd and the pods' "host network" are in.
+    fn netns(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
+
+    /// [`Node::runc_containers`] for `Drop`: never panics.
+    fn runc_containers_quiet(&self) -> Vec<(String, i64, String)> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.runc_containers()))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
     fn drop(&mut self) {
         // runc's containers (the pause processes) outlive their shims: delete them with runc.
         for (id, _, _) in self.runc_containers_quiet() {
@@ -584,40 +666,35 @@ impl Drop for Cri {
         }
         // Shims (their command line names the address), VMMs and `parapet-runc init` (theirs
         // name a bundle): every process whose command line names the directory, but containerd.
-        let needle = self.dir.display().to_string();
-        for pid in pids_whose_cmdline_contains(&needle) {
-            if pid != self.daemon.id() as i32
+        let daemon = self.daemon.as_ref().map(|d| d.id() as i32);
+        for pid in pids_whose_cmdline_contains(&self.dir.display().to_string()) {
+            if Some(pid) != daemon
                 && let Some(pid) = rustix::process::Pid::from_raw(pid)
             {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }
-        if let Some(pid) = rustix::process::Pid::from_raw(self.daemon.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.daemon.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.daemon.kill();
-                let _ = self.daemon.wait();
-                break;
+        if let Some(daemon) = &mut self.daemon {
+            if let Some(pid) = rustix::process::Pid::from_raw(daemon.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while daemon.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = daemon.kill();
+                    let _ = daemon.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        // The pods' mounts and the network namespace's.
         for target in mounts_under(&self.dir) {
             let _ = Command::new("umount").args(["--lazy", &target]).status();
         }
         for cgroup in self.cgroups() {
             let _ = std::fs::remove_dir(cgroup);
         }
-    }
-}
-
-impl Cri {
-    /// [`Cri::runc_containers`] for `Drop`: never panics.
-    fn runc_containers_quiet(&self) -> Vec<(String, i64, String)> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.runc_containers()))
-            .unwrap_or_default()
     }
 }
 
@@ -1122,4 +1199,112 @@ fn pod_annotations_args_and_the_memory_limit_reach_the_guest() {
 
     cri.remove_pod(&pod.0);
     cri.assert_nothing_left();
+}
+
+/// A pod on a network of its own: CNI's bridge plugin gives the sandbox's namespace an address,
+/// parapet-runc hands that interface to the net-http guest (a TAP and redirects, `ip=`/`gw=` on
+/// its command line), and the guest answers HTTP at the pod's IP; the pod's removal leaves
+/// nothing, the network's plumbing included.
+#[test]
+fn a_pod_on_a_cni_network_serves_http_at_its_ip() {
+    for plugin in ["bridge", "host-local", "loopback"] {
+        assert!(
+            Path::new(CNI_PLUGINS).join(plugin).is_file(),
+            "no CNI plugin {CNI_PLUGINS}/{plugin}: the CRI test needs Debian's \
+             containernetworking-plugins package"
+        );
+    }
+    let cri = Cri::start("cni");
+    cri.wait_for(
+        "the CRI's network to be ready (the CNI configuration)",
+        |cri| {
+            let mut client = cri.runtime.clone();
+            let status = cri
+                .rt
+                .block_on(client.status(cri::StatusRequest { verbose: false }))
+                .ok()?
+                .into_inner()
+                .status?;
+            status
+                .conditions
+                .iter()
+                .any(|c| c.r#type == "NetworkReady" && c.status)
+                .then_some(())
+        },
+    );
+    let pod = cri.run_pod_on("web", &[], cri::NamespaceMode::Pod);
+    let pod_sandbox_id = pod.0.clone();
+    let status = cri
+        .call("PodSandboxStatus", async move |mut c| {
+            c.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id,
+                verbose: false,
+            })
+            .await
+        })
+        .unwrap()
+        .status
+        .expect("a status");
+    let ip = status.network.expect("the pod's network").ip;
+    assert!(ip.starts_with("198.51.100."), "the pod's IP: {ip:?}");
+
+    // requests=1: the guest powers off after one answer; parapet-runc appends ip= and gw=.
+    let (web, log) = cri.start_container(&pod, "web", NET_HTTP_IMAGE, &["requests=1"], 0);
+    cri.wait_for("net-http to listen", |_| {
+        cri_log(&log, "stdout")
+            .iter()
+            .any(|l| l.starts_with(&format!("net-http: listening on http://{ip}:80/")))
+            .then_some(())
+    });
+    let (_, info) = cri.container_status(&web);
+    let info: Value = serde_json::from_str(&info["info"]).unwrap();
+    let pid = info["pid"].as_i64().expect("containerd knows the PID") as i32;
+    let joined = argv(pid).expect("the VMM runs").join(" ");
+    assert!(
+        joined.contains(&format!("--cmdline requests=1 ip={ip}/24 gw=198.51.100.1"))
+            && joined.contains("--net fd="),
+        "{joined}"
+    );
+    // curl from containerd's namespace, where the bridge is: the guest answers at the pod's IP.
+    let page = cri.wait_for("an answer from the pod's IP", |cri| {
+        let mut curl = Command::new("nsenter");
+        curl.arg(format!("--net={}", cri.netns().display()))
+            .args(["curl", "-s", "-m", "5"])
+            .arg(format!("http://{ip}/"));
+        let out = run(curl);
+        (out.status == Some(0)).then_some(out.stdout)
+    });
+    assert!(page.contains("Hello from Parapet"), "{page}");
+    let status = cri.wait_for_state(&web, cri::ContainerState::ContainerExited);
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let stdout = cri_log(&log, "stdout");
+    assert!(
+        stdout.iter().any(|l| l == "net-http: GET / -> 200")
+            && stdout.iter().any(|l| l == "net-http: served 1 requests"),
+        "{stdout:?}"
+    );
+
+    cri.remove_pod(&pod.0);
+    cri.assert_nothing_left();
+    // CNI took back the address and the pod's end of the bridge.
+    let leases: Vec<_> = std::fs::read_dir(cri.dir.join("cni/leases/parapet-test"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("198.51.100."))
+        .collect();
+    assert!(leases.is_empty(), "leases left: {leases:?}");
+    let mut links = Command::new("nsenter");
+    links.arg(format!("--net={}", cri.netns().display())).args([
+        "ip",
+        "-o",
+        "link",
+        "show",
+        "master",
+        "cni-parapet0",
+    ]);
+    let links = run(links);
+    links.assert_status(0);
+    assert_eq!(links.stdout.trim(), "", "ports left on the bridge");
 }
