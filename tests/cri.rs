@@ -162,7 +162,8 @@ impl Cri {
         }
         let config = dir.file("config.toml", containerd_config(dir, &runc).as_bytes());
         // The pod network (for pods not on the host's): CNI's bridge and host-local plugins,
-        // leases kept in the directory; containerd adds the loopback plugin itself.
+        // leases kept in the directory; containerd runs the loopback plugin on its own, from
+        // the same directory.
         for plugin in ["bridge", "host-local", "loopback"] {
             let _ = std::os::unix::fs::symlink(
                 Path::new(CNI_PLUGINS).join(plugin),
@@ -383,7 +384,8 @@ impl Cri {
                 namespace: "default".into(),
                 attempt: 0,
             }),
-            // The host's network is the host's UTS namespace too: no hostname of the pod's.
+            // A pod on the host's network has the host's UTS namespace too, so no hostname of
+            // its own (runc refuses one); the test's pods do without.
             hostname: String::new(),
             log_directory: log_directory.display().to_string(),
             annotations: annotations
