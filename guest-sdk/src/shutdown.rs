@@ -88,7 +88,9 @@ impl core::error::Error for ListenError {}
 
 /// Binds `VIRQ_SHUTDOWN` to a new port with a handler that records the request, so that the
 /// host's `SIGTERM` becomes a request this guest sees through [`requested`] rather than the end
-/// of its VMM. Returns the port. Idempotent: later calls return the same port.
+/// of its VMM. Returns the port. Idempotent: later calls return the same port. A guest that
+/// closes that port ([`event_channel::close`]) stops listening for good: `SIGTERM` ends its VMM
+/// at once again, and `listen` does not bind anew.
 pub fn listen() -> Result<Port, ListenError> {
     // Masked, so that nothing runs between the check and the record on this one vCPU.
     let _irq = pvops::irq_save();
