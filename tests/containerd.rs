@@ -461,16 +461,30 @@ fn detached_task_kill_and_delete_leave_no_vmm() {
     // 40 MiB and a bit: guest RAM is the limit rounded down to 2 MiB.
     let limit = ((40 << 20) + 4096).to_string();
     let ticks = ["ticks=100000", "pause_ms=50"];
+    // The guest's console of "killed", to see that it runs (and listens for shutdown requests)
+    // before it is killed, and how it ends.
+    let console = ctrd.dir.join("killed.log");
+    let log_uri = format!("file://{}", console.display());
     for id in ["killed", "forced"] {
-        let out = ctrd.run(
-            &["-d", "--annotation", kernel, "--memory-limit", &limit],
-            IMAGE,
-            id,
-            &ticks,
-        );
+        let mut opts = vec!["-d", "--annotation", kernel, "--memory-limit", &limit];
+        if id == "killed" {
+            opts.extend(["--log-uri", &log_uri]);
+        }
+        let out = ctrd.run(&opts, IMAGE, id, &ticks);
         out.assert_status(0);
     }
     let pid = ctrd.wait_for_status("killed", "RUNNING");
+    let read_console = || std::fs::read_to_string(&console).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read_console().contains("tick 2 ") {
+        assert!(
+            Instant::now() < deadline,
+            "the guest never ticked: {:?}\n{}",
+            read_console(),
+            ctrd.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The container's process is the VMM, running the guest from the image's rootfs.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let argv: Vec<String> = cmdline
@@ -492,11 +506,19 @@ fn detached_task_kill_and_delete_leave_no_vmm() {
     let out = ctrd.ctr(&["task", "ps", "killed"]);
     assert!(out.stdout.contains(&pid.to_string()), "{out}");
 
-    // SIGTERM, the default of `ctr task kill`, stops the VMM; the shim reports 128 + 15.
+    // SIGTERM, the default of `ctr task kill`, asks the guest to shut down (docs/abi.md §7.5):
+    // the ticker listens, so it powers off with exit code 0, the container's. (A guest that does
+    // not listen ends at once: the shim would report 128 + 15, and `task delete` print it.)
     ctrd.ctr(&["task", "kill", "killed"]).assert_status(0);
     ctrd.wait_for_status("killed", "STOPPED");
     let out = ctrd.ctr(&["task", "delete", "killed"]);
-    out.assert_status(0).assert_stderr_contains("143");
+    out.assert_status(0);
+    assert!(!out.stderr.contains("143"), "the VMM was killed\n{out}");
+    assert!(
+        read_console().contains("ticker: shutdown requested\n"),
+        "{:?}",
+        read_console()
+    );
     ctrd.ctr(&["container", "rm", "killed"]).assert_status(0);
 
     // `ctr task delete --force` kills a running task.

@@ -7,10 +7,12 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 /// The target guest kernels are built for.
@@ -239,6 +241,8 @@ pub struct Output {
     pub command: String,
     /// The exit status; `None` if the process was killed by a signal.
     pub status: Option<i32>,
+    /// The signal that killed the process, if one did (the harness's own kill is `killed`).
+    pub signal: Option<i32>,
     /// Guest console output.
     pub stdout: String,
     /// VMM messages.
@@ -256,7 +260,10 @@ impl fmt::Display for Output {
         match (self.killed, self.status) {
             (true, _) => writeln!(f, "status: KILLED after {} s", self.limit.as_secs())?,
             (false, Some(s)) => writeln!(f, "status: {s}")?,
-            (false, None) => writeln!(f, "status: terminated by a signal")?,
+            (false, None) => match self.signal {
+                Some(sig) => writeln!(f, "status: terminated by signal {sig}")?,
+                None => writeln!(f, "status: terminated by a signal")?,
+            },
         }
         writeln!(f, "--- stdout ---\n{}", self.stdout)?;
         write!(f, "--- stderr ---\n{}--------------", self.stderr)
@@ -283,6 +290,21 @@ impl Output {
             self.status,
             Some(expected),
             "unexpected exit status\n{self}"
+        );
+        self
+    }
+
+    /// Asserts that the process was killed by `signal` (not by the harness).
+    #[track_caller]
+    pub fn assert_killed_by(&self, signal: i32) -> &Self {
+        assert!(
+            !self.killed,
+            "the process did not finish within its safety limit\n{self}"
+        );
+        assert_eq!(
+            (self.status, self.signal),
+            (None, Some(signal)),
+            "the process was not killed by signal {signal}\n{self}"
         );
         self
     }
@@ -498,6 +520,7 @@ fn run_with_input(mut cmd: Command, input: Option<&[u8]>, limit: Duration) -> Ou
     let out = Output {
         command,
         status: status.code(),
+        signal: status.signal(),
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
         killed,
@@ -521,6 +544,142 @@ fn drain(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<String> {
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// A VMM (or any command) running in the background, its stdout read line by line; killed on
+/// drop. For tests that act on a running guest: wait for a line, signal it, then finish.
+#[derive(Debug)]
+pub struct Background {
+    /// The process.
+    pub child: Child,
+    /// Its standard input, with [`Background::start_with_stdin`].
+    pub stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stdout: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Background {
+    /// Starts `cmd` with standard input closed.
+    pub fn start(cmd: Command) -> Background {
+        Background::spawn(cmd, Stdio::null())
+    }
+
+    /// Starts `cmd` with standard input a pipe, open until [`Background::stdin`] is dropped.
+    pub fn start_with_stdin(cmd: Command) -> Background {
+        Background::spawn(cmd, Stdio::piped())
+    }
+
+    fn spawn(mut cmd: Command, stdin: Stdio) -> Background {
+        let mut child = cmd
+            .env_remove("PARAPET_LOG")
+            .env_remove("RUST_LOG")
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Background {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stdout: String::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits (at most `limit`) for a stdout line starting with `prefix`, and returns it.
+    #[track_caller]
+    pub fn wait_for_line(&mut self, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no line {prefix:?} within {limit:?}; stdout:\n{}",
+                        self.stdout
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let out = self.finish(Duration::from_secs(5));
+                    panic!("the process ended before printing {prefix:?}\n{out}")
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("cannot send {signal:?}: {e}"));
+    }
+
+    /// Waits (at most `limit`, then kills it) for the process to end; returns what it printed.
+    pub fn finish(&mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let mut killed = false;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                killed = true;
+                break self.child.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push_str(&line);
+            self.stdout.push('\n');
+        }
+        Output {
+            command: format!("{:?}", self.child),
+            status: status.code(),
+            signal: status.signal(),
+            stdout: self.stdout.clone(),
+            stderr,
+            killed,
+            limit,
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A fresh, empty directory under the system temp dir, removed on drop.

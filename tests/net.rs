@@ -1,6 +1,6 @@
 //! PV networking end to end: a guest on a TAP device inside a network namespace the test makes
 //! (so no traffic leaves it), reached with the host's own `ping`, `curl`, a TCP client and a UDP
-//! flood. Needs root (namespaces, TAP devices), as CI has.
+//! flood, and stopped cleanly with `SIGTERM`. Needs root (namespaces, TAP devices), as CI has.
 
 use parapet_tests::{guest, vmm};
 use std::path::PathBuf;
@@ -181,6 +181,31 @@ fn net_http_answers_ping_and_http() {
     ));
     assert_eq!(stdout(&missing), "404", "{}", g.log());
     assert!(!g.log().contains("panicked"), "{}", g.log());
+}
+
+#[test]
+fn net_http_shuts_down_cleanly_on_sigterm() {
+    let ns = NetNs::new();
+    let mut g = ns.start_guest("net-http", &["--cmdline", &format!("ip={GUEST_IP}/24")]);
+    ns.wait_for_guest(&mut g);
+    let page = ns.exec_sh(&format!("curl -s --max-time 10 http://{GUEST_IP}/"));
+    assert!(
+        stdout(&page).contains("Hello from Parapet"),
+        "GET /: {}\n{}",
+        stdout(&page),
+        g.log()
+    );
+    // The server is blocked waiting for the network: the request must wake it.
+    let pid = rustix::process::Pid::from_child(&g.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("send SIGTERM");
+    assert_eq!(g.wait(), Some(0), "{}", g.log());
+    let log = g.log();
+    assert!(
+        log.contains("net-http: shutdown requested after 1 requests\n")
+            && log.contains("parapet: SIGTERM: asked the guest to shut down"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 #[test]

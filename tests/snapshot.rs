@@ -6,15 +6,13 @@
 //! restore. The last needs root (network namespaces, TAP devices), as CI has, like tests/net.rs.
 
 use parapet_tests::{
-    Output, TempDir, guest, parapet, parapet_with_input, run, run_guest, run_kernel, stat, vmm,
+    Background, Output, TempDir, guest, parapet, parapet_with_input, run, run_guest, run_kernel,
+    stat, vmm,
 };
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The value of `key=` among the space-separated words of `line`.
@@ -764,117 +762,6 @@ fn hostile_suspends_leave_the_vmm_standing() {
 // ---------------------------------------------------------------------------------------------
 // Host-initiated snapshots.
 
-/// A VMM running in the background, its stdout read line by line; killed on drop.
-struct Background {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: String,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Background {
-    fn start(mut cmd: Command) -> Background {
-        let mut child = cmd
-            .env_remove("PARAPET_LOG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Background {
-            child,
-            lines,
-            stdout: String::new(),
-            stderr: Some(stderr),
-        }
-    }
-
-    /// Waits (at most `limit`) for a stdout line starting with `prefix`, and returns it.
-    fn wait_for_line(&mut self, prefix: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.stdout.push_str(&line);
-                    self.stdout.push('\n');
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no line {prefix:?} within {limit:?}; stdout:\n{}",
-                        self.stdout
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let out = self.finish(Duration::from_secs(5));
-                    panic!("the VMM ended before printing {prefix:?}\n{out}")
-                }
-            }
-        }
-    }
-
-    /// Waits (at most `limit`, then kills it) for the VMM to end; returns what it printed.
-    fn finish(&mut self, limit: Duration) -> Output {
-        let deadline = Instant::now() + limit;
-        let mut killed = false;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                killed = true;
-                break self.child.wait().expect("wait");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let stderr = self
-            .stderr
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.stdout.push_str(&line);
-            self.stdout.push('\n');
-        }
-        Output {
-            command: format!("{:?}", self.child),
-            status: status.code(),
-            stdout: self.stdout.clone(),
-            stderr,
-            killed,
-            limit,
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The (number, guest ms) of each `tick N at MS ms` line.
 fn ticks(stdout: &str) -> Vec<(u64, u64)> {
     lines_starting(stdout, "tick ")
@@ -902,8 +789,7 @@ fn a_running_guest_is_snapshotted_on_sigusr1() {
     // sleeps, blocked, for 3 s: the snapshot must not wait for it to wake, so the saving
     // process prints tick 1 only.
     ticker.wait_for_line("tick 1 ", Duration::from_secs(30));
-    let pid = rustix::process::Pid::from_child(&ticker.child);
-    rustix::process::kill_process(pid, rustix::process::Signal::USR1).expect("send SIGUSR1");
+    ticker.signal(rustix::process::Signal::USR1);
     let saved = ticker.finish(Duration::from_secs(30));
     assert_suspended_to(&saved, &snap);
     let before = ticks(&saved.stdout);

@@ -41,6 +41,17 @@ pub mod virq {
     /// Console input arrived (Xen's `VIRQ_CONSOLE`). Parapet raises it on the console port
     /// instead; binding it is accepted for compatibility and never fires.
     pub const CONSOLE: u32 = 2;
+    /// Parapet's shutdown request: the host asks the guest to power off cleanly (the VMM got
+    /// `SIGTERM`). Xen asks through xenstore's `control/shutdown`; Parapet has no xenstore, so
+    /// it raises this VIRQ instead. A guest that binds it should power off soon after it fires,
+    /// with an exit code of its choosing. It is raised at most once per VMM process; while no
+    /// port is bound to it, `SIGTERM` ends the VMM at once.
+    ///
+    /// The number is Xen's `VIRQ_ARCH_1`: Xen reserves 16–23 (`VIRQ_ARCH_0`…`7`) for each
+    /// architecture's own VIRQs, and x86 Xen uses only `VIRQ_ARCH_0` (16, `VIRQ_MCA`), so 17
+    /// cannot clash with a Xen VIRQ a PV x86 guest knows. (The gaps below 16 belong to Xen's
+    /// common VIRQs, which a future Xen may assign.)
+    pub const SHUTDOWN: u32 = 17;
     /// Number of virtual IRQs.
     pub const NR: u32 = 24;
 }

@@ -45,6 +45,7 @@
 //! | [`grant_table`] | the grant table: [`grant_table::GrantRef`]s, granting and revoking pages, `GNTTABOP_copy` |
 //! | [`event_channel`] | event channels: [`event_channel::Port`]s, `event_channel_op`, the doorbell, handlers, the upcall |
 //! | [`timer`] | one-shot and periodic timers, [`timer::sleep`], waiting on several event sources |
+//! | [`shutdown`] | shutdown requests from the host (`SIGTERM` to the VMM): [`shutdown::listen`], [`shutdown::requested`] |
 //! | [`console`] | [`print!`]/[`println!`] over the console ring, input, emergency `console_io` |
 //! | [`logger`] | a `log` crate backend over the console |
 //! | [`mod@panic`] | [`crash`], and the panic handler: prints the message, then shuts down with `SHUTDOWN_crash` |
@@ -69,7 +70,7 @@
 //! | 1 | [`page`] | `start_info` (the boot pages it names), `cpu` |
 //! | 2 | [`pvops`], [`time`], [`grant_table`] | `page` (the VIF page, the PV clock, the grant table), `cpu`, `hypercall` |
 //! | 3 | [`event_channel`] | `page` (the event bitmaps), `pvops`, `hypercall`, `cpu` |
-//! | 4 | [`timer`] | `event_channel` (`VIRQ_TIMER`, port latches), `time`, `pvops`, `hypercall` |
+//! | 4 | [`timer`], [`shutdown`] | `timer`: `event_channel` (`VIRQ_TIMER`, port latches), `time`, `pvops`, `hypercall`; `shutdown`: `event_channel` (`VIRQ_SHUTDOWN`, its latch), `pvops` |
 //! | 5 | [`console`] | `timer` (blocking waits), `event_channel`, `time`, `pvops`, `page`, `hypercall` |
 //! | 6 | [`logger`], [`mod@panic`], [`snapshot`], [`device`] | `logger`: `console`, `start_info`; `panic`: `console`, `hypercall`; `snapshot`: `console`, `hypercall`, `page`; `device`: `event_channel`, `grant_table`, `page`, `hypercall`, `start_info` |
 //! | 7 | [`idt`], [`loopback`], [`block`], [`net`] | `idt`: `panic`, `console`, `event_channel`, `pvops`, `hypercall`, `cpu`; the drivers: `device`, `timer`, `time`, `event_channel`, `grant_table`, `page` (`net` also `start_info`) |
@@ -112,6 +113,7 @@ pub mod page;
 pub mod paging;
 pub mod panic;
 pub mod pvops;
+pub mod shutdown;
 pub mod snapshot;
 pub mod start_info;
 pub mod time;

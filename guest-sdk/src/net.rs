@@ -504,6 +504,15 @@ impl Net {
     /// Blocks until a received frame is waiting or `deadline` passes; returns whether a frame
     /// is waiting. Also wakes when a transmit page comes back while all were in flight.
     pub fn wait(&mut self, deadline: Option<Instant>) -> bool {
+        self.wait_or(deadline, || false)
+    }
+
+    /// [`Net::wait`] that also returns as soon as `stop()` holds, e.g.
+    /// [`shutdown::requested`](crate::shutdown::requested): `stop` is checked before the wait
+    /// blocks (with interrupts masked, so an event that makes it true cannot slip in between)
+    /// and again after every event. Returns whether a frame is waiting; the caller checks
+    /// `stop` itself.
+    pub fn wait_or(&mut self, deadline: Option<Instant>, mut stop: impl FnMut() -> bool) -> bool {
         self.link.poll();
         if self.rx_ready() {
             return true;
@@ -512,11 +521,12 @@ impl Net {
         let tx_starved = self.link.tx_starved();
         let front = &mut self.link.front;
         timer::wait_until(deadline, || {
-            if tx_starved {
-                front.final_check()
-            } else {
-                front.final_check_rx()
-            }
+            stop()
+                || if tx_starved {
+                    front.final_check()
+                } else {
+                    front.final_check_rx()
+                }
         });
         self.link.poll();
         self.rx_ready()
@@ -719,6 +729,19 @@ mod smoltcp_device {
             sockets: &SocketSet<'_>,
             deadline: Option<Instant>,
         ) -> bool {
+            self.wait_interface_or(iface, sockets, deadline, || false)
+        }
+
+        /// [`Net::wait_interface`] that also returns as soon as `stop()` holds, e.g.
+        /// [`shutdown::requested`](crate::shutdown::requested) (see [`Net::wait_or`]). Returns
+        /// whether a frame is waiting; the caller checks `stop` itself.
+        pub fn wait_interface_or(
+            &mut self,
+            iface: &mut Interface,
+            sockets: &SocketSet<'_>,
+            deadline: Option<Instant>,
+            stop: impl FnMut() -> bool,
+        ) -> bool {
             let due = iface
                 .poll_delay(smoltcp_now(), sockets)
                 .map(|d| time::now() + core::time::Duration::from_micros(d.total_micros()));
@@ -733,9 +756,9 @@ mod smoltcp_device {
                 if !self.link.tx_starved() || self.rx_ready() {
                     return self.rx_ready();
                 }
-                return self.wait(deadline);
+                return self.wait_or(deadline, stop);
             }
-            self.wait(until)
+            self.wait_or(until, stop)
         }
     }
 }

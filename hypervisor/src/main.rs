@@ -25,7 +25,9 @@ enum Command {
     /// Boot a guest kernel and run it until it powers off.
     ///
     /// Exit status: the guest's power-off code; 1 VMM error; 101 guest crash; 102 guest fault;
-    /// 103 reboot request; 104 guest watchdog; 124 timeout; 137 killed from gdb.
+    /// 103 reboot request; 104 guest watchdog; 124 timeout; 137 killed from gdb; 143 SIGTERM
+    /// to a guest that does not listen for shutdown requests, or a second SIGTERM (a guest that
+    /// listens is asked to shut down and exits with its own code).
     Run(RunArgs),
     /// Restore a snapshot in this process and run the guest on from it.
     ///

@@ -12,6 +12,7 @@ use crate::layout;
 use crate::outcome::{FaultInfo, GuestExit};
 use crate::stats::ExitCounters;
 use parapet_abi::Errno;
+use parapet_abi::event_channel::virq;
 use parapet_abi::start_info::Platform;
 use tracing::{debug, warn};
 use vm_memory::GuestAddress;
@@ -137,6 +138,10 @@ impl VcpuLoop<'_> {
                              file (or serves warm invocations): ignored"
                         );
                     }
+                    if crate::sys::take_shutdown_request() {
+                        // A blocked vCPU wakes below, with the event pending.
+                        self.request_shutdown();
+                    }
                     match self.dom.control().try_recv() {
                         Ok(Control::Stop) => return Ok(Stop::Exit(GuestExit::Stopped)),
                         Ok(Control::Fault(what)) => return self.fault(what),
@@ -203,6 +208,18 @@ impl VcpuLoop<'_> {
             Platform::KvmHardware => self.vcpu.set_interrupt_flag_on_entry(),
         }
         self.vcpu.set_halted(true)
+    }
+
+    /// `SIGTERM` found the guest listening: raise `VIRQ_SHUTDOWN` (docs/abi.md §7.5). If the
+    /// guest closed the port since the signal handler looked, end the process as the signal
+    /// would have.
+    fn request_shutdown(&self) {
+        match self.dom.event_channels.raise_bound_virq(virq::SHUTDOWN) {
+            Some(_) => eprintln!(
+                "parapet: SIGTERM: asked the guest to shut down (send it again to stop it at once)"
+            ),
+            None => crate::sys::terminate_by_sigterm(),
+        }
     }
 
     fn fault(&self, what: String) -> Result<Stop> {

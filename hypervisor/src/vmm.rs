@@ -29,6 +29,7 @@ use crate::vcpu_loop::{Stop, VcpuLoop, vcpu_fault};
 use crossbeam_channel::Sender;
 use kvm_ioctls::IoEventAddress;
 use kvm_ioctls::{Kvm, VmFd};
+use parapet_abi::event_channel::virq;
 use parapet_abi::hypercall::PIO_DOORBELL_PORT;
 use parapet_abi::start_info::{Platform, Transport};
 use std::os::fd::AsRawFd;
@@ -255,6 +256,12 @@ pub fn restore(config: &RestoreConfig) -> Result<u8> {
 
 /// What every run does to the process first.
 fn prepare_process(seccomp: bool) -> Result<()> {
+    // First: from here on SIGTERM asks a guest that listens to shut down (docs/abi.md §7.5); it
+    // still ends the VMM at once while none does, as before.
+    crate::sys::on_shutdown_signal().map_err(|source| Error::Io {
+        op: "cannot install the SIGTERM handler",
+        source,
+    })?;
     // A background job (`parapet run … &`) must not be stopped by the terminal: that would stop
     // the guest too. The console reads standard input only in the foreground.
     crate::sys::ignore_terminal_stops().map_err(|source| Error::Io {
@@ -336,7 +343,12 @@ impl Machine {
         prepare_platform(&self.kvm, &self.vm, &self.vcpu, &self.host, transport)?;
         irq::enable_x2apic(&self.vcpu)?;
         let upcall_irqfd = irq::upcall_irqfd(&self.vm, irq::UPCALL_VECTOR)?;
-        Ok(Domain::new(ram, Some(upcall_irqfd), clock))
+        let dom = Domain::new(ram, Some(upcall_irqfd), clock);
+        // SIGTERM asks the guest to shut down only while it listens: a bound VIRQ_SHUTDOWN, in
+        // this run or in the restored snapshot's table.
+        dom.event_channels
+            .watch_virq(virq::SHUTDOWN, crate::sys::set_guest_listening);
+        Ok(dom)
     }
 }
 
@@ -395,10 +407,12 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
     }
     // SIGUSR1 (docs/snapshots.md): a snapshot where there is a file for it and no warm reset.
     let host_snapshots = session.snapshot_out.is_some() && session.warm.is_none();
-    if crate::sys::kick_on_snapshot_signal(
-        crate::sys::current_thread(),
-        crate::control::kick_signal(),
-    ) {
+    // SIGUSR1 and SIGTERM (a restored guest may listen for shutdown requests already) kick this
+    // thread from now on.
+    let (this, kick) = (crate::sys::current_thread(), crate::control::kick_signal());
+    let snapshot_asked = crate::sys::kick_on_snapshot_signal(this, kick);
+    let shutdown_asked = crate::sys::kick_on_shutdown_signal(this, kick);
+    if snapshot_asked || shutdown_asked {
         dom.vcpu.kick(); // asked before the guest ran: before its first instruction, then
     }
     let mut warm_input = session.warm.as_ref().map(|_| WarmInput::stdin());
@@ -477,6 +491,9 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
                     break exit;
                 };
                 invocations += 1;
+                // Between invocations no guest runs to take a shutdown request: SIGTERM ends
+                // the VMM at once, until the next invocation's guest listens (the reset).
+                crate::sys::set_guest_listening(false);
                 let Some(request) = input.next_request() else {
                     break exit;
                 };
@@ -488,6 +505,7 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
                 }
                 let paused = console.as_ref().map(Console::pause);
                 warm.reset(run.vcpu, &vm, &dom, restored)?;
+                dom.event_channels.republish();
                 if let Some(paused) = paused {
                     paused.resume(request);
                 }
@@ -495,6 +513,9 @@ fn serve(guest: Guest, mut session: Session) -> Result<u8> {
             },
         }
     };
+    // The guest no longer runs, so nobody would take a shutdown request: SIGTERM ends the VMM
+    // at once again (docs/abi.md §7.5).
+    crate::sys::set_guest_listening(false);
     if let Some((done, _)) = &watchdog {
         // The guest no longer runs: the watchdog now only bounds the rest of the run.
         let _ = done.try_send(());

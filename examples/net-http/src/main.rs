@@ -14,7 +14,8 @@
 //! Every response has `Content-Length` and `Connection: close`; the server waits for the
 //! client to close first (up to 5 s), so its sockets never sit in `TIME-WAIT`. 32 listening
 //! sockets serve up to 32 connections at once (smoltcp has no accept backlog: a connection
-//! beyond that is refused), and the server keeps serving until it is powered off, or:
+//! beyond that is refused), and the server keeps serving until it is asked to shut down or
+//! powered off, or:
 //!
 //! ```text
 //! parapet run net-http --net tap=tap0 [--disk PATH[,readonly]] \
@@ -22,10 +23,15 @@
 //! ```
 //!
 //! With `requests=N` it powers off with exit code 0 once N responses have been sent and their
-//! connections closed. Output: `net-http: listening on http://A.B.C.D:80/ (mac M)`, one line
-//! `net-http: GET PATH -> STATUS` per request, and with `requests=N` a last line
-//! `net-http: served N requests`. A missing or malformed `ip=` prints a usage line and exits 2;
-//! no network interface exits 3. The disk is connected at start; if that fails, the guest
+//! connections closed. It listens for shutdown requests (`guest_sdk::shutdown`, docs/abi.md
+//! §7.5): when one arrives (`SIGTERM` to its VMM, e.g. `ctr task kill`; it wakes the server
+//! from its wait for the network), it stops serving at once, resets the connections still
+//! open, sends what it has queued and powers off with exit code 0. Output:
+//! `net-http: listening on http://A.B.C.D:80/ (mac M)`, one line `net-http: GET PATH -> STATUS`
+//! per request, and a last line: with `requests=N`, `net-http: served N requests`; after a
+//! shutdown request, `net-http: shutdown requested after N requests` (N: the requests it
+//! answered). A missing or malformed `ip=` prints a usage line and exits 2; no network
+//! interface exits 3. The disk is connected at start; if that fails, the guest
 //! prints `net-http: disk: …` and serves without it.
 //!
 //! With `suspend`, once the interface is up (after the `listening` line) and before it serves
@@ -54,6 +60,7 @@ use guest_sdk::net::smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use guest_sdk::net::smoltcp::socket::tcp::{self, State};
 use guest_sdk::net::{MacDisplay, Net, NetStats, ip_config};
 use guest_sdk::println;
+use guest_sdk::shutdown;
 use guest_sdk::snapshot::{self, Resumed, SuspendError};
 use guest_sdk::start_info::{cmdline, find_param};
 use guest_sdk::time::{self, Instant};
@@ -122,6 +129,9 @@ fn main() -> u32 {
     } else {
         None
     };
+    if let Err(e) = shutdown::listen() {
+        println!("net-http: {e}");
+    }
     let mut iface = net.interface(cidr, gw);
     let mut sockets = SocketSet::new(Vec::new());
     let handles: Vec<SocketHandle> = (0..SOCKETS)
@@ -142,6 +152,16 @@ fn main() -> u32 {
     }
     let (mut begun, mut served) = (0u64, 0u64);
     loop {
+        if shutdown::requested() {
+            // Reset what is still open, and let the resets (and anything queued) leave.
+            for handle in &handles {
+                sockets.get_mut::<tcp::Socket>(*handle).abort();
+            }
+            net.poll_interface(&mut iface, &mut sockets);
+            net.flush(time::now() + Duration::from_secs(1));
+            println!("net-http: shutdown requested after {begun} requests");
+            return 0;
+        }
         net.poll_interface(&mut iface, &mut sockets);
         for (handle, conn) in handles.iter().zip(conns.iter_mut()) {
             let socket = sockets.get_mut::<tcp::Socket>(*handle);
@@ -154,7 +174,7 @@ fn main() -> u32 {
             net.flush(time::now() + Duration::from_secs(1));
             break;
         }
-        net.wait_interface(&mut iface, &sockets, None);
+        net.wait_interface_or(&mut iface, &sockets, None, shutdown::requested);
     }
     println!("net-http: served {served} requests");
     0

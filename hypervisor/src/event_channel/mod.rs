@@ -10,7 +10,7 @@ pub use upcall::Upcall;
 
 use parapet_abi::Errno;
 use parapet_abi::event_channel::{NR_PORTS, status, virq};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use vmm_sys_util::eventfd::EventFd;
 
 /// What a port is connected to.
@@ -66,6 +66,9 @@ pub struct EventChannels {
     table: Mutex<Table>,
     /// The table changed since it was last restored ([`EventChannels::changed`]).
     changed: std::sync::atomic::AtomicBool,
+    /// A virtual IRQ whose binding someone follows, and whom to tell
+    /// ([`EventChannels::watch_virq`]).
+    watch: OnceLock<(u32, fn(bool))>,
 }
 
 #[derive(Debug)]
@@ -84,6 +87,30 @@ impl EventChannels {
                 virqs: [None; virq::NR as usize],
             }),
             changed: std::sync::atomic::AtomicBool::new(false),
+            watch: OnceLock::new(),
+        }
+    }
+
+    /// Calls `tell` with whether a port is bound to `virq`: now, and under the table's lock
+    /// whenever that changes (a bind, a close, a restored table). One watch per table; a second
+    /// is ignored. `tell` must not touch the table.
+    pub fn watch_virq(&self, virq: u32, tell: fn(bool)) {
+        let t = self.table();
+        if self.watch.set((virq, tell)).is_ok() {
+            self.publish(&t);
+        }
+    }
+
+    /// Tells the watcher again whether its VIRQ is bound (after someone else told it
+    /// otherwise).
+    pub fn republish(&self) {
+        self.publish(&self.table());
+    }
+
+    /// Tells the watcher, if any, whether its VIRQ is bound in `t`.
+    fn publish(&self, t: &Table) {
+        if let Some(&(virq, tell)) = self.watch.get() {
+            tell(t.virqs.get(virq as usize).copied().flatten().is_some());
         }
     }
 
@@ -147,7 +174,7 @@ impl EventChannels {
 
     /// `EVTCHNOP_bind_virq`.
     pub fn bind_virq(&self, virq: u32) -> Result<u32, Errno> {
-        if virq != virq::TIMER && virq != virq::CONSOLE {
+        if !known_virq(virq) {
             return Err(Errno::EINVAL);
         }
         let mut t = self.table_mut();
@@ -156,8 +183,9 @@ impl EventChannels {
         }
         let port = t.allocate(Port::Virq(virq))?;
         t.virqs[virq as usize] = Some(port);
-        drop(t);
+        // Unmasked and not pending before anyone hears of it: a raise right after finds it ready.
         self.reset(port);
+        self.publish(&t);
         Ok(port)
     }
 
@@ -171,6 +199,7 @@ impl EventChannels {
             Port::Unbound => {}
         }
         t.ports[port as usize] = Port::Free;
+        self.publish(&t);
         drop(t);
         self.upcall.clear_pending(port);
         Ok(())
@@ -217,8 +246,14 @@ impl EventChannels {
 
     /// Raises the port bound to `virq`, if any; returns whether the upcall interrupt was sent.
     pub fn raise_virq(&self, virq: u32) -> bool {
-        let port = self.table().virqs.get(virq as usize).copied().flatten();
-        port.is_some_and(|port| self.upcall.raise(port))
+        self.raise_bound_virq(virq).unwrap_or(false)
+    }
+
+    /// Raises the port bound to `virq`: `None` if there is none, else whether the upcall
+    /// interrupt was sent (not if the port was pending already, or masked, or upcalls are).
+    pub fn raise_bound_virq(&self, virq: u32) -> Option<bool> {
+        let port = self.table().virqs.get(virq as usize).copied().flatten()?;
+        Some(self.upcall.raise(port))
     }
 
     /// Whether some event could still arrive: a bound port whose mask bit is clear.
@@ -270,7 +305,7 @@ impl EventChannels {
                     (port, Port::Backend { kick })
                 }
                 SavedPort::Virq { port, virq: v } => {
-                    if v != virq::TIMER && v != virq::CONSOLE {
+                    if !known_virq(v) {
                         return Err(format!("port {port} is bound to unknown VIRQ {v}"));
                     }
                     if virqs[v as usize].replace(port).is_some() {
@@ -297,6 +332,7 @@ impl EventChannels {
         let mut t = self.table();
         t.ports = ports;
         t.virqs = virqs;
+        self.publish(&t);
         self.changed
             .store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -307,6 +343,11 @@ impl EventChannels {
         self.upcall.clear_pending(port);
         self.upcall.set_masked(port, false);
     }
+}
+
+/// The virtual IRQs a guest may bind (docs/abi.md §7.1).
+fn known_virq(v: u32) -> bool {
+    matches!(v, virq::TIMER | virq::CONSOLE | virq::SHUTDOWN)
 }
 
 impl Table {
@@ -418,6 +459,49 @@ mod tests {
         ] {
             assert!(ev2.restore(&forged, |_| None).is_err(), "{forged:?}");
         }
+    }
+
+    #[test]
+    fn a_watched_virq_is_reported_on_bind_close_and_restore() {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+        // Bit 0: the last report; bit 1: a report came.
+        static SEEN: AtomicU32 = AtomicU32::new(0);
+        fn tell(bound: bool) {
+            SEEN.store(2 | u32::from(bound), SeqCst);
+        }
+        let seen = || SEEN.swap(0, SeqCst);
+        let (ev, _fd) = channels();
+        assert_eq!(ev.raise_bound_virq(virq::SHUTDOWN), None);
+        ev.watch_virq(virq::SHUTDOWN, tell);
+        assert_eq!(seen(), 2, "reported at once: not bound");
+        let t = ev.bind_virq(virq::TIMER).unwrap();
+        ev.close(t).unwrap();
+        let p = ev.bind_virq(virq::SHUTDOWN).unwrap();
+        assert_eq!(seen(), 3);
+        assert_eq!(
+            ev.status(p).unwrap(),
+            (status::VIRQ, u64::from(virq::SHUTDOWN))
+        );
+        assert_eq!(ev.bind_virq(virq::SHUTDOWN), Err(Errno::EEXIST));
+        assert_eq!(ev.raise_bound_virq(virq::SHUTDOWN), Some(true));
+        assert!(ev.upcall().is_pending(p));
+        assert_eq!(
+            ev.raise_bound_virq(virq::SHUTDOWN),
+            Some(false),
+            "still pending"
+        );
+        let saved = ev.save();
+        ev.close(p).unwrap();
+        assert_eq!(seen(), 2);
+        assert!(!ev.upcall().is_pending(p), "closing clears the event");
+        assert_eq!(ev.raise_bound_virq(virq::SHUTDOWN), None);
+        ev.restore(&saved, |_| None).unwrap();
+        assert_eq!(seen(), 3, "the restored table has it bound");
+        assert_eq!(seen(), 0);
+        ev.republish();
+        assert_eq!(seen(), 3);
+        ev.restore(&[], |_| None).unwrap();
+        assert_eq!(seen(), 2);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod file;
 mod poll;
 mod process;
+mod shutdown_signal;
 mod sigsys;
 mod snapshot_signal;
 mod tap;
@@ -13,6 +14,10 @@ mod thread;
 pub use file::{VectoredDir, punch_hole, rw_vectored, try_lock};
 pub use poll::poll;
 pub use process::{defer_vm_teardown, exit_now};
+pub use shutdown_signal::{
+    kick_on_shutdown_signal, on_shutdown_signal, set_guest_listening, take_shutdown_request,
+    terminate_by_sigterm,
+};
 pub use sigsys::{forbidden_system_call, install_sigsys_reporter, set_sigsys_label};
 pub use snapshot_signal::{kick_on_snapshot_signal, on_snapshot_signal, take_snapshot_request};
 pub use tap::{TapInfo, claim_tap, open_tap, tap_info};

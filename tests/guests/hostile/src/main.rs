@@ -47,6 +47,15 @@
 //! `console-flood` writes console lines forever: only `--timeout` ends it, which the VMM must
 //! honour even if nobody reads its standard output.
 //!
+//! The shutdown cases (see `shutdown.rs`) are separate words too: each prints a line when it is
+//! ready and then waits for `SIGTERM` to the VMM (docs/abi.md §7.5; tests/shutdown.rs).
+//!
+//! | word | what the guest does | what the VMM must do |
+//! |---|---|---|
+//! | `shutdown-ignore` | listens (`shutdown::listen` twice, and `bind_virq` by hand: `-EEXIST`), prints `hostile: shutdown-ignore: listening on port P`, waits for the request, prints `hostile: shutdown-ignore: request arrived; ignoring it` and sleeps on | ask on the first `SIGTERM`, end at once (143) on the second |
+//! | `shutdown-closed` | binds `VIRQ_SHUTDOWN` by hand (`shutdown::listen` must say `AlreadyBound`) and closes the port, twice, prints `hostile: shutdown-closed: bound and closed; nobody listens` and sleeps | end at once (143) on the first `SIGTERM` |
+//! | `shutdown-poll` | listens, masks upcalls (`evtchn_upcall_mask`), prints `hostile: shutdown-poll: spinning with upcalls masked` and spins on `shutdown::requested()` without a hypercall; when it sees the request (through the pending bit), prints `hostile: shutdown-poll: request seen without an upcall (N upcalls in all)` and exits 0 | interrupt the spinning vCPU and ask; exit 0 |
+//!
 //! The block cases need a writable disk (`--disk PATH`) and use it as scratch space (sectors
 //! 0–63 are overwritten); a read-only disk (a second `--disk PATH,readonly`) adds the read-only
 //! checks. Without a disk they are skipped with a note. Each bad request must get its documented
@@ -118,6 +127,7 @@ mod lengths;
 mod net;
 mod pointers;
 mod ports;
+mod shutdown;
 mod suspend;
 mod timers;
 
@@ -135,7 +145,7 @@ const USAGE: &str = "usage: hostile all|net-tx|net-rx|gref-range|gref-foreign|re
                      pointers|devices|ring-events|timer-huge|blk-requests|blk-grants|blk-self-feed|\
                      suspend-in-flight|suspend-bad-ring|suspend-storm  or one fatal case: \
                      net-ring-overflow|net-rx-ring-overflow|ring-overflow|ring-backwards|console-overflow|blk-ring-overflow  \
-                     or console-flood";
+                     or console-flood  or one shutdown case: shutdown-ignore|shutdown-closed|shutdown-poll";
 
 type Case = fn(&mut Report);
 
@@ -161,6 +171,15 @@ const CASES: &[(&str, Case)] = &[
     ("suspend-storm", suspend_storm),
 ];
 
+/// A case that waits for `SIGTERM` to the VMM; returns the guest's exit code, if it returns.
+type ShutdownCase = fn() -> u32;
+
+const SHUTDOWN: &[(&str, ShutdownCase)] = &[
+    ("shutdown-ignore", shutdown::ignore),
+    ("shutdown-closed", shutdown::closed),
+    ("shutdown-poll", shutdown::poll),
+];
+
 const FATAL: &[(&str, fn())] = &[
     ("ring-overflow", ring_overflow),
     ("ring-backwards", ring_backwards),
@@ -181,6 +200,7 @@ fn main() -> u32 {
             && *w != "console-flood"
             && !CASES.iter().any(|(n, _)| n == w)
             && !FATAL.iter().any(|(n, _)| n == w)
+            && !SHUTDOWN.iter().any(|(n, _)| n == w)
         {
             println!("hostile: unknown case {w:?}; {USAGE}");
             return 2;
@@ -191,6 +211,9 @@ fn main() -> u32 {
         for line in 0u64.. {
             println!("console-flood line {line}: the VMM must still honour --timeout");
         }
+    }
+    if let Some((_, f)) = SHUTDOWN.iter().find(|(n, _)| words.contains(n)) {
+        return f();
     }
     if let Some((name, f)) = FATAL.iter().find(|(n, _)| words.contains(n)) {
         println!("hostile: {name}: the VMM must now stop this guest (status 102)");
