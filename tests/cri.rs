@@ -1186,7 +1186,7 @@ fn pod_annotations_args_and_the_memory_limit_reach_the_guest() {
         "{status:?}"
     );
 
-    // StopContainer: SIGTERM, which ends the VMM (128 + 15).
+    // StopContainer: SIGTERM, a shutdown request the ticker honours: it says so and exits 0.
     let container_id = limited.clone();
     cri.call("StopContainer", async move |mut c| {
         c.stop_container(cri::StopContainerRequest {
@@ -1197,7 +1197,12 @@ fn pod_annotations_args_and_the_memory_limit_reach_the_guest() {
     })
     .unwrap();
     let status = cri.wait_for_state(&limited, cri::ContainerState::ContainerExited);
-    assert_eq!(status.exit_code, 143, "{status:?}");
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let lines = cri_log(&log, "stdout");
+    assert!(
+        lines.iter().any(|l| l == "ticker: shutdown requested"),
+        "{lines:?}"
+    );
 
     cri.remove_pod(&pod.0);
     cri.assert_nothing_left();
