@@ -2,13 +2,14 @@
 //! one run, side by side (docs/benchmarks.md, "Containers"). Needs root: it starts a containerd
 //! of its own and makes network namespaces.
 //!
-//! Everything is built with the release profile: `parapet` and `parapet-runc` into one directory
-//! (`parapet-runc` runs the `parapet` beside it), and the `hello` and `net-http` guests. Two OCI
-//! images are made with `cargo xtask oci-image`'s code ([`crate::oci_image::write_image`]), as
-//! the user would make them, and imported into a private containerd: its root, state, sockets
-//! and configuration under `target/bench/containers/` (its CRI plugin disabled), started for the
-//! run and always stopped with its shims, anything mounted under its directory unmounted, the
-//! directory removed (also at the next start, if a run was killed).
+//! Everything is built with the release profile: `parapet` and `parapet-runc` into one
+//! directory (`parapet-runc` runs the `parapet` beside it), and the `hello` and `net-http`
+//! guests. Two OCI images are made with `cargo xtask oci-image`'s code
+//! ([`crate::oci_image::write_image`]), as the user would make them, and imported into a private
+//! containerd: its root, state, sockets and configuration under `target/bench/containers/` (its
+//! CRI plugin disabled), started for the run and always stopped with its shims, anything
+//! mounted under its directory unmounted, the directory removed (also at the next start, if a
+//! run was killed).
 //!
 //! - **Rows**, `--runs` (default 30) each per round, rotating which goes first; every time is
 //!   wall-clock, from just before the spawn:
@@ -34,17 +35,18 @@
 //!     namespace.
 //! - **Density**, once per round: `--containers` (default 20) `ctr run -d --with-ns
 //!   network:/var/run/netns/NAME_i` of the net-http image, started at once from as many
-//!   threads, each in its own namespace (as above, container `i` at 10.213.(i/64).(4(i%64)+2)/30,
-//!   its peer at +1 in the hub namespace `ppbench-<pid>-hub`; nothing in the host's own
-//!   namespace). A thread in the hub namespace per container sends `GET /` every 20 ms until
-//!   a `200` with the page comes back (or `--deadline`, default 60 s): the time from the first
-//!   start to each container's first answer, and to all answering. Then `ctr task kill`, `ctr
-//!   task delete` (retried until the task has stopped) and `ctr container rm` of every
-//!   container, in parallel, and the checks: every container answered; no `parapet` VMM or
-//!   parapet-runc process of this containerd left, no shim, no TAP device and no `mirred`
-//!   filter on `eth0` in any of the namespaces, nothing mounted under the containerd's directory, no container or task left
-//!   in containerd (each waited for up to 10 s). A failed check or container fails the bench
-//!   (non-zero exit status), after the table is printed.
+//!   threads, each in its own namespace (as above, container `i` at
+//!   10.213.(i/64).(4(i%64)+2)/30, its peer at +1 in the hub namespace `ppbench-<pid>-hub`;
+//!   nothing in the host's own namespace). A thread in the hub namespace per container sends
+//!   `GET /` every 20 ms (100 ms to connect) until a `200` with the page comes back (or
+//!   `--deadline`, default 60 s): the time from the first start to each container's first
+//!   answer, and to all answering. Then `ctr task kill`, `ctr task delete` (retried until the
+//!   task has stopped) and `ctr container rm` of every container, in parallel, and the checks:
+//!   every container answered; no `parapet` VMM or parapet-runc process of this containerd
+//!   left, no shim, no TAP device and no `mirred` filter on `eth0` in any of the namespaces,
+//!   nothing mounted under the containerd's directory, no container or task left in containerd
+//!   (each waited for up to 10 s). A failed check or container fails the bench (non-zero exit
+//!   status), after the table is printed.
 //! - **Rounds** (`--rounds`, default 3): each runs the rows, then the density test. Samples are
 //!   pooled over the rounds (p50, p99, max); the goal is judged on create + start's p50 (its p99
 //!   shown too).
@@ -87,6 +89,11 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(10);
 /// Between two HTTP attempts at one container.
 const POLL: Duration = Duration::from_millis(20);
+/// How long an HTTP attempt waits for the connection: short, since a SYN sent before the guest
+/// listens is lost and TCP would resend it only after a second.
+const CONNECT_LIMIT: Duration = Duration::from_millis(100);
+/// How long a connected HTTP attempt waits for the answer.
+const ANSWER_LIMIT: Duration = Duration::from_secs(2);
 /// The network index of the runc-netns row's namespace (above every density container's).
 const RUNC_NET_INDEX: usize = 1000;
 /// The network namespace path form the specs use (`ip netns` keeps them in /run/netns).
@@ -849,12 +856,12 @@ fn runc_run(runc: &Path, root: &Path, bundle: &Bundle, id: &str, keep: i32) -> R
     }
 }
 
-/// `GET /` of net-http at `addr`: a `200` with its page.
-fn http_get(addr: Ipv4Addr, timeout: Duration) -> Result<(), String> {
+/// `GET /` of net-http at `addr` (connecting for up to `connect`): a `200` with its page.
+fn http_get(addr: Ipv4Addr, connect: Duration) -> Result<(), String> {
     let sa = SocketAddr::V4(SocketAddrV4::new(addr, 80));
-    let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("connect: {e}"))?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
+    let mut s = TcpStream::connect_timeout(&sa, connect).map_err(|e| format!("connect: {e}"))?;
+    let _ = s.set_read_timeout(Some(ANSWER_LIMIT));
+    let _ = s.set_write_timeout(Some(ANSWER_LIMIT));
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
         .map_err(|e| format!("send: {e}"))?;
     // Read the head and Content-Length bytes, then close: the server waits for the client to
@@ -977,7 +984,7 @@ fn density(
                     while Instant::now() < until {
                         c.attempts += 1;
                         let left = until.saturating_duration_since(Instant::now());
-                        match http_get(net.address, left.min(Duration::from_millis(500))) {
+                        match http_get(net.address, left.min(CONNECT_LIMIT)) {
                             Ok(()) => {
                                 c.first_answer_ns = Some(t0.elapsed().as_nanos() as f64);
                                 return c;
