@@ -327,3 +327,21 @@ fn disk_is_a_fifo() {
     assert!(!out.killed, "the VMM blocked on the FIFO\n{out}");
     out.assert_one_line_error(&["not a regular file"]);
 }
+
+#[test]
+fn net_fd_must_be_an_inherited_tap() {
+    // Nothing is open at 900: one line says so, before anything else happens.
+    run_minimal(&["--net", "fd=900"]).assert_one_line_error(&["fd=900: is not open"]);
+    // The console's descriptors and a TAP given twice over are usage errors.
+    run_minimal(&["--net", "fd=1"])
+        .assert_status(2)
+        .assert_no_panic()
+        .assert_stderr_contains("descriptors 0-2 are the guest's console");
+    run_minimal(&["--net", "fd=3,tap=tap0"])
+        .assert_status(2)
+        .assert_no_panic()
+        .assert_stderr_contains("one TAP device");
+    run_minimal(&["--net", "fd=3,mtu=9000"])
+        .assert_status(2)
+        .assert_stderr_contains("the MTU is 68 to 1500");
+}

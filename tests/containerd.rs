@@ -6,16 +6,18 @@
 //! containerd's own runc shim (`containerd-shim-runc-v2`).
 //!
 //! Needs root and Debian's `containerd` package (containerd, ctr, containerd-shim-runc-v2), as
-//! CI has (`.ci/run` installs it), plus `tar`, `sha256sum`, `script` (util-linux) and, for the
-//! disk test, `mkfs.vfat` and `mcopy`.
+//! CI has (`.ci/run` installs it), plus `tar`, `sha256sum`, `script` (util-linux), for the
+//! disk test `mkfs.vfat` and `mcopy`, and for the network tests `ip` (iproute2), `tc` and
+//! `curl`. The network tests make their own namespaces (`ip netns add`), named after this
+//! process, and talk only to addresses inside them.
 
 use parapet_tests::{Output, TempDir, guest, host_binary, run, vmm};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The image every test imports: `/parapet/guest` is hello, the others are picked with the
-/// `org.parapet.guest.kernel` annotation.
+/// The image every test imports: `/parapet/guest` is hello, the others (crash, ticker, echo,
+/// net-http) are picked with the `org.parapet.guest.kernel` annotation.
 const IMAGE: &str = "docker.io/parapet/test-guests:1";
 /// An image with no Parapet guest in it.
 const NOT_A_GUEST: &str = "docker.io/parapet/not-a-guest:1";
@@ -175,10 +177,14 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        // Shims outlive containerd; end the ones serving this containerd (their command line
-        // names its address), then containerd, then anything still mounted in the directory.
+        // Shims outlive containerd; end the VMMs of this containerd's containers and the shims
+        // serving it (their command line names its address), then containerd, then anything
+        // still mounted in the directory.
         let address = self.address().display().to_string();
-        for pid in pids_whose_cmdline_contains(&address) {
+        for pid in vmms_of(self)
+            .into_iter()
+            .chain(pids_whose_cmdline_contains(&address))
+        {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
@@ -245,6 +251,7 @@ fn guest_rootfs(dir: &Path) -> PathBuf {
         ("crash", "crash"),
         ("ticker", "ticker"),
         ("echo", "echo"),
+        ("net-http", "net-http"),
     ] {
         std::fs::copy(guest(name), rootfs.join("parapet").join(to)).unwrap();
     }
@@ -558,4 +565,365 @@ fn disks_from_parapet_json_keep_their_read_only_flag() {
         .assert_stdout_contains("wrote GUEST.TXT 17\n")
         .assert_stdout_contains("blk-fat: ok\n");
     assert!(vmms_of(&ctrd).is_empty());
+}
+
+/// The kernel annotation that picks net-http from the test image.
+const NET_HTTP: &str = "org.parapet.guest.kernel=/parapet/net-http";
+
+/// A network namespace as CNI's ptp plugin leaves one for a container: one end of a veth pair,
+/// up, with an IPv4 address and a default route through the other end. The other end is in a
+/// client namespace of its own, with the gateway address, where the test runs curl; so no
+/// address of a test can meet another's or the host's. Both namespaces (and so the veth pair)
+/// go on drop.
+struct PodNet {
+    /// The container's namespace, `/var/run/netns/NAME`.
+    pod: String,
+    /// The client's namespace.
+    client: String,
+    /// The veth end in the container's namespace.
+    veth: String,
+    /// The container's address, the guest's.
+    addr: String,
+}
+
+impl PodNet {
+    fn new() -> PodNet {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 250, "too many PodNets in one test process");
+        let pid = std::process::id();
+        let net = PodNet {
+            pod: format!("parapet-pod-{pid}-{n}"),
+            client: format!("parapet-cli-{pid}-{n}"),
+            // At most 15 bytes: `pp` + up to 7 digits + `x` + up to 3 digits + `c`.
+            veth: format!("pp{pid}x{n}c"),
+            addr: format!("10.201.{n}.2"),
+        };
+        for ns in [&net.pod, &net.client] {
+            // A leftover of an earlier process with this PID, if any.
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+            tool("ip", &["netns", "add", ns]);
+        }
+        let peer = format!("pp{pid}x{n}h");
+        let gw = format!("10.201.{n}.1");
+        tool(
+            "ip",
+            &[
+                "link",
+                "add",
+                &peer,
+                "netns",
+                &net.client,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &net.veth,
+                "netns",
+                &net.pod,
+            ],
+        );
+        let (pod, client) = (net.pod.as_str(), net.client.as_str());
+        tool(
+            "ip",
+            &[
+                "-n",
+                client,
+                "addr",
+                "add",
+                &format!("{gw}/24"),
+                "dev",
+                &peer,
+            ],
+        );
+        tool("ip", &["-n", client, "link", "set", &peer, "up"]);
+        let cidr = format!("{}/24", net.addr);
+        tool("ip", &["-n", pod, "addr", "add", &cidr, "dev", &net.veth]);
+        tool("ip", &["-n", pod, "link", "set", &net.veth, "up"]);
+        tool("ip", &["-n", pod, "link", "set", "lo", "up"]);
+        tool("ip", &["-n", pod, "route", "add", "default", "via", &gw]);
+        net
+    }
+
+    /// `ctr run --with-ns`'s value.
+    fn with_ns(&self) -> String {
+        format!("network:/var/run/netns/{}", self.pod)
+    }
+
+    /// `curl http://ADDR/` from the client namespace, until it answers (or a minute passes).
+    fn get(&self) -> String {
+        let url = format!("http://{}/", self.addr);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.client, "curl", "-s", "-m", "5", &url])
+                .output()
+                .expect("run curl in the client namespace (ip, curl)");
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && !body.is_empty() {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} never answered from {}: {:?} {}",
+                self.client,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The container's namespace holds only what the test put there: `lo` and the veth end, no
+    /// TAP, no qdisc or filter on the veth's ingress.
+    fn assert_clean(&self) {
+        let links = tool("ip", &["-n", &self.pod, "-o", "link", "show"]);
+        let names: Vec<&str> = links
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n))
+            .collect();
+        assert_eq!(names, ["lo", self.veth.as_str()], "{links}");
+        let qdiscs = tool("tc", &["-n", &self.pod, "qdisc", "show", "dev", &self.veth]);
+        assert!(!qdiscs.contains("ingress"), "{qdiscs}");
+        let filters = tool(
+            "tc",
+            &[
+                "-n", &self.pod, "filter", "show", "dev", &self.veth, "ingress",
+            ],
+        );
+        assert!(filters.trim().is_empty(), "{filters}");
+    }
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        for ns in [&self.pod, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Mount points of this containerd's state that name container `id`.
+fn mounts_of(ctrd: &Containerd, id: &str) -> Vec<String> {
+    let prefix = ctrd.dir.display().to_string();
+    let needle = format!("/{id}/");
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|t| t.starts_with(&prefix) && format!("{t}/").contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until no VMM of `ctrd` runs.
+fn wait_for_no_vmm(ctrd: &Containerd) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !vmms_of(ctrd).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "VMMs left running: {:?}",
+            vmms_of(ctrd)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts net-http detached as `id` in `net`'s namespace.
+fn run_web(ctrd: &Containerd, net: &PodNet, id: &str) {
+    let with_ns = net.with_ns();
+    ctrd.run(
+        &["-d", "--annotation", NET_HTTP, "--with-ns", &with_ns],
+        IMAGE,
+        id,
+        &[],
+    )
+    .assert_status(0);
+}
+
+#[test]
+fn net_http_answers_at_the_containers_address() {
+    let ctrd = Containerd::start("net");
+    let net = PodNet::new();
+    run_web(&ctrd, &net, "web1");
+    let pid = ctrd.wait_for_status("web1", "RUNNING");
+    let body = net.get();
+    assert!(body.contains("Hello from Parapet"), "{body}");
+    // The VMM got the TAP as a descriptor, the veth's MAC, and the address on its command line.
+    let argv = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+        .replace('\0', " ");
+    let link = tool("ip", &["-n", &net.pod, "-o", "link", "show", &net.veth]);
+    let mac = link
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC in {link}"));
+    assert!(
+        argv.contains(&format!("ip={}/24 gw=10.201.", net.addr))
+            && argv.contains(&format!(",mac={mac}"))
+            && argv.contains("--net fd="),
+        "{argv}"
+    );
+    let links = tool("ip", &["-n", &net.pod, "-o", "link", "show"]);
+    assert!(links.contains(": ptap0:"), "{links}");
+
+    ctrd.ctr(&["task", "kill", "web1"]).assert_status(0);
+    ctrd.wait_for_status("web1", "STOPPED");
+    ctrd.ctr(&["task", "delete", "web1"]).assert_status(0);
+    wait_for_no_vmm(&ctrd);
+    net.assert_clean();
+    assert!(
+        mounts_of(&ctrd, "web1").is_empty(),
+        "{:?}",
+        mounts_of(&ctrd, "web1")
+    );
+    ctrd.ctr(&["container", "rm", "web1"]).assert_status(0);
+
+    // Kubernetes restarts a container in the pod's namespace: the next one works as the first.
+    run_web(&ctrd, &net, "web2");
+    ctrd.wait_for_status("web2", "RUNNING");
+    let body = net.get();
+    assert!(body.contains("Hello from Parapet"), "{body}");
+    ctrd.ctr(&["task", "delete", "--force", "web2"])
+        .assert_status(0);
+    ctrd.ctr(&["container", "rm", "web2"]).assert_status(0);
+    wait_for_no_vmm(&ctrd);
+    net.assert_clean();
+    assert!(mounts_of(&ctrd, "web2").is_empty());
+}
+
+#[test]
+fn a_container_without_a_namespace_path_has_no_network() {
+    // `ctr run` without --with-ns gives the container a new, empty network namespace: net-http
+    // starts, finds no address on its command line and says so (exit 2).
+    let ctrd = Containerd::start("nonet");
+    let out = ctrd.run(&["--rm", "--annotation", NET_HTTP], IMAGE, "nonet", &[]);
+    out.assert_status(2)
+        .assert_stdout_contains("usage: net-http");
+    assert!(vmms_of(&ctrd).is_empty());
+}
+
+/// Twenty containers started at once, each in its own namespace, each answering over its own
+/// network; then all deleted at once, and nothing is left.
+#[test]
+fn twenty_containers_at_once_each_answer_and_leave_nothing() {
+    const N: usize = 20;
+    let ctrd = Containerd::start("twenty");
+    let nets: Vec<PodNet> = (0..N).map(|_| PodNet::new()).collect();
+    let ids: Vec<String> = (0..N).map(|i| format!("web{i}")).collect();
+    std::thread::scope(|s| {
+        for (net, id) in nets.iter().zip(&ids) {
+            let ctrd = &ctrd;
+            s.spawn(move || {
+                run_web(ctrd, net, id);
+                let body = net.get();
+                assert!(body.contains("Hello from Parapet"), "{id}: {body}");
+            });
+        }
+    });
+    assert_eq!(vmms_of(&ctrd).len(), N);
+    std::thread::scope(|s| {
+        for id in &ids {
+            let ctrd = &ctrd;
+            s.spawn(move || {
+                ctrd.ctr(&["task", "delete", "--force", id])
+                    .assert_status(0);
+                ctrd.ctr(&["container", "rm", id]).assert_status(0);
+            });
+        }
+    });
+    wait_for_no_vmm(&ctrd);
+    for (net, id) in nets.iter().zip(&ids) {
+        net.assert_clean();
+        assert!(
+            mounts_of(&ctrd, id).is_empty(),
+            "{id}: {:?}",
+            mounts_of(&ctrd, id)
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(ctrd.dir.join("runc").join(NAMESPACE))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn plumbing_failures_are_one_line_and_a_stale_redirect_is_replaced() {
+    let ctrd = Containerd::start("netfail");
+    // A namespace that does not exist.
+    let out = ctrd.run(
+        &[
+            "--rm",
+            "--annotation",
+            NET_HTTP,
+            "--with-ns",
+            "network:/var/run/netns/parapet-no-such-namespace",
+        ],
+        IMAGE,
+        "nons",
+        &[],
+    );
+    assert_ne!(out.status, Some(0), "{out}");
+    out.assert_stderr_contains("network namespace /var/run/netns/parapet-no-such-namespace");
+
+    // Another tool's filter where the redirect would go: refused, and left as it was.
+    let net = PodNet::new();
+    let (pod, veth) = (net.pod.as_str(), net.veth.as_str());
+    tool("tc", &["-n", pod, "qdisc", "add", "dev", veth, "ingress"]);
+    let filter = [
+        "-n", pod, "filter", "add", "dev", veth, "parent", "ffff:", "prio", "1", "protocol", "all",
+        "u32", "match", "u32", "0", "0",
+    ];
+    let mut foreign = filter.to_vec();
+    foreign.extend(["flowid", "1:1"]);
+    tool("tc", &foreign);
+    let out = ctrd.run(
+        &[
+            "--rm",
+            "--annotation",
+            NET_HTTP,
+            "--with-ns",
+            &net.with_ns(),
+        ],
+        IMAGE,
+        "foreign",
+        &[],
+    );
+    assert_ne!(out.status, Some(0), "{out}");
+    out.assert_stderr_contains(&format!(
+        "network: {veth}: its ingress already has a filter of priority 1"
+    ));
+    let links = tool("ip", &["-n", pod, "-o", "link", "show"]);
+    assert!(!links.contains("ptap0"), "{links}");
+    let filters = tool("tc", &["-n", pod, "filter", "show", "dev", veth, "ingress"]);
+    assert!(filters.contains("flowid 1:1"), "{filters}");
+
+    // What a container that was never deleted leaves: a redirect to a TAP that is gone. The
+    // next container replaces it, and its deletion leaves the qdisc it found.
+    tool("tc", &["-n", pod, "filter", "del", "dev", veth, "ingress"]);
+    let pair = [
+        "link", "add", "gone0", "type", "veth", "peer", "name", "gone1",
+    ];
+    tool("ip", &[&["-n", pod][..], &pair].concat());
+    tool("ip", &["-n", pod, "link", "set", "gone0", "up"]);
+    let mut stale = filter.to_vec();
+    stale.extend(["action", "mirred", "egress", "redirect", "dev", "gone0"]);
+    tool("tc", &stale);
+    tool("ip", &["-n", pod, "link", "del", "gone0"]);
+    run_web(&ctrd, &net, "stale");
+    let body = net.get();
+    assert!(body.contains("Hello from Parapet"), "{body}");
+    ctrd.ctr(&["task", "delete", "--force", "stale"])
+        .assert_status(0);
+    ctrd.ctr(&["container", "rm", "stale"]).assert_status(0);
+    wait_for_no_vmm(&ctrd);
+    let qdiscs = tool("tc", &["-n", pod, "qdisc", "show", "dev", veth]);
+    assert!(qdiscs.contains("ingress"), "{qdiscs}");
+    let filters = tool("tc", &["-n", pod, "filter", "show", "dev", veth, "ingress"]);
+    assert!(filters.trim().is_empty(), "{filters}");
 }

@@ -6,7 +6,7 @@
 //! restore. The last needs root (network namespaces, TAP devices), as CI has, like tests/net.rs.
 
 use parapet_tests::{
-    Output, TempDir, guest, parapet, parapet_with_input, run_guest, run_kernel, stat, vmm,
+    Output, TempDir, guest, parapet, parapet_with_input, run, run_guest, run_kernel, stat, vmm,
 };
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -1104,4 +1104,78 @@ fn a_guest_with_console_disk_and_net_keeps_working_across_restore() {
     let out = clone.finish(Duration::ZERO);
     assert!(!out.stdout.contains("listening"), "{out}");
     out.assert_no_panic();
+}
+
+/// A TAP device attached the way `parapet-runc` makes one (`IFF_TAP|IFF_NO_PI`, not persistent:
+/// it goes when the descriptor closes), named after this process, in the test's own namespace
+/// (no address, not up: the guest below never sends on it).
+fn open_tap(name: &str) -> std::os::fd::OwnedFd {
+    use rustix::fs::{Mode, OFlags};
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: i16,
+        _pad: [u8; 22],
+    }
+    const TUNSETIFF: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<i32>(b'T', 202);
+    let fd = rustix::fs::open(
+        "/dev/net/tun",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .expect("open /dev/net/tun (the network tests need root)");
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: 0x0002 | 0x1000, // IFF_TAP | IFF_NO_PI
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `IfReq` is in size and
+    // layout (a 16-byte name, then the flags); the descriptor is ours.
+    unsafe {
+        rustix::ioctl::ioctl(
+            &fd,
+            rustix::ioctl::Updater::<TUNSETIFF, IfReq>::new(&mut req),
+        )
+    }
+    .expect("TUNSETIFF");
+    fd
+}
+
+#[test]
+fn a_guest_on_an_inherited_tap_needs_net_again_to_restore() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("snap-fd");
+    let snap = dir.join("net-http.snap");
+    let tap_name = format!("pfd{}", std::process::id());
+    let tap = open_tap(&tap_name);
+    let raw = tap.as_raw_fd();
+    let mut cmd = Command::new(vmm());
+    cmd.arg("run")
+        .arg(guest("net-http"))
+        .args(["--net", &format!("fd={raw}"), "--timeout", "60"])
+        .arg("--snapshot")
+        .arg(&snap)
+        .args(["--cmdline", "ip=10.77.9.2/24 suspend"]);
+    // SAFETY: the closure only clears the descriptor's close-on-exec flag (fcntl, which is
+    // async-signal-safe), so the VMM inherits the TAP at the same number.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    let saved = run(cmd);
+    drop(tap);
+    saved.assert_stdout_contains("net-http: listening on http://10.77.9.2:80/");
+    assert_suspended_to(&saved, &snap);
+
+    // The snapshot names the interface, but the descriptor is gone: --net is needed again.
+    let out = parapet([OsStr::new("restore"), snap.as_os_str()]);
+    out.assert_one_line_error(&[&format!(
+        "inherited TAP descriptor (fd={raw} (TAP {tap_name}))"
+    )]);
+    out.assert_stderr_contains("give --net tap=NAME or --net fd=N");
 }

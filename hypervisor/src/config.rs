@@ -123,33 +123,97 @@ impl fmt::Display for GdbAddr {
     }
 }
 
-/// `--net tap=NAME[,mac=XX:XX:XX:XX:XX:XX]`.
+/// `--net tap=NAME|fd=N[,mac=XX:XX:XX:XX:XX:XX][,mtu=M]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetSpec {
     /// The host TAP device.
-    pub tap: String,
+    pub tap: TapSource,
     /// The guest's MAC address; derived from the TAP name if not given.
     pub mac: Option<[u8; 6]>,
+    /// The interface's MTU as the guest is told it (68–1500); 1500 if not given.
+    pub mtu: Option<u16>,
 }
+
+/// Where a network interface's TAP device comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TapSource {
+    /// `tap=NAME`: the TAP device of that name, attached (or created) by the VMM.
+    Name(String),
+    /// `fd=N`: a TAP file descriptor inherited from the parent, already attached (like
+    /// crosvm's `--tap-fd`): the parent made the device, possibly in another network namespace.
+    Fd(i32),
+}
+
+impl fmt::Display for TapSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TapSource::Name(name) => write!(f, "tap={name}"),
+            TapSource::Fd(fd) => write!(f, "fd={fd}"),
+        }
+    }
+}
+
+/// The largest MTU a PV network interface carries (a 1514-byte frame, docs/abi.md §10.3).
+pub const MAX_MTU: u16 = 1500;
+/// The smallest MTU IPv4 allows.
+pub const MIN_MTU: u16 = 68;
 
 impl FromStr for NetSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (mut tap, mut mac) = (None, None);
+        let (mut tap, mut mac, mut mtu) = (None, None, None);
         for part in s.split(',') {
-            match part.split_once('=') {
-                Some(("tap", name)) if !name.is_empty() => tap = Some(name.to_owned()),
-                Some(("mac", m)) => mac = Some(parse_mac(m)?),
+            let source = match part.split_once('=') {
+                Some(("tap", name)) if !name.is_empty() => Some(TapSource::Name(name.to_owned())),
+                Some(("fd", n)) => Some(TapSource::Fd(parse_fd(n)?)),
+                Some(("mac", m)) => {
+                    mac = Some(parse_mac(m)?);
+                    None
+                }
+                Some(("mtu", m)) => {
+                    mtu = Some(parse_mtu(m)?);
+                    None
+                }
                 _ => {
                     return Err(format!(
-                        "`{part}` is not `tap=NAME` or `mac=XX:XX:XX:XX:XX:XX`"
+                        "`{part}` is not `tap=NAME`, `fd=N`, `mac=XX:XX:XX:XX:XX:XX` or `mtu=M`"
                     ));
                 }
+            };
+            if let Some(source) = source {
+                if let Some(first) = &tap {
+                    return Err(format!(
+                        "`{first}` and `{source}`: an interface has one TAP device"
+                    ));
+                }
+                tap = Some(source);
             }
         }
-        let tap = tap.ok_or("the interface needs `tap=NAME`")?;
-        Ok(NetSpec { tap, mac })
+        let tap = tap.ok_or("the interface needs `tap=NAME` or `fd=N`")?;
+        Ok(NetSpec { tap, mac, mtu })
+    }
+}
+
+fn parse_fd(s: &str) -> Result<i32, String> {
+    let fd: i32 = s
+        .parse()
+        .map_err(|_| format!("`fd={s}`: not a file descriptor number"))?;
+    if fd < 3 {
+        return Err(format!(
+            "`fd={s}`: descriptors 0-2 are the guest's console; pass the TAP above them"
+        ));
+    }
+    Ok(fd)
+}
+
+fn parse_mtu(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(m) if (MIN_MTU..=MAX_MTU).contains(&m) => Ok(m),
+        _ => Err(format!(
+            "`mtu={s}`: the MTU is {MIN_MTU} to {MAX_MTU} (a PV interface carries frames of at \
+             most 1514 bytes)"
+        )),
     }
 }
 
@@ -298,11 +362,18 @@ mod tests {
 
     #[test]
     fn parses_net_specs() {
-        use super::NetSpec;
+        use super::{NetSpec, TapSource};
         let n: NetSpec = "tap=tap0".parse().unwrap();
-        assert_eq!((n.tap.as_str(), n.mac), ("tap0", None));
+        assert_eq!(
+            (n.tap, n.mac, n.mtu),
+            (TapSource::Name("tap0".into()), None, None)
+        );
         let n: NetSpec = "tap=t1,mac=02:aa:bb:cc:dd:ee".parse().unwrap();
         assert_eq!(n.mac, Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]));
+        let n: NetSpec = "fd=3,mac=02:aa:bb:cc:dd:ee,mtu=1400".parse().unwrap();
+        assert_eq!((n.tap, n.mtu), (TapSource::Fd(3), Some(1400)));
+        let n: NetSpec = "mtu=68,fd=1000".parse().unwrap();
+        assert_eq!((n.tap, n.mtu), (TapSource::Fd(1000), Some(68)));
         for bad in [
             "",
             "tap=",
@@ -311,9 +382,22 @@ mod tests {
             "tap=t,mac=02:00:00:00:00",
             "tap=t,mac=02:00:00:00:00:0g",
             "tap=t,speed=1",
+            "fd=",
+            "fd=x",
+            "fd=-1",
+            "fd=0",
+            "fd=2",
+            "fd=3,tap=t",
+            "tap=t,tap=u",
+            "fd=3,fd=4",
+            "fd=3,mtu=1501",
+            "fd=3,mtu=67",
+            "fd=3,mtu=",
         ] {
             assert!(bad.parse::<NetSpec>().is_err(), "{bad}");
         }
+        let e = "fd=3,tap=t".parse::<NetSpec>().unwrap_err();
+        assert!(e.contains("one TAP device"), "{e}");
     }
 
     #[test]

@@ -43,8 +43,9 @@ struct RestoreArgs {
     #[arg(long, value_name = "PATH[,readonly]")]
     disk: Vec<DiskSpec>,
     /// A TAP device for the snapshot's next network interface, in order, with the MAC this
-    /// clone gets; by default the TAPs it was taken with.
-    #[arg(long, value_name = "tap=NAME[,mac=MAC]")]
+    /// clone gets; by default the TAPs it was taken with (needed for an interface that was on an
+    /// inherited descriptor, `fd=N`).
+    #[arg(long, value_name = "tap=NAME|fd=N[,mac=MAC][,mtu=M]")]
     net: Vec<NetSpec>,
     /// Warm reset: one VM serves an invocation per line of standard input, each starting from
     /// the snapshot, with the line as its console input; it ends when the guest suspends again.
@@ -92,8 +93,10 @@ struct RunArgs {
     /// A raw disk image as a PV block device (docs/abi.md §10.2); repeat for more disks.
     #[arg(long, value_name = "PATH[,readonly]")]
     disk: Vec<DiskSpec>,
-    /// A PV network interface on a host TAP device (docs/abi.md §10.3); repeat for more.
-    #[arg(long, value_name = "tap=NAME[,mac=MAC]")]
+    /// A PV network interface on a host TAP device (docs/abi.md §10.3): `tap=NAME` attaches to
+    /// (or creates) it, `fd=N` takes over an attached TAP descriptor inherited from the parent;
+    /// `mtu=M` (68-1500) is the MTU the guest is told. Repeat for more.
+    #[arg(long, value_name = "tap=NAME|fd=N[,mac=MAC][,mtu=M]")]
     net: Vec<NetSpec>,
     /// Do not confine the VMM's threads with seccomp filters (for debugging).
     #[arg(long)]

@@ -164,6 +164,14 @@ impl Restored {
                 kind::NET => {
                     let spec = match nets.next() {
                         Some(spec) => spec.clone(),
+                        None if d.source.starts_with("fd=") => {
+                            return Err(fail(format!(
+                                "device {index} is a network interface on an inherited TAP \
+                                 descriptor ({}), which ended with the process that took the \
+                                 snapshot: give --net tap=NAME or --net fd=N for each interface",
+                                d.source
+                            )));
+                        }
                         None => d.source.parse::<NetSpec>().map_err(&fail)?,
                     };
                     Arc::new(NetDevice::new(Tap::open(&spec)?))

@@ -41,6 +41,8 @@ use vmm_sys_util::eventfd::EventFd;
 /// Runs the guest `config` describes; returns the process exit status.
 pub fn run(config: &VmConfig) -> Result<u8> {
     let started = Instant::now();
+    // First, before this process opens anything: inherited TAP descriptors (`--net fd=N`).
+    crate::devices::net::check_inherited(&config.nets)?;
     prepare_process(config.seccomp)?;
     let mem_size = check_memory(config.memory.bytes())?;
     let gdb_listener = config.gdb.as_ref().map(GdbListener::bind).transpose()?;
@@ -148,6 +150,7 @@ pub fn run(config: &VmConfig) -> Result<u8> {
 /// invocations from it); returns the process exit status.
 pub fn restore(config: &RestoreConfig) -> Result<u8> {
     let started = Instant::now();
+    crate::devices::net::check_inherited(&config.nets)?;
     prepare_process(config.seccomp)?;
     let snapshot_out = config
         .snapshot_out

@@ -6,13 +6,18 @@ use crate::console;
 use crate::error::{Context, Error, Result};
 use crate::guest;
 use crate::log::rfc3339;
+use crate::network::{self, Attached, Namespace};
 use crate::state::{State, Status, Store, proc_stat, validate_id, write_atomic};
 use oci_spec::runtime::Spec;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::{Errno, FdFlags};
 use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +25,28 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How long `delete` waits for a killed VMM to die.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long `create` waits for the container's process to set up its network.
+const SETUP_WAIT: Duration = Duration::from_secs(10);
+/// What `create` records of the plumbing for `delete` to undo: `ROOT/ID/network.json`.
+const NETWORK_FILE: &str = "network.json";
+
+/// What `init` tells `create` once it is in its network namespace: the first line on the sync
+/// socket. `create` answers with the command to become (NUL-terminated arguments, then EOF).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Report {
+    /// Ready, with the network plumbed for the guest, or none to plumb.
+    Ready { net: Option<Attached> },
+    /// Setting up failed; the process exits.
+    Failed { error: String },
+}
+
+/// `ROOT/ID/network.json`: the namespace and what was plumbed in it.
+#[derive(Debug, Serialize, Deserialize)]
+struct NetworkRecord {
+    netns: PathBuf,
+    attached: Attached,
+}
 
 /// What `create` needs from its command line.
 #[derive(Debug)]
@@ -63,8 +90,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         .and_then(|p| p.console_size())
         .map(|b| (b.width() as u16, b.height() as u16));
 
+    let netns = Namespace::of(&spec);
+
     let dir = store.create_dir(&opts.id)?;
     let mut pid = None;
+    let mut plumbed: Option<NetworkRecord> = None;
     let result = (|| {
         let fifo = store.fifo(&opts.id);
         rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600))
@@ -83,16 +113,36 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
             None => None,
         };
 
+        // The sync socket: `init` reports on it once in its network namespace, and reads the
+        // command to become.
+        let (sync, sync_child) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .context(|| "socketpair")?;
+        let sync_child =
+            rustix::io::fcntl_dupfd_cloexec(&sync_child, 3).context(|| "dup the sync socket")?;
+
         let exe = std::env::current_exe().context(|| "find parapet-runc's own executable")?;
         let mut cmd = Command::new(&exe);
         cmd.arg0("parapet-runc")
             .arg("init")
             .arg("--fifo-fd")
             .arg(fifo_fd.as_raw_fd().to_string())
-            .arg("--")
-            .arg(&vmm)
-            .args(plan.vmm_args())
+            .arg("--sync-fd")
+            .arg(sync_child.as_raw_fd().to_string())
             .current_dir(&bundle);
+        match &netns {
+            Namespace::Host => {}
+            Namespace::New => {
+                cmd.arg("--new-netns");
+            }
+            Namespace::Join(path) => {
+                cmd.arg("--netns").arg(path);
+            }
+        }
         if let Some(pty) = &pty {
             let io = |what| {
                 pty.slave
@@ -105,6 +155,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
                 .stderr(io("stderr")?);
         }
         let raw_fifo = fifo_fd.as_raw_fd();
+        let raw_sync = sync_child.as_raw_fd();
         let tty = pty.is_some();
         // SAFETY: the closure runs in the forked child before exec and makes only
         // async-signal-safe system calls (setsid, ioctl, fcntl) on descriptors it was given.
@@ -115,14 +166,56 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
                     rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
                 }
                 rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(raw_fifo), FdFlags::empty())?;
+                rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(raw_sync), FdFlags::empty())?;
                 Ok(())
             });
         }
         let child = cmd.spawn().context(|| format!("start {}", exe.display()))?;
+        drop(sync_child);
         let child_pid = child.id() as i32;
         pid = Some(child_pid);
         // `child` is dropped without a wait: it outlives this process, and the shim (a child
         // subreaper) inherits it.
+
+        // The container's process is in its namespace and has plumbed the network; it waits
+        // for the command that makes it the VMM.
+        let mut sync = UnixStream::from(sync);
+        sync.set_read_timeout(Some(SETUP_WAIT))
+            .context(|| "sync socket")?;
+        let net = match read_report(&mut sync)? {
+            Report::Ready { net } => net,
+            Report::Failed { error } => return Err(Error::Other(error)),
+        };
+        if let (Some(attached), Namespace::Join(path)) = (&net, &netns) {
+            let record = NetworkRecord {
+                netns: path.clone(),
+                attached: attached.clone(),
+            };
+            write_atomic(
+                &dir.join(NETWORK_FILE),
+                serde_json::to_string(&record).expect("JSON").as_bytes(),
+            )?;
+            plumbed = Some(record);
+        }
+        let mut plan = plan.clone();
+        let mut args = vec![vmm.clone().into_os_string()];
+        if let Some(a) = &net {
+            plan.cmdline = a.amend_cmdline(&plan.cmdline);
+        }
+        args.extend(plan.vmm_args());
+        if let Some(a) = &net {
+            args.push("--net".into());
+            args.push(a.vmm_net().into());
+        }
+        let mut command = Vec::new();
+        for a in &args {
+            command.extend_from_slice(a.as_bytes());
+            command.push(0);
+        }
+        sync.write_all(&command)
+            .and_then(|()| sync.shutdown(std::net::Shutdown::Write))
+            .context(|| "hand the VMM's command to the container's process")?;
+
         let (_, start_time) = proc_stat(child_pid).ok_or_else(|| {
             Error::Other(format!("the container's process {child_pid} died at once"))
         })?;
@@ -147,15 +240,87 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         if let Some(pid) = pid.and_then(Pid::from_raw) {
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
+        if let Some(record) = &plumbed {
+            let _ = network::release(&record.netns, &record.attached);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-/// `init`: waits for `start`'s byte on the FIFO, then becomes `program`.
-pub fn init(fifo_fd: i32, program: &[OsString]) -> Result<()> {
-    // SAFETY: `create` passed this descriptor, open on the FIFO, for this process to own.
-    let fifo = unsafe { OwnedFd::from_raw_fd(fifo_fd) };
+/// The first line `init` writes on the sync socket.
+fn read_report(sync: &mut UnixStream) -> Result<Report> {
+    let mut line = String::new();
+    let read = BufReader::new(&*sync).read_line(&mut line);
+    match read {
+        Ok(0) => Err(Error::Other(
+            "the container's process exited while setting up (see its standard error)".into(),
+        )),
+        Ok(_) => serde_json::from_str(&line).map_err(|e| {
+            Error::Other(format!(
+                "the container's process said `{}`: {e}",
+                line.trim_end()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Error::Other(format!(
+            "the container's process did not set up its network within {SETUP_WAIT:?}"
+        ))),
+        Err(e) => Err(e).context(|| "read the container's process's report"),
+    }
+}
+
+/// `init`: the container's process until `start`. It joins (or makes) its network namespace and
+/// plumbs the guest's network there, reports to `create` on the sync socket and reads the command
+/// to become, waits for `start`'s byte on the FIFO, then becomes the VMM, which inherits the TAP.
+pub fn init(fifo_fd: i32, sync_fd: i32, netns: &Namespace) -> Result<()> {
+    // SAFETY: `create` passed these descriptors, open on the FIFO and the sync socket, for this
+    // process to own.
+    let (fifo, sync) = unsafe { (OwnedFd::from_raw_fd(fifo_fd), OwnedFd::from_raw_fd(sync_fd)) };
+    let mut sync = UnixStream::from(sync);
+    let set_up = (|| -> Result<Option<(Attached, OwnedFd)>> {
+        netns.enter()?;
+        match netns {
+            Namespace::Join(_) => network::plumb(),
+            Namespace::Host | Namespace::New => Ok(None),
+        }
+    })();
+    let (report, tap) = match set_up {
+        Ok(Some((attached, tap))) => (
+            Report::Ready {
+                net: Some(attached),
+            },
+            Some(tap),
+        ),
+        Ok(None) => (Report::Ready { net: None }, None),
+        Err(e) => (
+            Report::Failed {
+                error: e.to_string(),
+            },
+            None,
+        ),
+    };
+    let mut line = serde_json::to_string(&report).expect("JSON");
+    line.push('\n');
+    sync.write_all(line.as_bytes())
+        .context(|| "report to create")?;
+    if matches!(report, Report::Failed { .. }) {
+        // `create` says why; nothing was left behind.
+        std::process::exit(1);
+    }
+    let mut command = Vec::new();
+    sync.read_to_end(&mut command)
+        .context(|| "read the command from create")?;
+    drop(sync);
+    let program: Vec<OsString> = command
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect();
+    let Some((prog, args)) = program.split_first() else {
+        // `create` failed and is killing this process.
+        std::process::exit(1);
+    };
+
     let mut byte = [0u8; 1];
     loop {
         match rustix::io::read(&fifo, &mut byte) {
@@ -167,7 +332,10 @@ pub fn init(fifo_fd: i32, program: &[OsString]) -> Result<()> {
     }
     drop(fifo);
     close_inherited_fds();
-    let (prog, args) = program.split_first().expect("clap requires a program");
+    if let Some(tap) = &tap {
+        // The VMM takes it over as `--net fd=N`.
+        rustix::io::fcntl_setfd(tap, FdFlags::empty()).context(|| "pass the TAP on")?;
+    }
     let err = Command::new(prog).args(args).exec();
     Err(Error::Io {
         what: format!("run {}", Path::new(prog).display()),
@@ -260,7 +428,21 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             ));
         }
     }
+    release_network(store, id)?;
     store.remove(id)
+}
+
+/// Undoes what `create` plumbed in the container's network namespace, if anything.
+fn release_network(store: &Store, id: &str) -> Result<()> {
+    let path = store.dir(id).join(NETWORK_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).context(|| path.display().to_string()),
+    };
+    let record: NetworkRecord = serde_json::from_str(&text)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    network::release(&record.netns, &record.attached)
 }
 
 fn kill_and_wait(state: &State) -> Result<()> {

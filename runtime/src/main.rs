@@ -6,11 +6,14 @@
 //! guest's console is the container's stdio and the VMM's exit status is the container's.
 //!
 //! - `create` checks the bundle, records the container under `--root`, and starts
-//!   `parapet-runc init`, which waits on `ROOT/ID/exec.fifo` and then becomes `parapet run …`
-//!   (the PID in `--pid-file` is that process throughout). It keeps the stdio `create` was given,
-//!   or with `--console-socket` gets a new pseudoterminal whose master end goes over the socket.
+//!   `parapet-runc init`, which moves into the container's network namespace and plumbs the
+//!   guest's network there ([`network`]), tells `create` how that went, waits on
+//!   `ROOT/ID/exec.fifo` and then becomes `parapet run …` (the PID in `--pid-file` is that process
+//!   throughout). It keeps the stdio `create` was given, or with `--console-socket` gets a new
+//!   pseudoterminal whose master end goes over the socket.
 //! - `start` writes a byte into the FIFO: the VMM starts.
-//! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do.
+//! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do; `delete` also
+//!   undoes the network plumbing.
 
 mod console;
 mod container;
@@ -18,6 +21,8 @@ mod delegate;
 mod error;
 mod guest;
 mod log;
+mod netlink;
+mod network;
 mod state;
 
 use clap::{Args, Parser, Subcommand};
@@ -120,9 +125,15 @@ enum Command {
         /// The FIFO's inherited file descriptor.
         #[arg(long)]
         fifo_fd: i32,
-        /// The program to become and its arguments.
-        #[arg(trailing_var_arg = true, required = true)]
-        program: Vec<OsString>,
+        /// The inherited socket to `create`: the report goes out, the command comes in.
+        #[arg(long)]
+        sync_fd: i32,
+        /// Join this network namespace and plumb the guest's network in it.
+        #[arg(long, value_name = "PATH", conflicts_with = "new_netns")]
+        netns: Option<PathBuf>,
+        /// Move to a new, empty network namespace.
+        #[arg(long)]
+        new_netns: bool,
     },
     #[command(external_subcommand)]
     Other(Vec<OsString>),
@@ -192,7 +203,19 @@ fn main() -> ExitCode {
         Command::Ps { id, format, .. } => container::ps(&store, &id, &format),
         Command::List { format, quiet } => container::list(&store, &format, quiet),
         Command::Features => container::features(),
-        Command::Init { fifo_fd, program } => container::init(fifo_fd, &program),
+        Command::Init {
+            fifo_fd,
+            sync_fd,
+            netns,
+            new_netns,
+        } => {
+            let ns = match (netns, new_netns) {
+                (Some(path), _) => network::Namespace::Join(path),
+                (None, true) => network::Namespace::New,
+                (None, false) => network::Namespace::Host,
+            };
+            container::init(fifo_fd, sync_fd, &ns)
+        }
         Command::Other(args) => Err(error::Error::Unsupported(
             args.first()
                 .map(|a| a.to_string_lossy().into_owned())

@@ -3,7 +3,7 @@
 
 mod tap;
 
-pub use tap::Tap;
+pub use tap::{Tap, check_inherited};
 
 use super::{Backend, BackendIo, Wake};
 use crate::grant_table::{GrantMapping, GrantTable};
@@ -48,7 +48,7 @@ impl Backend for NetDevice {
     }
 
     fn source(&self) -> String {
-        format!("tap={}", self.tap.name())
+        self.tap.source()
     }
 
     fn describe(&self, info: &mut DeviceInfo) {
@@ -56,7 +56,7 @@ impl Backend for NetDevice {
         let mut mac = [0u8; 8];
         mac[..6].copy_from_slice(&self.tap.mac());
         info.config[CONFIG_MAC] = u64::from_le_bytes(mac);
-        info.config[CONFIG_MTU] = 1500;
+        info.config[CONFIG_MTU] = u64::from(self.tap.mtu());
     }
 
     fn stats(&self, index: usize) -> Vec<(String, u64)> {
