@@ -25,7 +25,8 @@
 //!     --pid-file P ID` with a pipe as standard output, and `parapet-runc start ID`, each timed
 //!     as a process (spawn to exit, as the shim pays them); then the guest's first line on the
 //!     pipe and the VMM's exit (the bench is a child subreaper while it runs, as the shim is,
-//!     and reaps the VMM), both from the start of `create`; then `parapet-runc delete ID`.
+//!     and reaps the VMM), both from the start of `create`; then `parapet-runc delete ID`, and
+//!     `parapet-runc --version` for scale (a process of the runtime that does nothing).
 //!     create + start is parapet-runc's own share of what `ctr run` adds (goal: ≤ 5 ms).
 //!   - the same in a network namespace: the bundle's `linux.namespaces` has `{"type":
 //!     "network", "path": "/var/run/netns/NAME"}`, a namespace holding a veth (`eth0`, an address
@@ -180,6 +181,8 @@ struct RuncRun {
     exit_ns: f64,
     /// `delete`, spawn to exit.
     delete_ns: f64,
+    /// `parapet-runc --version`, spawn to exit: a process of the runtime that does nothing.
+    noop_ns: f64,
 }
 
 impl RuncRun {
@@ -833,6 +836,8 @@ fn runc_run(runc: &Path, root: &Path, bundle: &Bundle, id: &str, keep: i32) -> R
     let exit_ns = t0.elapsed().as_nanos() as f64;
     let (first, stdout) = lines.join().unwrap_or_default();
     let delete_ns = run_quick(&mut runc_cmd(&["delete", id])).context("parapet-runc delete")?;
+    let noop_ns =
+        run_quick(Command::new(runc).arg("--version")).context("parapet-runc --version")?;
     match first {
         Some(first_line_ns) if code == 0 && stdout.starts_with(HELLO_LINE) => Ok(RuncRun {
             create_ns,
@@ -840,6 +845,7 @@ fn runc_run(runc: &Path, root: &Path, bundle: &Bundle, id: &str, keep: i32) -> R
             first_line_ns,
             exit_ns,
             delete_ns,
+            noop_ns,
         }),
         _ => {
             let cap = Captured {
@@ -1791,7 +1797,7 @@ fn runc_rows(t: &mut Table, title: &str, r: &RuncRow, parapet_first: Option<f64>
     }
     let n = r.runs.len().to_string();
     type Stat = fn(&RuncRun) -> f64;
-    let rows: [(&str, Stat, bool); 6] = [
+    let rows: [(&str, Stat, bool); 7] = [
         ("  create", |x| x.create_ns, false),
         ("  start", |x| x.start_ns, false),
         ("  create + start", RuncRun::create_start_ns, true),
@@ -1802,6 +1808,11 @@ fn runc_rows(t: &mut Table, title: &str, r: &RuncRow, parapet_first: Option<f64>
         ),
         ("  VMM's exit (reaped), from create", |x| x.exit_ns, false),
         ("  delete (after the exit)", |x| x.delete_ns, false),
+        (
+            "  parapet-runc --version (does nothing)",
+            |x| x.noop_ns,
+            false,
+        ),
     ];
     for (label, f, goal) in rows {
         let tail = if goal {
@@ -1937,7 +1948,8 @@ impl<'a> JsonRunc<'a> {
         let mut stats = BTreeMap::new();
         if !r.runs.is_empty() {
             type Stat = fn(&RuncRun) -> f64;
-            let figures: [(&str, Stat); 6] = [
+            let figures: [(&str, Stat); 7] = [
+                ("noop_ns", |x| x.noop_ns),
                 ("create_ns", |x| x.create_ns),
                 ("start_ns", |x| x.start_ns),
                 ("create_start_ns", RuncRun::create_start_ns),
@@ -2417,6 +2429,7 @@ mod tests {
                 first_line_ns: 6e6,
                 exit_ns: 7e6,
                 delete_ns: 1e6,
+                noop_ns: 1e6,
             }],
             failure: None,
             selected: true,
