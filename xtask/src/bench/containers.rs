@@ -1292,7 +1292,8 @@ impl WorkDir {
             let n = kill_matching(&needle, &OWN_COMMS);
             if n > 0 {
                 eprintln!(
-                    "xtask bench containers: killed {n} processes a previous run left in {needle}"
+                    "xtask bench containers: killed {n} process{} a previous run left in {needle}",
+                    if n == 1 { "" } else { "es" }
                 );
                 std::thread::sleep(Duration::from_millis(200));
             }
