@@ -8,6 +8,8 @@
 //! cargo xtask bench [--iters N] [--rounds R] [--peer-solo5 PATH] [--only PATTERN]...
 //! cargo xtask bench blk [--size 256M] [--seconds N] [--rounds R] [--spin US]
 //! cargo xtask bench net [--mib N] [--udp N] [--rounds R]      (root: network namespaces)
+//! cargo xtask bench snapshot [--spawns N] [--clones N] [--rounds R]
+//! cargo xtask bench containers [--runs N] [--containers N] [--rounds R]   (root: containerd)
 //! cargo xtask test-kvm-hw [--bench]
 //! cargo xtask oci-image GUEST [--disk IMG[,readonly]]... [--cmdline STR] [--memory SIZE]
 //!                             [--out FILE] [--name REF] [--release]

@@ -1,14 +1,17 @@
-//! `cargo xtask bench`: four suites behind one driver ([`suite`]). The core suite
+//! `cargo xtask bench`: five suites behind one driver ([`suite`]). The core suite
 //! ([`core`]) runs the bench guest, the floor and (if given) the Solo5 peer, and prints the
 //! hypercall-vs-trap table, writing `results.json` and `chart.svg` under `target/bench/`;
 //! `bench blk` ([`blk`]) and `bench net` ([`net`]) measure the PV block and network devices
 //! against the host; `bench snapshot` ([`snapshot`]) measures warm reset, restore against a cold
-//! start, and the memory of restored clones. Each runs its rounds, adds them up into a report, and the driver prints
+//! start, and the memory of restored clones; `bench containers` ([`containers`]) measures `ctr run`
+//! through containerd and parapet-runc against `parapet run`, parapet-runc alone, and many
+//! containers at once. Each runs its rounds, adds them up into a report, and the driver prints
 //! its table and writes its JSON and SVG chart. Each suite's module describes its method;
 //! docs/benchmarks.md has the long version.
 
 pub mod blk;
 pub mod chart;
+pub mod containers;
 pub mod core;
 pub mod cpu;
 pub mod net;
@@ -87,6 +90,11 @@ enum Suite {
     /// request, and the memory of 100 restored clones of one snapshot; prints one table,
     /// writes snapshot.json and snapshot.svg.
     Snapshot(Box<snapshot::SnapshotArgs>),
+    /// Containers: `ctr run` of a guest through containerd and parapet-runc next to `parapet
+    /// run`, parapet-runc's own create and start, and many net-http containers at once (all
+    /// answer, none leak); prints one table, writes containers.json and containers.svg. Needs
+    /// root and containerd.
+    Containers(Box<containers::ContainersArgs>),
 }
 
 pub fn run(ws: &Workspace, args: BenchArgs) -> Result<ExitCode> {
@@ -103,6 +111,10 @@ pub fn run(ws: &Workspace, args: BenchArgs) -> Result<ExitCode> {
         Some(Suite::Snapshot(a)) => {
             let out_dir = suite::out_dir(ws, a.out.as_deref());
             suite::run(snapshot::Snapshot::new(ws, *a, &out_dir)?, &out_dir)
+        }
+        Some(Suite::Containers(a)) => {
+            let out_dir = suite::out_dir(ws, a.out.as_deref());
+            suite::run(containers::Containers::new(ws, *a, &out_dir)?, &out_dir)
         }
         None => {
             let out_dir = suite::out_dir(ws, args.out.as_deref());

@@ -811,7 +811,7 @@ impl SpawnRow {
 }
 
 /// The `p`th percentile of sorted `v` (the sample at rank `len * p / 100`), NaN if empty.
-fn percentile(v: &[f64], p: usize) -> f64 {
+pub(super) fn percentile(v: &[f64], p: usize) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -890,7 +890,7 @@ fn fmt_rate(x: f64) -> String {
     }
 }
 
-fn met(ok: bool) -> &'static str {
+pub(super) fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 

@@ -1,5 +1,5 @@
 //! What the `cargo xtask bench` suites (the hypercall-vs-trap table, `bench blk`, `bench net`,
-//! `bench snapshot`) share: the rounds and their progress lines, the cells that results collect in
+//! `bench snapshot`, `bench containers`) share: the rounds and their progress lines, the cells that results collect in
 //! over the rounds, and the output: the table on standard output, the JSON and the SVG chart
 //! under `--out`.
 //!
@@ -44,10 +44,15 @@ pub trait Report {
     fn json(&self) -> impl Serialize + '_;
     /// Draws the chart into an SVG file at `path`.
     fn chart(&self, path: &Path) -> Result<()>;
+    /// What failed in a way that fails the whole run (exit status 1 after the output is
+    /// written): none unless a suite says so.
+    fn failures(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Runs `suite`'s rounds, printing a progress line before each, then writes its report into
-/// `out_dir`.
+/// `out_dir`; the exit status is a failure if the report lists [`Report::failures`].
 pub fn run<S: Suite>(mut suite: S, out_dir: &Path) -> Result<ExitCode> {
     let rounds = suite.rounds();
     let started = Instant::now();
@@ -59,8 +64,17 @@ pub fn run<S: Suite>(mut suite: S, out_dir: &Path) -> Result<ExitCode> {
         );
         suite.round(round)?;
     }
-    write(&suite.report()?, out_dir)?;
-    Ok(ExitCode::SUCCESS)
+    let report = suite.report()?;
+    write(&report, out_dir)?;
+    let failures = report.failures();
+    for f in &failures {
+        eprintln!("xtask {}: failed: {f}", S::NAME);
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Prints `report`'s table, writes its JSON and chart into `out_dir`, and prints where they are.
