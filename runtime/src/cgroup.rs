@@ -153,22 +153,22 @@ pub fn is_systemd(path: &str) -> bool {
 
 /// Puts process `pid` into cgroup `path` in every hierarchy, making the cgroup where it is
 /// missing; returns the directories, for [`remove`]. A path in systemd's form joins nothing.
-pub fn join(path: &str, pid: i32) -> Result<Vec<PathBuf>> {
+pub fn join(path: &str, pid: i32, joined: &mut Vec<PathBuf>) -> Result<()> {
     if path.is_empty() || is_systemd(path) {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo")?;
     let own = std::fs::read_to_string("/proc/self/cgroup").context(|| "read /proc/self/cgroup")?;
-    let mut joined = Vec::new();
     for h in hierarchies(&mountinfo) {
         let dir = directory(&h, path, &own)?;
         make(&h, &dir)?;
+        // Listed before the move, so a failure half-way still has every directory made removed.
+        joined.push(dir.clone());
         std::fs::write(dir.join("cgroup.procs"), pid.to_string())
             .context(|| format!("put process {pid} into cgroup {}", dir.display()))?;
-        joined.push(dir);
     }
-    Ok(joined)
+    Ok(())
 }
 
 /// Makes cgroup `dir` of hierarchy `h` and its missing parents. In cgroup v1's cpuset
@@ -304,9 +304,8 @@ mod tests {
         assert!(is_systemd("kubepods-pod1.slice:cri-containerd:c1"));
         assert!(!is_systemd("/kubepods/pod1/c1"));
         assert!(!is_systemd("relative/c1"));
-        assert_eq!(
-            join("system.slice:docker:c1", 1).unwrap(),
-            Vec::<PathBuf>::new()
-        );
+        let mut joined = Vec::new();
+        join("system.slice:docker:c1", 1, &mut joined).unwrap();
+        assert!(joined.is_empty());
     }
 }

@@ -21,7 +21,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long `delete` waits for a killed VMM to die.
@@ -98,14 +98,17 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
     let mut pid = None;
     let mut plumbed: Option<NetworkRecord> = None;
     let mut cgroups = Vec::new();
+    let mut joining = None;
     let result = (|| {
         let fifo = store.fifo(&opts.id);
         rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600))
             .context(|| format!("mkfifo {}", fifo.display()))?;
-        let fifo_fd = rustix::fs::open(&fifo, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-            .context(|| format!("open {}", fifo.display()))?;
-        // Above the standard descriptors, whatever this process was given.
-        let fifo_fd = rustix::io::fcntl_dupfd_cloexec(&fifo_fd, 3).context(|| "dup the FIFO")?;
+        // Above the standard descriptors, whatever this process was given (the child's may
+        // become a terminal's).
+        let fifo_fd = above_stdio(
+            rustix::fs::open(&fifo, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+                .context(|| format!("open {}", fifo.display()))?,
+        )?;
 
         let pty = match &opts.console_socket {
             Some(socket) => {
@@ -125,59 +128,28 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
             None,
         )
         .context(|| "socketpair")?;
-        let sync_child =
-            rustix::io::fcntl_dupfd_cloexec(&sync_child, 3).context(|| "dup the sync socket")?;
+        let sync_child = above_stdio(sync_child)?;
 
-        let exe = std::env::current_exe().context(|| "find parapet-runc's own executable")?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg0("parapet-runc")
-            .arg("init")
-            .arg("--fifo-fd")
-            .arg(fifo_fd.as_raw_fd().to_string())
-            .arg("--sync-fd")
-            .arg(sync_child.as_raw_fd().to_string())
-            .current_dir(&bundle);
-        match &netns {
-            Namespace::Host => {}
-            Namespace::New => {
-                cmd.arg("--new-netns");
-            }
-            Namespace::Join(path) => {
-                cmd.arg("--netns").arg(path);
-            }
-        }
-        if let Some(pty) = &pty {
-            let io = |what| {
-                pty.slave
-                    .try_clone()
-                    .map(Stdio::from)
-                    .context(|| format!("{what}: dup the terminal"))
-            };
-            cmd.stdin(io("stdin")?)
-                .stdout(io("stdout")?)
-                .stderr(io("stderr")?);
-        }
-        let raw_fifo = fifo_fd.as_raw_fd();
-        let raw_sync = sync_child.as_raw_fd();
-        let tty = pty.is_some();
-        // SAFETY: the closure runs in the forked child before exec and makes only
-        // async-signal-safe system calls (setsid, ioctl, fcntl) on descriptors it was given.
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::process::setsid()?;
-                if tty {
-                    rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
-                }
-                rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(raw_fifo), FdFlags::empty())?;
-                rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(raw_sync), FdFlags::empty())?;
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().context(|| format!("start {}", exe.display()))?;
-        drop(sync_child);
-        let child_pid = child.id() as i32;
+        let setup = InitSetup {
+            bundle: &bundle,
+            terminal: pty.as_ref().map(|p| &p.slave),
+            parent_sync: &sync,
+            netns: &netns,
+        };
+        let child_pid = spawn_init(&setup, fifo_fd, sync_child)?;
         pid = Some(child_pid);
-        // `child` is dropped without a wait: it outlives this process, and the shim (a child
+        // Before it starts, everything the VMM uses must count in the container's cgroup. On
+        // cgroup v1 the kernel makes the first move wait for an RCU grace period (7-20 ms
+        // here), so the move runs beside the child's set-up instead of after it.
+        if let Some(path) = &cgroups_path {
+            let path = path.to_string_lossy().into_owned();
+            joining = Some(std::thread::spawn(move || {
+                let mut joined = Vec::new();
+                let result = cgroup::join(&path, child_pid, &mut joined);
+                (joined, result)
+            }));
+        }
+        // The child is not waited for: it outlives this process, and the shim (a child
         // subreaper) inherits it.
 
         // The container's process is in its namespace and has plumbed the network; it waits
@@ -222,9 +194,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         let (_, start_time) = proc_stat(child_pid).ok_or_else(|| {
             Error::Other(format!("the container's process {child_pid} died at once"))
         })?;
-        // Before it starts: everything the VMM uses counts in the container's cgroup.
-        if let Some(path) = &cgroups_path {
-            cgroups = cgroup::join(&path.to_string_lossy(), child_pid)?;
+        if let Some(handle) = joining.take() {
+            finish_joining(handle, &mut cgroups)?;
         }
         let state = State {
             id: opts.id.clone(),
@@ -244,6 +215,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         }
         Ok(())
     })();
+    if let Some(handle) = joining.take() {
+        let _ = finish_joining(handle, &mut cgroups);
+    }
     if result.is_err() {
         if let Some(pid) = pid.and_then(Pid::from_raw) {
             let _ = rustix::process::kill_process(pid, Signal::KILL);
@@ -256,6 +230,19 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
     }
     result
 }
+
+/// Waits for the thread moving the container's process into its cgroups; `cgroups` gets every
+/// directory it made, whether or not it succeeded.
+fn finish_joining(handle: CgroupJoin, cgroups: &mut Vec<PathBuf>) -> Result<()> {
+    let (joined, result) = handle
+        .join()
+        .map_err(|_| Error::Other("the thread joining the container's cgroups failed".into()))?;
+    *cgroups = joined;
+    result
+}
+
+/// The thread moving the container's process into its cgroups.
+type CgroupJoin = std::thread::JoinHandle<(Vec<PathBuf>, Result<()>)>;
 
 /// The first line `init` writes on the sync socket.
 fn read_report(sync: &mut UnixStream) -> Result<Report> {
@@ -278,15 +265,82 @@ fn read_report(sync: &mut UnixStream) -> Result<Report> {
     }
 }
 
-/// `init`: the container's process until `start`. It joins (or makes) its network namespace and
+/// `fd` moved to a number above 2.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    rustix::io::fcntl_dupfd_cloexec(&fd, 3).context(|| "dup a descriptor above stdio")
+}
+
+/// What the container's process is given when `create` forks it.
+struct InitSetup<'a> {
+    /// Its working directory.
+    bundle: &'a Path,
+    /// The terminal's slave end, to become its stdio and controlling terminal.
+    terminal: Option<&'a OwnedFd>,
+    /// `create`'s end of the sync socket, which the child closes: if `create` dies, the child
+    /// reads the end of the socket and exits.
+    parent_sync: &'a OwnedFd,
+    /// The network namespace to move to.
+    netns: &'a Namespace,
+}
+
+/// Forks the container's process, which runs [`init`] with the start FIFO (open read-write) and
+/// its end of the sync socket. There is no exec: the child has this process's code and memory
+/// already, which keeps an exec and a start of the runtime out of `create`'s time. The child
+/// never returns: it becomes the VMM or exits. The parent's copies of `fifo` and `sync` close.
+fn spawn_init(setup: &InitSetup, fifo: OwnedFd, sync: OwnedFd) -> Result<i32> {
+    // SAFETY: `create` has one thread here (the cgroup thread starts after), so the child may run
+    // any code, allocation included; it leaves only through `exec` or `_exit`, never back into
+    // `create`.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context(|| "fork the container's process"),
+        0 => {
+            // SAFETY: the child's copy of `create`'s end; its owner is never dropped in the
+            // child, which leaves through `exec` or `_exit`, so it is closed once.
+            unsafe { libc::close(setup.parent_sync.as_raw_fd()) };
+            let status = match init(setup, fifo, sync) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("parapet-runc: {e}");
+                    1
+                }
+            };
+            // SAFETY: ends the forked child without running the parent's exit handlers or
+            // flushing its buffers twice.
+            unsafe { libc::_exit(status) }
+        }
+        pid => Ok(pid),
+    }
+}
+
+/// The child's first steps: a session of its own, the terminal as stdio and controlling
+/// terminal, the bundle as working directory.
+fn become_session_leader(setup: &InitSetup) -> Result<()> {
+    rustix::process::setsid().context(|| "setsid")?;
+    if let Some(slave) = setup.terminal {
+        for fd in 0..3 {
+            // SAFETY: 0, 1 and 2 are this process's standard descriptors, replaced in place.
+            let mut target = unsafe { OwnedFd::from_raw_fd(fd) };
+            rustix::io::dup2(slave, &mut target).context(|| "the terminal as stdio")?;
+            std::mem::forget(target);
+        }
+        // SAFETY: fd 0 is open: it was just made the terminal.
+        rustix::process::ioctl_tiocsctty(unsafe { BorrowedFd::borrow_raw(0) })
+            .context(|| "the terminal as controlling terminal")?;
+    }
+    std::env::set_current_dir(setup.bundle).context(|| setup.bundle.display().to_string())
+}
+
+/// The container's process until `start`. It joins (or makes) its network namespace and
 /// plumbs the guest's network there, reports to `create` on the sync socket and reads the command
 /// to become, waits for `start`'s byte on the FIFO, then becomes the VMM, which inherits the TAP.
-pub fn init(fifo_fd: i32, sync_fd: i32, netns: &Namespace) -> Result<()> {
-    // SAFETY: `create` passed these descriptors, open on the FIFO and the sync socket, for this
-    // process to own.
-    let (fifo, sync) = unsafe { (OwnedFd::from_raw_fd(fifo_fd), OwnedFd::from_raw_fd(sync_fd)) };
+fn init(setup: &InitSetup, fifo: OwnedFd, sync: OwnedFd) -> Result<()> {
     let mut sync = UnixStream::from(sync);
     let set_up = (|| -> Result<Option<(Attached, OwnedFd)>> {
+        become_session_leader(setup)?;
+        let netns = setup.netns;
         netns.enter()?;
         match netns {
             Namespace::Join(_) => network::plumb(),
@@ -384,10 +438,16 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         Mode::empty(),
     )
     .context(|| format!("open {}", path.display()))?;
-    rustix::io::write(&fifo, b"0").context(|| format!("write {}", path.display()))?;
+    // The byte goes last: it wakes the container's process, which then competes with this one
+    // for the CPU while it becomes the VMM.
     state.status = Status::Running;
     store.save(&state)?;
     let _ = std::fs::remove_file(&path);
+    if let Err(e) = rustix::io::write(&fifo, b"0") {
+        state.status = Status::Created;
+        let _ = store.save(&state);
+        return Err(e).context(|| format!("write {}", path.display()));
+    }
     Ok(())
 }
 

@@ -124,22 +124,6 @@ enum Command {
     },
     /// Print what this runtime supports, as JSON.
     Features,
-    /// Internal: the container's process before `start`.
-    #[command(hide = true)]
-    Init {
-        /// The FIFO's inherited file descriptor.
-        #[arg(long)]
-        fifo_fd: i32,
-        /// The inherited socket to `create`: the report goes out, the command comes in.
-        #[arg(long)]
-        sync_fd: i32,
-        /// Join this network namespace and plumb the guest's network in it.
-        #[arg(long, value_name = "PATH", conflicts_with = "new_netns")]
-        netns: Option<PathBuf>,
-        /// Move to a new, empty network namespace.
-        #[arg(long)]
-        new_netns: bool,
-    },
     #[command(external_subcommand)]
     Other(Vec<OsString>),
 }
@@ -210,19 +194,6 @@ fn main() -> ExitCode {
         Command::Ps { id, format, .. } => container::ps(&store, &id, &format),
         Command::List { format, quiet } => container::list(&store, &format, quiet),
         Command::Features => container::features(),
-        Command::Init {
-            fifo_fd,
-            sync_fd,
-            netns,
-            new_netns,
-        } => {
-            let ns = match (netns, new_netns) {
-                (Some(path), _) => network::Namespace::Join(path),
-                (None, true) => network::Namespace::New,
-                (None, false) => network::Namespace::Host,
-            };
-            container::init(fifo_fd, sync_fd, &ns)
-        }
         Command::Other(args) => Err(error::Error::unsupported(
             &args
                 .first()

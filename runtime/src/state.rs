@@ -219,14 +219,15 @@ impl Store {
     }
 }
 
-/// Writes `data` to `path` through a temporary file beside it and a rename.
+/// Writes `data` to `path` through a temporary file beside it and a rename, so a reader sees the
+/// old or the new contents. Not synced: the state of running containers means nothing after a
+/// reboot (it belongs on a tmpfs such as `/run`), as runc's does not.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {
