@@ -963,3 +963,79 @@ fn plumbing_failures_are_one_line_and_a_stale_redirect_is_replaced() {
     let filters = tool("tc", &["-n", pod, "filter", "show", "dev", veth, "ingress"]);
     assert!(filters.trim().is_empty(), "{filters}");
 }
+
+/// `cargo xtask oci-image GUEST ARGS…` as `reference`, imported.
+fn import_xtask_image(ctrd: &Containerd, guest_name: &str, reference: &str, args: &[&str]) {
+    let out = ctrd.dir.join(format!("{guest_name}-xtask.tar"));
+    let mut cmd = Command::new(host_binary("xtask", "xtask"));
+    cmd.arg("oci-image")
+        .arg(guest(guest_name))
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .args(["--name", reference]);
+    run(cmd).assert_status(0);
+    ctrd.ctr(&["images", "import", out.to_str().unwrap()])
+        .assert_status(0);
+}
+
+/// A raw image bind-mounted into the container (`ctr run --mount`, a Kubernetes `hostPath`
+/// file) is a PV disk of the guest, read-only if the mount is; the image is one `cargo xtask
+/// oci-image` made.
+#[test]
+fn a_mounted_raw_image_is_a_disk_read_only_if_the_mount_is() {
+    let ctrd = Containerd::start("mount");
+    let image = "docker.io/parapet/blk-fat-xtask:1";
+    import_xtask_image(&ctrd, "blk-fat", image, &["--cmdline", "cat=HELLO.TXT"]);
+    let img = ctrd.dir.join("data.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(16 << 20))
+        .unwrap();
+    let img_s = img.to_str().unwrap();
+    tool("mkfs.vfat", &["-F", "16", img_s]);
+    let hello = ctrd.dir.file("hello.txt", b"Hello, mount!\n");
+    tool(
+        "mcopy",
+        &["-i", img_s, hello.to_str().unwrap(), "::HELLO.TXT"],
+    );
+
+    let ro = format!("type=bind,src={img_s},dst=/data.img,options=rbind:ro");
+    let out = ctrd.run(&["--rm", "--mount", &ro], image, "ro", &[]);
+    // The image's command line reads the file; blk-fat's default write then fails (exit 4).
+    out.assert_status(4)
+        .assert_stdout_contains(", read-only\n")
+        .assert_stdout_contains("cat HELLO.TXT 14\nHello, mount!\nend HELLO.TXT\n");
+
+    let rw = format!("type=bind,src={img_s},dst=/data.img,options=rbind:rw");
+    let args = ["write=GUEST.TXT", "text=through a mount"];
+    let out = ctrd.run(&["--rm", "--mount", &rw], image, "rw", &args);
+    out.assert_status(0).assert_stdout_contains("blk-fat: ok\n");
+    // The guest wrote the host's file.
+    assert_eq!(
+        tool("mtype", &["-i", img_s, "::GUEST.TXT"]),
+        "through a mount\n"
+    );
+    assert!(vmms_of(&ctrd).is_empty());
+}
+
+/// A bundle that is not a Parapet image goes to runc, which runs it as an ordinary container.
+#[test]
+fn an_ordinary_image_goes_to_runc() {
+    let ctrd = Containerd::start("runc");
+    // Debian's ldconfig is a static program: a Linux container needing nothing else.
+    let rootfs = ctrd.dir.join("linux-rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/sbin/ldconfig", rootfs.join("bin/ldconfig")).unwrap();
+    let image = "docker.io/parapet/linux:1";
+    ctrd.import(image, &rootfs, &["/bin/ldconfig", "--version"]);
+    let out = ctrd.run(&["--rm"], image, "linux", &[]);
+    out.assert_status(0)
+        .assert_stdout_contains("ldconfig (Debian GLIBC");
+    assert!(vmms_of(&ctrd).is_empty());
+    // runc's state lived under parapet-runc's root, in `runc/`, and is gone with the container.
+    let runc_root = ctrd.dir.join("runc").join(NAMESPACE).join("runc");
+    let left: Vec<_> = std::fs::read_dir(&runc_root)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
