@@ -139,7 +139,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<()> {
         let child_pid = spawn_init(&setup, fifo_fd, sync_child)?;
         pid = Some(child_pid);
         // Before it starts, everything the VMM uses must count in the container's cgroup. On
-        // cgroup v1 the kernel makes the first move wait for an RCU grace period (7-20 ms
+        // cgroup v1 the kernel makes the first move wait for an RCU grace period (7-40 ms
         // here), so the move runs beside the child's set-up instead of after it.
         if let Some(path) = &cgroups_path {
             let path = path.to_string_lossy().into_owned();

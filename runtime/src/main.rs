@@ -5,13 +5,13 @@
 //! (`/parapet.json` in the rootfs, or `org.parapet.guest.*` annotations; see [`guest`]), so the
 //! guest's console is the container's stdio and the VMM's exit status is the container's.
 //!
-//! - `create` checks the bundle, records the container under `--root`, and starts
-//!   `parapet-runc init`, which moves into the container's network namespace and plumbs the
+//! - `create` checks the bundle, records the container under `--root`, and forks the
+//!   container's process, which moves into the container's network namespace and plumbs the
 //!   guest's network there ([`network`]), tells `create` how that went, waits on
 //!   `ROOT/ID/exec.fifo` and then becomes `parapet run …` (the PID in `--pid-file` is that process
 //!   throughout). It keeps the stdio `create` was given, or with `--console-socket` gets a new
-//!   pseudoterminal whose master end goes over the socket, and is put into the container's
-//!   cgroup ([`cgroup`]).
+//!   pseudoterminal whose master end goes over the socket; `create` puts it into the container's
+//!   cgroup ([`cgroup`]) meanwhile.
 //! - `start` writes a byte into the FIFO: the VMM starts.
 //! - `state`, `kill`, `delete`, `ps`, `list` and `features` do what runc's do; `delete` also
 //!   undoes the network plumbing. Other runc commands (`exec`, `update`, …) fail with one line
@@ -53,7 +53,8 @@ struct Cli {
     /// How `--log` entries are written.
     #[arg(long, global = true, value_enum, default_value_t = log::LogFormat::Text)]
     log_format: log::LogFormat,
-    /// Accepted for runc compatibility; the VMM is not put in a cgroup.
+    /// Accepted for runc compatibility: cgroupfs paths are joined as without it, and systemd's
+    /// `slice:prefix:name` paths are left alone (the VMM joins no cgroup).
     #[arg(long, global = true)]
     systemd_cgroup: bool,
     /// Accepted for runc compatibility.

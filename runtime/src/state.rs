@@ -47,7 +47,7 @@ pub struct State {
     pub bundle: PathBuf,
     /// The rootfs directory, absolute.
     pub rootfs: PathBuf,
-    /// The container's process: `parapet-runc init`, then the VMM it becomes.
+    /// The container's process: the child `create` forked, then the VMM it becomes.
     pub pid: i32,
     /// The process's start time (`/proc/PID/stat` field 22), to tell it from a reused PID.
     pub start_time: u64,
